@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is what they depend on.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+ASSETS := mailer/web/static/nhsuk
+
+.PHONY: run test bench setup install assets init lint clean
+
+run: setup  ## set up and start web, worker, beat, embedded Redis and mail catcher
+	$(BIN)/mailer run
+
+test: setup  ## set up and run the whole suite (TEST_DATABASE_URL / TEST_REDIS_URL for real services)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: setup  ## measure sending speed and memory (see bench/README.md)
+	$(BIN)/python bench/send_bench.py
+
+setup: install assets init
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+assets: $(ASSETS)/.installed
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(ASSETS)/.installed: node_modules/.package-lock.json
+	rm -rf $(ASSETS) && mkdir -p $(ASSETS)
+	cp node_modules/nhsuk-frontend/dist/nhsuk/nhsuk-frontend.min.css \
+	   node_modules/nhsuk-frontend/dist/nhsuk/nhsuk-frontend.min.js $(ASSETS)/
+	cp -r node_modules/nhsuk-frontend/dist/nhsuk/assets/. $(ASSETS)/
+	touch $@
+
+init: install  ## migrate the database and seed topics (idempotent)
+	$(BIN)/mailer init
+
+lint: install
+	$(BIN)/ruff check mailer tests bench worker.py web.py migrations
+
+clean:
+	rm -rf $(VENV) node_modules $(ASSETS)

@@ -1,0 +1,86 @@
+"""The comms team's accounts (argon2 passwords) and API tokens (stored as SHA-256 only)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .audience.emails import normalise_email
+from .errors import Conflict, InvalidInput
+from .models import ROLES, AdminUser, ApiToken, utcnow
+
+_hasher = PasswordHasher()
+# Verifying against this when the email is unknown keeps login time the same either way.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+MIN_PASSWORD = 12
+
+
+def create_admin(session: Session, email: str, password: str, role: str = "admin", name: str = "") -> AdminUser:
+    """A new team member; InvalidInput for a bad address, short password or unknown role."""
+    errors = {}
+    try:
+        address = normalise_email(email)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+        address = ""
+    if len(password or "") < MIN_PASSWORD:
+        errors["password"] = f"Password must be at least {MIN_PASSWORD} characters"
+    if role not in ROLES:
+        errors["role"] = f"Role must be one of {', '.join(ROLES)}"
+    if errors:
+        raise InvalidInput(errors)
+    if session.scalar(select(AdminUser.id).where(AdminUser.email == address.lower())):
+        raise Conflict(f"An account for {address} already exists")
+    user = AdminUser(email=address.lower(), password_hash=_hasher.hash(password), role=role, name=name)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, email: str, password: str) -> AdminUser | None:
+    """The active user with this email and password, or None (the same time taken either way)."""
+    user = session.scalar(select(AdminUser).where(AdminUser.email == (email or "").strip().lower()))
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password or "")
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is None or not user.active:
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    user.last_login_at = utcnow()
+    return user
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, name: str, role: str = "admin") -> tuple[ApiToken, str]:
+    """A new API token; returns the row and the token itself, which is never stored or shown again."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput({"name": "Give the token a name"})
+    if role not in ROLES:
+        raise InvalidInput({"role": f"Role must be one of {', '.join(ROLES)}"})
+    token = "tm_" + secrets.token_urlsafe(32)
+    row = ApiToken(name=name, token_hash=_token_hash(token), prefix=token[:8], role=role)
+    session.add(row)
+    session.flush()
+    return row, token
+
+
+def token_for(session: Session, token: str) -> ApiToken | None:
+    """The live token row for a bearer token, or None."""
+    if not token:
+        return None
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_hash(token)))
+    if row is None or row.revoked_at is not None:
+        return None
+    row.last_used_at = utcnow()
+    return row

@@ -1,0 +1,1 @@
+"""The people we write to: subscribing, confirming, unsubscribing and who is in an audience."""

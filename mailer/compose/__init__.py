@@ -1,0 +1,1 @@
+"""What the comms team writes: newsletter issues (drafts, sending) and how they become mail."""

@@ -1,0 +1,111 @@
+"""Newsletter issues: write, preview, send, follow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..delivery import ledger
+from ..errors import Conflict, InvalidInput, NotFound
+from ..models import Issue, Topic, utcnow
+
+SUBJECT_MAX = 200
+BODY_MAX = 200_000
+
+
+@dataclass
+class IssueInput:
+    subject: str
+    body: str
+    topic: str  # slug
+    preheader: str = ""
+
+
+def _validated(session: Session, data: IssueInput) -> tuple[dict, Topic | None]:
+    errors: dict[str, str] = {}
+    subject = (data.subject or "").strip()
+    body = data.body or ""
+    preheader = (data.preheader or "").strip()
+    if not subject:
+        errors["subject"] = "Enter a subject"
+    elif len(subject) > SUBJECT_MAX or "\n" in subject or "\r" in subject:
+        errors["subject"] = f"Subject must be one line of {SUBJECT_MAX} characters or fewer"
+    if not body.strip():
+        errors["body"] = "Write the body of the issue"
+    elif len(body) > BODY_MAX:
+        errors["body"] = f"Body must be {BODY_MAX:,} characters or fewer"
+    if len(preheader) > 200 or "\n" in preheader:
+        errors["preheader"] = "Preview text must be one line of 200 characters or fewer"
+    topic = session.scalar(select(Topic).where(Topic.slug == (data.topic or "").strip())) if data.topic else None
+    if topic is None:
+        errors["topic"] = "Choose a topic" if not data.topic else f"Unknown topic: {data.topic}"
+    if errors:
+        raise InvalidInput(errors)
+    return {"subject": subject, "body": body, "preheader": preheader}, topic
+
+
+def create_issue(session: Session, data: IssueInput, created_by_id: int | None = None) -> Issue:
+    """A new draft issue; InvalidInput names every field that is wrong."""
+    values, topic = _validated(session, data)
+    issue = Issue(topic_id=topic.id, status="draft", created_by_id=created_by_id, **values)
+    issue.topic = topic
+    session.add(issue)
+    session.flush()
+    return issue
+
+
+def update_issue(session: Session, issue_id: int, data: IssueInput) -> Issue:
+    """Change a draft; an issue that has started sending can no longer change."""
+    issue = get_issue(session, issue_id)
+    if issue.status != "draft":
+        raise Conflict(f"Issue {issue.id} is {issue.status} and can no longer be edited")
+    values, topic = _validated(session, data)
+    for key, value in values.items():
+        setattr(issue, key, value)
+    issue.topic_id = topic.id
+    issue.topic = topic
+    session.flush()
+    return issue
+
+
+def get_issue(session: Session, issue_id: int) -> Issue:
+    issue = session.get(Issue, issue_id)
+    if issue is None:
+        raise NotFound(f"No issue with id {issue_id}")
+    return issue
+
+
+def list_issues(session: Session, limit: int = 100) -> list[Issue]:
+    return list(session.scalars(select(Issue).order_by(Issue.id.desc()).limit(limit)))
+
+
+def request_send(session: Session, issue_id: int) -> Issue:
+    """Move a draft to `sending`. The caller enqueues planning after its transaction commits."""
+    issue = session.get(Issue, issue_id, with_for_update=True)
+    if issue is None:
+        raise NotFound(f"No issue with id {issue_id}")
+    if issue.status != "draft":
+        raise Conflict(f"Issue {issue.id} is already {issue.status}")
+    issue.status = "sending"
+    issue.send_requested_at = utcnow()
+    session.flush()
+    return issue
+
+
+def issue_progress(session: Session, issue: Issue) -> dict:
+    """The issue as the API and the progress page show it."""
+    counts = ledger.status_counts(session, issue.id)
+    return {
+        "id": issue.id,
+        "subject": issue.subject,
+        "preheader": issue.preheader,
+        "topic": issue.topic.slug,
+        "status": issue.status,
+        "recipients": issue.recipient_count,
+        "counts": counts,
+        "created_at": issue.created_at.isoformat(),
+        "send_requested_at": issue.send_requested_at.isoformat() if issue.send_requested_at else None,
+        "finished_at": issue.finished_at.isoformat() if issue.finished_at else None,
+    }

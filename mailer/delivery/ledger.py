@@ -1,0 +1,248 @@
+"""The delivery ledger: every SQL statement that moves a recipient's row, named by what it does.
+
+A row goes pending → sending (a lease, claimed conditionally so two workers never hold the same row) →
+sent / failed / bounced / skipped / cancelled. Every statement here is set-based; nothing loops over
+recipients in Python except to send them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, and_, exists, func, literal, or_, select, true, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ..models import DELIVERY_STATUSES, Delivery, Issue, Subscriber, utcnow
+
+MAX_ATTEMPTS = 5
+ACTIVE_STATUSES = ("pending", "sending")
+
+
+def backoff(attempts: int) -> timedelta:
+    """Wait before the next try of a temporary failure: 1, 2, 4, 8 … minutes, at most an hour."""
+    return timedelta(minutes=min(2 ** max(attempts - 1, 0), 60))
+
+
+def plan_deliveries(session: Session, issue_id: int, audience: Select) -> int:
+    """Snapshot `audience` (a select of subscriber ids) into pending rows with one INSERT … SELECT.
+
+    Idempotent: rows that already exist are left alone (the unique (issue, subscriber) index).
+    Returns how many rows were added.
+    """
+    people = audience.subquery()
+    rows = (
+        select(
+            literal(issue_id).label("issue_id"),
+            people.c.id.label("subscriber_id"),
+            literal("pending").label("status"),
+            literal(0).label("attempts"),
+        )
+        .where(true())  # SQLite needs a WHERE to parse INSERT … SELECT … ON CONFLICT
+        .order_by(people.c.id)
+    )
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(Delivery.__table__)
+        .from_select(["issue_id", "subscriber_id", "status", "attempts"], rows)
+        .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
+    )
+    return session.execute(statement).rowcount or 0
+
+
+def batch_ranges(session: Session, issue_id: int, size: int) -> list[tuple[int, int]]:
+    """Cut the issue's pending rows into id ranges of about `size` rows each (keyset, no OFFSET)."""
+    numbered = (
+        select(Delivery.id, func.row_number().over(order_by=Delivery.id).label("n"))
+        .where(Delivery.issue_id == issue_id, Delivery.status == "pending")
+        .subquery()
+    )
+    starts = list(session.scalars(select(numbered.c.id).where((numbered.c.n - 1) % size == 0).order_by(numbered.c.id)))
+    if not starts:
+        return []
+    last = session.scalar(
+        select(func.max(Delivery.id)).where(Delivery.issue_id == issue_id, Delivery.status == "pending")
+    )
+    ends = [s - 1 for s in starts[1:]] + [last]
+    return list(zip(starts, ends, strict=True))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    delivery_id: int
+    subscriber_id: int
+    attempts: int
+    email: str
+    name: str | None
+
+
+def claim_batch(
+    session: Session,
+    issue_id: int,
+    lo: int,
+    hi: int,
+    *,
+    eligible: Select,
+    lease_seconds: int,
+    now: datetime | None = None,
+) -> tuple[list[Claimed], int]:
+    """Take the range's due pending rows for this worker; returns (claimed rows, rows skipped).
+
+    Rows whose subscriber is no longer in `eligible` (unsubscribed, suppressed since planning) become
+    `skipped` instead. Only rows still pending are touched, so a row is never claimed twice.
+    """
+    now = now or utcnow()
+    in_range = and_(Delivery.issue_id == issue_id, Delivery.id.between(lo, hi), Delivery.status == "pending")
+    still_wanted = exists(eligible.where(Subscriber.id == Delivery.subscriber_id))
+    skipped = session.execute(
+        update(Delivery)
+        .where(in_range, ~still_wanted)
+        .values(status="skipped", last_error="no longer subscribed", lease_until=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    claimed = session.execute(
+        update(Delivery)
+        .where(in_range, or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now))
+        .values(status="sending", lease_until=now + timedelta(seconds=lease_seconds), attempts=Delivery.attempts + 1)
+        .returning(Delivery.id, Delivery.subscriber_id, Delivery.attempts)
+        .execution_options(synchronize_session=False)
+    ).all()
+    if not claimed:
+        return [], skipped
+    people = dict(
+        (row.id, row)
+        for row in session.execute(
+            select(Subscriber.id, Subscriber.email, Subscriber.name).where(
+                Subscriber.id.in_([c.subscriber_id for c in claimed])
+            )
+        )
+    )
+    rows = [
+        Claimed(c.id, c.subscriber_id, c.attempts, people[c.subscriber_id].email, people[c.subscriber_id].name)
+        for c in sorted(claimed, key=lambda c: c.id)
+    ]
+    return rows, skipped
+
+
+def mark_sent(session: Session, delivery_ids: list[int], now: datetime | None = None) -> None:
+    if not delivery_ids:
+        return
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(delivery_ids), Delivery.status == "sending")
+        .values(status="sent", sent_at=now or utcnow(), lease_until=None, last_error=None, next_attempt_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def mark_retry(session: Session, retries: list[tuple[Claimed, str]], now: datetime | None = None) -> int:
+    """Temporary failures go back to pending with backoff; past MAX_ATTEMPTS they fail. Returns failures."""
+    now = now or utcnow()
+    failed = 0
+    for claim, error in retries:
+        if claim.attempts >= MAX_ATTEMPTS:
+            values = {"status": "failed", "last_error": f"gave up after {claim.attempts} attempts: {error}"}
+            failed += 1
+        else:
+            values = {"status": "pending", "next_attempt_at": now + backoff(claim.attempts), "last_error": error}
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == claim.delivery_id, Delivery.status == "sending")
+            .values(lease_until=None, **values)
+            .execution_options(synchronize_session=False)
+        )
+    return failed
+
+
+def mark_failed(session: Session, failures: list[tuple[Claimed, str]], status: str = "failed") -> None:
+    for claim, error in failures:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == claim.delivery_id, Delivery.status == "sending")
+            .values(status=status, last_error=error, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def release(session: Session, claims: list[Claimed], error: str, now: datetime | None = None) -> None:
+    """Give claimed rows back (connection trouble before they were tried); the attempt does not count."""
+    if not claims:
+        return
+    now = now or utcnow()
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_([c.delivery_id for c in claims]), Delivery.status == "sending")
+        .values(
+            status="pending",
+            lease_until=None,
+            attempts=Delivery.attempts - 1,
+            next_attempt_at=now + timedelta(seconds=30),
+            last_error=error,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def skip_pending_for(session: Session, subscriber_id: int, topic_id: int | None, reason: str) -> int:
+    """Skip a person's not-yet-claimed rows (for one topic's issues, or all): unsubscribe is immediate."""
+    query = update(Delivery).where(Delivery.subscriber_id == subscriber_id, Delivery.status == "pending")
+    if topic_id is not None:
+        query = query.where(Delivery.issue_id.in_(select(Issue.id).where(Issue.topic_id == topic_id)))
+    return session.execute(
+        query.values(status="skipped", last_error=reason).execution_options(synchronize_session=False)
+    ).rowcount
+
+
+def requeue_expired_leases(session: Session, now: datetime | None = None) -> int:
+    """Rows whose worker died mid-send go back to pending (or fail, past MAX_ATTEMPTS)."""
+    now = now or utcnow()
+    expired = and_(Delivery.status == "sending", Delivery.lease_until < now)
+    gave_up = session.execute(
+        update(Delivery)
+        .where(expired, Delivery.attempts >= MAX_ATTEMPTS)
+        .values(status="failed", lease_until=None, last_error="worker lost while sending, too many times")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    back = session.execute(
+        update(Delivery)
+        .where(expired)
+        .values(status="pending", lease_until=None, last_error="worker lost while sending; retrying")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return gave_up + back
+
+
+def status_counts(session: Session, issue_id: int) -> dict[str, int]:
+    """Rows per status for an issue; every status is present, zero when none."""
+    counts = dict.fromkeys(DELIVERY_STATUSES, 0)
+    for status, n in session.execute(
+        select(Delivery.status, func.count()).where(Delivery.issue_id == issue_id).group_by(Delivery.status)
+    ):
+        counts[status] = n
+    return counts
+
+
+def has_unfinished(session: Session, issue_id: int) -> bool:
+    return (
+        session.scalar(
+            select(Delivery.id).where(Delivery.issue_id == issue_id, Delivery.status.in_(ACTIVE_STATUSES)).limit(1)
+        )
+        is not None
+    )
+
+
+def has_due(session: Session, issue_id: int, now: datetime | None = None) -> bool:
+    now = now or utcnow()
+    return (
+        session.scalar(
+            select(Delivery.id)
+            .where(
+                Delivery.issue_id == issue_id,
+                Delivery.status == "pending",
+                or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+            )
+            .limit(1)
+        )
+        is not None
+    )

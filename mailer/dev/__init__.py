@@ -1,0 +1,1 @@
+"""Parts that let `make run` work with no service installed: embedded Redis and a mail catcher."""

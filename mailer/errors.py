@@ -1,0 +1,19 @@
+"""Errors that services raise for input a person or a program got wrong; each maps to a 4xx, never a 500."""
+
+from __future__ import annotations
+
+
+class InvalidInput(ValueError):
+    """One or more fields are wrong. `errors` maps each field to a sentence a person can act on."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+class NotFound(LookupError):
+    """The thing named does not exist (or is not visible to the caller)."""
+
+
+class Conflict(RuntimeError):
+    """The request does not fit the current state, for example sending an issue that was already sent."""

@@ -1,0 +1,35 @@
+"""Newsletter issues: what the comms team writes and sends to a topic."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, UTCDateTime, utcnow
+from .topics import Topic
+
+ISSUE_STATUSES = ("draft", "sending", "sent", "cancelled")
+
+
+class Issue(Base):
+    __tablename__ = "issues"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(200))
+    preheader: Mapped[str] = mapped_column(String(200), default="")
+    body: Mapped[str] = mapped_column(Text)  # Markdown
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
+    status: Mapped[str] = mapped_column(String(16), default="draft", index=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("admin_users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    send_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    planned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Last time a batch made progress; the sweeper re-enqueues work for a send that has gone quiet.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    recipient_count: Mapped[int | None] = mapped_column(Integer)
+
+    topic: Mapped[Topic] = relationship()

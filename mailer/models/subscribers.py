@@ -1,0 +1,125 @@
+"""Subscribers, their subscriptions (ended, never deleted), consent records and the suppression list."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, BigId, Json, UTCDateTime, utcnow
+from .topics import Topic
+
+SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained", "erased")
+FREQUENCIES = ("immediately", "weekly", "monthly")
+AREAS = {
+    "isle-of-wight": "Isle of Wight",
+    "hampshire": "Hampshire",
+    "southampton": "Southampton",
+    "portsmouth": "Portsmouth",
+    "elsewhere": "Somewhere else",
+}
+END_REASONS = ("unsubscribed", "bounced", "complained", "erased")
+
+
+def email_key(email: str) -> str:
+    """The case-insensitive identity of an address: two spellings that differ only in case are one person."""
+    return email.strip().lower()
+
+
+def email_hash(email: str) -> str:
+    """One-way hash kept on the suppression list (and after erasure) instead of the address."""
+    return hashlib.sha256(email_key(email).encode()).hexdigest()
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    email_key: Mapped[str | None] = mapped_column(String(320), unique=True)
+    # Kept after erasure, so the suppression list can still match the address without holding it.
+    email_hash: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    area: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a confirmation mail was last asked for and when a worker actually sent it: the sweeper
+    # re-enqueues requests whose mail never went (the broker was down at the time).
+    confirm_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirm_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    subscriptions: Mapped[list[Subscription]] = relationship(back_populates="subscriber")
+
+    @property
+    def open_subscriptions(self) -> list[Subscription]:
+        return [s for s in self.subscriptions if s.ended_at is None]
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        # At most one open subscription per person and topic; ended ones are history.
+        Index(
+            "uq_subscriptions_open",
+            "subscriber_id",
+            "topic_id",
+            unique=True,
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+        Index("ix_subscriptions_topic_open", "topic_id", "subscriber_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"))
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
+    frequency: Mapped[str] = mapped_column(String(16), default="immediately")
+    source: Mapped[str] = mapped_column(String(32), default="web")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_reason: Mapped[str | None] = mapped_column(String(16))
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
+    topic: Mapped[Topic] = relationship()
+
+    def end(self, reason: str, at: datetime | None = None) -> None:
+        """Close this subscription for `reason`; the row stays as the record of what was."""
+        if reason not in END_REASONS:
+            raise ValueError(f"unknown end reason {reason!r}")
+        if self.ended_at is None:
+            self.ended_at = at or utcnow()
+            self.ended_reason = reason
+
+
+class ConsentEvent(Base):
+    """What someone agreed to, when, how, and under which wording; a subscribe request is one too."""
+
+    __tablename__ = "consent_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))  # subscribe_requested, confirm, change, unsubscribe
+    channel: Mapped[str] = mapped_column(String(16))  # web, email, api, import, admin
+    wording_version: Mapped[str | None] = mapped_column(String(32))
+    details: Mapped[dict] = mapped_column(Json, default=dict)
+    ip_hash: Mapped[str | None] = mapped_column(String(64))
+    admin_user_id: Mapped[int | None] = mapped_column(ForeignKey("admin_users.id"))
+    # A confirm event points at the request it confirms; unique, so one request confirms once.
+    confirms_id: Mapped[int | None] = mapped_column(ForeignKey("consent_events.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Suppression(Base):
+    """Addresses we must never mail again (hard bounce, complaint, erasure), kept only as a hash."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

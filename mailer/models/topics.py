@@ -1,0 +1,39 @@
+"""Topics people subscribe to: Trust Matters, Project Fusion updates, ..."""
+
+from __future__ import annotations
+
+from sqlalchemy import Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base
+
+# Stable slugs: the API, CSV imports and segments name topics by these, so they never change.
+SEED_TOPICS: list[tuple[str, str, str]] = [
+    (
+        "trust-matters",
+        "Trust Matters",
+        "Our regular newsletter: news, stories and what is changing across our services.",
+    ),
+    (
+        "project-fusion",
+        "Project Fusion updates",
+        "How the plan to bring community, mental health and learning disability services together is progressing.",
+    ),
+    (
+        "get-involved",
+        "Get involved and events",
+        "Community conversations, engagement events and ways to have your say.",
+    ),
+    ("careers", "Careers", "Jobs, training and opportunities to work with us."),
+    ("sustainability", "Sustainability", "Our work towards a greener NHS."),
+]
+
+
+class Topic(Base):
+    __tablename__ = "topics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(Text, default="")
+    position: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,135 @@
+"""Markdown written by the comms team, made safe for HTML mail and readable as plain text."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+import nh3
+from markdown_it import MarkdownIt
+
+# Raw HTML in Markdown is switched off; nh3 then removes anything a renderer might still let through
+# (MJML passes <script> and event handlers straight to the output).
+_md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
+
+ALLOWED_TAGS = {
+    "a",
+    "p",
+    "br",
+    "strong",
+    "em",
+    "b",
+    "i",
+    "ul",
+    "ol",
+    "li",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "blockquote",
+    "code",
+    "pre",
+    "hr",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "img",
+}
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "width", "height"},
+    "th": {"align"},
+    "td": {"align"},
+}
+
+
+def markdown_to_html(source: str) -> str:
+    """Markdown → sanitised HTML fragment (links keep only http(s) and mailto)."""
+    html = _md.render(source or "")
+    return nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener",
+    )
+
+
+def markdown_to_text(source: str, width: int = 76) -> str:
+    """Markdown → plain text for the text/plain part: links become `label (url)`, lists keep bullets."""
+    tokens = _md.parse(source or "")
+    out: list[str] = []
+    list_stack: list[list] = []  # each: [ordered, counter]
+    pending_prefix = ""
+    for i, tok in enumerate(tokens):
+        if tok.type in ("bullet_list_open", "ordered_list_open"):
+            list_stack.append([tok.type == "ordered_list_open", int(tok.attrGet("start") or 1)])
+        elif tok.type in ("bullet_list_close", "ordered_list_close"):
+            list_stack.pop()
+            if not list_stack:
+                out.append("")
+        elif tok.type == "list_item_open":
+            ordered, counter = list_stack[-1]
+            pending_prefix = f"{counter}. " if ordered else "* "
+            if ordered:
+                list_stack[-1][1] += 1
+        elif tok.type == "hr":
+            out.extend(["-" * 20, ""])
+        elif tok.type == "inline":
+            text = _inline_text(tok)
+            block = tokens[i - 1].type if i else ""
+            indent = "  " * max(len(list_stack) - 1, 0)
+            if block == "heading_open":
+                out.extend([text.upper() if tokens[i - 1].tag in ("h1", "h2") else text, ""])
+            elif pending_prefix:
+                out.append(
+                    textwrap.fill(
+                        text,
+                        width,
+                        initial_indent=indent + pending_prefix,
+                        subsequent_indent=indent + " " * len(pending_prefix),
+                        break_long_words=False,
+                        break_on_hyphens=False,
+                    )
+                )
+                pending_prefix = ""
+            else:
+                out.append(
+                    textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False) if width else text
+                )
+                if not list_stack:
+                    out.append("")
+        elif tok.type in ("fence", "code_block"):
+            out.extend([tok.content.rstrip("\n"), ""])
+    text = "\n".join(out)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def _inline_text(token) -> str:
+    parts: list[str] = []
+    href_stack: list[str] = []
+    for child in token.children or []:
+        if child.type == "text" or child.type == "code_inline":
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append(" " if child.type == "softbreak" else "\n")
+        elif child.type == "link_open":
+            href_stack.append(child.attrGet("href") or "")
+            parts.append("\x00")  # marks where the label starts
+        elif child.type == "link_close":
+            href = href_stack.pop()
+            start = len(parts) - 1 - parts[::-1].index("\x00")
+            label = "".join(parts[start + 1 :])
+            del parts[start:]
+            parts.append(
+                label if label == href or href.startswith("mailto:") and label in href else f"{label} ({href})"
+            )
+        elif child.type == "image":
+            alt = child.content or child.attrGet("alt") or ""
+            if alt:
+                parts.append(f"[{alt}]")
+    return "".join(parts)

@@ -1,0 +1,57 @@
+"""The MJML layout, rendered with Jinja and compiled by mjml-python once per message variant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+from mjml import mjml2html
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "email"
+
+
+class TemplateError(ValueError):
+    """The email template could not be rendered; the message says where."""
+
+
+@dataclass(frozen=True)
+class EmailContent:
+    """Everything a layout needs, as plain values. Recipient-specific values arrive as placeholders."""
+
+    subject: str
+    body_html: str
+    body_text: str
+    template: str = "newsletter"  # templates/email/<template>.mjml and .txt
+    preheader: str = ""
+    organisation: str = ""
+    contact_email: str = ""
+    topic_name: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("mjml", "html"), default_for_string=False),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def render_email(content: EmailContent, placeholders: dict[str, str]) -> tuple[str, str]:
+    """Return (html, text) for `content`; `placeholders` maps field names to marker strings left in place."""
+    context = {"content": content, "field": placeholders, **content.extra}
+    try:
+        env = _env()
+        mjml_source = env.get_template(f"{content.template}.mjml").render(context)
+        text = env.get_template(f"{content.template}.txt").render(context)
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"email template {content.template!r}: {exc}") from exc
+    try:
+        html = mjml2html(mjml_source, fonts={}, disable_comments=True)
+    except Exception as exc:  # mjml-python raises a bare exception type for invalid MJML
+        raise TemplateError(f"email template {content.template!r} is not valid MJML: {exc}") from exc
+    return html, text

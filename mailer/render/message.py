@@ -1,0 +1,178 @@
+"""A MIME message built once, then filled in per recipient by joining byte segments.
+
+Building an `EmailMessage` per recipient costs more than sending it. Instead the whole message — headers,
+multipart structure, quoted-printable bodies — is encoded once with markers where recipient values go, and
+split into static byte segments. Filling in a recipient is one `b"".join`, plus quoted-printable encoding of
+just the few values (in C, through binascii). Each value stands between soft line breaks (`=\\r\\n`), which a
+decoder removes, so a value never lands in the middle of an encoded line or escape sequence.
+"""
+
+from __future__ import annotations
+
+import binascii
+import html as html_lib
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP
+
+# Headers filled in per recipient (values must be plain ASCII: addresses, ids, URLs).
+HEADER_FIELDS = ("to", "message_id", "date", "list_unsubscribe")
+
+
+def new_marker_prefix() -> str:
+    return "tm" + secrets.token_hex(6)
+
+
+def markers_for(prefix: str, names) -> dict[str, str]:
+    """Marker text for each body field; random per message so no content can collide with one."""
+    return {name: f"{prefix}{name.replace('_', '')}x" for name in names}
+
+
+def _qp(data: bytes) -> bytes:
+    return binascii.b2a_qp(data, quotetabs=False, istext=False, header=False).replace(b"\n", b"\r\n")
+
+
+def _qp_text(text: str) -> bytes:
+    # Normalise line ends to \n, encode, then turn the hard breaks into CRLF for the wire.
+    data = text.replace("\r\n", "\n").encode("utf-8")
+    return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False).replace(b"\n", b"\r\n")
+
+
+_SOFT = b"=\r\n"
+
+
+@dataclass
+class CompiledMessage:
+    """Segments alternate static bytes and (field name, encoder) pairs; `fill` joins them."""
+
+    segments: list
+    envelope_from: str
+
+    def fill(self, values: Mapping[str, str]) -> bytes:
+        out = []
+        for seg in self.segments:
+            if seg.__class__ is bytes:
+                out.append(seg)
+            else:
+                name, encode = seg
+                out.append(encode(values.get(name, "")))
+        return b"".join(out)
+
+    @property
+    def fields(self) -> set[str]:
+        return {seg[0] for seg in self.segments if seg.__class__ is not bytes}
+
+
+def _split_part(text: str, markers: dict[str, str], encode_value: Callable[[str], bytes]):
+    """Quoted-printable encode `text`, leaving each marker as a field segment between soft breaks."""
+    by_marker = {marker: name for name, marker in markers.items()}
+    segments: list = []
+    rest = text
+    while True:
+        hits = [(rest.find(m), m) for m in by_marker if m in rest]
+        if not hits:
+            break
+        pos, marker = min(hits)
+        segments.append(_qp_text(rest[:pos]) + _SOFT)
+        segments.append((by_marker[marker], encode_value))
+        segments.append(_SOFT)
+        rest = rest[pos + len(marker) :]
+    segments.append(_qp_text(rest))
+    return segments
+
+
+def _html_value(value: str) -> bytes:
+    return _qp(html_lib.escape(value, quote=True).encode("utf-8"))
+
+
+def _text_value(value: str) -> bytes:
+    return _qp(value.encode("utf-8"))
+
+
+def _header_value(value: str) -> bytes:
+    # Header fields are ASCII by construction; refuse CR/LF so no value can inject a header.
+    if "\r" in value or "\n" in value:
+        raise ValueError("line break in a header value")
+    return value.encode("ascii")
+
+
+def compile_message(
+    *,
+    subject: str,
+    mail_from: str,
+    html: str,
+    text: str,
+    body_markers: dict[str, str],
+    reply_to: str | None = None,
+    list_id: str | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+    one_click: bool = True,
+) -> CompiledMessage:
+    """Encode the message once. Per-recipient header fields: to, message_id, date, list_unsubscribe."""
+    head = EmailMessage(policy=SMTP)
+    head["From"] = mail_from
+    head["Subject"] = subject
+    if reply_to:
+        head["Reply-To"] = reply_to
+    if list_id:
+        head["List-Id"] = list_id
+    for name, value in (extra_headers or {}).items():
+        head[name] = value
+    static_headers = head.as_bytes(policy=SMTP)
+    static_headers = static_headers.rstrip(b"\r\n") + b"\r\n"
+    envelope_from = head["From"].addresses[0].addr_spec
+
+    boundary = "=_tm_" + secrets.token_hex(12)
+    segments: list = [
+        static_headers,
+        b"To: ",
+        ("to", _header_value),
+        b"\r\n",
+        b"Date: ",
+        ("date", _header_value),
+        b"\r\n",
+        b"Message-ID: <",
+        ("message_id", _header_value),
+        b">\r\n",
+    ]
+    if one_click:
+        segments += [
+            b"List-Unsubscribe: <",
+            ("list_unsubscribe", _header_value),
+            b">\r\n",
+            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+        ]
+    segments.append(
+        (
+            "MIME-Version: 1.0\r\n"
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
+            "\r\n"
+            "This is a multi-part message in MIME format.\r\n"
+            f"--{boundary}\r\n"
+            'Content-Type: text/plain; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: quoted-printable\r\n"
+            "\r\n"
+        ).encode()
+    )
+    segments += _split_part(text, body_markers, _text_value)
+    segments.append(
+        (
+            f"\r\n--{boundary}\r\n"
+            'Content-Type: text/html; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: quoted-printable\r\n"
+            "\r\n"
+        ).encode()
+    )
+    segments += _split_part(html, body_markers, _html_value)
+    segments.append(f"\r\n--{boundary}--\r\n".encode())
+
+    # Merge neighbouring static segments so fill() joins as few pieces as possible.
+    merged: list = []
+    for seg in segments:
+        if seg.__class__ is bytes and merged and merged[-1].__class__ is bytes:
+            merged[-1] += seg
+        else:
+            merged.append(seg)
+    return CompiledMessage(segments=merged, envelope_from=envelope_from)

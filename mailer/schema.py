@@ -1,0 +1,51 @@
+"""Migrations (Alembic) and seed data: what `mailer init` does, idempotently."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .config import ROOT
+from .db import Database
+from .models import SEED_TOPICS, Topic
+
+
+def alembic_config(database_url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return cfg
+
+
+def migrate(database_url: str, revision: str = "head") -> None:
+    """Bring the database schema up to `revision`."""
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def seed_topics(session: Session) -> int:
+    """Add any seed topic that is missing (by slug); existing rows keep their edited names. Returns added."""
+    existing = set(session.scalars(select(Topic.slug)))
+    added = 0
+    for position, (slug, name, description) in enumerate(SEED_TOPICS):
+        if slug not in existing:
+            session.add(Topic(slug=slug, name=name, description=description, position=position))
+            added += 1
+    session.flush()
+    return added
+
+
+def init_database(database_url: str) -> int:
+    """Migrate and seed. Safe to run any number of times."""
+    if database_url.startswith("sqlite:///"):
+        from pathlib import Path
+
+        Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    migrate(database_url)
+    db = Database(database_url)
+    try:
+        with db.transaction() as session:
+            return seed_topics(session)
+    finally:
+        db.dispose()

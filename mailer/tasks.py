@@ -1,0 +1,202 @@
+"""Celery tasks: thin wrappers that wire services together and enqueue follow-up work after commits.
+
+Queues: `transactional` (confirmations, test sends) has its own worker slots and never waits behind
+`bulk` (issue batches, planning, the sweeper). Delivery is at-least-once: acks late, a task whose
+worker dies is redelivered, and the ledger makes a repeated task harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from .audience import segments
+from .audience.confirmation import confirmation_mail, latest_request_id, mark_confirmation_sent
+from .audience.suppression import suppress
+from .compose.mail import compile_issue
+from .config import Settings
+from .delivery import dispatch
+from .delivery.ledger import Claimed
+from .delivery.sender import send_batch as send_batch_service
+from .errors import NotFound
+from .models import Issue
+from .runtime import runtime, set_runtime
+from .transports import PermanentFailure, TemporaryFailure, smtp_transport_for
+
+log = logging.getLogger(__name__)
+
+celery = Celery("mailer")
+
+TRANSACTIONAL = "transactional"
+BULK = "bulk"
+SWEEP_SECONDS = 30.0
+
+
+def configure_celery(settings: Settings) -> Celery:
+    """Point the shared Celery app at the settings' Redis, with at-least-once delivery settings."""
+    celery.conf.update(
+        broker_url=settings.redis_url,
+        broker_connection_retry_on_startup=True,
+        # A task not acknowledged within this many seconds is handed to another worker: well above the
+        # longest batch (500 messages at even 50/s is 10 s).
+        broker_transport_options={"visibility_timeout": 3600},
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=BULK,
+        task_routes={
+            "mailer.send_confirmation": {"queue": TRANSACTIONAL},
+        },
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
+        timezone="Europe/London",
+        beat_schedule={"sweep": {"task": "mailer.sweep", "schedule": SWEEP_SECONDS}},
+        worker_hijack_root_logger=False,
+    )
+    return celery
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_):
+    # A forked child must not share the parent's database connections.
+    rt = runtime()
+    rt.db.engine.dispose(close=False)
+
+
+def enqueue(task, *args, **options) -> bool:
+    """Publish a task; if the broker is down, log and let the sweeper find the work later."""
+    try:
+        task.apply_async(args=args, **options)
+        return True
+    except Exception:  # kombu raises OperationalError and friends; the sweeper is the safety net
+        log.exception("could not enqueue %s%r; the sweeper will retry", task.name, args)
+        return False
+
+
+# --- confirmations -------------------------------------------------------------------------------
+
+
+@celery.task(name="mailer.send_confirmation", bind=True, max_retries=8)
+def send_confirmation(self, request_id: int) -> str:
+    rt = runtime()
+    try:
+        with rt.db.transaction() as session:
+            mail = confirmation_mail(session, request_id, rt.settings, rt.links)
+    except NotFound:
+        return "gone"
+    try:
+        smtp_transport_for(rt.settings.smtp_url).send(mail.envelope_from, mail.recipient, mail.data)
+    except TemporaryFailure as exc:
+        raise self.retry(exc=exc, countdown=min(2**self.request.retries * 5, 300)) from exc
+    except PermanentFailure as exc:
+        log.warning("confirmation for request %s refused: %s", request_id, exc)
+        return "refused"
+    with rt.db.transaction() as session:
+        mark_confirmation_sent(session, mail.subscriber_id)
+    return "sent"
+
+
+# --- issues --------------------------------------------------------------------------------------
+
+
+def _issue_audience(issue: Issue):
+    return segments.topic_audience(issue.topic_id)
+
+
+@celery.task(name="mailer.plan_issue")
+def plan_issue(issue_id: int) -> int:
+    rt = runtime()
+    ranges = dispatch.plan_issue(rt.db, issue_id, _issue_audience, rt.settings.batch_size)
+    for lo, hi in ranges:
+        enqueue(send_batch, issue_id, lo, hi)
+    return len(ranges)
+
+
+_compiled: OrderedDict = OrderedDict()
+
+
+def _compiled_issue(issue: Issue, settings: Settings):
+    """Render each issue once per worker process (MJML is the expensive part), keep the last few."""
+    key = (issue.id, issue.updated_at)
+    message = _compiled.get(key)
+    if message is None:
+        message = _compiled[key] = compile_issue(issue, settings)
+        while len(_compiled) > 8:
+            _compiled.popitem(last=False)
+    return message
+
+
+@celery.task(name="mailer.send_batch")
+def send_batch(issue_id: int, lo: int, hi: int) -> dict:
+    rt = runtime()
+    with rt.db.transaction() as session:
+        issue = session.get(Issue, issue_id)
+        if issue is None or issue.status != "sending":
+            return {"skipped": "issue not sending"}
+        topic_id = issue.topic_id
+        message = _compiled_issue(issue, rt.settings)
+    links, domain = rt.links, rt.settings.mail_domain
+
+    def recipient_fields(claim: Claimed) -> dict[str, str]:
+        unsubscribe = links.unsubscribe_url(claim.subscriber_id, topic_id)
+        return {
+            "to": claim.email,
+            "message_id": f"issue-{issue_id}.{claim.subscriber_id}@{domain}",
+            "list_unsubscribe": unsubscribe,
+            "unsubscribe_url": unsubscribe,
+        }
+
+    report = send_batch_service(
+        rt.db,
+        issue_id=issue_id,
+        lo=lo,
+        hi=hi,
+        eligible=segments.topic_audience(topic_id),
+        message=message,
+        recipient_fields=recipient_fields,
+        transport=smtp_transport_for(rt.settings.smtp_url),
+        lease_seconds=rt.settings.lease_seconds,
+    )
+    if report.hard_bounces:
+        with rt.db.transaction() as session:
+            suppress(session, report.hard_bounces, "bounced", detail=f"refused during issue {issue_id}")
+    dispatch.after_batch(rt.db, issue_id)
+    return {k: v for k, v in vars(report).items() if k != "hard_bounces"}
+
+
+# --- recovery ------------------------------------------------------------------------------------
+
+
+@celery.task(name="mailer.sweep")
+def sweep() -> dict:
+    rt = runtime()
+    found = dispatch.sweep(rt.db, rt.settings.batch_size)
+    for issue_id in found.plan:
+        enqueue(plan_issue, issue_id)
+    for issue_id, lo, hi in found.batches:
+        enqueue(send_batch, issue_id, lo, hi)
+    for subscriber_id in found.confirmations:
+        with rt.db.transaction() as session:
+            request_id = latest_request_id(session, subscriber_id)
+        if request_id:
+            enqueue(send_confirmation, request_id)
+    return {
+        "requeued_rows": found.requeued_rows,
+        "plans": len(found.plan),
+        "batches": len(found.batches),
+        "confirmations": len(found.confirmations),
+        "finished": found.finished,
+    }
+
+
+def bootstrap(settings: Settings | None = None) -> Celery:
+    """Used by worker.py: configure Celery (and the process runtime) from settings or the environment."""
+    if settings is not None:
+        from .runtime import Runtime
+
+        set_runtime(Runtime.build(settings))
+    return configure_celery(runtime().settings)

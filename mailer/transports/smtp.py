@@ -1,0 +1,132 @@
+"""SMTP with one connection reused for many messages, reopened when the server drops it.
+
+`SMTP_URL` forms: smtp://host:port, smtp://user:pass@host:port?starttls=1, smtps://host:465.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import threading
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .base import PermanentFailure, TemporaryFailure
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class SmtpTransport:
+    def __init__(self, url: str, timeout: float = 30.0, local_hostname: str | None = None):
+        parts = urlsplit(url)
+        if parts.scheme not in {"smtp", "smtps"}:
+            raise ValueError(f"not an smtp:// or smtps:// URL: {url!r}")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        self.host = parts.hostname or "localhost"
+        self.ssl = parts.scheme == "smtps"
+        self.port = parts.port or (465 if self.ssl else 25)
+        self.starttls = query.get("starttls", "").lower() in _TRUE
+        self.verify = query.get("verify", "1").lower() in _TRUE
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.timeout = timeout
+        self.local_hostname = local_hostname
+        self._conn: smtplib.SMTP | None = None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        if not self.verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    def _connect(self) -> smtplib.SMTP:
+        try:
+            if self.ssl:
+                conn = smtplib.SMTP_SSL(
+                    self.host,
+                    self.port,
+                    timeout=self.timeout,
+                    local_hostname=self.local_hostname,
+                    context=self._tls_context(),
+                )
+            else:
+                conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname)
+            conn.ehlo()
+            if self.starttls:
+                conn.starttls(context=self._tls_context())
+                conn.ehlo()
+            if self.username:
+                conn.login(self.username, self.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TemporaryFailure(f"SMTP login refused: {exc.smtp_code} {exc.smtp_error!r}", exc.smtp_code) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TemporaryFailure(f"cannot connect to SMTP server {self.host}:{self.port}: {exc}") from exc
+        return conn
+
+    def send(self, envelope_from: str, recipient: str, data: bytes) -> str:
+        """Send one message; returns the server's reply. Retries once on a connection the server dropped."""
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._conn = self._connect()
+            try:
+                refused = self._conn.sendmail(envelope_from, [recipient], data)
+            except smtplib.SMTPRecipientsRefused as exc:
+                code, reply = exc.recipients.get(recipient, (550, b"refused"))
+                self._reset()
+                raise _failure(code, reply) from exc
+            except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+                self._reset()
+                raise _failure(exc.smtp_code, exc.smtp_error) from exc
+            except (TimeoutError, smtplib.SMTPServerDisconnected, ConnectionError, OSError) as exc:
+                self.close()
+                if attempt == 2:
+                    raise TemporaryFailure(f"SMTP connection lost: {exc}") from exc
+                continue
+            except smtplib.SMTPResponseException as exc:
+                self._reset()
+                raise _failure(exc.smtp_code, exc.smtp_error) from exc
+            if refused:
+                code, reply = refused[recipient]
+                raise _failure(code, reply)
+            return "250 queued"
+        raise AssertionError("unreachable")
+
+    def _reset(self) -> None:
+        """After a refused transaction the connection is still good; RSET it so the next one starts clean."""
+        if self._conn is None:
+            return
+        try:
+            self._conn.rset()
+        except (smtplib.SMTPException, OSError):
+            self.close()
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.quit()
+            except (smtplib.SMTPException, OSError):
+                conn.close()
+
+
+def _failure(code: int, reply) -> TemporaryFailure | PermanentFailure:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    message = f"{code} {text}".strip()
+    if 400 <= code < 500:
+        return TemporaryFailure(message, code)
+    return PermanentFailure(message, code)
+
+
+# One open connection per (process, thread, URL): Celery's prefork children each get their own.
+_local = threading.local()
+
+
+def smtp_transport_for(url: str) -> SmtpTransport:
+    """The reused transport for this process and thread."""
+    pool = getattr(_local, "pool", None)
+    if pool is None:
+        pool = _local.pool = {}
+    transport = pool.get(url)
+    if transport is None:
+        transport = pool[url] = SmtpTransport(url)
+    return transport

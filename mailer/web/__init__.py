@@ -1,0 +1,134 @@
+"""The Flask application factory. Blueprints parse input, call one service, render the result."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import Flask, g, jsonify, render_template, request
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from jinja2 import ChainableUndefined, ChoiceLoader, FileSystemLoader, PackageLoader
+from werkzeug.exceptions import HTTPException
+
+from ..config import ROOT, Settings, load_settings
+from ..models import AdminUser
+from ..runtime import Runtime, set_runtime
+from ..tasks import configure_celery
+
+log = logging.getLogger(__name__)
+
+csrf = CSRFProtect()
+login_manager = LoginManager()
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or load_settings()
+    rt = Runtime.build(settings)
+    set_runtime(rt)
+    configure_celery(settings)
+
+    app = Flask(__name__, static_folder="static", static_url_path="/static")
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        WTF_CSRF_TIME_LIMIT=None,  # tied to the session instead, so a form left open does not fail
+        MAX_CONTENT_LENGTH=10 * 1024 * 1024,
+    )
+    app.extensions["mailer"] = rt
+    app.jinja_options = {
+        "undefined": ChainableUndefined,
+        "loader": ChoiceLoader(
+            [
+                FileSystemLoader(ROOT / "templates" / "web"),
+                PackageLoader("nhsuk_frontend_jinja"),
+            ]
+        ),
+        "autoescape": True,
+    }
+
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "admin.login"
+    login_manager.login_message = "Sign in to continue"
+
+    from .admin import bp as admin_bp
+    from .api import bp as api_bp
+    from .public import bp as public_bp
+
+    app.register_blueprint(public_bp)
+    app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(api_bp, url_prefix="/api/v1")
+    csrf.exempt(api_bp)
+
+    @app.context_processor
+    def _globals():
+        return {"settings": settings, "service_name": "Trust Matters"}
+
+    @app.teardown_appcontext
+    def _close_session(_exc):
+        session = g.pop("db_session", None)
+        if session is not None:
+            session.close()
+
+    _register_error_pages(app)
+    return app
+
+
+@login_manager.user_loader
+def _load_user(user_id: str):
+    session = db_session()
+    try:
+        return session.get(AdminUser, int(user_id))
+    except ValueError:
+        return None
+
+
+def runtime_of_app() -> Runtime:
+    from flask import current_app
+
+    return current_app.extensions["mailer"]
+
+
+def db_session():
+    """A read session for the request (login lookups, page data); writes go through db.transaction()."""
+    if "db_session" not in g:
+        g.db_session = runtime_of_app().db.sessions()
+    return g.db_session
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _register_error_pages(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def _csrf(exc):
+        if wants_json():
+            return jsonify(error=exc.description), 400
+        return render_template(
+            "error.html",
+            title="Your form has expired",
+            message="We could not accept that form because it was missing its security token or the token "
+            "had expired. Go back, reload the page and try again.",
+        ), 400
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        if wants_json():
+            return jsonify(error=exc.description or exc.name), exc.code
+        return render_template("error.html", title=exc.name, message=exc.description), exc.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if wants_json():
+            return jsonify(error="Something went wrong on our side. Try again later."), 500
+        return render_template(
+            "error.html",
+            title="Sorry, there is a problem with the service",
+            message="Try again later. Nothing you sent us has been half-saved.",
+        ), 500

@@ -1,0 +1,207 @@
+"""The comms team's pages: sign in, write an issue, preview it, send it, watch it go."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy import select
+
+from ...accounts import authenticate
+from ...compose.issues import (
+    IssueInput,
+    create_issue,
+    get_issue,
+    issue_progress,
+    list_issues,
+    request_send,
+    update_issue,
+)
+from ...compose.mail import preview
+from ...dev import mailcatcher
+from ...errors import Conflict, InvalidInput, NotFound
+from ...models import Topic
+from ...tasks import enqueue, plan_issue
+from .. import db_session, runtime_of_app
+
+bp = Blueprint("admin", __name__)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only same-site paths: never bounce a freshly signed-in user to another host.
+    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+        return target
+    return url_for("admin.dashboard")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("admin.dashboard"))
+    error = None
+    email = request.form.get("email", "")
+    if request.method == "POST":
+        with runtime_of_app().db.transaction() as session:
+            user = authenticate(session, email, request.form.get("password", ""))
+        if user is not None:
+            login_user(user)
+            return redirect(_safe_next(request.args.get("next")), code=303)
+        error = "Enter a correct email address and password"
+    return render_template("admin/login.html", error=error, email=email), (400 if error else 200)
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    logout_user()
+    return redirect(url_for("admin.login"), code=303)
+
+
+@bp.get("/")
+@login_required
+def dashboard():
+    session = db_session()
+    return render_template("admin/dashboard.html", issues=list_issues(session))
+
+
+def _topics():
+    return list(db_session().scalars(select(Topic).order_by(Topic.position)))
+
+
+def _issue_form(issue=None, values=None, errors=None, status=200):
+    if values is None:
+        values = (
+            {"subject": issue.subject, "preheader": issue.preheader, "body": issue.body, "topic": issue.topic.slug}
+            if issue
+            else {"subject": "", "preheader": "", "body": "", "topic": "trust-matters"}
+        )
+    return render_template(
+        "admin/issue_form.html", issue=issue, values=values, errors=errors or {}, topics=_topics()
+    ), status
+
+
+def _form_input() -> IssueInput:
+    f = request.form
+    return IssueInput(
+        subject=f.get("subject", ""), body=f.get("body", ""), topic=f.get("topic", ""), preheader=f.get("preheader", "")
+    )
+
+
+@bp.route("/issues/new", methods=["GET", "POST"])
+@login_required
+def new_issue():
+    if request.method == "GET":
+        return _issue_form()
+    data = _form_input()
+    try:
+        with runtime_of_app().db.transaction() as session:
+            issue = create_issue(session, data, created_by_id=current_user.id)
+            issue_id = issue.id
+    except InvalidInput as exc:
+        return _issue_form(values=vars(data), errors=exc.errors, status=400)
+    flash("Draft saved. Check the preview, then send it when it is ready.")
+    return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
+
+
+def _load_issue(issue_id: int):
+    try:
+        return get_issue(db_session(), issue_id)
+    except NotFound:
+        abort(404, f"There is no issue {issue_id}.")
+
+
+@bp.route("/issues/<int:issue_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit_issue(issue_id: int):
+    issue = _load_issue(issue_id)
+    if request.method == "GET":
+        return _issue_form(issue=issue)
+    data = _form_input()
+    try:
+        with runtime_of_app().db.transaction() as session:
+            update_issue(session, issue_id, data)
+    except InvalidInput as exc:
+        return _issue_form(issue=issue, values=vars(data), errors=exc.errors, status=400)
+    except Conflict as exc:
+        abort(409, str(exc))
+    flash("Changes saved.")
+    return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
+
+
+@bp.get("/issues/<int:issue_id>")
+@login_required
+def issue(issue_id: int):
+    issue = _load_issue(issue_id)
+    session = db_session()
+    _html, text = preview(issue, runtime_of_app().settings)
+    return render_template("admin/issue.html", issue=issue, progress=issue_progress(session, issue), preview_text=text)
+
+
+@bp.get("/issues/<int:issue_id>/preview")
+@login_required
+def issue_preview(issue_id: int):
+    html, _text = preview(_load_issue(issue_id), runtime_of_app().settings)
+    # Shown in a sandboxed iframe; the CSP stops anything in it from running or loading remote content.
+    return (
+        html,
+        200,
+        {
+            "Content-Type": "text/html; charset=utf-8",
+            "Content-Security-Policy": "default-src 'none'; img-src * data:; style-src 'unsafe-inline'",
+        },
+    )
+
+
+@bp.get("/issues/<int:issue_id>/progress")
+@login_required
+def issue_progress_json(issue_id: int):
+    issue = _load_issue(issue_id)
+    return issue_progress(db_session(), issue)
+
+
+@bp.post("/issues/<int:issue_id>/send")
+@login_required
+def send_issue(issue_id: int):
+    try:
+        with runtime_of_app().db.transaction() as session:
+            request_send(session, issue_id)
+    except NotFound:
+        abort(404, f"There is no issue {issue_id}.")
+    except Conflict as exc:
+        flash(str(exc))
+        return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
+    enqueue(plan_issue, issue_id)
+    flash("Sending has started.")
+    return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
+
+
+@bp.get("/mail")
+@login_required
+def mail_catcher():
+    folder = runtime_of_app().settings.mailcatcher_dir
+    if folder is None:
+        abort(404, "The mail catcher runs only when SMTP_URL is not set.")
+    return render_template("admin/mail.html", messages=mailcatcher.list_messages(folder))
+
+
+@bp.get("/mail/<name>")
+@login_required
+def mail_message(name: str):
+    folder = runtime_of_app().settings.mailcatcher_dir
+    if folder is None:
+        abort(404, "The mail catcher runs only when SMTP_URL is not set.")
+    try:
+        message = mailcatcher.read_message(folder, name)
+    except FileNotFoundError:
+        abort(404, "That message is not in the mail catcher.")
+    if request.args.get("part") == "html":
+        return (
+            message.html or "",
+            200,
+            {
+                "Content-Type": "text/html; charset=utf-8",
+                "Content-Security-Policy": "default-src 'none'; img-src * data:; style-src 'unsafe-inline'",
+            },
+        )
+    return render_template("admin/mail_message.html", message=message, name=name)

