@@ -29,15 +29,18 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
-        # pysqlite's own transaction handling defers BEGIN; emit it ourselves so a write transaction
-        # takes its lock at the start (BEGIN IMMEDIATE would serialise readers too, so plain BEGIN).
+        # pysqlite defers BEGIN until the first write, so a transaction that reads and then writes can
+        # find its snapshot stale and fail at once with "database is locked" (no busy wait). We emit BEGIN
+        # ourselves: IMMEDIATE for units of work (they take the write lock up front and queue behind the
+        # busy timeout), plain BEGIN for read-only sessions (WAL readers never wait).
         @event.listens_for(engine, "connect")
         def _no_pysqlite_autobegin(dbapi_conn, _record):  # pragma: no cover
             dbapi_conn.isolation_level = None
 
         @event.listens_for(engine, "begin")
         def _begin(conn):  # pragma: no cover
-            conn.exec_driver_sql("BEGIN")
+            immediate = conn.get_execution_options().get("sqlite_immediate", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
@@ -49,7 +52,9 @@ class Database:
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
+        # Read sessions (pages, lookups) and write sessions (units of work) share one pool.
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._writers = sessionmaker(self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -58,7 +63,7 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session whose work is committed when the block ends normally and rolled back otherwise."""
-        session = self.sessions()
+        session = self._writers()
         try:
             yield session
             session.commit()

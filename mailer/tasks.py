@@ -12,6 +12,7 @@ from collections import OrderedDict
 
 from celery import Celery
 from celery.signals import worker_process_init
+from sqlalchemy.exc import OperationalError
 
 from .audience import segments
 from .audience.confirmation import confirmation_mail, latest_request_id, mark_confirmation_sent
@@ -107,7 +108,11 @@ def _issue_audience(issue: Issue):
     return segments.topic_audience(issue.topic_id)
 
 
-@celery.task(name="mailer.plan_issue")
+# A database that is briefly unavailable or locked: try again shortly (the ledger makes repeats harmless).
+RETRY_DB = {"autoretry_for": (OperationalError,), "retry_backoff": 2, "retry_backoff_max": 60, "max_retries": 8}
+
+
+@celery.task(name="mailer.plan_issue", **RETRY_DB)
 def plan_issue(issue_id: int) -> int:
     rt = runtime()
     ranges = dispatch.plan_issue(rt.db, issue_id, _issue_audience, rt.settings.batch_size)
@@ -130,7 +135,7 @@ def _compiled_issue(issue: Issue, settings: Settings):
     return message
 
 
-@celery.task(name="mailer.send_batch")
+@celery.task(name="mailer.send_batch", **RETRY_DB)
 def send_batch(issue_id: int, lo: int, hi: int) -> dict:
     rt = runtime()
     with rt.db.transaction() as session:

@@ -29,7 +29,7 @@ def plan_deliveries(session: Session, issue_id: int, audience: Select) -> int:
     """Snapshot `audience` (a select of subscriber ids) into pending rows with one INSERT … SELECT.
 
     Idempotent: rows that already exist are left alone (the unique (issue, subscriber) index).
-    Returns how many rows were added.
+    Returns how many rows the issue's ledger holds afterwards (drivers disagree on INSERT … SELECT rowcount).
     """
     people = audience.subquery()
     rows = (
@@ -48,7 +48,8 @@ def plan_deliveries(session: Session, issue_id: int, audience: Select) -> int:
         .from_select(["issue_id", "subscriber_id", "status", "attempts"], rows)
         .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
     )
-    return session.execute(statement).rowcount or 0
+    session.execute(statement)
+    return session.scalar(select(func.count()).select_from(Delivery).where(Delivery.issue_id == issue_id)) or 0
 
 
 def batch_ranges(session: Session, issue_id: int, size: int) -> list[tuple[int, int]]:
