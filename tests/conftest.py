@@ -16,12 +16,12 @@ import time
 import pytest
 import redis as redis_lib
 from sqlalchemy import text
-from support.smtp import SmtpTestServer
 
 from mailer.config import ROOT, load_settings
 from mailer.db import Database
 from mailer.dev.redis_server import server_args
 from mailer.schema import init_database
+from support.smtp import SmtpTestServer
 
 BASE_URL = "http://mailer.test"
 

@@ -109,7 +109,9 @@ def test_create_send_and_follow_an_issue_to_sent(api, db, smtp_server, celery_wo
         # Subscribed to another topic only: must not get this issue.
         confirm_subscription(s, request_subscription(s, email="other@example.org", topic_slugs=["careers"]).request_id)
 
-    created = api.post("/issues", json={"subject": "Community conversations", "body": "Come along.", "topic": "get-involved"})
+    created = api.post(
+        "/issues", json={"subject": "Community conversations", "body": "Come along.", "topic": "get-involved"}
+    )
     assert created.status_code == 201
     issue_id = created.get_json()["id"]
     assert created.get_json()["status"] == "draft"

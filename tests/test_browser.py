@@ -14,11 +14,11 @@ import re
 import threading
 
 import pytest
-from conftest import BASE_URL, free_port, wait_until
-from support.flows import confirm_link
 from werkzeug.serving import make_server
 
+from conftest import BASE_URL, free_port, wait_until
 from mailer.config import ROOT
+from support.flows import confirm_link
 
 CHROMIUM = "/usr/bin/chromium"
 NO_CHROMIUM = "Debian chromium not installed: apt-get install chromium"

@@ -11,7 +11,8 @@ from mailer.cli import main
 
 def test_admin_create_then_sign_in(test_env, db):
     result = CliRunner().invoke(
-        main, ["admin", "create", "comms@hiow.nhs.uk", "--role", "publisher"],
+        main,
+        ["admin", "create", "comms@hiow.nhs.uk", "--role", "publisher"],
         env={**test_env, "MAILER_ADMIN_PASSWORD": "correct horse battery"},
     )
     assert result.exit_code == 0, result.output

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from conftest import BASE_URL, wait_until
 from sqlalchemy import select
+
+from conftest import BASE_URL, wait_until
+from mailer.models import ConsentEvent, Issue, Subscriber, Subscription
 from support.flows import (
     confirm,
     confirm_link,
@@ -15,8 +17,6 @@ from support.flows import (
     unsubscribe_link,
     write_issue,
 )
-
-from mailer.models import ConsentEvent, Issue, Subscriber, Subscription
 
 
 def _subscriber(db, email):

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from ..delivery import ledger
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import Issue, Topic, utcnow
+from ..render.content import has_control_characters
 
 SUBJECT_MAX = 200
 BODY_MAX = 200_000
@@ -32,11 +33,13 @@ def _validated(session: Session, data: IssueInput) -> tuple[dict, Topic | None]:
         errors["subject"] = "Enter a subject"
     elif len(subject) > SUBJECT_MAX or "\n" in subject or "\r" in subject:
         errors["subject"] = f"Subject must be one line of {SUBJECT_MAX} characters or fewer"
+    elif has_control_characters(subject):
+        errors["subject"] = "Subject contains invisible control characters: retype it"
     if not body.strip():
         errors["body"] = "Write the body of the issue"
     elif len(body) > BODY_MAX:
         errors["body"] = f"Body must be {BODY_MAX:,} characters or fewer"
-    if len(preheader) > 200 or "\n" in preheader:
+    if len(preheader) > 200 or "\n" in preheader or has_control_characters(preheader):
         errors["preheader"] = "Preview text must be one line of 200 characters or fewer"
     topic = session.scalar(select(Topic).where(Topic.slug == (data.topic or "").strip())) if data.topic else None
     if topic is None:

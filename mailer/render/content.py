@@ -47,9 +47,23 @@ ALLOWED_ATTRIBUTES = {
 }
 
 
+# C0/C1 control characters (other than tab and newline) are invisible, invalid in XML (so MJML
+# refuses the whole template) and never meant: text pasted from other programs carries them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def clean_text(value: str) -> str:
+    """Text without control characters; CRLF and CR become LF."""
+    return _CONTROL.sub("", (value or "").replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def has_control_characters(value: str) -> bool:
+    return bool(_CONTROL.search(value or ""))
+
+
 def markdown_to_html(source: str) -> str:
     """Markdown → sanitised HTML fragment (links keep only http(s) and mailto)."""
-    html = _md.render(source or "")
+    html = _md.render(clean_text(source))
     return nh3.clean(
         html,
         tags=ALLOWED_TAGS,
@@ -61,7 +75,7 @@ def markdown_to_html(source: str) -> str:
 
 def markdown_to_text(source: str, width: int = 76) -> str:
     """Markdown → plain text for the text/plain part: links become `label (url)`, lists keep bullets."""
-    tokens = _md.parse(source or "")
+    tokens = _md.parse(clean_text(source))
     out: list[str] = []
     list_stack: list[list] = []  # each: [ordered, counter]
     pending_prefix = ""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
 from mjml import mjml2html
+
+from .content import clean_text
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "email"
 
@@ -43,6 +45,9 @@ def _env() -> jinja2.Environment:
 
 def render_email(content: EmailContent, placeholders: dict[str, str]) -> tuple[str, str]:
     """Return (html, text) for `content`; `placeholders` maps field names to marker strings left in place."""
+    content = replace(
+        content, **{f.name: clean_text(getattr(content, f.name)) for f in fields(content) if f.type == "str"}
+    )
     context = {"content": content, "field": placeholders, **content.extra}
     try:
         env = _env()

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
 
+from .content import clean_text
+
 # Headers filled in per recipient (values must be plain ASCII: addresses, ids, URLs).
 HEADER_FIELDS = ("to", "message_id", "date", "list_unsubscribe")
 
@@ -113,7 +115,7 @@ def compile_message(
     """Encode the message once. Per-recipient header fields: to, message_id, date, list_unsubscribe."""
     head = EmailMessage(policy=SMTP)
     head["From"] = mail_from
-    head["Subject"] = subject
+    head["Subject"] = " ".join(clean_text(subject).split())  # one line, no control characters
     if reply_to:
         head["Reply-To"] = reply_to
     if list_id:
