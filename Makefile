@@ -13,7 +13,7 @@ test: setup  ## set up and run the whole suite (TEST_DATABASE_URL / TEST_REDIS_U
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: setup  ## measure sending speed and memory (see bench/README.md)
-	$(BIN)/python bench/send_bench.py
+	$(BIN)/python bench/render_bench.py
 
 setup: install assets init
 

@@ -159,9 +159,13 @@ def _tables(conn) -> list[str]:
 def app(settings):
     from mailer.web import create_app
 
+    from mailer.web import limiter
+
     application = create_app(settings)
     application.config["TESTING"] = True
-    return application
+    yield application
+    with application.app_context():
+        limiter.reset()  # each test starts with fresh rate-limit windows
 
 
 @pytest.fixture()

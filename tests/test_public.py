@@ -190,3 +190,18 @@ def test_healthz_reports_database_and_redis(client):
 def test_unknown_page_is_a_friendly_404(client):
     page = client.get("/no-such-page")
     assert page.status_code == 404 and b"Not Found" in page.data
+
+
+def test_subscribing_too_often_from_one_address_is_slowed_down(client, db):
+    csrf = csrf_from(client.get("/subscribe").data)
+    codes = [
+        client.post(
+            "/subscribe", data={"csrf_token": csrf, "email": f"p{i}@example.org", "topics": ["careers"]}
+        ).status_code
+        for i in range(21)
+    ]
+    assert codes[:20] == [303] * 20
+    assert codes[20] == 429
+    last = client.post("/subscribe", data={"csrf_token": csrf, "email": "late@example.org", "topics": ["careers"]})
+    assert last.status_code == 429 and b"Too many attempts" in last.data
+    assert _count(db, Subscriber) == 20

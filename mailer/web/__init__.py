@@ -6,6 +6,8 @@ import logging
 from datetime import timedelta
 
 from flask import Flask, g, jsonify, render_template, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import ChainableUndefined, ChoiceLoader, FileSystemLoader, PackageLoader
@@ -20,6 +22,11 @@ log = logging.getLogger(__name__)
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
+# Per client address, counted in Redis so every web process shares the count. The per-address cap on
+# confirmation mails (audience.subscriptions) protects an inbox; this protects the service.
+limiter = Limiter(get_remote_address, strategy="fixed-window")
+SUBSCRIBE_LIMIT = "20 per minute; 200 per hour"
+LOGIN_LIMIT = "10 per minute; 50 per hour"
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -37,6 +44,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
         WTF_CSRF_TIME_LIMIT=None,  # tied to the session instead, so a form left open does not fail
         MAX_CONTENT_LENGTH=10 * 1024 * 1024,
+        RATELIMIT_STORAGE_URI=settings.redis_url,
+        RATELIMIT_KEY_PREFIX="mailer-limits",
+        # If Redis is down the site still answers (the health check reports it); limits resume with Redis.
+        RATELIMIT_SWALLOW_ERRORS=True,
+        RATELIMIT_HEADERS_ENABLED=True,
     )
     app.extensions["mailer"] = rt
     app.jinja_options = {
@@ -51,6 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     }
 
     csrf.init_app(app)
+    limiter.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "admin.login"
     login_manager.login_message = "Sign in to continue"
@@ -115,6 +128,16 @@ def _register_error_pages(app: Flask) -> None:
             message="We could not accept that form because it was missing its security token or the token "
             "had expired. Go back, reload the page and try again.",
         ), 400
+
+    @app.errorhandler(429)
+    def _too_many(exc):
+        if wants_json():
+            return jsonify(error="Too many requests: wait a minute and try again"), 429
+        return render_template(
+            "error.html",
+            title="Too many attempts",
+            message="We have had too many requests from your connection. Wait a few minutes and try again.",
+        ), 429
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

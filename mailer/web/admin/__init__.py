@@ -23,7 +23,7 @@ from ...dev import mailcatcher
 from ...errors import Conflict, InvalidInput, NotFound
 from ...models import Topic
 from ...tasks import enqueue, plan_issue
-from .. import db_session, runtime_of_app
+from .. import LOGIN_LIMIT, db_session, limiter, runtime_of_app
 
 bp = Blueprint("admin", __name__)
 
@@ -36,6 +36,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(LOGIN_LIMIT, methods=["POST"])
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("admin.dashboard"))

@@ -18,7 +18,7 @@ from ...errors import Conflict, InvalidInput, NotFound
 from ...links import BadLink
 from ...models import AREAS, Subscriber, Topic
 from ...tasks import enqueue, send_confirmation
-from .. import csrf, db_session, runtime_of_app
+from .. import SUBSCRIBE_LIMIT, csrf, db_session, limiter, runtime_of_app
 
 bp = Blueprint("public", __name__)
 
@@ -60,6 +60,7 @@ def subscribe_form():
 
 
 @bp.post("/subscribe")
+@limiter.limit(SUBSCRIBE_LIMIT)
 def subscribe():
     form = request.form
     values = {
