@@ -18,6 +18,12 @@ _hasher = PasswordHasher()
 # Verifying against this when the email is unknown keeps login time the same either way.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 MIN_PASSWORD = 12
+ROLE_RANK = {"editor": 1, "publisher": 2, "admin": 3}
+
+
+def has_role(role: str | None, needed: str) -> bool:
+    """Roles are ordered: an admin can do what a publisher can, a publisher what an editor can."""
+    return ROLE_RANK.get(role or "", 0) >= ROLE_RANK[needed]
 
 
 def create_admin(session: Session, email: str, password: str, role: str = "admin", name: str = "") -> AdminUser:
@@ -73,6 +79,21 @@ def create_token(session: Session, name: str, role: str = "admin") -> tuple[ApiT
     session.add(row)
     session.flush()
     return row, token
+
+
+def list_tokens(session: Session) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.id)))
+
+
+def revoke_token(session: Session, prefix: str) -> ApiToken:
+    """Revoke the live token whose shown prefix (e.g. tm_AbCdE) is `prefix`."""
+    rows = [r for r in session.scalars(select(ApiToken).where(ApiToken.prefix == prefix)) if r.revoked_at is None]
+    if not rows:
+        raise InvalidInput({"prefix": f"No live token starts with {prefix!r}"})
+    if len(rows) > 1:
+        raise Conflict(f"More than one token starts with {prefix!r}; revoke by id in the database")
+    rows[0].revoked_at = utcnow()
+    return rows[0]
 
 
 def token_for(session: Session, token: str) -> ApiToken | None:

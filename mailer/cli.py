@@ -91,6 +91,33 @@ def token_create(name: str, role: str) -> None:
     click.echo(secret)
 
 
+@token.command("list")
+def token_list() -> None:
+    """List API tokens (their prefixes, never the tokens)."""
+    from .accounts import list_tokens
+
+    with _db().transaction() as session:
+        for row in list_tokens(session):
+            state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "live"
+            used = f"last used {row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never used"
+            click.echo(f"{row.prefix}  {row.role:<9}  {state:<18}  {used:<26}  {row.name}")
+
+
+@token.command("revoke")
+@click.argument("prefix")
+def token_revoke(prefix: str) -> None:
+    """Revoke a token by the prefix `mailer token list` shows."""
+    from .accounts import revoke_token
+    from .errors import Conflict, InvalidInput
+
+    try:
+        with _db().transaction() as session:
+            row = revoke_token(session, prefix)
+            click.echo(f"revoked {row.prefix} ({row.name})")
+    except (InvalidInput, Conflict) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @main.group()
 def dev() -> None:
     """Embedded services for development (started for you by `mailer run`)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -47,7 +47,11 @@ class Settings:
     contact_email: str = "communications@example.nhs.uk"
     batch_size: int = 500
     lease_seconds: int = 300
-    extra: dict = field(default_factory=dict)
+    # Old SECRET_KEYs still accepted when verifying links and sessions, so a key can be rotated without
+    # breaking the unsubscribe links already in people's inboxes.
+    secret_key_fallbacks: tuple[str, ...] = ()
+    # How many reverse proxies in front of the web process set X-Forwarded-For (0: none, trust nothing).
+    trusted_proxies: int = 0
 
     @property
     def mail_domain(self) -> str:
@@ -138,4 +142,17 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         contact_email=env.get("CONTACT_EMAIL") or Settings.contact_email,
         batch_size=positive_int("BATCH_SIZE", 500),
         lease_seconds=positive_int("LEASE_SECONDS", 300),
+        secret_key_fallbacks=tuple(k.strip() for k in (env.get("SECRET_KEY_FALLBACKS") or "").split(",") if k.strip()),
+        trusted_proxies=_whole_number(env, "TRUSTED_PROXIES", 0),
     )
+
+
+def _whole_number(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    try:
+        value = int(raw) if raw else default
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+    if value < 0:
+        raise ConfigError(f"{name} cannot be negative, got {value}")
+    return value

@@ -22,7 +22,9 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         return cls(
-            settings=settings, db=Database(settings.database_url), links=Links(settings.secret_key, settings.base_url)
+            settings=settings,
+            db=Database(settings.database_url),
+            links=Links(settings.secret_key, settings.base_url, old_keys=settings.secret_key_fallbacks),
         )
 
 

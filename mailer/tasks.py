@@ -94,7 +94,10 @@ def send_confirmation(self, request_id: int) -> str:
     except TemporaryFailure as exc:
         raise self.retry(exc=exc, countdown=min(2**self.request.retries * 5, 300)) from exc
     except PermanentFailure as exc:
+        # Final: the address refused it. Recorded as handled so the sweeper does not try again.
         log.warning("confirmation for request %s refused: %s", request_id, exc)
+        with rt.db.transaction() as session:
+            mark_confirmation_sent(session, mail.subscriber_id)
         return "refused"
     with rt.db.transaction() as session:
         mark_confirmation_sent(session, mail.subscriber_id)
@@ -138,7 +141,8 @@ def _compiled_issue(issue: Issue, settings: Settings):
 @celery.task(name="mailer.send_batch", **RETRY_DB)
 def send_batch(issue_id: int, lo: int, hi: int) -> dict:
     rt = runtime()
-    with rt.db.transaction() as session:
+    # A read session: rendering must not hold SQLite's write lock.
+    with rt.db.sessions() as session:
         issue = session.get(Issue, issue_id)
         if issue is None or issue.status != "sending":
             return {"skipped": "issue not sending"}

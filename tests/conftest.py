@@ -157,9 +157,7 @@ def _tables(conn) -> list[str]:
 
 @pytest.fixture()
 def app(settings):
-    from mailer.web import create_app
-
-    from mailer.web import limiter
+    from mailer.web import create_app, limiter
 
     application = create_app(settings)
     application.config["TESTING"] = True

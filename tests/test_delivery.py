@@ -63,7 +63,7 @@ def _send(db, settings, smtp_server, issue_id, lo, hi):
             },
             transport=transport,
             lease_seconds=60,
-            commit_every=3,
+            chunk=3,
         )
     finally:
         transport.close()
@@ -90,9 +90,9 @@ def test_planning_twice_adds_no_rows_and_ranges_cover_everyone(db, issue_id, rea
 def test_a_range_is_claimed_once(db, issue_id):
     [(lo, hi), *_] = _plan(db, issue_id, batch_size=100)
     with db.transaction() as s:
-        first, _ = ledger.claim_batch(s, issue_id, lo, hi, eligible=topic_audience(2), lease_seconds=60)
+        first, _ = ledger.claim_batch(s, issue_id, lo, hi, eligible=topic_audience(2), lease_seconds=60, token="a")
     with db.transaction() as s:
-        second, _ = ledger.claim_batch(s, issue_id, lo, hi, eligible=topic_audience(2), lease_seconds=60)
+        second, _ = ledger.claim_batch(s, issue_id, lo, hi, eligible=topic_audience(2), lease_seconds=60, token="b")
     assert len(first) == 12 and second == []
 
 
@@ -137,14 +137,14 @@ def test_permanent_refusal_fails_the_row_and_suppresses_the_address(db, settings
     [(lo, hi)] = _plan(db, issue_id, batch_size=100)
     smtp_server.refuse("reader7@example.org", "550 5.1.1 No such user")
     report = _send(db, settings, smtp_server, issue_id, lo, hi)
-    assert report.failed == 1 and report.hard_bounces == [readers["reader7@example.org"]]
+    assert report.bounced == 1 and report.hard_bounces == [readers["reader7@example.org"]]
     from mailer.audience.suppression import suppress
 
     with db.transaction() as s:
         suppress(s, report.hard_bounces, "bounced")
     with db.transaction() as s:
         row = s.scalar(select(Delivery).where(Delivery.subscriber_id == readers["reader7@example.org"]))
-        assert row.status == "failed" and row.last_error.startswith("550")
+        assert row.status == "bounced" and row.last_error.startswith("550")
         assert s.get(Subscriber, readers["reader7@example.org"]).status == "bounced"
         assert s.scalar(select(Suppression.reason)) == "bounced"
         # Never planned again for the next issue.
@@ -162,10 +162,57 @@ def test_subscriber_gone_between_planning_and_claim_is_skipped_by_the_claim(
     assert smtp_server.messages_to("reader1@example.org") == []
 
 
+def test_refused_content_or_relay_fails_the_row_but_suppresses_nobody(db, settings, smtp_server, issue_id, readers):
+    [(lo, hi)] = _plan(db, issue_id, batch_size=100)
+    smtp_server.refuse_content("reader2@example.org", "550 5.7.1 Message rejected as spam")
+    smtp_server.refuse("reader4@example.org", "550 5.7.1 Relaying denied")
+    report = _send(db, settings, smtp_server, issue_id, lo, hi)
+    assert report.failed == 2 and report.bounced == 0 and report.hard_bounces == []
+    statuses = _statuses(db, issue_id)
+    assert statuses[readers["reader2@example.org"]] == statuses[readers["reader4@example.org"]] == "failed"
+    with db.transaction() as s:
+        assert s.scalar(select(Suppression.id)) is None
+        assert s.get(Subscriber, readers["reader2@example.org"]).status == "active"
+
+
+def test_a_recipient_that_always_times_out_fails_after_max_attempts_and_the_rest_go(
+    db, settings, smtp_server, issue_id, readers
+):
+    """A connection lost while sending one message counts as that recipient's try; the others still go."""
+    [(lo, hi)] = _plan(db, issue_id, batch_size=100)
+    smtp_server.refuse("reader0@example.org", "421 4.4.2 Closing connection")
+    for _ in range(ledger.MAX_ATTEMPTS):
+        _send(db, settings, smtp_server, issue_id, lo, hi)
+        with db.transaction() as s:
+            for row in s.scalars(select(Delivery).where(Delivery.status == "pending")):
+                row.next_attempt_at = None  # the backoff has passed
+    statuses = _statuses(db, issue_id)
+    assert statuses.pop(readers["reader0@example.org"]) == "failed"
+    assert set(statuses.values()) == {"sent"}
+
+
+def test_a_worker_whose_lease_expired_cannot_overwrite_the_new_holder(db, issue_id):
+    [(lo, hi)] = _plan(db, issue_id, batch_size=100)
+    with db.transaction() as s:
+        old, _ = ledger.claim_batch(s, issue_id, lo, hi, eligible=topic_audience(2), lease_seconds=60, token="old")
+    with db.transaction() as s:  # the lease expires; the sweeper gives the rows back; a new worker takes them
+        for row in s.scalars(select(Delivery)):
+            row.lease_until = utcnow() - timedelta(seconds=1)
+        ledger.requeue_expired_leases(s)
+    with db.transaction() as s:
+        new, _ = ledger.claim_batch(s, issue_id, lo, hi, eligible=topic_audience(2), lease_seconds=60, token="new")
+    with db.transaction() as s:
+        ledger.mark_failed(s, [(c, "failed", "late result") for c in old], "old")
+        ledger.mark_sent(s, [c.delivery_id for c in new], "new")
+    assert set(_statuses(db, issue_id).values()) == {"sent"}
+
+
 def test_rows_of_a_worker_that_died_come_back_and_are_sent(db, settings, smtp_server, issue_id, readers):
     [(lo, hi)] = _plan(db, issue_id, batch_size=100)
     with db.transaction() as s:  # a worker claims the batch, then is killed before sending anything
-        claimed, _ = ledger.claim_batch(s, issue_id, lo, hi, eligible=topic_audience(2), lease_seconds=60)
+        claimed, _ = ledger.claim_batch(
+            s, issue_id, lo, hi, eligible=topic_audience(2), lease_seconds=60, token="dead", limit=100
+        )
     assert len(claimed) == 12
     assert _send(db, settings, smtp_server, issue_id, lo, hi).claimed == 0  # leased: nobody else takes them
 
@@ -203,4 +250,17 @@ def test_an_unreachable_server_gives_rows_back(db, settings, issue_id):
     assert report.sent == 0
     with db.transaction() as s:
         rows = s.scalars(select(Delivery).where(Delivery.issue_id == issue_id)).all()
+    assert report.given_back == 12
     assert {r.status for r in rows} == {"pending"} and {r.attempts for r in rows} == {0}
+
+
+def test_the_sweeper_resends_a_lost_confirmation_once_not_every_sweep(db):
+    with db.transaction() as s:
+        outcome = request_subscription(s, email="lost@example.org", topic_slugs=["careers"])
+        s.get(Subscriber, outcome.subscriber_id).confirm_requested_at = utcnow() - timedelta(minutes=5)
+    assert dispatch.sweep(db, batch_size=100).confirmations == [outcome.subscriber_id]
+    assert dispatch.sweep(db, batch_size=100).confirmations == []
+    with db.transaction() as s:  # sent at last: never swept again
+        s.get(Subscriber, outcome.subscriber_id).confirm_sent_at = utcnow()
+        s.get(Subscriber, outcome.subscriber_id).confirm_swept_at = utcnow() - timedelta(hours=1)
+    assert dispatch.sweep(db, batch_size=100).confirmations == []

@@ -205,3 +205,23 @@ def test_subscribing_too_often_from_one_address_is_slowed_down(client, db):
     last = client.post("/subscribe", data={"csrf_token": csrf, "email": "late@example.org", "topics": ["careers"]})
     assert last.status_code == 429 and b"Too many attempts" in last.data
     assert _count(db, Subscriber) == 20
+
+
+def test_an_old_confirmation_link_tells_the_truth_after_unsubscribing(client, db, app):
+    subscriber_id, request_id = _active_subscriber(db)
+    links = app.extensions["mailer"].links
+    client.post(f"/u/{links.unsubscribe_token(subscriber_id, _topic_id(db, 'project-fusion'))}", data={})
+    token = links.confirm_token(request_id)
+    page = client.get(f"/confirm/{token}")
+    assert b"You are already subscribed" in page.data
+    assert b"Trust Matters" in page.data and b"Project Fusion updates" not in page.data
+    assert _open_topics(db, subscriber_id) == ["trust-matters"]
+
+
+def test_unsubscribe_page_for_a_topic_already_left(client, db, app):
+    subscriber_id, _ = _active_subscriber(db)
+    token = app.extensions["mailer"].links.unsubscribe_token(subscriber_id, _topic_id(db, "project-fusion"))
+    client.post(f"/u/{token}", data={})
+    page = client.get(f"/u/{token}")
+    assert b"You are not subscribed to Project Fusion updates" in page.data
+    assert b"Unsubscribe from everything" in page.data

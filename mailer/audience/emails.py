@@ -5,6 +5,7 @@ from __future__ import annotations
 from email_validator import EmailNotValidError, validate_email
 
 from ..errors import InvalidInput
+from ..render.content import has_control_characters
 
 
 def normalise_email(raw: str | None, field: str = "email") -> str:
@@ -12,6 +13,8 @@ def normalise_email(raw: str | None, field: str = "email") -> str:
     raw = (raw or "").strip()
     if not raw:
         raise InvalidInput({field: "Enter your email address"})
+    if has_control_characters(raw):
+        raise InvalidInput({field: "Enter an email address in the correct format, like name@example.com"})
     if len(raw) > 254:
         raise InvalidInput({field: "Email address must be 254 characters or fewer"})
     try:

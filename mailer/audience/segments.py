@@ -5,7 +5,8 @@ Delivery receives these selects ready-made, so it never needs to know what a sub
 
 from __future__ import annotations
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import Select, exists, func, select
+from sqlalchemy.orm import Session
 
 from ..models import Subscriber, Subscription, Suppression
 
@@ -26,3 +27,8 @@ def topic_audience(topic_id: int) -> Select:
             not_suppressed(),
         )
     )
+
+
+def audience_size(session: Session, topic_id: int) -> int:
+    """How many people an issue to this topic would reach now."""
+    return session.scalar(select(func.count()).select_from(topic_audience(topic_id).subquery())) or 0

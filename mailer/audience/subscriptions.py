@@ -28,6 +28,7 @@ from ..models import (
     email_key,
     utcnow,
 )
+from ..render.content import clean_text
 from . import wording
 from .emails import normalise_email
 
@@ -88,7 +89,7 @@ def request_subscription(
         topics = validate_topics(session, topic_slugs)
     except InvalidInput as exc:
         errors.update(exc.errors)
-    name = (name or "").strip() or None
+    name = " ".join(clean_text(name or "").split()) or None
     if name and len(name) > 200:
         errors["name"] = "Name must be 200 characters or fewer"
     area = (area or "").strip() or None
@@ -161,6 +162,22 @@ def request_topics(session: Session, request: ConsentEvent) -> list[Topic]:
     return list(session.scalars(select(Topic).where(Topic.slug.in_(slugs)).order_by(Topic.position)))
 
 
+def open_topics(session: Session, subscriber_id: int) -> list[Topic]:
+    """The topics someone is subscribed to now, in display order."""
+    return list(
+        session.scalars(
+            select(Topic)
+            .join(Subscription, Subscription.topic_id == Topic.id)
+            .where(Subscription.subscriber_id == subscriber_id, Subscription.ended_at.is_(None))
+            .order_by(Topic.position)
+        )
+    )
+
+
+def is_confirmed(session: Session, request_id: int) -> bool:
+    return session.scalar(select(ConsentEvent.id).where(ConsentEvent.confirms_id == request_id)) is not None
+
+
 def confirm_subscription(session: Session, request_id: int, ip_hash: str | None = None) -> ConfirmOutcome:
     """Apply a subscribe request: the subscriber becomes active with the requested topics.
 
@@ -168,10 +185,10 @@ def confirm_subscription(session: Session, request_id: int, ip_hash: str | None 
     """
     request = load_request(session, request_id)
     subscriber = session.get(Subscriber, request.subscriber_id)
+    if is_confirmed(session, request.id):
+        # Say what is true now: they may have unsubscribed from some of these since.
+        return ConfirmOutcome(subscriber=subscriber, topics=open_topics(session, subscriber.id), already_confirmed=True)
     topics = request_topics(session, request)
-    done = session.scalar(select(ConsentEvent.id).where(ConsentEvent.confirms_id == request.id))
-    if done is not None:
-        return ConfirmOutcome(subscriber=subscriber, topics=topics, already_confirmed=True)
 
     now = utcnow()
     subscriber.status = "active"
@@ -251,14 +268,7 @@ def unsubscribe(
         ended.append(subscription.topic)
     skip_pending_for(session, subscriber.id, topic.id if topic else None, reason="unsubscribed")
 
-    remaining = list(
-        session.scalars(
-            select(Topic)
-            .join(Subscription, Subscription.topic_id == Topic.id)
-            .where(Subscription.subscriber_id == subscriber.id, Subscription.ended_at.is_(None))
-            .order_by(Topic.position)
-        )
-    )
+    remaining = open_topics(session, subscriber.id)
     if topic is None or not remaining:
         if subscriber.status in ("active", "pending"):
             subscriber.status = "unsubscribed"

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from ..delivery import ledger
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import Issue, Topic, utcnow
-from ..render.content import has_control_characters
+from ..render.content import clean_text, has_control_characters
 
 SUBJECT_MAX = 200
 BODY_MAX = 200_000
@@ -27,7 +27,7 @@ class IssueInput:
 def _validated(session: Session, data: IssueInput) -> tuple[dict, Topic | None]:
     errors: dict[str, str] = {}
     subject = (data.subject or "").strip()
-    body = data.body or ""
+    body = clean_text(data.body or "")  # stray invisible characters pasted from elsewhere are dropped
     preheader = (data.preheader or "").strip()
     if not subject:
         errors["subject"] = "Enter a subject"
@@ -73,7 +73,12 @@ def update_issue(session: Session, issue_id: int, data: IssueInput) -> Issue:
     return issue
 
 
+MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database; anything larger cannot exist
+
+
 def get_issue(session: Session, issue_id: int) -> Issue:
+    if not 0 < issue_id <= MAX_ID:
+        raise NotFound(f"No issue with id {issue_id}")
     issue = session.get(Issue, issue_id)
     if issue is None:
         raise NotFound(f"No issue with id {issue_id}")
@@ -86,7 +91,7 @@ def list_issues(session: Session, limit: int = 100) -> list[Issue]:
 
 def request_send(session: Session, issue_id: int) -> Issue:
     """Move a draft to `sending`. The caller enqueues planning after its transaction commits."""
-    issue = session.get(Issue, issue_id, with_for_update=True)
+    issue = session.get(Issue, issue_id, with_for_update=True) if 0 < issue_id <= MAX_ID else None
     if issue is None:
         raise NotFound(f"No issue with id {issue_id}")
     if issue.status != "draft":

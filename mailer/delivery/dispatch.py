@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select
 
 from ..db import Database
 from ..models import Issue, Subscriber, utcnow
@@ -18,6 +18,7 @@ from . import ledger
 
 # A send that has made no progress for this long gets its pending rows enqueued again.
 QUIET_AFTER = timedelta(seconds=90)
+CONFIRM_RESWEEP = timedelta(minutes=15)
 
 
 def plan_issue(
@@ -82,18 +83,23 @@ def sweep(db: Database, batch_size: int) -> SweepResult:
                 result.finished.append(issue.id)
                 continue
             quiet = issue.heartbeat_at is None or now - issue.heartbeat_at > QUIET_AFTER
-            if (quiet or result.requeued_rows) and ledger.has_due(session, issue.id, now):
+            if quiet and ledger.has_due(session, issue.id, now):
                 result.batches += [(issue.id, lo, hi) for lo, hi in ledger.batch_ranges(session, issue.id, batch_size)]
                 issue.heartbeat_at = now
-        result.confirmations = list(
-            session.scalars(
-                select(Subscriber.id).where(
-                    Subscriber.confirm_requested_at.is_not(None),
-                    Subscriber.confirm_requested_at < now - QUIET_AFTER,
-                    Subscriber.confirm_requested_at > now - timedelta(days=1),
-                    (Subscriber.confirm_sent_at.is_(None))
-                    | (Subscriber.confirm_sent_at < Subscriber.confirm_requested_at),
-                )
+        # Confirmations asked for but never sent (the broker or SMTP server was down). Each is re-enqueued
+        # at most every CONFIRM_RESWEEP, so an outage does not turn into a mail per sweep once it ends.
+        unsent = (
+            select(Subscriber)
+            .where(
+                Subscriber.confirm_requested_at.is_not(None),
+                Subscriber.confirm_requested_at < now - QUIET_AFTER,
+                Subscriber.confirm_requested_at > now - timedelta(days=1),
+                or_(Subscriber.confirm_sent_at.is_(None), Subscriber.confirm_sent_at < Subscriber.confirm_requested_at),
+                or_(Subscriber.confirm_swept_at.is_(None), Subscriber.confirm_swept_at < now - CONFIRM_RESWEEP),
             )
+            .limit(500)
         )
+        for subscriber in session.scalars(unsent):
+            subscriber.confirm_swept_at = now
+            result.confirmations.append(subscriber.id)
     return result

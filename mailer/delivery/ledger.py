@@ -7,6 +7,7 @@ recipients in Python except to send them.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -78,6 +79,10 @@ class Claimed:
     name: str | None
 
 
+def new_claim_token() -> str:
+    return secrets.token_hex(16)
+
+
 def claim_batch(
     session: Session,
     issue_id: int,
@@ -86,12 +91,14 @@ def claim_batch(
     *,
     eligible: Select,
     lease_seconds: int,
+    token: str,
+    limit: int = 100,
     now: datetime | None = None,
 ) -> tuple[list[Claimed], int]:
-    """Take the range's due pending rows for this worker; returns (claimed rows, rows skipped).
+    """Take up to `limit` due pending rows of the range under `token`; returns (claimed rows, rows skipped).
 
     Rows whose subscriber is no longer in `eligible` (unsubscribed, suppressed since planning) become
-    `skipped` instead. Only rows still pending are touched, so a row is never claimed twice.
+    `skipped` instead. Only rows still pending are touched, so a row is never held by two workers.
     """
     now = now or utcnow()
     in_range = and_(Delivery.issue_id == issue_id, Delivery.id.between(lo, hi), Delivery.status == "pending")
@@ -102,23 +109,32 @@ def claim_batch(
         .values(status="skipped", last_error="no longer subscribed", lease_until=None)
         .execution_options(synchronize_session=False)
     ).rowcount
+    due = or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)
+    chunk = select(Delivery.id).where(in_range, due).order_by(Delivery.id).limit(limit).scalar_subquery()
     claimed = session.execute(
         update(Delivery)
-        .where(in_range, or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now))
-        .values(status="sending", lease_until=now + timedelta(seconds=lease_seconds), attempts=Delivery.attempts + 1)
+        # The outer status check matters: under concurrency PostgreSQL re-checks it on the locked row,
+        # so a row another worker claimed meanwhile is left out rather than claimed twice.
+        .where(Delivery.id.in_(chunk), Delivery.status == "pending")
+        .values(
+            status="sending",
+            lease_until=now + timedelta(seconds=lease_seconds),
+            attempts=Delivery.attempts + 1,
+            claim_token=token,
+        )
         .returning(Delivery.id, Delivery.subscriber_id, Delivery.attempts)
         .execution_options(synchronize_session=False)
     ).all()
     if not claimed:
         return [], skipped
-    people = dict(
-        (row.id, row)
+    people = {
+        row.id: row
         for row in session.execute(
             select(Subscriber.id, Subscriber.email, Subscriber.name).where(
                 Subscriber.id.in_([c.subscriber_id for c in claimed])
             )
         )
-    )
+    }
     rows = [
         Claimed(c.id, c.subscriber_id, c.attempts, people[c.subscriber_id].email, people[c.subscriber_id].name)
         for c in sorted(claimed, key=lambda c: c.id)
@@ -126,18 +142,22 @@ def claim_batch(
     return rows, skipped
 
 
-def mark_sent(session: Session, delivery_ids: list[int], now: datetime | None = None) -> None:
+def _held(ids, token: str):
+    return and_(Delivery.id.in_(ids), Delivery.status == "sending", Delivery.claim_token == token)
+
+
+def mark_sent(session: Session, delivery_ids: list[int], token: str, now: datetime | None = None) -> None:
     if not delivery_ids:
         return
     session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(delivery_ids), Delivery.status == "sending")
+        .where(_held(delivery_ids, token))
         .values(status="sent", sent_at=now or utcnow(), lease_until=None, last_error=None, next_attempt_at=None)
         .execution_options(synchronize_session=False)
     )
 
 
-def mark_retry(session: Session, retries: list[tuple[Claimed, str]], now: datetime | None = None) -> int:
+def mark_retry(session: Session, retries: list[tuple[Claimed, str]], token: str, now: datetime | None = None) -> int:
     """Temporary failures go back to pending with backoff; past MAX_ATTEMPTS they fail. Returns failures."""
     now = now or utcnow()
     failed = 0
@@ -149,31 +169,32 @@ def mark_retry(session: Session, retries: list[tuple[Claimed, str]], now: dateti
             values = {"status": "pending", "next_attempt_at": now + backoff(claim.attempts), "last_error": error}
         session.execute(
             update(Delivery)
-            .where(Delivery.id == claim.delivery_id, Delivery.status == "sending")
+            .where(_held([claim.delivery_id], token))
             .values(lease_until=None, **values)
             .execution_options(synchronize_session=False)
         )
     return failed
 
 
-def mark_failed(session: Session, failures: list[tuple[Claimed, str]], status: str = "failed") -> None:
-    for claim, error in failures:
+def mark_failed(session: Session, failures: list[tuple[Claimed, str, str]], token: str) -> None:
+    """Permanent refusals: each is (claim, status "failed" or "bounced", the server's reply)."""
+    for claim, status, error in failures:
         session.execute(
             update(Delivery)
-            .where(Delivery.id == claim.delivery_id, Delivery.status == "sending")
+            .where(_held([claim.delivery_id], token))
             .values(status=status, last_error=error, lease_until=None)
             .execution_options(synchronize_session=False)
         )
 
 
-def release(session: Session, claims: list[Claimed], error: str, now: datetime | None = None) -> None:
-    """Give claimed rows back (connection trouble before they were tried); the attempt does not count."""
+def release(session: Session, claims: list[Claimed], token: str, error: str, now: datetime | None = None) -> None:
+    """Give back rows that were never tried (the server could not be reached); the attempt does not count."""
     if not claims:
         return
     now = now or utcnow()
     session.execute(
         update(Delivery)
-        .where(Delivery.id.in_([c.delivery_id for c in claims]), Delivery.status == "sending")
+        .where(_held([c.delivery_id for c in claims], token))
         .values(
             status="pending",
             lease_until=None,
@@ -181,6 +202,16 @@ def release(session: Session, claims: list[Claimed], error: str, now: datetime |
             next_attempt_at=now + timedelta(seconds=30),
             last_error=error,
         )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def touch_issue(session: Session, issue_id: int, now: datetime | None = None) -> None:
+    """Record that the issue's send is making progress (the sweeper leaves busy sends alone)."""
+    session.execute(
+        update(Issue)
+        .where(Issue.id == issue_id)
+        .values(heartbeat_at=now or utcnow())
         .execution_options(synchronize_session=False)
     )
 
@@ -202,13 +233,15 @@ def requeue_expired_leases(session: Session, now: datetime | None = None) -> int
     gave_up = session.execute(
         update(Delivery)
         .where(expired, Delivery.attempts >= MAX_ATTEMPTS)
-        .values(status="failed", lease_until=None, last_error="worker lost while sending, too many times")
+        .values(
+            status="failed", lease_until=None, claim_token=None, last_error="worker lost while sending, too many times"
+        )
         .execution_options(synchronize_session=False)
     ).rowcount
     back = session.execute(
         update(Delivery)
         .where(expired)
-        .values(status="pending", lease_until=None, last_error="worker lost while sending; retrying")
+        .values(status="pending", lease_until=None, claim_token=None, last_error="worker lost while sending; retrying")
         .execution_options(synchronize_session=False)
     ).rowcount
     return gave_up + back

@@ -1,14 +1,15 @@
-"""Send one batch of an issue: claim rows → fill in each recipient → SMTP → record results.
+"""Send one batch of an issue: claim a chunk → fill in each recipient → SMTP → record results → repeat.
 
-Read it top to bottom as a pipeline. Results are committed every `commit_every` messages, so a worker
-killed mid-batch repeats at most that many messages (its rows come back when their lease expires), and
-never loses one.
+Read it top to bottom as a pipeline. Rows are claimed `chunk` at a time under a lease and a claim token,
+and each chunk's results are committed before the next is claimed: a worker killed mid-batch repeats at
+most one chunk (its rows come back when the lease expires) and never loses one; a worker whose lease ran
+out cannot overwrite what the row's new holder recorded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import format_datetime
 
 from sqlalchemy import Select
@@ -26,12 +27,11 @@ class BatchReport:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    bounced: int = 0
     skipped: int = 0
-    hard_bounces: list[int] | None = None  # subscriber ids refused permanently at RCPT
-
-
-# SMTP replies that mean "this mailbox does not exist / will never accept": suppress the address.
-HARD_BOUNCE_CODES = {550, 551, 553}
+    given_back: int = 0
+    hard_bounces: list[int] = field(default_factory=list)  # subscriber ids whose mailbox does not exist
+    stopped: str | None = None  # why the batch stopped early (server unreachable), if it did
 
 
 def send_batch(
@@ -45,53 +45,56 @@ def send_batch(
     recipient_fields: Callable[[ledger.Claimed], dict[str, str]],
     transport: Transport,
     lease_seconds: int,
-    commit_every: int = 100,
+    chunk: int = 100,
 ) -> BatchReport:
     """Send the due rows of one id range of an issue; returns what happened to them."""
-    report = BatchReport(hard_bounces=[])
-    with db.transaction() as session:
-        claims, report.skipped = ledger.claim_batch(
-            session, issue_id, lo, hi, eligible=eligible, lease_seconds=lease_seconds
-        )
-    report.claimed = len(claims)
+    report = BatchReport()
+    token = ledger.new_claim_token()
     date = format_datetime(utcnow())
-
-    sent: list[int] = []
-    retries: list[tuple[ledger.Claimed, str]] = []
-    failures: list[tuple[ledger.Claimed, str]] = []
-
-    def flush() -> None:
+    while report.stopped is None:
         with db.transaction() as session:
-            ledger.mark_sent(session, sent)
-            gave_up = ledger.mark_retry(session, retries)
-            ledger.mark_failed(session, failures)
+            claims, skipped = ledger.claim_batch(
+                session, issue_id, lo, hi, eligible=eligible, lease_seconds=lease_seconds, token=token, limit=chunk
+            )
+        report.skipped += skipped
+        if not claims:
+            break
+        report.claimed += len(claims)
+
+        sent: list[int] = []
+        retries: list[tuple[ledger.Claimed, str]] = []
+        failures: list[tuple[ledger.Claimed, str, str]] = []
+        untried: list[ledger.Claimed] = []
+        for index, claim in enumerate(claims):
+            fields = recipient_fields(claim)
+            fields["date"] = date
+            try:
+                transport.send(message.envelope_from, claim.email, message.fill(fields))
+            except TemporaryFailure as exc:
+                if exc.stage == "connect":
+                    # The server cannot be reached or refuses our login: nothing is known about these
+                    # recipients, so every untried row goes back without using up an attempt.
+                    untried = claims[index:]
+                    report.stopped = str(exc)
+                    break
+                retries.append((claim, str(exc)))
+            except PermanentFailure as exc:
+                bounce = exc.hard_bounce
+                failures.append((claim, "bounced" if bounce else "failed", str(exc)))
+                if bounce:
+                    report.hard_bounces.append(claim.subscriber_id)
+            else:
+                sent.append(claim.delivery_id)
+
+        with db.transaction() as session:
+            ledger.mark_sent(session, sent, token)
+            gave_up = ledger.mark_retry(session, retries, token)
+            ledger.mark_failed(session, failures, token)
+            ledger.release(session, untried, token, report.stopped or "")
+            ledger.touch_issue(session, issue_id)
         report.sent += len(sent)
         report.retried += len(retries) - gave_up
-        report.failed += len(failures) + gave_up
-        sent.clear()
-        retries.clear()
-        failures.clear()
-
-    for index, claim in enumerate(claims):
-        fields = recipient_fields(claim)
-        fields["date"] = date
-        try:
-            transport.send(message.envelope_from, claim.email, message.fill(fields))
-        except TemporaryFailure as exc:
-            if exc.code is None:
-                # The server is unreachable: give back this row and every one not yet tried.
-                flush()
-                with db.transaction() as session:
-                    ledger.release(session, claims[index:], str(exc))
-                break
-            retries.append((claim, str(exc)))
-        except PermanentFailure as exc:
-            failures.append((claim, str(exc)))
-            if exc.code in HARD_BOUNCE_CODES:
-                report.hard_bounces.append(claim.subscriber_id)
-        else:
-            sent.append(claim.delivery_id)
-        if len(sent) + len(retries) + len(failures) >= commit_every:
-            flush()
-    flush()
+        report.failed += gave_up + sum(1 for f in failures if f[1] == "failed")
+        report.bounced += sum(1 for f in failures if f[1] == "bounced")
+        report.given_back += len(untried)
     return report

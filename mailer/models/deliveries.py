@@ -26,6 +26,9 @@ class Delivery(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who holds the lease: results are recorded only by the holder, so a worker whose lease expired
+    # (and whose rows went to another) cannot overwrite the other's outcome.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -51,6 +51,8 @@ class Subscriber(Base):
     # re-enqueues requests whose mail never went (the broker was down at the time).
     confirm_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirm_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the sweeper last re-enqueued a confirmation, so an outage is not answered with a mail per sweep.
+    confirm_swept_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     subscriptions: Mapped[list[Subscription]] = relationship(back_populates="subscriber")
 

@@ -49,11 +49,12 @@ ALLOWED_ATTRIBUTES = {
 
 # C0/C1 control characters (other than tab and newline) are invisible, invalid in XML (so MJML
 # refuses the whole template) and never meant: text pasted from other programs carries them.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Lone surrogates (they cannot be encoded) and Unicode noncharacters are refused by XML too.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
 
 
 def clean_text(value: str) -> str:
-    """Text without control characters; CRLF and CR become LF."""
+    """Text without control characters, surrogates or noncharacters; CRLF and CR become LF."""
     return _CONTROL.sub("", (value or "").replace("\r\n", "\n").replace("\r", "\n"))
 
 

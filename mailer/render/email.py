@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
@@ -59,4 +60,16 @@ def render_email(content: EmailContent, placeholders: dict[str, str]) -> tuple[s
         html = mjml2html(mjml_source, fonts={}, disable_comments=True)
     except Exception as exc:  # mjml-python raises a bare exception type for invalid MJML
         raise TemplateError(f"email template {content.template!r} is not valid MJML: {exc}") from exc
-    return html, text
+    return _fix_aria_labels(html), text
+
+
+_ARIA = re.compile(r'aria-label="([^"]*)"')
+_RUST_ESCAPE = re.compile(r"\\u\{([0-9a-fA-F]{1,6})\}")
+
+
+def _fix_aria_labels(html: str) -> str:
+    """mrml writes some characters of aria-label as Rust escapes (\\u{200d}); screen readers would read
+    those out, so turn them back into the characters they stand for."""
+    return _ARIA.sub(
+        lambda m: 'aria-label="' + _RUST_ESCAPE.sub(lambda e: chr(int(e.group(1), 16)), m.group(1)) + '"', html
+    )

@@ -58,13 +58,17 @@ class SmtpTransport:
             if self.username:
                 conn.login(self.username, self.password or "")
         except smtplib.SMTPAuthenticationError as exc:
-            raise TemporaryFailure(f"SMTP login refused: {exc.smtp_code} {exc.smtp_error!r}", exc.smtp_code) from exc
+            # A configuration problem, not the recipient's: rows wait (uncounted) until it is fixed.
+            reply = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+            raise TemporaryFailure(f"SMTP login refused: {exc.smtp_code} {reply}", stage="connect") from exc
         except (OSError, smtplib.SMTPException) as exc:
-            raise TemporaryFailure(f"cannot connect to SMTP server {self.host}:{self.port}: {exc}") from exc
+            raise TemporaryFailure(
+                f"cannot connect to SMTP server {self.host}:{self.port}: {exc}", stage="connect"
+            ) from exc
         return conn
 
     def send(self, envelope_from: str, recipient: str, data: bytes) -> str:
-        """Send one message; returns the server's reply. Retries once on a connection the server dropped."""
+        """Send one message. A connection the server dropped (idle pooled connections are) is reopened once."""
         for attempt in (1, 2):
             if self._conn is None:
                 self._conn = self._connect()
@@ -73,21 +77,26 @@ class SmtpTransport:
             except smtplib.SMTPRecipientsRefused as exc:
                 code, reply = exc.recipients.get(recipient, (550, b"refused"))
                 self._reset()
-                raise _failure(code, reply) from exc
-            except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+                raise _failure(code, reply, "rcpt") from exc
+            except smtplib.SMTPSenderRefused as exc:
                 self._reset()
-                raise _failure(exc.smtp_code, exc.smtp_error) from exc
+                raise _failure(exc.smtp_code, exc.smtp_error, "mail") from exc
+            except smtplib.SMTPDataError as exc:
+                self._reset()
+                raise _failure(exc.smtp_code, exc.smtp_error, "data") from exc
             except (TimeoutError, smtplib.SMTPServerDisconnected, ConnectionError, OSError) as exc:
                 self.close()
                 if attempt == 2:
-                    raise TemporaryFailure(f"SMTP connection lost: {exc}") from exc
+                    # Lost twice while sending this message: it counts as a try for this recipient, so a
+                    # message that always breaks the connection cannot hold its batch up for ever.
+                    raise TemporaryFailure(f"SMTP connection lost while sending: {exc}", stage="data") from exc
                 continue
             except smtplib.SMTPResponseException as exc:
                 self._reset()
-                raise _failure(exc.smtp_code, exc.smtp_error) from exc
+                raise _failure(exc.smtp_code, exc.smtp_error, "data") from exc
             if refused:
                 code, reply = refused[recipient]
-                raise _failure(code, reply)
+                raise _failure(code, reply, "rcpt")
             return "250 queued"
         raise AssertionError("unreachable")
 
@@ -109,12 +118,12 @@ class SmtpTransport:
                 conn.close()
 
 
-def _failure(code: int, reply) -> TemporaryFailure | PermanentFailure:
+def _failure(code: int, reply, stage: str) -> TemporaryFailure | PermanentFailure:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
     message = f"{code} {text}".strip()
-    if 400 <= code < 500:
-        return TemporaryFailure(message, code)
-    return PermanentFailure(message, code)
+    if 400 <= code < 500 or code < 200:
+        return TemporaryFailure(message, code, stage)
+    return PermanentFailure(message, code, stage)
 
 
 # One open connection per (process, thread, URL): Celery's prefork children each get their own.

@@ -36,8 +36,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_celery(settings)
 
     app = Flask(__name__, static_folder="static", static_url_path="/static")
+    if settings.trusted_proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Client addresses (rate limits, consent records) come from X-Forwarded-For only when told how
+        # many proxies set it; otherwise anyone could claim any address.
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app,
+            x_for=settings.trusted_proxies,
+            x_proto=settings.trusted_proxies,
+            x_host=settings.trusted_proxies,
+        )
     app.config.update(
         SECRET_KEY=settings.secret_key,
+        SECRET_KEY_FALLBACKS=list(settings.secret_key_fallbacks),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
@@ -81,6 +93,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _globals():
         return {"settings": settings, "service_name": "Trust Matters"}
 
+    @app.after_request
+    def _security_headers(response):
+        # Links carry signed tokens in their paths: never leak them to another site in a Referer.
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")  # no clickjacking of admin buttons
+        if request.path.startswith(("/admin", "/confirm", "/u/")):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
     @app.teardown_appcontext
     def _close_session(_exc):
         session = g.pop("db_session", None)
@@ -95,9 +117,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 def _load_user(user_id: str):
     session = db_session()
     try:
-        return session.get(AdminUser, int(user_id))
-    except ValueError:
+        user = session.get(AdminUser, int(user_id))
+    except (ValueError, OverflowError):
         return None
+    return user if user is not None and user.active else None  # a deactivated account is signed out
 
 
 def runtime_of_app() -> Runtime:
@@ -111,6 +134,28 @@ def db_session():
     if "db_session" not in g:
         g.db_session = runtime_of_app().db.sessions()
     return g.db_session
+
+
+def require_role(needed: str):
+    """Admin view decorator: signed in, with at least `needed` (editor < publisher < admin)."""
+    from functools import wraps
+
+    from flask import abort
+    from flask_login import current_user, login_required
+
+    from ..accounts import has_role
+
+    def decorator(view):
+        @wraps(view)
+        @login_required
+        def wrapper(*args, **kwargs):
+            if not has_role(current_user.role, needed):
+                abort(403, f"Only a {needed} or above can do that. Ask a publisher in your team.")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
 
 
 def wants_json() -> bool:

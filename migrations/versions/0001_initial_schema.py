@@ -58,6 +58,7 @@ def upgrade() -> None:
         sa.Column("unsubscribed_at", mailer.models.base.UTCDateTime(), nullable=True),
         sa.Column("confirm_requested_at", mailer.models.base.UTCDateTime(), nullable=True),
         sa.Column("confirm_sent_at", mailer.models.base.UTCDateTime(), nullable=True),
+        sa.Column("confirm_swept_at", mailer.models.base.UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subscribers")),
         sa.UniqueConstraint("email_key", name=op.f("uq_subscribers_email_key")),
     )
@@ -173,6 +174,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("lease_until", mailer.models.base.UTCDateTime(), nullable=True),
+        sa.Column("claim_token", sa.String(length=32), nullable=True),
         sa.Column("next_attempt_at", mailer.models.base.UTCDateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("sent_at", mailer.models.base.UTCDateTime(), nullable=True),

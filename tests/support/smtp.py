@@ -44,6 +44,10 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        for rcpt in envelope.rcpt_tos:
+            reply = self.server.data_replies.get(rcpt.lower())
+            if reply:
+                return reply
         with self.server.lock:
             self.server.received.append(
                 Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or envelope.content)
@@ -56,6 +60,7 @@ class SmtpTestServer:
         self.host, self.port = host, port
         self.received: list[Received] = []
         self.rcpt_replies: dict[str, str] = {}
+        self.data_replies: dict[str, str] = {}
         self.lock = threading.Lock()
         self._controller = Controller(_Handler(self), hostname=host, port=port)
 
@@ -69,10 +74,15 @@ class SmtpTestServer:
         with self.lock:
             self.received.clear()
             self.rcpt_replies.clear()
+            self.data_replies.clear()
 
     def refuse(self, address: str, reply: str) -> None:
         """Answer RCPT TO for `address` with `reply`, e.g. '550 5.1.1 No such user'."""
         self.rcpt_replies[address.lower()] = reply
+
+    def refuse_content(self, address: str, reply: str) -> None:
+        """Accept RCPT TO for `address` but answer its DATA with `reply`, e.g. '550 5.7.1 Spam'."""
+        self.data_replies[address.lower()] = reply
 
     def messages_to(self, address: str) -> list[Received]:
         with self.lock:

@@ -8,7 +8,8 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
-from ...accounts import authenticate
+from ...accounts import authenticate, has_role
+from ...audience.segments import audience_size
 from ...compose.issues import (
     IssueInput,
     create_issue,
@@ -23,7 +24,7 @@ from ...dev import mailcatcher
 from ...errors import Conflict, InvalidInput, NotFound
 from ...models import Topic
 from ...tasks import enqueue, plan_issue
-from .. import LOGIN_LIMIT, db_session, limiter, runtime_of_app
+from .. import LOGIN_LIMIT, db_session, limiter, require_role, runtime_of_app
 
 bp = Blueprint("admin", __name__)
 
@@ -116,6 +117,9 @@ def _load_issue(issue_id: int):
 @login_required
 def edit_issue(issue_id: int):
     issue = _load_issue(issue_id)
+    if issue.status != "draft":
+        flash(f"This issue is {issue.status} and can no longer be edited.")
+        return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
     if request.method == "GET":
         return _issue_form(issue=issue)
     data = _form_input()
@@ -125,7 +129,8 @@ def edit_issue(issue_id: int):
     except InvalidInput as exc:
         return _issue_form(issue=issue, values=vars(data), errors=exc.errors, status=400)
     except Conflict as exc:
-        abort(409, str(exc))
+        flash(str(exc))
+        return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
     flash("Changes saved.")
     return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
 
@@ -136,7 +141,15 @@ def issue(issue_id: int):
     issue = _load_issue(issue_id)
     session = db_session()
     _html, text = preview(issue, runtime_of_app().settings)
-    return render_template("admin/issue.html", issue=issue, progress=issue_progress(session, issue), preview_text=text)
+    audience = audience_size(session, issue.topic_id) if issue.status == "draft" else None
+    return render_template(
+        "admin/issue.html",
+        issue=issue,
+        progress=issue_progress(session, issue),
+        preview_text=text,
+        audience=audience,
+        can_send=has_role(current_user.role, "publisher"),
+    )
 
 
 @bp.get("/issues/<int:issue_id>/preview")
@@ -162,7 +175,7 @@ def issue_progress_json(issue_id: int):
 
 
 @bp.post("/issues/<int:issue_id>/send")
-@login_required
+@require_role("publisher")
 def send_issue(issue_id: int):
     try:
         with runtime_of_app().db.transaction() as session:

@@ -7,7 +7,7 @@ from functools import wraps
 from flask import Blueprint, g, jsonify, request, url_for
 from sqlalchemy import select
 
-from ...accounts import token_for
+from ...accounts import has_role, token_for
 from ...compose.issues import IssueInput, create_issue, get_issue, issue_progress, request_send
 from ...errors import Conflict, InvalidInput, NotFound
 from ...models import Topic
@@ -46,7 +46,11 @@ def _conflict(exc: Conflict):
     return jsonify(error=str(exc)), 409
 
 
-def token_required(view):
+def token_required(view=None, *, role: str = "editor"):
+    """Bearer token with at least `role` (editor < publisher < admin); 401 without one, 403 if too weak."""
+    if view is None:
+        return lambda v: token_required(v, role=role)
+
     @wraps(view)
     def wrapper(*args, **kwargs):
         header = request.headers.get("Authorization", "")
@@ -58,6 +62,8 @@ def token_required(view):
             if row is None:
                 return _unauthorised("That API token is not valid or has been revoked")
             g.api_token = {"id": row.id, "name": row.name, "role": row.role}
+        if not has_role(g.api_token["role"], role):
+            raise ApiError(403, f"This token's role ({g.api_token['role']}) cannot do that: it needs {role}")
         return view(*args, **kwargs)
 
     return wrapper
@@ -132,7 +138,7 @@ def show(issue_id: int):
 
 
 @bp.post("/issues/<int:issue_id>/send")
-@token_required
+@token_required(role="publisher")
 def send(issue_id: int):
     with runtime_of_app().db.transaction() as session:
         issue = request_send(session, issue_id)

@@ -9,7 +9,9 @@ from ...audience import wording
 from ...audience.subscriptions import (
     confirm_subscription,
     hash_ip,
+    is_confirmed,
     load_request,
+    open_topics,
     request_subscription,
     request_topics,
     unsubscribe,
@@ -103,7 +105,11 @@ def confirm_page(token: str):
     try:
         request_id = _read_confirm(token)
         session = db_session()
-        topics = request_topics(session, load_request(session, request_id))
+        request_event = load_request(session, request_id)
+        if is_confirmed(session, request_id):
+            topics = [t.name for t in open_topics(session, request_event.subscriber_id)]
+            return render_template("confirmed.html", topics=topics, already=True)
+        topics = request_topics(session, request_event)
     except (BadLink, NotFound):
         return _bad_link("This confirmation link is not valid or has expired. Subscribe again to get a new one.")
     return render_template("confirm.html", topics=topics, token=token)
@@ -138,9 +144,17 @@ def unsubscribe_page(token: str):
         if subscriber is None or subscriber.status == "erased":
             raise NotFound
         topic = session.get(Topic, topic_id) if topic_id else None
+        current = open_topics(session, subscriber_id)
     except (BadLink, NotFound):
         return _bad_link("This unsubscribe link is not valid. Use the link in the most recent email we sent you.")
-    return render_template("unsubscribe.html", topic=topic, token=token)
+    return render_template(
+        "unsubscribe.html",
+        topic=topic,
+        token=token,
+        # The "everything" link (also in a confirmation mail, before any subscription exists) always offers to stop.
+        subscribed=topic in current if topic else True,
+        remaining=[t.name for t in current],
+    )
 
 
 @bp.post("/u/<token>")
