@@ -119,6 +119,68 @@ def token_revoke(prefix: str) -> None:
 
 
 @main.group()
+def issue() -> None:
+    """Follow and steer sends: status, pause, resume, cancel."""
+
+
+@issue.command("status")
+@click.argument("issue_id", type=int)
+def issue_status(issue_id: int) -> None:
+    """Print an issue's status and delivery counts."""
+    from .compose.issues import get_issue, issue_progress
+    from .errors import NotFound
+
+    try:
+        with _db().transaction() as session:
+            body = issue_progress(session, get_issue(session, issue_id))
+    except NotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    counts = ", ".join(f"{k} {v}" for k, v in body["counts"].items() if v)
+    click.echo(f"{body['id']} {body['status']}: {body['subject']} ({counts or 'no deliveries'})")
+
+
+def _steer(action: str, issue_id: int) -> None:
+    from .compose import issues as compose
+    from .errors import Conflict, NotFound
+
+    change = {"pause": compose.pause_issue, "resume": compose.resume_issue, "cancel": compose.cancel_issue}[action]
+    settings = _settings()
+    try:
+        with _db().transaction() as session:
+            status = change(session, issue_id).status
+    except (NotFound, Conflict) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if action == "resume":
+        from .tasks import configure_celery, enqueue, plan_issue
+
+        configure_celery(settings)
+        if not enqueue(plan_issue, issue_id):
+            click.echo("the broker did not answer; the sweeper will carry on the send when it does", err=True)
+    click.echo(f"issue {issue_id} is {status}")
+
+
+@issue.command("pause")
+@click.argument("issue_id", type=int)
+def issue_pause(issue_id: int) -> None:
+    """Stop sending; nobody else gets it until resumed."""
+    _steer("pause", issue_id)
+
+
+@issue.command("resume")
+@click.argument("issue_id", type=int)
+def issue_resume(issue_id: int) -> None:
+    """Carry on a paused send; nobody gets it twice."""
+    _steer("resume", issue_id)
+
+
+@issue.command("cancel")
+@click.argument("issue_id", type=int)
+def issue_cancel(issue_id: int) -> None:
+    """Stop for good; recipients not yet sent to become 'cancelled'."""
+    _steer("cancel", issue_id)
+
+
+@main.group()
 def dev() -> None:
     """Embedded services for development (started for you by `mailer run`)."""
 

@@ -52,6 +52,8 @@ class Settings:
     secret_key_fallbacks: tuple[str, ...] = ()
     # How many reverse proxies in front of the web process set X-Forwarded-For (0: none, trust nothing).
     trusted_proxies: int = 0
+    # Messages per second across every worker (a token bucket in Redis); None sends as fast as possible.
+    send_rate: float | None = None
 
     @property
     def mail_domain(self) -> str:
@@ -144,7 +146,21 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         lease_seconds=positive_int("LEASE_SECONDS", 300),
         secret_key_fallbacks=tuple(k.strip() for k in (env.get("SECRET_KEY_FALLBACKS") or "").split(",") if k.strip()),
         trusted_proxies=_whole_number(env, "TRUSTED_PROXIES", 0),
+        send_rate=_rate(env),
     )
+
+
+def _rate(env: dict[str, str]) -> float | None:
+    raw = env.get("SEND_RATE")
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"SEND_RATE must be messages per second, like 50 or 2.5; got {raw!r}") from exc
+    if not value > 0:
+        raise ConfigError(f"SEND_RATE must be above zero, got {raw!r}")
+    return value
 
 
 def _whole_number(env: dict[str, str], name: str, default: int) -> int:

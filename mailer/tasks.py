@@ -21,6 +21,7 @@ from .compose.mail import compile_issue
 from .config import Settings
 from .delivery import dispatch
 from .delivery.ledger import Claimed
+from .delivery.rate import SendRate
 from .delivery.sender import send_batch as send_batch_service
 from .errors import NotFound
 from .models import Issue
@@ -138,6 +139,19 @@ def _compiled_issue(issue: Issue, settings: Settings):
     return message
 
 
+_rates: dict = {}
+
+
+def _send_rate(settings: Settings):
+    """SEND_RATE's shared bucket, one client per process; None when no rate is set."""
+    if settings.send_rate is None:
+        return None
+    key = (settings.redis_url, settings.send_rate)
+    if key not in _rates:
+        _rates[key] = SendRate(settings.redis_url, settings.send_rate).acquire
+    return _rates[key]
+
+
 @celery.task(name="mailer.send_batch", **RETRY_DB)
 def send_batch(issue_id: int, lo: int, hi: int) -> dict:
     rt = runtime()
@@ -169,6 +183,7 @@ def send_batch(issue_id: int, lo: int, hi: int) -> dict:
         recipient_fields=recipient_fields,
         transport=smtp_transport_for(rt.settings.smtp_url),
         lease_seconds=rt.settings.lease_seconds,
+        throttle=_send_rate(rt.settings),
     )
     if report.hard_bounces:
         with rt.db.transaction() as session:

@@ -91,13 +91,55 @@ def list_issues(session: Session, limit: int = 100) -> list[Issue]:
 
 def request_send(session: Session, issue_id: int) -> Issue:
     """Move a draft to `sending`. The caller enqueues planning after its transaction commits."""
-    issue = session.get(Issue, issue_id, with_for_update=True) if 0 < issue_id <= MAX_ID else None
-    if issue is None:
-        raise NotFound(f"No issue with id {issue_id}")
+    issue = _locked(session, issue_id)
     if issue.status != "draft":
         raise Conflict(f"Issue {issue.id} is already {issue.status}")
     issue.status = "sending"
     issue.send_requested_at = utcnow()
+    session.flush()
+    return issue
+
+
+def _locked(session: Session, issue_id: int) -> Issue:
+    issue = session.get(Issue, issue_id, with_for_update=True) if 0 < issue_id <= MAX_ID else None
+    if issue is None:
+        raise NotFound(f"No issue with id {issue_id}")
+    return issue
+
+
+def pause_issue(session: Session, issue_id: int) -> Issue:
+    """Stop claiming more recipients; what is in flight finishes. Resume carries on where it stopped."""
+    issue = _locked(session, issue_id)
+    if issue.status != "sending":
+        raise Conflict(f"Only a sending issue can be paused; issue {issue.id} is {issue.status}")
+    issue.status = "paused"
+    issue.paused_at = utcnow()
+    session.flush()
+    return issue
+
+
+def resume_issue(session: Session, issue_id: int) -> Issue:
+    """Carry on a paused send. Only rows still pending are sent: a row that was sent never goes again.
+
+    The caller enqueues planning after the commit (it re-plans nothing: it cuts the pending rows into batches).
+    """
+    issue = _locked(session, issue_id)
+    if issue.status != "paused":
+        raise Conflict(f"Only a paused issue can be resumed; issue {issue.id} is {issue.status}")
+    issue.status = "sending"
+    issue.paused_at = None
+    session.flush()
+    return issue
+
+
+def cancel_issue(session: Session, issue_id: int) -> Issue:
+    """Stop for good: every recipient not yet sent to becomes `cancelled`."""
+    issue = _locked(session, issue_id)
+    if issue.status not in ("sending", "paused"):
+        raise Conflict(f"Only a sending or paused issue can be cancelled; issue {issue.id} is {issue.status}")
+    issue.status = "cancelled"
+    issue.cancelled_at = utcnow()
+    ledger.cancel_pending(session, issue.id)
     session.flush()
     return issue
 

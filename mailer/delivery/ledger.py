@@ -110,7 +110,9 @@ def claim_batch(
         .execution_options(synchronize_session=False)
     ).rowcount
     due = or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)
-    chunk = select(Delivery.id).where(in_range, due).order_by(Delivery.id).limit(limit).scalar_subquery()
+    # Pause and cancel take effect at the next chunk: nothing is claimed unless the issue is still sending.
+    sending = exists(select(Issue.id).where(Issue.id == issue_id, Issue.status == "sending"))
+    chunk = select(Delivery.id).where(in_range, due, sending).order_by(Delivery.id).limit(limit).scalar_subquery()
     claimed = session.execute(
         update(Delivery)
         # The outer status check matters: under concurrency PostgreSQL re-checks it on the locked row,
@@ -216,6 +218,16 @@ def touch_issue(session: Session, issue_id: int, now: datetime | None = None) ->
     )
 
 
+def cancel_pending(session: Session, issue_id: int) -> int:
+    """Every row not yet claimed becomes `cancelled`; rows in flight finish as they will."""
+    return session.execute(
+        update(Delivery)
+        .where(Delivery.issue_id == issue_id, Delivery.status == "pending")
+        .values(status="cancelled", last_error="issue cancelled", next_attempt_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
 def skip_pending_for(session: Session, subscriber_id: int, topic_id: int | None, reason: str) -> int:
     """Skip a person's not-yet-claimed rows (for one topic's issues, or all): unsubscribe is immediate."""
     query = update(Delivery).where(Delivery.subscriber_id == subscriber_id, Delivery.status == "pending")
@@ -280,3 +292,30 @@ def has_due(session: Session, issue_id: int, now: datetime | None = None) -> boo
         )
         is not None
     )
+
+
+@dataclass(frozen=True)
+class RecipientRow:
+    delivery_id: int
+    email: str | None  # None once the person's data is erased
+    status: str
+    attempts: int
+    last_error: str | None
+    sent_at: datetime | None
+
+
+def recipients(
+    session: Session, issue_id: int, status: str | None = None, after_id: int = 0, limit: int | None = 100
+) -> list[RecipientRow]:
+    """Who got the issue and how it went, in ledger order; keyset paging by `after_id`."""
+    query = (
+        select(Delivery.id, Subscriber.email, Delivery.status, Delivery.attempts, Delivery.last_error, Delivery.sent_at)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.issue_id == issue_id, Delivery.id > after_id)
+        .order_by(Delivery.id)
+    )
+    if status:
+        query = query.where(Delivery.status == status)
+    if limit:
+        query = query.limit(limit)
+    return [RecipientRow(*row) for row in session.execute(query.execution_options(yield_per=1000))]

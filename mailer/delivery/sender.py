@@ -20,6 +20,8 @@ from ..render import CompiledMessage
 from ..transports import PermanentFailure, TemporaryFailure, Transport
 from . import ledger
 
+THROTTLE_STEP = 10  # messages reserved from SEND_RATE at a time: few Redis calls, smooth enough
+
 
 @dataclass
 class BatchReport:
@@ -46,6 +48,7 @@ def send_batch(
     transport: Transport,
     lease_seconds: int,
     chunk: int = 100,
+    throttle: Callable[[int], object] | None = None,
 ) -> BatchReport:
     """Send the due rows of one id range of an issue; returns what happened to them."""
     report = BatchReport()
@@ -66,6 +69,8 @@ def send_batch(
         failures: list[tuple[ledger.Claimed, str, str]] = []
         untried: list[ledger.Claimed] = []
         for index, claim in enumerate(claims):
+            if throttle is not None and index % THROTTLE_STEP == 0:
+                throttle(min(THROTTLE_STEP, len(claims) - index))
             fields = recipient_fields(claim)
             fields["date"] = date
             try:

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from .base import Base, UTCDateTime, utcnow
 from .topics import Topic
 
-ISSUE_STATUSES = ("draft", "sending", "sent", "cancelled")
+# draft → sending → sent; a send can be paused (and resumed) or cancelled on the way.
+ISSUE_STATUSES = ("draft", "sending", "paused", "sent", "cancelled")
 
 
 class Issue(Base):
@@ -31,5 +32,7 @@ class Issue(Base):
     # Last time a batch made progress; the sweeper re-enqueues work for a send that has gone quiet.
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     recipient_count: Mapped[int | None] = mapped_column(Integer)
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     topic: Mapped[Topic] = relationship()

@@ -131,6 +131,8 @@ def upgrade() -> None:
         sa.Column("finished_at", mailer.models.base.UTCDateTime(), nullable=True),
         sa.Column("heartbeat_at", mailer.models.base.UTCDateTime(), nullable=True),
         sa.Column("recipient_count", sa.Integer(), nullable=True),
+        sa.Column("paused_at", mailer.models.base.UTCDateTime(), nullable=True),
+        sa.Column("cancelled_at", mailer.models.base.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["created_by_id"], ["admin_users.id"], name=op.f("fk_issues_created_by_id_admin_users")
         ),

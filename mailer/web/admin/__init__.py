@@ -12,11 +12,14 @@ from ...accounts import authenticate, has_role
 from ...audience.segments import audience_size
 from ...compose.issues import (
     IssueInput,
+    cancel_issue,
     create_issue,
     get_issue,
     issue_progress,
     list_issues,
+    pause_issue,
     request_send,
+    resume_issue,
     update_issue,
 )
 from ...compose.mail import preview
@@ -190,6 +193,31 @@ def send_issue(issue_id: int):
     return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
 
 
+_CONTROLS = {
+    "pause": (pause_issue, "Sending is paused. Nobody else gets it until you resume."),
+    "resume": (resume_issue, "Sending has resumed. Nobody who already got it will get it again."),
+    "cancel": (cancel_issue, "Sending is cancelled. Nobody else will get this issue."),
+}
+
+
+@bp.post("/issues/<int:issue_id>/<any(pause, resume, cancel):action>")
+@require_role("publisher")
+def control_issue(issue_id: int, action: str):
+    change, message = _CONTROLS[action]
+    try:
+        with runtime_of_app().db.transaction() as session:
+            change(session, issue_id)
+    except NotFound:
+        abort(404, f"There is no issue {issue_id}.")
+    except Conflict as exc:
+        flash(str(exc))
+        return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
+    if action == "resume":
+        enqueue(plan_issue, issue_id)
+    flash(message)
+    return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
+
+
 @bp.get("/mail")
 @login_required
 def mail_catcher():
@@ -219,3 +247,6 @@ def mail_message(name: str):
             },
         )
     return render_template("admin/mail_message.html", message=message, name=name)
+
+
+from . import recipients  # noqa: E402,F401  (registers its routes on bp)

@@ -8,7 +8,16 @@ from flask import Blueprint, g, jsonify, request, url_for
 from sqlalchemy import select
 
 from ...accounts import has_role, token_for
-from ...compose.issues import IssueInput, create_issue, get_issue, issue_progress, request_send
+from ...compose.issues import (
+    IssueInput,
+    cancel_issue,
+    create_issue,
+    get_issue,
+    issue_progress,
+    pause_issue,
+    request_send,
+    resume_issue,
+)
 from ...errors import Conflict, InvalidInput, NotFound
 from ...models import Topic
 from ...tasks import enqueue, plan_issue
@@ -145,3 +154,55 @@ def send(issue_id: int):
         body = issue_progress(session, issue)
     enqueue(plan_issue, issue_id)
     return jsonify(body), 202
+
+
+@bp.get("/issues/<int:issue_id>/deliveries")
+@token_required
+def deliveries(issue_id: int):
+    """Who got the issue and how it went: `?status=failed&after=<id>&limit=<1..1000>`."""
+    from ...delivery import ledger
+    from ...models import DELIVERY_STATUSES
+
+    status = request.args.get("status") or None
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise ApiError(400, f"Unknown status {status!r}: use one of {', '.join(DELIVERY_STATUSES)}")
+    try:
+        after = int(request.args.get("after", 0))
+        limit = int(request.args.get("limit", 100))
+    except ValueError as exc:
+        raise ApiError(400, "'after' and 'limit' must be whole numbers") from exc
+    if not 1 <= limit <= 1000 or not 0 <= after < 2**63:
+        raise ApiError(400, "'limit' must be 1 to 1000 and 'after' a row id")
+    session = db_session()
+    issue = get_issue(session, issue_id)
+    rows = ledger.recipients(session, issue.id, status, after, limit)
+    return jsonify(
+        {
+            "deliveries": [
+                {
+                    "id": r.delivery_id,
+                    "email": r.email,
+                    "status": r.status,
+                    "attempts": r.attempts,
+                    "reason": r.last_error,
+                    "sent_at": r.sent_at.isoformat() if r.sent_at else None,
+                }
+                for r in rows
+            ],
+            "next_after": rows[-1].delivery_id if len(rows) == limit else None,
+        }
+    )
+
+
+_CONTROLS = {"pause": pause_issue, "resume": resume_issue, "cancel": cancel_issue}
+
+
+@bp.post("/issues/<int:issue_id>/<any(pause, resume, cancel):action>")
+@token_required(role="publisher")
+def control(issue_id: int, action: str):
+    with runtime_of_app().db.transaction() as session:
+        issue = _CONTROLS[action](session, issue_id)
+        body = issue_progress(session, issue)
+    if action == "resume":
+        enqueue(plan_issue, issue_id)
+    return jsonify(body)

@@ -13,6 +13,7 @@ def _errors(*codes: int) -> dict:
     text = {
         400: "Invalid input",
         401: "Missing or invalid token",
+        403: "The role of this token cannot do this",
         404: "Not found",
         409: "Wrong state",
         415: "Not JSON",
@@ -71,7 +72,7 @@ def openapi_document(base_url: str) -> dict:
                         "subject": {"type": "string"},
                         "preheader": {"type": "string"},
                         "topic": {"type": "string"},
-                        "status": {"type": "string", "enum": ["draft", "sending", "sent", "cancelled"]},
+                        "status": {"type": "string", "enum": ["draft", "sending", "paused", "sent", "cancelled"]},
                         "recipients": {"type": ["integer", "null"]},
                         "counts": {
                             "type": "object",
@@ -120,13 +121,56 @@ def openapi_document(base_url: str) -> dict:
                     },
                 }
             },
+            **{
+                f"/issues/{{issue_id}}/{action}": {
+                    "post": {
+                        "summary": summary,
+                        "parameters": [issue_id],
+                        "responses": {
+                            "200": {"description": "The issue", **_json({"$ref": "#/components/schemas/Issue"})},
+                            **_errors(401, 403, 404, 409),
+                        },
+                    }
+                }
+                for action, summary in (
+                    ("pause", "Pause a send: nobody else gets it until it is resumed"),
+                    ("resume", "Resume a paused send: only recipients not yet sent to get it"),
+                    ("cancel", "Cancel a send: every recipient not yet sent to becomes 'cancelled'"),
+                )
+            },
+            "/issues/{issue_id}/deliveries": {
+                "get": {
+                    "summary": "Who got the issue and how it went, in pages",
+                    "parameters": [
+                        issue_id,
+                        {"name": "status", "in": "query", "schema": {"type": "string"}},
+                        {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "A page of deliveries; pass next_after as after for the next",
+                            **_json(
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "deliveries": {"type": "array", "items": {"type": "object"}},
+                                        "next_after": {"type": ["integer", "null"]},
+                                    },
+                                }
+                            ),
+                        },
+                        **_errors(400, 401, 404),
+                    },
+                }
+            },
             "/issues/{issue_id}/send": {
                 "post": {
                     "summary": "Send a draft to the topic's active subscribers",
                     "parameters": [issue_id],
                     "responses": {
                         "202": {"description": "Sending started", **_json({"$ref": "#/components/schemas/Issue"})},
-                        **_errors(401, 404, 409),
+                        **_errors(401, 403, 404, 409),
                     },
                 }
             },
