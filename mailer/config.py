@@ -54,6 +54,8 @@ class Settings:
     trusted_proxies: int = 0
     # Messages per second across every worker (a token bucket in Redis); None sends as fast as possible.
     send_rate: float | None = None
+    # A send that has made no progress for this long gets its pending rows enqueued again by the sweeper.
+    stall_seconds: int = 90
 
     @property
     def mail_domain(self) -> str:
@@ -147,6 +149,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         secret_key_fallbacks=tuple(k.strip() for k in (env.get("SECRET_KEY_FALLBACKS") or "").split(",") if k.strip()),
         trusted_proxies=_whole_number(env, "TRUSTED_PROXIES", 0),
         send_rate=_rate(env),
+        stall_seconds=positive_int("STALL_SECONDS", 90),
     )
 
 

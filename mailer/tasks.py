@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from datetime import timedelta
 
 from celery import Celery
 from celery.signals import worker_process_init
@@ -39,6 +40,13 @@ SWEEP_SECONDS = 30.0
 
 def configure_celery(settings: Settings) -> Celery:
     """Point the shared Celery app at the settings' Redis, with at-least-once delivery settings."""
+    if celery.conf.broker_url and celery.conf.broker_url != settings.redis_url:
+        # Reconfigured in the same process (another app, a test): pooled connections belong to the old
+        # broker, so drop them or publishing would keep going to the old address.
+        if celery._pool is not None:
+            celery._pool.force_close_all()
+            celery._pool = None
+        celery.amqp._producer_pool = None
     celery.conf.update(
         broker_url=settings.redis_url,
         broker_connection_retry_on_startup=True,
@@ -198,7 +206,7 @@ def send_batch(issue_id: int, lo: int, hi: int) -> dict:
 @celery.task(name="mailer.sweep")
 def sweep() -> dict:
     rt = runtime()
-    found = dispatch.sweep(rt.db, rt.settings.batch_size)
+    found = dispatch.sweep(rt.db, rt.settings.batch_size, timedelta(seconds=rt.settings.stall_seconds))
     for issue_id in found.plan:
         enqueue(plan_issue, issue_id)
     for issue_id, lo, hi in found.batches:

@@ -264,3 +264,14 @@ def test_the_sweeper_resends_a_lost_confirmation_once_not_every_sweep(db):
         s.get(Subscriber, outcome.subscriber_id).confirm_sent_at = utcnow()
         s.get(Subscriber, outcome.subscriber_id).confirm_swept_at = utcnow() - timedelta(hours=1)
     assert dispatch.sweep(db, batch_size=100).confirmations == []
+
+
+def test_send_rate_reserves_tokens_across_clients(redis_url):
+    """Two clients of one bucket share the rate: the second has to wait for what the first took."""
+    from mailer.delivery.rate import SendRate
+
+    key = f"test-rate-{utcnow().timestamp()}"
+    first, second = SendRate(redis_url, rate=1000, key=key), SendRate(redis_url, rate=1000, key=key)
+    assert first.acquire(1000) == 0  # a full second's burst is there to take
+    waited = second.acquire(100)  # then 100 more at 1000/s: about a tenth of a second's reservation
+    assert 0.05 < waited <= 0.1

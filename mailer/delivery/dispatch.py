@@ -68,7 +68,7 @@ class SweepResult:
     finished: list[int] = field(default_factory=list)
 
 
-def sweep(db: Database, batch_size: int) -> SweepResult:
+def sweep(db: Database, batch_size: int, quiet_after: timedelta = QUIET_AFTER) -> SweepResult:
     """Find lost work: expired leases, unplanned or quiet sends, unsent confirmations, finished issues."""
     result = SweepResult()
     now = utcnow()
@@ -76,13 +76,13 @@ def sweep(db: Database, batch_size: int) -> SweepResult:
         result.requeued_rows = ledger.requeue_expired_leases(session, now)
         for issue in session.scalars(select(Issue).where(Issue.status == "sending")):
             if issue.planned_at is None:
-                if issue.send_requested_at and now - issue.send_requested_at > QUIET_AFTER:
+                if issue.send_requested_at and now - issue.send_requested_at > quiet_after:
                     result.plan.append(issue.id)
                 continue
             if finish_if_done(session, issue):
                 result.finished.append(issue.id)
                 continue
-            quiet = issue.heartbeat_at is None or now - issue.heartbeat_at > QUIET_AFTER
+            quiet = issue.heartbeat_at is None or now - issue.heartbeat_at > quiet_after
             if quiet and ledger.has_due(session, issue.id, now):
                 result.batches += [(issue.id, lo, hi) for lo, hi in ledger.batch_ranges(session, issue.id, batch_size)]
                 issue.heartbeat_at = now

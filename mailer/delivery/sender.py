@@ -61,6 +61,8 @@ def send_batch(
             )
         report.skipped += skipped
         if not claims:
+            if skipped:
+                continue  # a whole chunk of people who left since planning: carry on with the range
             break
         report.claimed += len(claims)
 
@@ -70,7 +72,12 @@ def send_batch(
         untried: list[ledger.Claimed] = []
         for index, claim in enumerate(claims):
             if throttle is not None and index % THROTTLE_STEP == 0:
-                throttle(min(THROTTLE_STEP, len(claims) - index))
+                try:
+                    throttle(min(THROTTLE_STEP, len(claims) - index))
+                except Exception as exc:  # the shared bucket lives in Redis; if it is gone, stop cleanly
+                    untried = claims[index:]
+                    report.stopped = f"send rate limiter unavailable: {exc}"
+                    break
             fields = recipient_fields(claim)
             fields["date"] = date
             try:
