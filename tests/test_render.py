@@ -40,7 +40,7 @@ def _fill(message, url="https://mailer.example/u/abc.def", **extra):
         "unsubscribe_url": url,
         **extra,
     }
-    return email.message_from_bytes(message.fill(values), policy=email.policy.default)
+    return email.message_from_bytes(message.unstuff(message.fill(values)), policy=email.policy.default)
 
 
 def test_script_and_event_handlers_never_reach_the_html():
@@ -113,3 +113,33 @@ def test_fill_decodes_to_exactly_the_values_whatever_the_content(body, token, su
     assert f"Unsubscribe from Trust Matters: {url}\n" in text
     assert f'href="{url}"' in html
     assert clean_text(body) in text
+
+
+def test_lines_starting_with_a_dot_survive_smtp(smtp_server):
+    """fill() output is dot-stuffed once at compile time; the server must get every dot back."""
+    from mailer.transports import SmtpTransport
+
+    text = ".starts with a dot\n..two dots\n.\nend"
+    message = _compiled(body_html="<p>x</p>", body_text=text)
+    transport = SmtpTransport(f"smtp://127.0.0.1:{smtp_server.port}")
+    try:
+        for value in (".leading-dot-value", "plain"):
+            transport.send(
+                message.envelope_from,
+                "dots@example.org",
+                message.fill(
+                    {
+                        "to": "dots@example.org",
+                        "date": "d",
+                        "message_id": "m",
+                        "list_unsubscribe": "u",
+                        "unsubscribe_url": value,
+                    }
+                ),
+            )
+    finally:
+        transport.close()
+    first, second = smtp_server.wait_for("dots@example.org", count=2)
+    body = first.text().replace("\r\n", "\n")
+    assert text in body and "Unsubscribe from Trust Matters: .leading-dot-value" in body
+    assert "Unsubscribe from Trust Matters: plain" in second.text()

@@ -36,7 +36,9 @@ class Cluster:
             **worker_env,
         }
         self.tmp_path = tmp_path
-        self.settings = settings.with_overrides(redis_url=self.redis.url, lease_seconds=3, stall_seconds=2, batch_size=200)
+        self.settings = settings.with_overrides(
+            redis_url=self.redis.url, lease_seconds=3, stall_seconds=2, batch_size=200
+        )
         self.workers: list[WorkerProcess] = []
 
     def worker(self, queues="bulk", concurrency=2, name="bulk") -> WorkerProcess:
@@ -207,8 +209,9 @@ def test_one_click_unsubscribe_during_a_send_stops_the_rest_for_that_address(clu
         subscriber_id = s.scalar(select(Subscriber.id).where(Subscriber.email_key == last))
     links = app.extensions["mailer"].links
     url = links.unsubscribe_url(subscriber_id, 1)
-    response = app.test_client().post(path_of(url.replace(cluster.settings.base_url, "http://mailer.test")),
-                                      data={"List-Unsubscribe": "One-Click"})
+    response = app.test_client().post(
+        path_of(url.replace(cluster.settings.base_url, "http://mailer.test")), data={"List-Unsubscribe": "One-Click"}
+    )
     assert response.status_code == 200
     _sweep_until_sent(db, issue_id)
     got = _received(smtp_server, emails)

@@ -32,7 +32,7 @@ def plan_issue(
         now = utcnow()
         if issue.planned_at is None:
             issue.recipient_count = ledger.plan_deliveries(session, issue.id, audience_for(issue))
-            issue.planned_at = now
+            issue.planned_at = utcnow()  # after the INSERT … SELECT, so planned_at - send_requested_at is its cost
         issue.heartbeat_at = now
         ranges = ledger.batch_ranges(session, issue.id, batch_size)
         if not ranges:

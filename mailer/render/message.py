@@ -47,7 +47,11 @@ _SOFT = b"=\r\n"
 
 @dataclass
 class CompiledMessage:
-    """Segments alternate static bytes and (field name, encoder) pairs; `fill` joins them."""
+    """Segments alternate static bytes and (field name, encoder) pairs; `fill` joins them.
+
+    What `fill` returns is ready for the wire: CRLF line ends and SMTP dot-stuffing already applied.
+    Parse it as a message only after undoing the stuffing (`unstuff`), as an SMTP server does.
+    """
 
     segments: list
     envelope_from: str
@@ -61,6 +65,11 @@ class CompiledMessage:
                 name, encode = seg
                 out.append(encode(values.get(name, "")))
         return b"".join(out)
+
+    @staticmethod
+    def unstuff(data: bytes) -> bytes:
+        """The message as a receiving server stores it (for previews and tests)."""
+        return data.replace(b"\r\n..", b"\r\n.")
 
     @property
     def fields(self) -> set[str]:
@@ -85,12 +94,19 @@ def _split_part(text: str, markers: dict[str, str], encode_value: Callable[[str]
     return segments
 
 
+def _body_value(encoded: bytes) -> bytes:
+    # A value starts a line (it follows a soft break): a leading "." is written as its QP escape, so
+    # SMTP's dot-stuffing never has to look at per-recipient bytes.
+    encoded = encoded.replace(b"\r\n.", b"\r\n=2E")
+    return b"=2E" + encoded[1:] if encoded[:1] == b"." else encoded
+
+
 def _html_value(value: str) -> bytes:
-    return _qp(html_lib.escape(value, quote=True).encode("utf-8"))
+    return _body_value(_qp(html_lib.escape(value, quote=True).encode("utf-8")))
 
 
 def _text_value(value: str) -> bytes:
-    return _qp(value.encode("utf-8"))
+    return _body_value(_qp(value.encode("utf-8")))
 
 
 def _header_value(value: str) -> bytes:
@@ -170,11 +186,14 @@ def compile_message(
     segments += _split_part(html, body_markers, _html_value)
     segments.append(f"\r\n--{boundary}--\r\n".encode())
 
-    # Merge neighbouring static segments so fill() joins as few pieces as possible.
+    # Merge neighbouring static segments so fill() joins as few pieces as possible, then dot-stuff them
+    # once for SMTP (RFC 5321 4.5.2): a static segment never starts a line (the message starts with a
+    # header, and every other static segment follows a value mid-line), so doubling each "\r\n." is all.
     merged: list = []
     for seg in segments:
         if seg.__class__ is bytes and merged and merged[-1].__class__ is bytes:
             merged[-1] += seg
         else:
             merged.append(seg)
-    return CompiledMessage(segments=merged, envelope_from=envelope_from)
+    stuffed = [seg.replace(b"\r\n.", b"\r\n..") if seg.__class__ is bytes else seg for seg in merged]
+    return CompiledMessage(segments=stuffed, envelope_from=envelope_from)

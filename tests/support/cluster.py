@@ -70,12 +70,28 @@ class WorkerProcess:
         start = self.log_path.stat().st_size
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "worker", "worker", "--queues", self.queues,
-                "--concurrency", str(self.concurrency), "--hostname", f"{self.name}-{os.getpid()}-{time.time_ns()}@%h",
-                "--loglevel", "INFO", "--without-mingle", "--without-gossip",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker",
+                "worker",
+                "--queues",
+                self.queues,
+                "--concurrency",
+                str(self.concurrency),
+                "--hostname",
+                f"{self.name}-{os.getpid()}-{time.time_ns()}@%h",
+                "--loglevel",
+                "INFO",
+                "--without-mingle",
+                "--without-gossip",
             ],
-            cwd=ROOT, env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
         def ready():
