@@ -12,8 +12,9 @@ run: setup  ## set up and start web, worker, beat, embedded Redis and mail catch
 test: setup  ## set up and run the whole suite (TEST_DATABASE_URL / TEST_REDIS_URL for real services)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: setup  ## measure sending speed and memory (see bench/README.md)
+bench: setup  ## measure speed and memory (see bench/README.md); BENCH_RECIPIENTS, BENCH_DATABASE_URL
 	$(BIN)/python bench/render_bench.py
+	$(BIN)/python bench/send_bench.py
 
 setup: install assets init
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, BigId, UTCDateTime
@@ -21,8 +21,12 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id"))
-    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    # No foreign keys, on purpose: rows are only ever written by plan_deliveries' INSERT … SELECT from a
+    # join on subscribers, under the issue's row lock, and neither issues nor subscribers are ever deleted
+    # (erasure blanks a subscriber, it keeps the row). On PostgreSQL the two FK triggers cost 1.4 s of
+    # every 100,000 rows planned, half the planning time.
+    issue_id: Mapped[int] = mapped_column(Integer)
+    subscriber_id: Mapped[int] = mapped_column(Integer, index=True)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -180,10 +180,6 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", mailer.models.base.UTCDateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("sent_at", mailer.models.base.UTCDateTime(), nullable=True),
-        sa.ForeignKeyConstraint(["issue_id"], ["issues.id"], name=op.f("fk_deliveries_issue_id_issues")),
-        sa.ForeignKeyConstraint(
-            ["subscriber_id"], ["subscribers.id"], name=op.f("fk_deliveries_subscriber_id_subscribers")
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deliveries")),
         sa.UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
     )
