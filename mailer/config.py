@@ -56,6 +56,10 @@ class Settings:
     send_rate: float | None = None
     # A send that has made no progress for this long gets its pending rows enqueued again by the sweeper.
     stall_seconds: int = 90
+    # Retention: sign-ups never confirmed are deleted after UNCONFIRMED_DAYS; people who left (unsubscribed,
+    # bounced, complained) have their address and name removed after ANONYMISE_AFTER_DAYS.
+    unconfirmed_days: int = 7
+    anonymise_after_days: int = 730
 
     @property
     def mail_domain(self) -> str:
@@ -150,6 +154,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         trusted_proxies=_whole_number(env, "TRUSTED_PROXIES", 0),
         send_rate=_rate(env),
         stall_seconds=positive_int("STALL_SECONDS", 90),
+        unconfirmed_days=positive_int("UNCONFIRMED_DAYS", 7),
+        anonymise_after_days=positive_int("ANONYMISE_AFTER_DAYS", 730),
     )
 
 

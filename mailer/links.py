@@ -1,4 +1,4 @@
-"""Signed links in mail and on pages: confirm, unsubscribe (one click), and the web version.
+"""Signed links in mail and on pages: confirm, unsubscribe (one click), manage preferences.
 
 A link is its own credential, so each kind has its own salt (a confirm token can never be replayed as an
 unsubscribe token) and every kind is signed with SECRET_KEY; old keys can be listed as fallbacks to rotate
@@ -25,6 +25,7 @@ class Links:
         self.base_url = base_url.rstrip("/")
         self._unsubscribe = URLSafeSerializer(keys, salt="unsubscribe", **opts)
         self._confirm = URLSafeTimedSerializer(keys, salt="confirm", **opts)
+        self._manage = URLSafeSerializer(keys, salt="manage", **opts)
 
     # Unsubscribe links never expire: an old newsletter's footer must still work years later.
     def unsubscribe_token(self, subscriber_id: int, topic_id: int | None) -> str:
@@ -58,3 +59,21 @@ class Links:
 
     def confirm_url(self, request_id: int) -> str:
         return f"{self.base_url}/confirm/{self.confirm_token(request_id)}"
+
+    # Manage links never expire either (they are in every footer). They carry a piece of the address's
+    # hash, so a link can only ever open the preferences of the address it was sent to.
+    def manage_token(self, subscriber_id: int, email_hash: str) -> str:
+        return self._manage.dumps([subscriber_id, email_hash[:12]])
+
+    def read_manage(self, token: str) -> tuple[int, str]:
+        """(subscriber id, hash prefix): the caller checks the prefix against the subscriber's hash."""
+        try:
+            subscriber_id, hash_prefix = self._manage.loads(token)
+        except (BadData, TypeError, ValueError) as exc:
+            raise BadLink("manage link is not valid") from exc
+        if not isinstance(subscriber_id, int) or not isinstance(hash_prefix, str) or len(hash_prefix) != 12:
+            raise BadLink("manage link is not valid")
+        return subscriber_id, hash_prefix
+
+    def manage_url(self, subscriber_id: int, email_hash: str) -> str:
+        return f"{self.base_url}/manage/{self.manage_token(subscriber_id, email_hash)}"

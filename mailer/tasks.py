@@ -15,8 +15,8 @@ from celery import Celery
 from celery.signals import worker_process_init
 from sqlalchemy.exc import OperationalError
 
-from .audience import segments
-from .audience.confirmation import confirmation_mail, latest_request_id, mark_confirmation_sent
+from .audience import retention, segments
+from .audience.confirmation import confirmation_mail, latest_request_id, manage_link_mail, mark_confirmation_sent
 from .audience.suppression import suppress
 from .compose.mail import compile_issue
 from .config import Settings
@@ -25,7 +25,7 @@ from .delivery.ledger import Claimed
 from .delivery.rate import SendRate
 from .delivery.sender import send_batch as send_batch_service
 from .errors import NotFound
-from .models import Issue
+from .models import Issue, email_hash
 from .runtime import runtime, set_runtime
 from .transports import PermanentFailure, TemporaryFailure, smtp_transport_for
 
@@ -36,6 +36,7 @@ celery = Celery("mailer")
 TRANSACTIONAL = "transactional"
 BULK = "bulk"
 SWEEP_SECONDS = 30.0
+RETENTION_SECONDS = 3600.0
 
 
 def configure_celery(settings: Settings) -> Celery:
@@ -61,10 +62,14 @@ def configure_celery(settings: Settings) -> Celery:
         task_default_queue=BULK,
         task_routes={
             "mailer.send_confirmation": {"queue": TRANSACTIONAL},
+            "mailer.send_manage_link": {"queue": TRANSACTIONAL},
         },
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
         timezone="Europe/London",
-        beat_schedule={"sweep": {"task": "mailer.sweep", "schedule": SWEEP_SECONDS}},
+        beat_schedule={
+            "sweep": {"task": "mailer.sweep", "schedule": SWEEP_SECONDS},
+            "retention": {"task": "mailer.retention", "schedule": RETENTION_SECONDS},
+        },
         worker_hijack_root_logger=False,
     )
     return celery
@@ -113,11 +118,29 @@ def send_confirmation(self, request_id: int) -> str:
     return "sent"
 
 
+@celery.task(name="mailer.send_manage_link", bind=True, max_retries=8)
+def send_manage_link(self, subscriber_id: int) -> str:
+    rt = runtime()
+    try:
+        with rt.db.sessions() as session:
+            mail = manage_link_mail(session, subscriber_id, rt.settings, rt.links)
+    except NotFound:
+        return "gone"
+    try:
+        smtp_transport_for(rt.settings.smtp_url).send(mail.envelope_from, mail.recipient, mail.data)
+    except TemporaryFailure as exc:
+        raise self.retry(exc=exc, countdown=min(2**self.request.retries * 5, 300)) from exc
+    except PermanentFailure as exc:
+        log.warning("manage link for subscriber %s refused: %s", subscriber_id, exc)
+        return "refused"
+    return "sent"
+
+
 # --- issues --------------------------------------------------------------------------------------
 
 
 def _issue_audience(issue: Issue):
-    return segments.topic_audience(issue.topic_id)
+    return segments.topic_audience(issue.topic_id, issue.audience_rules)
 
 
 # A database that is briefly unavailable or locked: try again shortly (the ledger makes repeats harmless).
@@ -179,6 +202,7 @@ def send_batch(issue_id: int, lo: int, hi: int) -> dict:
             "message_id": f"issue-{issue_id}.{claim.subscriber_id}@{domain}",
             "list_unsubscribe": unsubscribe,
             "unsubscribe_url": unsubscribe,
+            "manage_url": links.manage_url(claim.subscriber_id, email_hash(claim.email)),
         }
 
     report = send_batch_service(
@@ -223,6 +247,24 @@ def sweep() -> dict:
         "confirmations": len(found.confirmations),
         "finished": found.finished,
     }
+
+
+@celery.task(name="mailer.retention", **RETRY_DB)
+def retention_job() -> dict:
+    """Delete unconfirmed sign-ups and anonymise people who left long ago, a chunk per transaction."""
+    rt = runtime()
+    report = retention.RetentionReport()
+    for _ in range(1000):  # bounded: at most a million people per run, the rest next hour
+        with rt.db.transaction() as session:
+            deleted = retention.delete_unconfirmed(session, rt.settings.unconfirmed_days)
+            anonymised = retention.anonymise_ended(session, rt.settings.anonymise_after_days)
+        report.deleted_unconfirmed += deleted
+        report.anonymised += anonymised
+        if deleted < retention.CHUNK and anonymised < retention.CHUNK:
+            break
+    if report.deleted_unconfirmed or report.anonymised:
+        log.info("retention: %s", report)
+    return vars(report)
 
 
 def bootstrap(settings: Settings | None = None) -> Celery:

@@ -103,6 +103,7 @@ def test_invisible_and_unencodable_characters_never_cause_a_500(client, db):
             "email": "nul@example.org",
             "name": "Bob\x00 \x07Smith",
             "topics": ["careers"],
+            "area": "southampton",
         },
     )
     assert response.status_code == 303

@@ -18,7 +18,7 @@ from werkzeug.serving import make_server
 
 from conftest import BASE_URL, free_port, wait_until
 from mailer.config import ROOT
-from support.flows import confirm_link
+from support.flows import confirm_link, manage_link
 
 CHROMIUM = "/usr/bin/chromium"
 NO_CHROMIUM = "Debian chromium not installed: apt-get install chromium"
@@ -149,6 +149,9 @@ def _brief(violations: list[dict]) -> list[dict]:
 def fill_subscribe_form(page, email: str) -> None:
     page.get_by_label("Trust Matters", exact=True).check()
     page.get_by_label("Email address").fill(email)
+    page.get_by_label("Where do you live or work?").select_option(label="Isle of Wight")
+    page.get_by_label("Carer, family member or friend").check()
+    page.get_by_label("Mental health services").check()
     page.get_by_role("button", name="Subscribe").click()
 
 
@@ -185,6 +188,29 @@ def test_subscribe_and_confirm_in_a_browser(page, live_server, db, smtp_server, 
             return s.scalar(select(Subscriber.status).where(Subscriber.email_key == address)) == "active"
 
     wait_until(status, 5, message="the subscriber to be active")
+
+    # Later, from the link in the email's footer, they switch Trust Matters to a monthly digest.
+    page.goto(on_live_server(manage_link(mail), live_server))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Manage your subscriptions")
+    expect(page.get_by_label("Trust Matters", exact=True)).to_be_checked()
+    expect(page.get_by_label("Where do you live or work?")).to_have_value("isle-of-wight")
+    expect(page.get_by_label("Carer, family member or friend")).to_be_checked()
+    expect(page.get_by_label("Mental health services")).to_be_checked()
+    assert_accessible(page, "the preference centre")
+    page.get_by_label("How often: Trust Matters").select_option(label="Monthly digest")
+    page.get_by_role("button", name="Save my choices").click()
+    expect(page.get_by_role("status")).to_contain_text("Your choices have been saved")
+    expect(page.get_by_label("How often: Trust Matters")).to_have_value("monthly")
+    assert_accessible(page, "the preference centre after saving")
+
+    with db.transaction() as s:
+        from sqlalchemy import select
+
+        from mailer.models import Subscriber, Subscription
+
+        person = s.scalar(select(Subscriber).where(Subscriber.email_key == address))
+        assert (person.area, person.audience, person.services) == ("isle-of-wight", "carer", 2)
+        assert [sub.frequency for sub in s.scalars(select(Subscription).where(Subscription.subscriber_id == person.id))] == ["monthly"]
 
 
 def test_invalid_email_shows_the_error_summary_linked_to_the_field(page, live_server):

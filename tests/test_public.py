@@ -48,7 +48,7 @@ def test_home_page_explains_what_you_can_subscribe_to(client):
 def test_invalid_email_shows_an_error_and_saves_nothing(client, db):
     page = client.get("/subscribe")
     response = client.post(
-        "/subscribe", data={"csrf_token": csrf_from(page.data), "email": "not-an-email", "topics": ["careers"]}
+        "/subscribe", data={"csrf_token": csrf_from(page.data), "email": "not-an-email", "topics": ["careers"], "area": "portsmouth"}
     )
     assert response.status_code == 400
     assert b"There is a problem" in response.data
@@ -78,7 +78,7 @@ def test_unknown_topic_and_area_are_errors(client, db):
 
 
 def test_form_without_csrf_token_is_refused(client, db):
-    response = client.post("/subscribe", data={"email": "a@example.org", "topics": ["careers"]})
+    response = client.post("/subscribe", data={"email": "a@example.org", "topics": ["careers"], "area": "portsmouth"})
     assert response.status_code == 400
     assert b"security token" in response.data
     assert _count(db, Subscriber) == 0
@@ -196,13 +196,13 @@ def test_subscribing_too_often_from_one_address_is_slowed_down(client, db):
     csrf = csrf_from(client.get("/subscribe").data)
     codes = [
         client.post(
-            "/subscribe", data={"csrf_token": csrf, "email": f"p{i}@example.org", "topics": ["careers"]}
+            "/subscribe", data={"csrf_token": csrf, "email": f"p{i}@example.org", "topics": ["careers"], "area": "portsmouth"}
         ).status_code
         for i in range(21)
     ]
     assert codes[:20] == [303] * 20
     assert codes[20] == 429
-    last = client.post("/subscribe", data={"csrf_token": csrf, "email": "late@example.org", "topics": ["careers"]})
+    last = client.post("/subscribe", data={"csrf_token": csrf, "email": "late@example.org", "topics": ["careers"], "area": "portsmouth"})
     assert last.status_code == 429 and b"Too many attempts" in last.data
     assert _count(db, Subscriber) == 20
 

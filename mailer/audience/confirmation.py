@@ -1,4 +1,7 @@
-"""The double opt-in email: built for one request, sent on the transactional queue."""
+"""Transactional emails about a subscription: the double opt-in confirmation and the manage link.
+
+Built for one person and sent on the transactional queue, ahead of any bulk send.
+"""
 
 from __future__ import annotations
 
@@ -34,24 +37,28 @@ def latest_request_id(session: Session, subscriber_id: int) -> int | None:
     )
 
 
-def confirmation_mail(session: Session, request_id: int, settings: Settings, links: Links) -> OutgoingMail:
-    """The confirmation email for a subscribe request, ready to send."""
-    request = load_request(session, request_id)
-    subscriber = session.get(Subscriber, request.subscriber_id)
-    if not subscriber.email:
-        raise NotFound("subscriber has no address")
-    topics = request_topics(session, request)
-    markers = markers_for(new_marker_prefix(), ("confirm_url", "unsubscribe_url"))
+def _mail(
+    subscriber: Subscriber,
+    settings: Settings,
+    *,
+    template: str,
+    subject: str,
+    preheader: str,
+    message_id: str,
+    fields: dict[str, str],
+    extra: dict | None = None,
+) -> OutgoingMail:
+    markers = markers_for(new_marker_prefix(), tuple(fields))
     content = EmailContent(
-        subject="Confirm your subscription",
-        preheader="One click and you will start getting the updates you chose.",
+        subject=subject,
+        preheader=preheader,
         body_html="",
         body_text="",
-        template="confirmation",
+        template=template,
         organisation=settings.organisation,
         contact_email=settings.contact_email,
         topic_name="Trust Matters",
-        extra={"topics": [t.name for t in topics]},
+        extra=extra or {},
     )
     html, text = render_email(content, markers)
     message = compile_message(
@@ -62,19 +69,59 @@ def confirmation_mail(session: Session, request_id: int, settings: Settings, lin
         text=text,
         body_markers=markers,
     )
-    unsubscribe_url = links.unsubscribe_url(subscriber.id, None)
     data = message.fill(
         {
             "to": subscriber.email,
             "date": format_datetime(utcnow()),
-            "message_id": f"confirm-{request.id}@{settings.mail_domain}",
-            "list_unsubscribe": unsubscribe_url,
-            "unsubscribe_url": unsubscribe_url,
-            "confirm_url": links.confirm_url(request.id),
+            "message_id": f"{message_id}@{settings.mail_domain}",
+            "list_unsubscribe": fields["unsubscribe_url"],
+            **fields,
         }
     )
     return OutgoingMail(
         subscriber_id=subscriber.id, envelope_from=message.envelope_from, recipient=subscriber.email, data=data
+    )
+
+
+def confirmation_mail(session: Session, request_id: int, settings: Settings, links: Links) -> OutgoingMail:
+    """The confirmation email for a subscribe request, ready to send."""
+    request = load_request(session, request_id)
+    subscriber = session.get(Subscriber, request.subscriber_id)
+    if not subscriber.email:
+        raise NotFound("subscriber has no address")
+    topics = request_topics(session, request)
+    return _mail(
+        subscriber,
+        settings,
+        template="confirmation",
+        subject="Confirm your subscription",
+        preheader="One click and you will start getting the updates you chose.",
+        message_id=f"confirm-{request.id}",
+        fields={
+            "confirm_url": links.confirm_url(request.id),
+            "unsubscribe_url": links.unsubscribe_url(subscriber.id, None),
+            "manage_url": links.manage_url(subscriber.id, subscriber.email_hash),
+        },
+        extra={"topics": [t.name for t in topics]},
+    )
+
+
+def manage_link_mail(session: Session, subscriber_id: int, settings: Settings, links: Links) -> OutgoingMail:
+    """The "here is your link to manage your subscriptions" email someone asked for on the site."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or not subscriber.email or subscriber.status == "erased":
+        raise NotFound("subscriber has no address")
+    return _mail(
+        subscriber,
+        settings,
+        template="manage_link",
+        subject="Manage your subscriptions",
+        preheader="Change what you get from us, or unsubscribe.",
+        message_id=f"manage-{subscriber.id}-{int(utcnow().timestamp())}",
+        fields={
+            "manage_url": links.manage_url(subscriber.id, subscriber.email_hash),
+            "unsubscribe_url": links.unsubscribe_url(subscriber.id, None),
+        },
     )
 
 

@@ -1,34 +1,147 @@
 """Who is in an audience, as a SQL `select` of subscriber ids (never a Python loop over people).
 
-Delivery receives these selects ready-made, so it never needs to know what a subscription is.
+Delivery receives these selects ready-made, so it never needs to know what a subscription or a segment is.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Select, exists, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..models import Subscriber, Subscription, Suppression
+from ..errors import Conflict, InvalidInput, NotFound
+from ..models import Issue, Segment, Subscriber, Subscription, Suppression, Topic
+from ..render.content import clean_text
+from .rules import compile_rules, describe, validate_rules
 
 
 def not_suppressed():
     return ~exists().where(Suppression.email_hash == Subscriber.email_hash)
 
 
-def topic_audience(topic_id: int) -> Select:
-    """Active, unsuppressed subscribers with an open subscription to the topic: `select(subscriber.id)`."""
-    return (
+def reachable() -> list:
+    """Conditions every audience shares: confirmed, still subscribed, not on the suppression list."""
+    return [Subscriber.status == "active", not_suppressed()]
+
+
+def topic_audience(topic_id: int, rules: dict | None = None) -> Select:
+    """Who an issue to the topic goes to now: `select(subscriber.id)`.
+
+    Those who chose the topic "as it happens"; weekly and monthly subscribers get it in their digest.
+    With `rules`, only those who also match the segment.
+    """
+    query = (
         select(Subscriber.id)
         .join(Subscription, Subscription.subscriber_id == Subscriber.id)
         .where(
             Subscription.topic_id == topic_id,
             Subscription.ended_at.is_(None),
-            Subscriber.status == "active",
-            not_suppressed(),
+            Subscription.frequency == "immediately",
+            *reachable(),
         )
     )
+    if rules:
+        query = query.where(compile_rules(rules))
+    return query
 
 
-def audience_size(session: Session, topic_id: int) -> int:
-    """How many people an issue to this topic would reach now."""
-    return session.scalar(select(func.count()).select_from(topic_audience(topic_id).subquery())) or 0
+def segment_audience(rules: dict) -> Select:
+    """Everyone reachable who matches the rules, whatever their topics."""
+    return select(Subscriber.id).where(*reachable(), compile_rules(rules))
+
+
+def count(session: Session, query: Select) -> int:
+    return session.scalar(select(func.count()).select_from(query.subquery())) or 0
+
+
+def audience_size(session: Session, topic_id: int, rules: dict | None = None) -> int:
+    """How many people an issue to this topic (and segment) would reach now."""
+    return count(session, topic_audience(topic_id, rules))
+
+
+def topic_slugs(session: Session) -> list[str]:
+    return list(session.scalars(select(Topic.slug).order_by(Topic.position)))
+
+
+def topic_names(session: Session) -> dict[str, str]:
+    return {slug: name for slug, name in session.execute(select(Topic.slug, Topic.name))}
+
+
+def check_rules(session: Session, rules) -> dict:
+    """Validated, normalised rules (InvalidInput naming each problem)."""
+    return validate_rules(rules, topic_slugs(session))
+
+
+def _clean_name(name) -> str:
+    if not isinstance(name, str) or not " ".join(clean_text(name).split()):
+        raise InvalidInput({"name": "Enter a name for the segment"})
+    name = " ".join(clean_text(name).split())
+    if len(name) > 120:
+        raise InvalidInput({"name": "Name must be 120 characters or fewer"})
+    return name
+
+
+def save_segment(
+    session: Session,
+    *,
+    name,
+    rules,
+    description: str = "",
+    segment: Segment | None = None,
+    admin_user_id: int | None = None,
+) -> Segment:
+    """Create (or update) a segment. InvalidInput for bad rules or name; Conflict if the name is taken."""
+    errors: dict[str, str] = {}
+    try:
+        name = _clean_name(name)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    try:
+        rules = check_rules(session, rules)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    if not isinstance(description, str):
+        errors["description"] = "Description must be text"
+    if errors:
+        raise InvalidInput(errors)
+    if segment is None:
+        segment = Segment(created_by_id=admin_user_id)
+        session.add(segment)
+    segment.name = name
+    segment.rules = rules
+    segment.description = clean_text(description or "").strip()
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"There is already a segment called {name!r}") from exc
+    return segment
+
+
+def get_segment(session: Session, segment_id) -> Segment:
+    segment = session.get(Segment, segment_id) if isinstance(segment_id, int) else None
+    if segment is None:
+        raise NotFound("No such segment")
+    return segment
+
+
+def delete_segment(session: Session, segment_id: int) -> None:
+    """Delete a segment no issue uses; a segment an issue was sent to is part of that issue's record."""
+    segment = get_segment(session, segment_id)
+    used = session.scalar(select(Issue.id).where(Issue.segment_id == segment.id).limit(1))
+    if used is not None:
+        raise Conflict(f"Issue {used} uses this segment, so it cannot be deleted")
+    session.delete(segment)
+    session.flush()
+
+
+def segment_summary(session: Session, segment: Segment) -> dict:
+    return {
+        "id": segment.id,
+        "name": segment.name,
+        "description": segment.description,
+        "rules": segment.rules,
+        "summary": describe(segment.rules, topic_names(session)),
+        "created_at": segment.created_at.isoformat(),
+        "updated_at": segment.updated_at.isoformat(),
+    }

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from ..delivery.ledger import skip_pending_for
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import (
-    AREAS,
+    FREQUENCIES,
+    SERVICES,
     ConsentEvent,
     Subscriber,
     Subscription,
@@ -26,11 +27,12 @@ from ..models import (
     Topic,
     email_hash,
     email_key,
+    services_mask,
     utcnow,
 )
-from ..render.content import clean_text
 from . import wording
 from .emails import normalise_email
+from .people import clean_attributes
 
 # How many confirmation emails one address may be sent in an hour: enough for "I lost the email",
 # too few for anyone to use the form to flood someone's inbox.
@@ -71,6 +73,10 @@ def request_subscription(
     topic_slugs: list[str],
     name: str | None = None,
     area: str | None = None,
+    audience: str | None = None,
+    services: list[str] | None = None,
+    frequency: str = "immediately",
+    area_required: bool = False,
     channel: str = "web",
     ip_hash: str | None = None,
 ) -> SubscribeOutcome:
@@ -89,19 +95,23 @@ def request_subscription(
         topics = validate_topics(session, topic_slugs)
     except InvalidInput as exc:
         errors.update(exc.errors)
-    name = " ".join(clean_text(name or "").split()) or None
-    if name and len(name) > 200:
-        errors["name"] = "Name must be 200 characters or fewer"
-    area = (area or "").strip() or None
-    if area and area not in AREAS:
-        errors["area"] = "Select where you live or work from the list"
+    attributes, attribute_errors = clean_attributes(
+        name=name, area=area, audience=audience, services=services or [], area_required=area_required
+    )
+    errors.update(attribute_errors)
+    if frequency not in FREQUENCIES:
+        errors["frequency"] = "Choose how often you would like to hear from us"
     if errors:
         raise InvalidInput(errors)
 
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == email_key(address)))
     if subscriber is None:
         subscriber = Subscriber(
-            email=address, email_key=email_key(address), email_hash=email_hash(address), status="pending"
+            email=address,
+            email_key=email_key(address),
+            email_hash=email_hash(address),
+            status="pending",
+            subscribed_at=utcnow(),
         )
         session.add(subscriber)
         try:
@@ -129,7 +139,14 @@ def request_subscription(
         kind="subscribe_requested",
         channel=channel,
         wording_version=wording.CURRENT,
-        details={"topics": [t.slug for t in topics], "name": name, "area": area},
+        details={
+            "topics": [t.slug for t in topics],
+            "frequency": frequency,
+            "name": attributes.name,
+            "area": attributes.area,
+            "audience": attributes.audience,
+            "services": attributes.services,
+        },
         ip_hash=ip_hash,
     )
     session.add(request)
@@ -194,10 +211,14 @@ def confirm_subscription(session: Session, request_id: int, ip_hash: str | None 
     subscriber.status = "active"
     subscriber.confirmed_at = subscriber.confirmed_at or now
     subscriber.unsubscribed_at = None
-    if request.details.get("name"):
-        subscriber.name = request.details["name"]
-    if request.details.get("area"):
-        subscriber.area = request.details["area"]
+    subscriber.subscribed_at = subscriber.subscribed_at or request.created_at
+    details = request.details
+    for key in ("name", "area", "audience"):
+        if details.get(key):
+            setattr(subscriber, key, details[key])
+    if details.get("services"):
+        subscriber.services = services_mask([s for s in details["services"] if s in SERVICES])
+    frequencies = details.get("frequencies") or {}
     open_topic_ids = set(
         session.scalars(
             select(Subscription.topic_id).where(
@@ -207,7 +228,15 @@ def confirm_subscription(session: Session, request_id: int, ip_hash: str | None 
     )
     for topic in topics:
         if topic.id not in open_topic_ids:
-            session.add(Subscription(subscriber_id=subscriber.id, topic_id=topic.id, source=request.channel))
+            frequency = frequencies.get(topic.slug) or details.get("frequency") or "immediately"
+            session.add(
+                Subscription(
+                    subscriber_id=subscriber.id,
+                    topic_id=topic.id,
+                    source=request.channel,
+                    frequency=frequency if frequency in FREQUENCIES else "immediately",
+                )
+            )
     # Proving they read our mail lifts a bounce suppression; a complaint stays until they confirm like this.
     for suppression in session.scalars(select(Suppression).where(Suppression.email_hash == subscriber.email_hash)):
         session.delete(suppression)

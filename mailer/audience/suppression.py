@@ -27,6 +27,7 @@ def suppress(session: Session, subscriber_ids: list[int], reason: str, detail: s
             count += 1
         if subscriber.status in ("active", "pending"):
             subscriber.status = reason
+            subscriber.unsubscribed_at = subscriber.unsubscribed_at or now
         for subscription in session.scalars(
             select(Subscription).where(Subscription.subscriber_id == subscriber.id, Subscription.ended_at.is_(None))
         ):

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from ..delivery import ledger
 from ..errors import Conflict, InvalidInput, NotFound
-from ..models import Issue, Topic, utcnow
+from ..models import Issue, Segment, Topic, utcnow
 from ..render.content import clean_text, has_control_characters
 
 SUBJECT_MAX = 200
@@ -22,6 +22,7 @@ class IssueInput:
     body: str
     topic: str  # slug
     preheader: str = ""
+    segment: int | None = None  # only the topic's subscribers who match this segment
 
 
 def _validated(session: Session, data: IssueInput) -> tuple[dict, Topic | None]:
@@ -44,9 +45,15 @@ def _validated(session: Session, data: IssueInput) -> tuple[dict, Topic | None]:
     topic = session.scalar(select(Topic).where(Topic.slug == (data.topic or "").strip())) if data.topic else None
     if topic is None:
         errors["topic"] = "Choose a topic" if not data.topic else f"Unknown topic: {data.topic}"
+    segment_id = data.segment
+    if segment_id is not None:
+        if isinstance(segment_id, bool) or not isinstance(segment_id, int) or not 0 < segment_id <= MAX_ID:
+            errors["segment"] = "Segment must be the id of a segment"
+        elif session.get(Segment, segment_id) is None:
+            errors["segment"] = f"No segment with id {segment_id}"
     if errors:
         raise InvalidInput(errors)
-    return {"subject": subject, "body": body, "preheader": preheader}, topic
+    return {"subject": subject, "body": body, "preheader": preheader, "segment_id": segment_id}, topic
 
 
 def create_issue(session: Session, data: IssueInput, created_by_id: int | None = None) -> Issue:
@@ -96,6 +103,8 @@ def request_send(session: Session, issue_id: int) -> Issue:
         raise Conflict(f"Issue {issue.id} is already {issue.status}")
     issue.status = "sending"
     issue.send_requested_at = utcnow()
+    # The segment's rules as they were when the send started: later edits change future sends only.
+    issue.audience_rules = issue.segment.rules if issue.segment is not None else None
     session.flush()
     return issue
 
@@ -152,6 +161,7 @@ def issue_progress(session: Session, issue: Issue) -> dict:
         "subject": issue.subject,
         "preheader": issue.preheader,
         "topic": issue.topic.slug,
+        "segment": issue.segment_id,
         "status": issue.status,
         "recipients": issue.recipient_count,
         "counts": counts,

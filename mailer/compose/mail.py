@@ -7,7 +7,7 @@ from ..models import Issue
 from ..render import CompiledMessage, EmailContent, compile_message, markdown_to_html, markdown_to_text, render_email
 from ..render.message import markers_for, new_marker_prefix
 
-BODY_FIELDS = ("unsubscribe_url",)
+BODY_FIELDS = ("unsubscribe_url", "manage_url")
 
 
 def issue_content(issue: Issue, settings: Settings) -> EmailContent:
@@ -43,7 +43,7 @@ def compile_issue(issue: Issue, settings: Settings) -> CompiledMessage:
 
 
 def preview(issue: Issue, settings: Settings) -> tuple[str, str]:
-    """(html, text) as a recipient would see them, with a sample unsubscribe link."""
-    sample = {"unsubscribe_url": f"{settings.base_url}/u/example"}
+    """(html, text) as a recipient would see them, with sample unsubscribe and manage links."""
+    sample = {"unsubscribe_url": f"{settings.base_url}/u/example", "manage_url": f"{settings.base_url}/manage/example"}
     html, text = render_email(issue_content(issue, settings), sample)
     return html, text

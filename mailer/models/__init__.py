@@ -3,37 +3,51 @@
 from .admin import ROLES, AdminUser, ApiToken
 from .base import Base, utcnow
 from .deliveries import DELIVERY_STATUSES, FINAL_STATUSES, Delivery
+from .imports import Import
 from .issues import Issue
+from .segments import Segment
 from .subscribers import (
     AREAS,
+    AUDIENCES,
     FREQUENCIES,
+    FREQUENCY_LABELS,
+    SERVICES,
     ConsentEvent,
     Subscriber,
     Subscription,
     Suppression,
     email_hash,
     email_key,
+    services_mask,
+    services_of,
 )
 from .topics import SEED_TOPICS, Topic
 
 __all__ = [
     "AREAS",
+    "AUDIENCES",
     "DELIVERY_STATUSES",
     "FINAL_STATUSES",
     "FREQUENCIES",
+    "FREQUENCY_LABELS",
     "ROLES",
     "AdminUser",
     "ApiToken",
     "Base",
     "ConsentEvent",
     "Delivery",
+    "Import",
     "Issue",
     "SEED_TOPICS",
+    "SERVICES",
+    "Segment",
     "Subscriber",
     "Subscription",
     "Suppression",
     "Topic",
     "email_hash",
     "email_key",
+    "services_mask",
+    "services_of",
     "utcnow",
 ]

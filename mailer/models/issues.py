@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Base, UTCDateTime, utcnow
+from .base import Base, Json, UTCDateTime, utcnow
+from .segments import Segment
 from .topics import Topic
 
 # draft → sending → sent; a send can be paused (and resumed) or cancelled on the way.
@@ -22,6 +23,10 @@ class Issue(Base):
     preheader: Mapped[str] = mapped_column(String(200), default="")
     body: Mapped[str] = mapped_column(Text)  # Markdown
     topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
+    # Optional: only the topic's subscribers who also match this segment's rules.
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"))
+    # The segment's rules when the send started, so the record says who it was for even if they change.
+    audience_rules: Mapped[dict | None] = mapped_column(Json)
     status: Mapped[str] = mapped_column(String(16), default="draft", index=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("admin_users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -36,3 +41,4 @@ class Issue(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     topic: Mapped[Topic] = relationship()
+    segment: Mapped[Segment | None] = relationship()

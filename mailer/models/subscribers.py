@@ -21,6 +21,40 @@ AREAS = {
     "elsewhere": "Somewhere else",
 }
 END_REASONS = ("unsubscribed", "bounced", "complained", "erased")
+# Who someone is to us; asked on sign-up, optional.
+AUDIENCES = {
+    "patient": "Patient or service user",
+    "carer": "Carer, family member or friend",
+    "staff": "Member of staff",
+    "partner": "Partner organisation",
+    "community-group": "Community or voluntary group",
+    "other": "Other",
+}
+# Services someone is interested in, stored as bits of one integer so a segment tests them without a join.
+# The bit of a service never changes once used: stored values depend on it.
+SERVICES = {
+    "community": ("Community services", 1),
+    "mental-health": ("Mental health services", 2),
+    "learning-disability": ("Learning disability services", 4),
+}
+FREQUENCY_LABELS = {
+    "immediately": "As it happens",
+    "weekly": "Weekly digest",
+    "monthly": "Monthly digest",
+}
+
+
+def services_mask(slugs) -> int:
+    """The stored bits for a list of service slugs (unknown slugs must be rejected before this)."""
+    mask = 0
+    for slug in slugs:
+        mask |= SERVICES[slug][1]
+    return mask
+
+
+def services_of(mask: int) -> list[str]:
+    """The service slugs set in a stored mask, in display order."""
+    return [slug for slug, (_, bit) in SERVICES.items() if mask & bit]
 
 
 def email_key(email: str) -> str:
@@ -43,8 +77,12 @@ class Subscriber(Base):
     email_hash: Mapped[str] = mapped_column(String(64), index=True)
     name: Mapped[str | None] = mapped_column(String(200))
     area: Mapped[str | None] = mapped_column(String(32))
+    audience: Mapped[str | None] = mapped_column(String(32))
+    services: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When they first asked to subscribe (the consent date of an import); segments filter on it.
+    subscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When a confirmation mail was last asked for and when a worker actually sent it: the sweeper
@@ -53,6 +91,8 @@ class Subscriber(Base):
     confirm_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When the sweeper last re-enqueued a confirmation, so an outage is not answered with a mail per sweep.
     confirm_swept_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the address and name were removed (erasure, or the retention job for ended subscribers).
+    anonymised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     subscriptions: Mapped[list[Subscription]] = relationship(back_populates="subscriber")
 
@@ -104,12 +144,16 @@ class ConsentEvent(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(24))  # subscribe_requested, confirm, change, unsubscribe
+    # subscribe_requested, confirm, subscribe (consent collected elsewhere: API, import, admin), change,
+    # unsubscribe, erase
+    kind: Mapped[str] = mapped_column(String(24))
     channel: Mapped[str] = mapped_column(String(16))  # web, email, api, import, admin
     wording_version: Mapped[str | None] = mapped_column(String(32))
     details: Mapped[dict] = mapped_column(Json, default=dict)
     ip_hash: Mapped[str | None] = mapped_column(String(64))
     admin_user_id: Mapped[int | None] = mapped_column(ForeignKey("admin_users.id"))
+    # The CSV import that recorded this consent, if any (its row number is in details).
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id"))
     # A confirm event points at the request it confirms; unique, so one request confirms once.
     confirms_id: Mapped[int | None] = mapped_column(ForeignKey("consent_events.id"), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -27,6 +27,7 @@ login_manager = LoginManager()
 limiter = Limiter(get_remote_address, strategy="fixed-window")
 SUBSCRIBE_LIMIT = "20 per minute; 200 per hour"
 LOGIN_LIMIT = "10 per minute; 50 per hour"
+MANAGE_LINK_LIMIT = "5 per minute; 30 per hour"
 
 
 def create_app(settings: Settings | None = None) -> Flask:

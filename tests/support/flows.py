@@ -21,12 +21,16 @@ def path_of(url: str) -> str:
 
 def subscribe(client, email: str, topics=("trust-matters",), **extra):
     page = client.get("/subscribe")
-    data = {"csrf_token": csrf_from(page.data), "email": email, "topics": list(topics), **extra}
+    data = {"csrf_token": csrf_from(page.data), "email": email, "topics": list(topics), "area": "hampshire", **extra}
     return client.post("/subscribe", data=data)
 
 
 def confirm_link(received) -> str:
     return next(u for u in links_in(received.text()) if "/confirm/" in u)
+
+
+def manage_link(received) -> str:
+    return next(u for u in links_in(received.text()) if "/manage/" in u)
 
 
 def unsubscribe_link(received) -> str:

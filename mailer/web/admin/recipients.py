@@ -8,6 +8,7 @@ import io
 from flask import Response, abort, render_template, request, stream_with_context
 from flask_login import login_required
 
+from ...audience.export import spreadsheet_cell as _cell
 from ...compose.issues import issue_progress
 from ...delivery import ledger
 from ...models import DELIVERY_STATUSES
@@ -46,12 +47,6 @@ def issue_recipients(issue_id: int):
         statuses=DELIVERY_STATUSES,
         progress=issue_progress(db_session(), issue),
     )
-
-
-def _cell(value) -> str:
-    text = "" if value is None else str(value)
-    # Spreadsheet programs run cells that start like a formula; a server's reply could.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 @bp.get("/issues/<int:issue_id>/recipients.csv")

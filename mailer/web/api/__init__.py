@@ -105,6 +105,15 @@ def _string(data: dict, key: str, required: bool = True) -> str:
     return value
 
 
+def _segment_field(data: dict) -> int | None:
+    value = data.get("segment")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, "'segment' must be a segment id (a whole number)", {"segment": "must be an integer"})
+    return value
+
+
 @bp.get("/openapi.json")
 def openapi():
     return jsonify(openapi_document(runtime_of_app().settings.base_url))
@@ -121,7 +130,7 @@ def topics():
 @token_required
 def create():
     data = json_body()
-    unknown = sorted(set(data) - {"subject", "body", "topic", "preheader"})
+    unknown = sorted(set(data) - {"subject", "body", "topic", "preheader", "segment"})
     if unknown:
         raise ApiError(400, f"Unknown field(s): {', '.join(unknown)}")
     issue_input = IssueInput(
@@ -129,6 +138,7 @@ def create():
         body=_string(data, "body"),
         topic=_string(data, "topic"),
         preheader=_string(data, "preheader", required=False),
+        segment=_segment_field(data),
     )
     with runtime_of_app().db.transaction() as session:
         issue = create_issue(session, issue_input)
@@ -206,3 +216,6 @@ def control(issue_id: int, action: str):
     if action == "resume":
         enqueue(plan_issue, issue_id)
     return jsonify(body)
+
+
+from . import audience  # noqa: E402,F401  (registers the audience routes on bp)

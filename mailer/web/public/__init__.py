@@ -18,7 +18,7 @@ from ...audience.subscriptions import (
 )
 from ...errors import Conflict, InvalidInput, NotFound
 from ...links import BadLink
-from ...models import AREAS, Subscriber, Topic
+from ...models import AREAS, AUDIENCES, FREQUENCY_LABELS, SERVICES, Subscriber, Topic
 from ...tasks import enqueue, send_confirmation
 from .. import SUBSCRIBE_LIMIT, csrf, db_session, limiter, runtime_of_app
 
@@ -33,8 +33,8 @@ def _ip_hash() -> str | None:
     return hash_ip(request.remote_addr, runtime_of_app().settings.secret_key)
 
 
-def _bad_link(message: str):
-    return render_template("bad_link.html", message=message), 400
+def _bad_link(message: str, link_request: bool = False):
+    return render_template("bad_link.html", message=message, link_request=link_request), 400
 
 
 def _subscribe_form(errors=None, values=None, status=200, template="subscribe.html"):
@@ -43,8 +43,11 @@ def _subscribe_form(errors=None, values=None, status=200, template="subscribe.ht
             template,
             topics=_topics(),
             areas=AREAS,
+            audiences=AUDIENCES,
+            services={slug: label for slug, (label, _) in SERVICES.items()},
+            frequencies=FREQUENCY_LABELS,
             errors=errors or {},
-            values=values or {"topics": []},
+            values=values or {"topics": [], "services": [], "frequency": "immediately"},
             wording=wording.WORDING[wording.CURRENT],
         ),
         status,
@@ -69,6 +72,9 @@ def subscribe():
         "email": form.get("email", ""),
         "name": form.get("name", ""),
         "area": form.get("area", ""),
+        "audience": form.get("audience", ""),
+        "services": form.getlist("services"),
+        "frequency": form.get("frequency") or "immediately",
         "topics": form.getlist("topics"),
     }
     rt = runtime_of_app()
@@ -80,6 +86,10 @@ def subscribe():
                 topic_slugs=values["topics"],
                 name=values["name"],
                 area=values["area"],
+                audience=values["audience"],
+                services=values["services"],
+                frequency=values["frequency"],
+                area_required=True,
                 channel="web",
                 ip_hash=_ip_hash(),
             )
@@ -203,3 +213,17 @@ def healthz():
         checks["redis"] = f"error: {exc.__class__.__name__}"
     healthy = all(v == "ok" for v in checks.values())
     return {"status": "ok" if healthy else "unavailable", "checks": checks}, 200 if healthy else 503
+
+
+@bp.get("/privacy")
+def privacy():
+    settings = runtime_of_app().settings
+    return render_template(
+        "privacy.html",
+        wording=wording.WORDING[wording.CURRENT],
+        unconfirmed_days=settings.unconfirmed_days,
+        anonymise_after_days=settings.anonymise_after_days,
+    )
+
+
+from . import manage  # noqa: E402,F401  (registers the preference centre routes on bp)

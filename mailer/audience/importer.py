@@ -1,0 +1,292 @@
+"""CSV import of subscribers whose consent was collected elsewhere (events, paper forms, old lists).
+
+Streams: rows are read, checked and written in batches, so memory does not grow with the file. Each row
+is applied whole or not at all; bad rows are reported by spreadsheet row number (the header is row 1)
+and the good ones kept. Re-importing the same file changes nothing. An address that unsubscribed,
+bounced, complained or was erased is never brought back, and each such row says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from ..db import Database
+from ..errors import Conflict, InvalidInput
+from ..models import Import, utcnow
+from .people import add_subscriber, clean_attributes, parse_consent_date, parse_subscriptions
+
+COLUMNS = ("email", "name", "topics", "area", "audience", "services", "consent_source", "consent_date")
+REQUIRED = ("email", "topics", "consent_source")
+MAX_LINE = 64 * 1024  # a line longer than this is reported, not read into memory
+BATCH = 500
+REPORT_LIMIT = 1000  # rows listed in the answer; counts are always complete
+
+
+class ImportFileError(ValueError):
+    """The file as a whole cannot be imported (no header, unknown columns): nothing was written."""
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    rows: int = 0
+    errors: list = field(default_factory=list)
+    skipped_rows: list = field(default_factory=list)
+    error_count: int = 0
+    import_id: int | None = None
+
+    def error(self, row: int, message: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < REPORT_LIMIT:
+            self.errors.append({"row": row, "error": message})
+
+    def skip(self, row: int, message: str) -> None:
+        self.skipped += 1
+        if len(self.skipped_rows) < REPORT_LIMIT:
+            self.skipped_rows.append({"row": row, "reason": message})
+
+    def as_dict(self) -> dict:
+        return {
+            "import": self.import_id,
+            "rows": self.rows,
+            "imported": self.imported,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "skipped": self.skipped,
+            "skipped_rows": self.skipped_rows,
+            "errors": self.errors,
+            "error_count": self.error_count,
+            "truncated": self.error_count > len(self.errors) or self.skipped > len(self.skipped_rows),
+        }
+
+
+class _Lines:
+    """Physical lines of a text stream, each at most MAX_LINE long: a longer one is drained in pieces
+    and replaced by a marker row, so one bad line can neither exhaust memory nor hide the rows after it."""
+
+    OVERLONG = "\x00overlong\x00"
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            line = self.stream.readline(MAX_LINE + 1)
+            if not line:
+                return
+            if len(line) > MAX_LINE and not line.endswith("\n"):
+                while True:
+                    rest = self.stream.readline(MAX_LINE)
+                    if not rest or rest.endswith("\n"):
+                        break
+                yield self.OVERLONG + "\n"
+                continue
+            yield line
+
+
+def text_stream(binary: IO[bytes]) -> IO[str]:
+    """Decode an uploaded file: UTF-8 with or without a byte order mark, any line endings."""
+    return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
+
+
+def read_rows(stream: IO[str]) -> Iterator[tuple[int, dict[str, str] | str]]:
+    """(spreadsheet row number, cells by column) for each record, or (row, error message)."""
+    csv.field_size_limit(MAX_LINE)
+    reader = csv.reader(_Lines(stream))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ImportFileError("The file is empty: the first row must name the columns") from None
+    except csv.Error as exc:
+        raise ImportFileError(f"The first row could not be read as CSV: {exc}") from None
+    names = [h.strip().lower().replace(" ", "_") for h in header]
+    unknown = [h for h in names if h not in COLUMNS]
+    if unknown:
+        raise ImportFileError(f"Unknown column {unknown[0]!r}: the columns are {', '.join(COLUMNS)}")
+    missing = [c for c in REQUIRED if c not in names]
+    if missing:
+        raise ImportFileError(f"The file needs a column called {missing[0]!r}; the first row names the columns")
+    if len(set(names)) != len(names):
+        raise ImportFileError("A column is named twice in the first row")
+    row = 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            row += 1
+            yield row, f"Row could not be read as CSV: {exc}"
+            continue
+        row += 1
+        if not cells or all(not c.strip() for c in cells):
+            continue  # blank lines are not rows anyone means
+        if cells[0].startswith(_Lines.OVERLONG):
+            yield row, f"Row is longer than {MAX_LINE // 1024} KB: no row needs that much, so it was not read"
+            continue
+        if len(cells) != len(names):
+            yield row, f"Row has {len(cells)} cells but the first row names {len(names)} columns"
+            continue
+        if any("\ufffd" in c for c in cells):
+            yield row, "Row is not valid UTF-8 text: save the file as 'CSV UTF-8' and import it again"
+            continue
+        yield row, dict(zip(names, cells, strict=True))
+
+
+@dataclass
+class _Checked:
+    row: int
+    email: str
+    subscriptions: list
+    attributes: object
+    source: str
+    consent_date: object
+
+
+def _check(session, row: int, cells: dict[str, str]) -> _Checked:
+    errors: dict[str, str] = {}
+    topics = [t for t in (cells.get("topics") or "").split(";") if t.strip()]
+    subscriptions = []
+    try:
+        subscriptions = parse_subscriptions(session, topics, "topics")
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    attributes, attr_errors = clean_attributes(
+        name=cells.get("name"),
+        area=cells.get("area"),
+        audience=cells.get("audience"),
+        services=cells.get("services") or "",
+    )
+    errors.update(attr_errors)
+    consent_date = None
+    try:
+        consent_date = parse_consent_date(cells.get("consent_date"))
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    if errors:
+        raise InvalidInput(errors)
+    return _Checked(
+        row, cells.get("email", ""), subscriptions, attributes, cells.get("consent_source", ""), consent_date
+    )
+
+
+def _message(exc: InvalidInput) -> str:
+    return "; ".join(exc.errors.values())
+
+
+def _apply(session, item: _Checked, report: ImportReport, import_id: int, channel: str, admin_user_id) -> None:
+    try:
+        with session.begin_nested():
+            outcome = add_subscriber(
+                session,
+                email=item.email,
+                subscriptions=item.subscriptions,
+                attributes=item.attributes,
+                consent_source=item.source,
+                consent_date=item.consent_date,
+                collected_elsewhere=True,
+                channel="import",
+                admin_user_id=admin_user_id,
+                import_id=import_id,
+                row=item.row,
+            )
+    except InvalidInput as exc:
+        report.error(item.row, _message(exc))
+        return
+    except Conflict as exc:
+        report.skip(item.row, str(exc))
+        return
+    except IntegrityError:
+        report.error(item.row, "The address was added by someone else at the same moment: import the row again")
+        return
+    if outcome.created:
+        report.imported += 1
+    elif outcome.change:
+        report.updated += 1
+    else:
+        report.unchanged += 1
+    if outcome.change.refused:
+        report.skip(item.row, f"Not re-added to {', '.join(outcome.change.refused)}: they unsubscribed from it")
+        report.skipped -= 1  # the row itself was applied; this is a note, not a skipped row
+
+
+def _batches(rows: Iterable, size: int) -> Iterator[list]:
+    batch = []
+    for item in rows:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def run_import(
+    db: Database,
+    stream: IO[str],
+    *,
+    channel: str,
+    filename: str | None = None,
+    admin_user_id: int | None = None,
+    api_token_id: int | None = None,
+) -> ImportReport:
+    """Import a CSV text stream; ImportFileError (nothing written) if the file itself is unusable."""
+    report = ImportReport()
+    rows = read_rows(stream)
+    first = next(rows, None)  # reads the header: a bad file fails before anything is recorded
+    with db.transaction() as session:
+        record = Import(filename=filename, channel=channel, admin_user_id=admin_user_id, api_token_id=api_token_id)
+        session.add(record)
+        session.flush()
+        report.import_id = record.id
+    # The same address twice in one file: the second is reported, not applied. 8 bytes of hash per row.
+    seen: dict[bytes, int] = {}
+    all_rows = rows if first is None else _chain(first, rows)
+    try:
+        for batch in _batches(all_rows, BATCH):
+            with db.transaction() as session:
+                for row, cells in batch:
+                    report.rows += 1
+                    if isinstance(cells, str):
+                        report.error(row, cells)
+                        continue
+                    key = hashlib.blake2b(cells.get("email", "").strip().lower().encode(), digest_size=8).digest()
+                    if key in seen:
+                        report.error(row, f"Duplicate of row {seen[key]}: the same address is in the file twice")
+                        continue
+                    seen[key] = row
+                    try:
+                        item = _check(session, row, cells)
+                    except InvalidInput as exc:
+                        report.error(row, _message(exc))
+                        continue
+                    _apply(session, item, report, record.id, channel, admin_user_id)
+    except (IntegrityError, OperationalError):
+        _finish(db, report, "failed")
+        raise
+    _finish(db, report, "finished")
+    return report
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _finish(db: Database, report: ImportReport, status: str) -> None:
+    with db.transaction() as session:
+        record = session.get(Import, report.import_id)
+        record.status = status
+        record.finished_at = utcnow()
+        record.counts = {k: v for k, v in report.as_dict().items() if isinstance(v, int) and k != "import"}
+        record.report = (report.errors + report.skipped_rows)[:REPORT_LIMIT]

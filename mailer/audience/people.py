@@ -1,0 +1,590 @@
+"""One person's data: attributes, preferences, consent collected elsewhere, subject access and erasure.
+
+Every change here is recorded as a consent event saying when, how (channel), under which wording and,
+for the comms team, by whom.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from ..delivery.ledger import skip_pending_for
+from ..errors import Conflict, InvalidInput, NotFound
+from ..models import (
+    AREAS,
+    AUDIENCES,
+    FREQUENCIES,
+    SERVICES,
+    ConsentEvent,
+    Delivery,
+    Issue,
+    Subscriber,
+    Subscription,
+    Suppression,
+    Topic,
+    email_hash,
+    email_key,
+    services_mask,
+    services_of,
+    utcnow,
+)
+from ..render.content import clean_text
+from . import wording
+from .emails import normalise_email
+
+NAME_MAX = 200
+_UK_DATE = re.compile(r"\d{1,2}/\d{1,2}/\d{4}")
+SOURCE_MAX = 500
+
+
+def _slug_for(value: str, choices: dict) -> str | None:
+    """A slug from a slug or its label, ignoring case and spacing ('Isle of Wight' → 'isle-of-wight')."""
+    text = " ".join(value.split()).lower()
+    for slug, label in choices.items():
+        label = label[0] if isinstance(label, tuple) else label
+        if text in (slug, label.lower(), slug.replace("-", " ")):
+            return slug
+    return None
+
+
+@dataclass
+class Attributes:
+    name: str | None = None
+    area: str | None = None
+    audience: str | None = None
+    services: list[str] = field(default_factory=list)
+
+
+def clean_attributes(
+    *, name=None, area=None, audience=None, services=None, area_required: bool = False
+) -> tuple[Attributes, dict[str, str]]:
+    """Validate the optional attributes; returns (values, errors by field). Labels are accepted for slugs."""
+    errors: dict[str, str] = {}
+    out = Attributes()
+    if name is not None and not isinstance(name, str):
+        errors["name"] = "Name must be text"
+    else:
+        out.name = " ".join(clean_text(name or "").split()) or None
+        if out.name and len(out.name) > NAME_MAX:
+            errors["name"] = f"Name must be {NAME_MAX} characters or fewer"
+    for key, choices, message in (
+        ("area", AREAS, "Select where you live or work from the list"),
+        ("audience", AUDIENCES, "Select which of these describes you from the list"),
+    ):
+        value = area if key == "area" else audience
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if key == "area" and area_required:
+                errors["area"] = "Select where you live or work"
+            continue
+        slug = _slug_for(value, choices) if isinstance(value, str) else None
+        if slug is None:
+            errors[key] = message
+        setattr(out, key, slug)
+    if services is None:
+        services = []
+    if isinstance(services, str):
+        services = [s for s in services.split(";") if s.strip()]
+    if not isinstance(services, list) or not all(isinstance(s, str) for s in services):
+        errors["services"] = "Services must be a list of service names"
+    else:
+        slugs = []
+        for value in services:
+            slug = _slug_for(value, SERVICES)
+            if slug is None:
+                errors["services"] = f"Unknown service {value.strip()!r}: use {', '.join(SERVICES)}"
+                break
+            if slug not in slugs:
+                slugs.append(slug)
+        out.services = [s for s in SERVICES if s in slugs]
+    return out, errors
+
+
+def parse_subscriptions(session: Session, items, field_name: str = "subscriptions") -> list[tuple[Topic, str]]:
+    """[{"topic": slug, "frequency": f}] or ["slug", "slug:weekly"] → [(Topic, frequency)] in display order."""
+    if not isinstance(items, list) or not items:
+        raise InvalidInput({field_name: "Choose at least one topic"})
+    wanted: dict[str, str] = {}
+    for item in items:
+        if isinstance(item, str):
+            slug, _, frequency = item.strip().partition(":")
+        elif isinstance(item, dict) and set(item) <= {"topic", "frequency"} and isinstance(item.get("topic"), str):
+            slug, frequency = item["topic"], item.get("frequency") or ""
+        else:
+            raise InvalidInput({field_name: 'Each subscription is {"topic": slug, "frequency": ...}'})
+        slug, frequency = slug.strip(), (frequency or "immediately").strip() if isinstance(frequency, str) else None
+        if frequency not in FREQUENCIES:
+            raise InvalidInput(
+                {field_name: f"Unknown frequency {frequency!r} for {slug}: use {', '.join(FREQUENCIES)}"}
+            )
+        if slug in wanted and wanted[slug] != frequency:
+            raise InvalidInput({field_name: f"Topic {slug} is listed twice with different frequencies"})
+        wanted[slug] = frequency
+    topics = {t.slug: t for t in session.scalars(select(Topic).where(Topic.slug.in_(list(wanted))))}
+    unknown = [s for s in wanted if s not in topics]
+    if unknown:
+        raise InvalidInput({field_name: f"Unknown topic: {', '.join(unknown)}"})
+    return sorted(((topics[s], f) for s, f in wanted.items()), key=lambda pair: pair[0].position)
+
+
+def find_subscriber(session: Session, email: str) -> Subscriber:
+    """The current record for an address (NotFound if none, or if it was erased)."""
+    try:
+        address = normalise_email(email)
+    except InvalidInput as exc:
+        raise NotFound("No subscriber with that address") from exc
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == email_key(address)))
+    if subscriber is None:
+        raise NotFound("No subscriber with that address")
+    return subscriber
+
+
+def open_subscriptions(session: Session, subscriber_id: int) -> list[Subscription]:
+    return list(
+        session.scalars(
+            select(Subscription)
+            .join(Topic, Topic.id == Subscription.topic_id)
+            .where(Subscription.subscriber_id == subscriber_id, Subscription.ended_at.is_(None))
+            .order_by(Topic.position)
+        )
+    )
+
+
+def left_topics(session: Session, subscriber_id: int) -> set[int]:
+    """Topics this person unsubscribed from (and has not rejoined): only they may subscribe them again."""
+    ended = set(
+        session.scalars(
+            select(Subscription.topic_id).where(
+                Subscription.subscriber_id == subscriber_id, Subscription.ended_reason == "unsubscribed"
+            )
+        )
+    )
+    return ended - {s.topic_id for s in open_subscriptions(session, subscriber_id)}
+
+
+def _attributes_of(subscriber: Subscriber) -> dict:
+    return {
+        "name": subscriber.name,
+        "area": subscriber.area,
+        "audience": subscriber.audience,
+        "services": services_of(subscriber.services or 0),
+    }
+
+
+def _apply_attributes(subscriber: Subscriber, attrs: Attributes, *, keep_blank: bool) -> dict:
+    """Set the attributes; with keep_blank an empty value leaves what is there. Returns {field: [old, new]}."""
+    before = _attributes_of(subscriber)
+    for key in ("name", "area", "audience"):
+        value = getattr(attrs, key)
+        if value is not None or not keep_blank:
+            setattr(subscriber, key, value)
+    if attrs.services or not keep_blank:
+        subscriber.services = services_mask(attrs.services)
+    after = _attributes_of(subscriber)
+    return {k: [before[k], after[k]] for k in before if before[k] != after[k]}
+
+
+@dataclass
+class Change:
+    attributes: dict = field(default_factory=dict)
+    added: dict = field(default_factory=dict)  # slug → frequency
+    removed: list = field(default_factory=list)
+    frequency: dict = field(default_factory=dict)  # slug → [old, new]
+    refused: list = field(default_factory=list)  # topics left before, not re-added by someone else
+
+    def __bool__(self) -> bool:
+        return bool(self.attributes or self.added or self.removed or self.frequency)
+
+    def details(self) -> dict:
+        return {k: v for k, v in vars(self).items() if v and k != "refused"}
+
+
+def apply_subscriptions(
+    session: Session,
+    subscriber: Subscriber,
+    wanted: list[tuple[Topic, str]],
+    *,
+    source: str,
+    replace: bool,
+    by_owner: bool,
+    change: Change,
+    now: datetime | None = None,
+) -> None:
+    """Make the open subscriptions match `wanted` (replace) or add to them (not replace).
+
+    Someone other than the owner (an import, the API, an admin) never re-adds a topic the person left.
+    """
+    now = now or utcnow()
+    current = {s.topic_id: s for s in open_subscriptions(session, subscriber.id)}
+    refused = set() if by_owner else left_topics(session, subscriber.id)
+    wanted_ids = set()
+    for topic, frequency in wanted:
+        wanted_ids.add(topic.id)
+        subscription = current.get(topic.id)
+        if subscription is None:
+            if topic.id in refused:
+                change.refused.append(topic.slug)
+                continue
+            session.add(
+                Subscription(subscriber_id=subscriber.id, topic_id=topic.id, frequency=frequency, source=source)
+            )
+            change.added[topic.slug] = frequency
+        elif subscription.frequency != frequency:
+            change.frequency[topic.slug] = [subscription.frequency, frequency]
+            subscription.frequency = frequency
+    if replace:
+        for topic_id, subscription in current.items():
+            if topic_id not in wanted_ids:
+                subscription.end("unsubscribed", now)
+                change.removed.append(subscription.topic.slug)
+                skip_pending_for(session, subscriber.id, topic_id, reason="unsubscribed")
+
+
+def update_preferences(
+    session: Session,
+    subscriber: Subscriber,
+    *,
+    subscriptions: list[tuple[Topic, str]],
+    attributes: Attributes,
+    channel: str,
+    ip_hash: str | None = None,
+    admin_user_id: int | None = None,
+) -> Change:
+    """What the owner (preference centre) or an admin sets: topics, frequencies and attributes, all at once.
+
+    No topics at all means unsubscribing from everything. Recorded as one `change` consent event.
+    """
+    if subscriber.status == "erased":
+        raise NotFound("We could not find that subscription")
+    now = utcnow()
+    change = Change()
+    change.attributes = _apply_attributes(subscriber, attributes, keep_blank=False)
+    by_owner = channel in ("web", "email")
+    apply_subscriptions(
+        session, subscriber, subscriptions, source=channel, replace=True, by_owner=by_owner, change=change, now=now
+    )
+    if subscriptions and change.added and subscriber.status in ("pending", "unsubscribed") and by_owner:
+        # The owner, from a link we emailed them, chose topics: that is as good as confirming.
+        subscriber.status = "active"
+        subscriber.confirmed_at = subscriber.confirmed_at or now
+        subscriber.unsubscribed_at = None
+    if not subscriptions and subscriber.status in ("active", "pending"):
+        subscriber.status = "unsubscribed"
+        subscriber.unsubscribed_at = now
+        skip_pending_for(session, subscriber.id, None, reason="unsubscribed")
+    if change:
+        session.add(
+            ConsentEvent(
+                subscriber_id=subscriber.id,
+                kind="change" if subscriptions else "unsubscribe",
+                channel=channel,
+                wording_version=wording.CURRENT,
+                details=change.details() | ({"all": True} if not subscriptions else {}),
+                ip_hash=ip_hash,
+                admin_user_id=admin_user_id,
+            )
+        )
+    session.flush()
+    return change
+
+
+def parse_consent_date(value, field_name: str = "consent_date") -> datetime | None:
+    """A consent date (YYYY-MM-DD or ISO datetime) not in the future, as aware UTC; None when blank."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput({field_name: "Consent date must be a date like 2026-03-31 or 31/03/2026"})
+    text = value.strip()
+    try:
+        if _UK_DATE.fullmatch(text):  # how spreadsheets in the UK write dates: day first
+            day, month, year = (int(part) for part in text.split("/"))
+            moment = datetime(year, month, day, tzinfo=UTC)
+        else:
+            moment = datetime.combine(date.fromisoformat(text), time(), UTC)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput({field_name: f"{text!r} is not a date like 2026-03-31 or 31/03/2026"}) from None
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment > utcnow():
+        raise InvalidInput({field_name: "Consent date is in the future"})
+    if moment.year < 2000:
+        raise InvalidInput({field_name: "Consent date is before 2000: check the date"})
+    return moment
+
+
+@dataclass
+class AddOutcome:
+    subscriber: Subscriber
+    created: bool
+    change: Change
+    request_id: int | None = None  # set when a confirmation email should go (double opt-in)
+
+
+def add_subscriber(
+    session: Session,
+    *,
+    email: str,
+    subscriptions: list[tuple[Topic, str]],
+    attributes: Attributes,
+    consent_source: str,
+    consent_date: datetime | None,
+    collected_elsewhere: bool,
+    channel: str,
+    admin_user_id: int | None = None,
+    api_token: str | None = None,
+    import_id: int | None = None,
+    row: int | None = None,
+) -> AddOutcome:
+    """Add or update someone on the team's say-so (API, admin, import), with where consent came from.
+
+    Only when consent was collected elsewhere do they become active at once; otherwise this is a
+    subscribe request and the caller sends the confirmation email. An address that unsubscribed, bounced,
+    complained or was erased is never brought back this way (Conflict says why).
+    """
+    address = normalise_email(email)
+    source = " ".join(clean_text(consent_source or "").split())
+    if not source:
+        raise InvalidInput({"consent_source": "Say where and how consent was given"})
+    if len(source) > SOURCE_MAX:
+        raise InvalidInput({"consent_source": f"Consent source must be {SOURCE_MAX} characters or fewer"})
+    hashed = email_hash(address)
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == email_key(address)))
+    refusal = refusal_reason(session, subscriber, hashed)
+    if refusal:
+        raise Conflict(refusal)
+    now = utcnow()
+    created = subscriber is None
+    if created:
+        subscriber = Subscriber(
+            email=address,
+            email_key=email_key(address),
+            email_hash=hashed,
+            status="pending",
+            subscribed_at=consent_date or now,
+        )
+        session.add(subscriber)
+        session.flush()
+    details = {"source": source, "consent_date": consent_date.isoformat() if consent_date else None}
+    if api_token:
+        details["api_token"] = api_token
+    if row is not None:
+        details["row"] = row
+    if not collected_elsewhere:
+        # Double opt-in: nothing changes until the owner confirms from the email.
+        request = ConsentEvent(
+            subscriber_id=subscriber.id,
+            kind="subscribe_requested",
+            channel=channel,
+            wording_version=wording.CURRENT,
+            details=details
+            | {
+                "topics": [t.slug for t, _ in subscriptions],
+                "frequencies": {t.slug: f for t, f in subscriptions},
+                "name": attributes.name,
+                "area": attributes.area,
+                "audience": attributes.audience,
+                "services": attributes.services,
+            },
+            admin_user_id=admin_user_id,
+            import_id=import_id,
+        )
+        session.add(request)
+        subscriber.confirm_requested_at = now
+        session.flush()
+        return AddOutcome(subscriber, created, Change(), request_id=request.id)
+
+    change = Change()
+    change.attributes = _apply_attributes(subscriber, attributes, keep_blank=True)
+    apply_subscriptions(
+        session, subscriber, subscriptions, source=channel, replace=False, by_owner=False, change=change, now=now
+    )
+    if subscriber.status == "pending":
+        subscriber.status = "active"
+        subscriber.confirmed_at = subscriber.confirmed_at or now
+        change.attributes["status"] = ["pending", "active"]
+    if subscriber.subscribed_at is None or (consent_date and consent_date < subscriber.subscribed_at):
+        subscriber.subscribed_at = consent_date or now
+    if created or change:
+        session.add(
+            ConsentEvent(
+                subscriber_id=subscriber.id,
+                kind="subscribe" if created else "change",
+                channel=channel,
+                wording_version=None,
+                details=details | change.details(),
+                admin_user_id=admin_user_id,
+                import_id=import_id,
+                created_at=now,
+            )
+        )
+    session.flush()
+    return AddOutcome(subscriber, created, change)
+
+
+def refusal_reason(session: Session, subscriber: Subscriber | None, hashed: str) -> str | None:
+    """Why the team may not (re)subscribe this address, or None. Only its owner can undo these."""
+    if subscriber is not None and subscriber.status in ("unsubscribed", "bounced", "complained"):
+        when = subscriber.unsubscribed_at.date().isoformat() if subscriber.unsubscribed_at else None
+        return {
+            "unsubscribed": f"This address unsubscribed{' on ' + when if when else ''}: only they can subscribe again",
+            "bounced": "Mail to this address bounced: it is on the suppression list",
+            "complained": "This address reported our mail as spam: it is on the suppression list",
+        }[subscriber.status]
+    suppression = session.scalar(select(Suppression).where(Suppression.email_hash == hashed))
+    if suppression is not None and (subscriber is None or subscriber.status != "active"):
+        return {
+            "erased": "This address asked for its data to be erased: only they can subscribe again",
+            "bounced": "Mail to this address bounced: it is on the suppression list",
+            "complained": "This address reported our mail as spam: it is on the suppression list",
+        }.get(suppression.reason, "This address is on the suppression list")
+    if subscriber is None:
+        anonymised = session.scalar(
+            select(Subscriber.id).where(Subscriber.email_hash == hashed, Subscriber.email_key.is_(None)).limit(1)
+        )
+        if anonymised is not None:
+            return "This address unsubscribed in the past: only they can subscribe again"
+    return None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def profile(session: Session, subscriber: Subscriber) -> dict:
+    """What the API and the admin show for one person: attributes, subscriptions and consent history."""
+    topics = {topic_id: slug for topic_id, slug in session.execute(select(Topic.id, Topic.slug))}
+    subscriptions = session.scalars(
+        select(Subscription).where(Subscription.subscriber_id == subscriber.id).order_by(Subscription.id)
+    )
+    return {
+        "id": subscriber.id,
+        "email": subscriber.email,
+        "status": subscriber.status,
+        **_attributes_of(subscriber),
+        "subscribed_at": _iso(subscriber.subscribed_at),
+        "confirmed_at": _iso(subscriber.confirmed_at),
+        "unsubscribed_at": _iso(subscriber.unsubscribed_at),
+        "subscriptions": [
+            {
+                "topic": topics[s.topic_id],
+                "frequency": s.frequency,
+                "source": s.source,
+                "started_at": _iso(s.started_at),
+                "ended_at": _iso(s.ended_at),
+                "ended_reason": s.ended_reason,
+            }
+            for s in subscriptions
+        ],
+        "consent": consent_history(session, subscriber.id),
+    }
+
+
+def consent_history(session: Session, subscriber_id: int) -> list[dict]:
+    events = session.scalars(
+        select(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber_id).order_by(ConsentEvent.id)
+    )
+    return [
+        {
+            "id": e.id,
+            "kind": e.kind,
+            "channel": e.channel,
+            "at": _iso(e.created_at),
+            "wording_version": e.wording_version,
+            "wording": wording.WORDING.get(e.wording_version) if e.wording_version else None,
+            "details": e.details,
+            "admin_user_id": e.admin_user_id,
+            "import_id": e.import_id,
+        }
+        for e in events
+    ]
+
+
+def subject_access(session: Session, subscriber: Subscriber) -> dict:
+    """Everything we hold about a person (UK GDPR article 15), as one JSON-ready document."""
+    data = profile(session, subscriber)
+    data["created_at"] = _iso(subscriber.created_at)
+    data["confirmation_emails"] = {
+        "last_requested_at": _iso(subscriber.confirm_requested_at),
+        "last_sent_at": _iso(subscriber.confirm_sent_at),
+    }
+    deliveries = session.execute(
+        select(Delivery.issue_id, Issue.subject, Delivery.status, Delivery.sent_at, Delivery.last_error)
+        .join(Issue, Issue.id == Delivery.issue_id)
+        .where(Delivery.subscriber_id == subscriber.id)
+        .order_by(Delivery.id)
+    )
+    data["emails_sent"] = [
+        {
+            "issue": d.issue_id,
+            "subject": d.subject,
+            "status": d.status,
+            "sent_at": _iso(d.sent_at),
+            "note": d.last_error,
+        }
+        for d in deliveries
+    ]
+    suppression = session.scalar(select(Suppression).where(Suppression.email_hash == subscriber.email_hash))
+    data["suppressed"] = {"reason": suppression.reason, "since": _iso(suppression.created_at)} if suppression else None
+    data["what_we_keep_and_why"] = (
+        "Your email address and choices, to send you the updates you asked for; a record of when and how you "
+        "agreed, to show we had your consent; a record of each email we sent you, to avoid sending it twice."
+    )
+    return data
+
+
+def anonymise(session: Session, subscriber: Subscriber, now: datetime | None = None) -> None:
+    """Remove the address and name; the row, its hash and its ledger rows stay as anonymous history."""
+    now = now or utcnow()
+    subscriber.email = None
+    subscriber.email_key = None
+    subscriber.name = None
+    subscriber.anonymised_at = now
+    # Consent records keep what happened and when, not the personal details someone typed.
+    for event in session.scalars(select(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber.id)):
+        event.ip_hash = None
+        if event.details and "name" in event.details:
+            event.details = {k: v for k, v in event.details.items() if k != "name"}
+    session.flush()
+
+
+def erase(session: Session, subscriber: Subscriber, *, channel: str, admin_user_id: int | None = None) -> None:
+    """Erase a person (UK GDPR article 17): subscriptions end, pending mail is skipped, personal data goes.
+
+    Only a one-way hash of the address stays, on the suppression list, so no import can bring it back.
+    """
+    if subscriber.status == "erased":
+        raise Conflict("This subscriber has already been erased")
+    now = utcnow()
+    for subscription in open_subscriptions(session, subscriber.id):
+        subscription.end("erased", now)
+    skip_pending_for(session, subscriber.id, None, reason="erased")
+    session.execute(
+        update(Delivery)
+        .where(Delivery.subscriber_id == subscriber.id, Delivery.status == "sending")
+        .values(last_error="erased while sending")
+        .execution_options(synchronize_session=False)
+    )
+    existing = session.scalar(select(Suppression).where(Suppression.email_hash == subscriber.email_hash))
+    if existing is None:
+        session.add(Suppression(email_hash=subscriber.email_hash, reason="erased"))
+    else:
+        existing.reason, existing.detail = "erased", None
+    subscriber.status = "erased"
+    subscriber.unsubscribed_at = subscriber.unsubscribed_at or now
+    subscriber.audience = None
+    subscriber.area = None
+    subscriber.services = 0
+    anonymise(session, subscriber, now)
+    # The history of consent is about a person who asked to be forgotten: only the fact of erasure stays.
+    session.execute(
+        delete(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber.id, ConsentEvent.confirms_id.is_not(None))
+    )
+    session.execute(delete(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber.id))
+    session.add(ConsentEvent(subscriber_id=subscriber.id, kind="erase", channel=channel, admin_user_id=admin_user_id))
+    session.flush()

@@ -1,0 +1,78 @@
+"""Retention: what we stop keeping, and when (described to the public on /privacy).
+
+- A sign-up never confirmed is deleted `unconfirmed_days` after the last request: we only ever had the
+  address because someone typed it, and its owner never agreed.
+- Someone who left (unsubscribed, bounced, complained) keeps their address on file for
+  `anonymise_after_days`, so an import cannot quietly resubscribe them; then the address and name go,
+  and only a one-way hash of the address is kept for the same purpose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, exists, select
+from sqlalchemy.orm import Session
+
+from ..models import ConsentEvent, Subscriber, Subscription, utcnow
+from .people import anonymise
+
+CHUNK = 1000
+
+
+@dataclass
+class RetentionReport:
+    deleted_unconfirmed: int = 0
+    anonymised: int = 0
+
+
+def delete_unconfirmed(session: Session, days: int, now=None) -> int:
+    """Delete pending sign-ups whose latest request is older than `days` (at most CHUNK per call)."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=days)
+    recent_request = exists().where(
+        ConsentEvent.subscriber_id == Subscriber.id,
+        ConsentEvent.kind == "subscribe_requested",
+        ConsentEvent.created_at >= cutoff,
+    )
+    ids = list(
+        session.scalars(
+            select(Subscriber.id)
+            .where(
+                Subscriber.status == "pending",
+                Subscriber.confirmed_at.is_(None),
+                Subscriber.created_at < cutoff,
+                ~recent_request,
+                ~exists().where(Subscription.subscriber_id == Subscriber.id),
+            )
+            .limit(CHUNK)
+        )
+    )
+    if not ids:
+        return 0
+    session.execute(
+        delete(ConsentEvent).where(ConsentEvent.subscriber_id.in_(ids), ConsentEvent.confirms_id.is_not(None))
+    )
+    session.execute(delete(ConsentEvent).where(ConsentEvent.subscriber_id.in_(ids)))
+    session.execute(delete(Subscriber).where(Subscriber.id.in_(ids)))
+    return len(ids)
+
+
+def anonymise_ended(session: Session, days: int, now=None) -> int:
+    """Remove address and name of people who left more than `days` ago (at most CHUNK per call)."""
+    now = now or utcnow()
+    people = list(
+        session.scalars(
+            select(Subscriber)
+            .where(
+                Subscriber.status.in_(("unsubscribed", "bounced", "complained")),
+                Subscriber.anonymised_at.is_(None),
+                Subscriber.unsubscribed_at < now - timedelta(days=days),
+            )
+            .limit(CHUNK)
+        )
+    )
+    for subscriber in people:
+        anonymise(session, subscriber, now)
+    return len(people)

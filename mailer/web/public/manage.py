@@ -1,0 +1,189 @@
+"""The preference centre: /manage/<token> (a signed link in every email) and "email me my link"."""
+
+from __future__ import annotations
+
+import redis
+from flask import redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from ...audience import wording
+from ...audience.emails import normalise_email
+from ...audience.people import clean_attributes, open_subscriptions, parse_subscriptions, update_preferences
+from ...errors import InvalidInput, NotFound
+from ...links import BadLink
+from ...models import (
+    AREAS,
+    AUDIENCES,
+    FREQUENCY_LABELS,
+    SERVICES,
+    Subscriber,
+    Suppression,
+    Topic,
+    email_key,
+    services_of,
+)
+from ...tasks import enqueue, send_manage_link
+from .. import MANAGE_LINK_LIMIT, db_session, limiter, runtime_of_app
+from . import _bad_link, _ip_hash, bp
+
+# Manage-link emails one address may be sent per hour, whoever asks: enough to find it, too few to flood.
+MANAGE_LINKS_PER_HOUR = 3
+BAD_MANAGE_LINK = "This link to manage your subscriptions is not valid. Ask for a new one below."
+
+
+def _subscriber_for(session, token: str) -> Subscriber:
+    subscriber_id, hash_prefix = runtime_of_app().links.read_manage(token)
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.status == "erased" or not subscriber.email_hash.startswith(hash_prefix):
+        raise NotFound("no such subscriber")
+    return subscriber
+
+
+def _topics(session) -> list[Topic]:
+    return list(session.scalars(select(Topic).order_by(Topic.position)))
+
+
+def _values_of(session, subscriber: Subscriber) -> dict:
+    return {
+        "topics": {s.topic.slug: s.frequency for s in open_subscriptions(session, subscriber.id)},
+        "name": subscriber.name or "",
+        "area": subscriber.area or "",
+        "audience": subscriber.audience or "",
+        "services": services_of(subscriber.services or 0),
+    }
+
+
+def _page(session, subscriber, token, values, errors=None, saved=False, status=200):
+    suppressed = session.scalar(select(Suppression.reason).where(Suppression.email_hash == subscriber.email_hash))
+    return (
+        render_template(
+            "manage.html",
+            subscriber=subscriber,
+            token=token,
+            topics=_topics(session),
+            values=values,
+            errors=errors or {},
+            saved=saved,
+            suppressed=suppressed,
+            areas=AREAS,
+            audiences=AUDIENCES,
+            services={slug: label for slug, (label, _) in SERVICES.items()},
+            frequencies=FREQUENCY_LABELS,
+            wording=wording.WORDING[wording.CURRENT],
+        ),
+        status,
+    )
+
+
+@bp.get("/manage/<token>")
+def manage(token: str):
+    session = db_session()
+    try:
+        subscriber = _subscriber_for(session, token)
+    except (BadLink, NotFound):
+        return _bad_link(BAD_MANAGE_LINK, link_request=True)
+    return _page(session, subscriber, token, _values_of(session, subscriber), saved=request.args.get("saved") == "1")
+
+
+def _form_values() -> dict:
+    form = request.form
+    topics = {}
+    for slug in form.getlist("topics"):
+        topics[slug] = form.get(f"frequency-{slug}") or "immediately"
+    return {
+        "topics": topics,
+        "name": form.get("name", ""),
+        "area": form.get("area", ""),
+        "audience": form.get("audience", ""),
+        "services": form.getlist("services"),
+    }
+
+
+@bp.post("/manage/<token>")
+def manage_save(token: str):
+    rt = runtime_of_app()
+    everything = request.form.get("action") == "unsubscribe-all"
+    with rt.db.transaction() as session:
+        try:
+            subscriber = _subscriber_for(session, token)
+        except (BadLink, NotFound):
+            return _bad_link(BAD_MANAGE_LINK, link_request=True)
+        values = _form_values()
+        errors: dict[str, str] = {}
+        subscriptions = []
+        if not everything and values["topics"]:
+            try:
+                subscriptions = parse_subscriptions(
+                    session, [f"{s}:{f}" for s, f in values["topics"].items()], "topics"
+                )
+            except InvalidInput as exc:
+                errors.update(exc.errors)
+        attributes, attribute_errors = clean_attributes(
+            name=values["name"], area=values["area"], audience=values["audience"], services=values["services"]
+        )
+        errors.update(attribute_errors)
+        if everything:
+            # Leaving everything keeps the other answers as they were, whatever else the form held.
+            current = _values_of(session, subscriber)
+            current.pop("topics")
+            attributes, errors = clean_attributes(**current)
+        if errors:
+            return _page(session, subscriber, token, values, errors=errors, status=400)
+        suppressed = session.scalar(select(Suppression.id).where(Suppression.email_hash == subscriber.email_hash))
+        if suppressed is not None and subscriptions:
+            # Bounced or reported as spam: only a fresh confirmation (the subscribe form) lifts that.
+            return _page(
+                session,
+                subscriber,
+                token,
+                values,
+                errors={"topics": "We cannot email this address at the moment. Subscribe again to confirm it."},
+                status=400,
+            )
+        update_preferences(
+            session,
+            subscriber,
+            subscriptions=subscriptions,
+            attributes=attributes,
+            channel="web",
+            ip_hash=_ip_hash(),
+        )
+    if everything or not subscriptions:
+        return render_template("unsubscribed.html", topic_name=None, remaining=[], token=None, manage_token=token)
+    return redirect(url_for("public.manage", token=token, saved=1), code=303)
+
+
+def _address_allowance(email: str) -> bool:
+    """Count a manage-link mail for this address; False once it has had MANAGE_LINKS_PER_HOUR this hour."""
+    settings = runtime_of_app().settings
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    key = f"mailer:manage-link:{email_key(email)}"
+    try:
+        with client.pipeline() as pipe:
+            count, _ = pipe.incr(key).expire(key, 3600, nx=True).execute()
+    except redis.RedisError:
+        return False  # without a count we cannot protect the inbox, so send nothing
+    finally:
+        client.close()
+    return count <= MANAGE_LINKS_PER_HOUR
+
+
+@bp.get("/manage")
+def manage_link_form():
+    return render_template("manage_request.html", errors={}, values={})
+
+
+@bp.post("/manage")
+@limiter.limit(MANAGE_LINK_LIMIT)
+def manage_link_request():
+    raw = request.form.get("email", "")
+    try:
+        address = normalise_email(raw)
+    except InvalidInput as exc:
+        return render_template("manage_request.html", errors=exc.errors, values={"email": raw}), 400
+    session = db_session()
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == email_key(address)))
+    # The same answer whether or not we know the address, so the form cannot tell anyone who subscribes.
+    if subscriber is not None and subscriber.status != "erased" and _address_allowance(address):
+        enqueue(send_manage_link, subscriber.id)
+    return render_template("manage_sent.html")
