@@ -210,7 +210,9 @@ def test_subscribe_and_confirm_in_a_browser(page, live_server, db, smtp_server, 
 
         person = s.scalar(select(Subscriber).where(Subscriber.email_key == address))
         assert (person.area, person.audience, person.services) == ("isle-of-wight", "carer", 2)
-        assert [sub.frequency for sub in s.scalars(select(Subscription).where(Subscription.subscriber_id == person.id))] == ["monthly"]
+        assert [
+            sub.frequency for sub in s.scalars(select(Subscription).where(Subscription.subscriber_id == person.id))
+        ] == ["monthly"]
 
 
 def test_invalid_email_shows_the_error_summary_linked_to_the_field(page, live_server):

@@ -48,7 +48,8 @@ def test_home_page_explains_what_you_can_subscribe_to(client):
 def test_invalid_email_shows_an_error_and_saves_nothing(client, db):
     page = client.get("/subscribe")
     response = client.post(
-        "/subscribe", data={"csrf_token": csrf_from(page.data), "email": "not-an-email", "topics": ["careers"], "area": "portsmouth"}
+        "/subscribe",
+        data={"csrf_token": csrf_from(page.data), "email": "not-an-email", "topics": ["careers"], "area": "portsmouth"},
     )
     assert response.status_code == 400
     assert b"There is a problem" in response.data
@@ -196,13 +197,17 @@ def test_subscribing_too_often_from_one_address_is_slowed_down(client, db):
     csrf = csrf_from(client.get("/subscribe").data)
     codes = [
         client.post(
-            "/subscribe", data={"csrf_token": csrf, "email": f"p{i}@example.org", "topics": ["careers"], "area": "portsmouth"}
+            "/subscribe",
+            data={"csrf_token": csrf, "email": f"p{i}@example.org", "topics": ["careers"], "area": "portsmouth"},
         ).status_code
         for i in range(21)
     ]
     assert codes[:20] == [303] * 20
     assert codes[20] == 429
-    last = client.post("/subscribe", data={"csrf_token": csrf, "email": "late@example.org", "topics": ["careers"], "area": "portsmouth"})
+    last = client.post(
+        "/subscribe",
+        data={"csrf_token": csrf, "email": "late@example.org", "topics": ["careers"], "area": "portsmouth"},
+    )
     assert last.status_code == 429 and b"Too many attempts" in last.data
     assert _count(db, Subscriber) == 20
 

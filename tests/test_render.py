@@ -12,7 +12,7 @@ from mailer.render import EmailContent, compile_message, markdown_to_html, markd
 from mailer.render.content import clean_text
 from mailer.render.message import markers_for, new_marker_prefix
 
-FIELDS = ("unsubscribe_url", "name")
+FIELDS = ("unsubscribe_url", "manage_url", "name")
 
 
 def _compiled(body_html="<p>Hello</p>", body_text="Hello", subject="Trust Matters"):
@@ -38,6 +38,7 @@ def _fill(message, url="https://mailer.example/u/abc.def", **extra):
         "message_id": "issue-1.2@example.nhs.uk",
         "list_unsubscribe": url,
         "unsubscribe_url": url,
+        "manage_url": "https://mailer.example/manage/x",
         **extra,
     }
     return email.message_from_bytes(message.unstuff(message.fill(values)), policy=email.policy.default)
@@ -67,7 +68,14 @@ def test_a_filled_message_has_both_parts_and_the_headers():
 def test_no_line_on_the_wire_is_longer_than_smtp_allows():
     long_body = "word " * 5000
     raw = _compiled(body_html=f"<p>{long_body}</p>", body_text=long_body).fill(
-        {"to": "a@b.c", "date": "d", "message_id": "m", "list_unsubscribe": "u", "unsubscribe_url": "u"}
+        {
+            "to": "a@b.c",
+            "date": "d",
+            "message_id": "m",
+            "list_unsubscribe": "u",
+            "unsubscribe_url": "u",
+            "manage_url": "m",
+        }
     )
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
     assert b"\n" not in raw.replace(b"\r\n", b"")  # only CRLF line ends
@@ -84,6 +92,7 @@ def test_header_values_cannot_inject_headers():
                 "message_id": "m",
                 "list_unsubscribe": "u",
                 "unsubscribe_url": "u",
+                "manage_url": "https://mailer.example/manage/x",
             }
         )
 
@@ -134,6 +143,7 @@ def test_lines_starting_with_a_dot_survive_smtp(smtp_server):
                         "message_id": "m",
                         "list_unsubscribe": "u",
                         "unsubscribe_url": value,
+                        "manage_url": "https://mailer.example/manage/x",
                     }
                 ),
             )

@@ -9,7 +9,8 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
 from ...accounts import authenticate, has_role
-from ...audience.segments import audience_size
+from ...audience.rules import describe
+from ...audience.segments import audience_size, topic_names
 from ...compose.issues import (
     IssueInput,
     cancel_issue,
@@ -25,7 +26,7 @@ from ...compose.issues import (
 from ...compose.mail import preview
 from ...dev import mailcatcher
 from ...errors import Conflict, InvalidInput, NotFound
-from ...models import Topic
+from ...models import Segment, Topic
 from ...tasks import enqueue, plan_issue
 from .. import LOGIN_LIMIT, db_session, limiter, require_role, runtime_of_app
 
@@ -77,19 +78,32 @@ def _topics():
 def _issue_form(issue=None, values=None, errors=None, status=200):
     if values is None:
         values = (
-            {"subject": issue.subject, "preheader": issue.preheader, "body": issue.body, "topic": issue.topic.slug}
+            {
+                "subject": issue.subject,
+                "preheader": issue.preheader,
+                "body": issue.body,
+                "topic": issue.topic.slug,
+                "segment": issue.segment_id,
+            }
             if issue
-            else {"subject": "", "preheader": "", "body": "", "topic": "trust-matters"}
+            else {"subject": "", "preheader": "", "body": "", "topic": "trust-matters", "segment": None}
         )
+    segments = list(db_session().scalars(select(Segment).order_by(Segment.name)))
     return render_template(
-        "admin/issue_form.html", issue=issue, values=values, errors=errors or {}, topics=_topics()
+        "admin/issue_form.html", issue=issue, values=values, errors=errors or {}, topics=_topics(), segments=segments
     ), status
 
 
 def _form_input() -> IssueInput:
     f = request.form
+    segment = f.get("segment", "")
     return IssueInput(
-        subject=f.get("subject", ""), body=f.get("body", ""), topic=f.get("topic", ""), preheader=f.get("preheader", "")
+        subject=f.get("subject", ""),
+        body=f.get("body", ""),
+        topic=f.get("topic", ""),
+        preheader=f.get("preheader", ""),
+        # Not a number cannot come from our select; it is reported as an unknown segment.
+        segment=(int(segment) if segment.isdigit() and len(segment) < 10 else -1) if segment else None,
     )
 
 
@@ -144,13 +158,17 @@ def issue(issue_id: int):
     issue = _load_issue(issue_id)
     session = db_session()
     _html, text = preview(issue, runtime_of_app().settings)
-    audience = audience_size(session, issue.topic_id) if issue.status == "draft" else None
+    rules = issue.segment.rules if issue.segment is not None else None
+    audience = audience_size(session, issue.topic_id, rules) if issue.status == "draft" else None
     return render_template(
         "admin/issue.html",
         issue=issue,
         progress=issue_progress(session, issue),
         preview_text=text,
         audience=audience,
+        segment_summary=describe(issue.audience_rules or rules, topic_names(session))
+        if rules or issue.audience_rules
+        else None,
         can_send=has_role(current_user.role, "publisher"),
     )
 
@@ -249,4 +267,5 @@ def mail_message(name: str):
     return render_template("admin/mail_message.html", message=message, name=name)
 
 
+from . import audience as _audience_pages  # noqa: E402,F401  (registers its routes on bp)
 from . import recipients  # noqa: E402,F401  (registers its routes on bp)

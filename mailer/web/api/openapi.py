@@ -62,6 +62,7 @@ def openapi_document(base_url: str) -> dict:
                         "body": {"type": "string", "description": "Markdown"},
                         "topic": {"type": "string", "description": "topic slug"},
                         "preheader": {"type": "string", "maxLength": 200},
+                        "segment": {"type": "integer", "description": "send only to those who also match this segment"},
                     },
                 },
                 "Issue": {
@@ -164,6 +165,7 @@ def openapi_document(base_url: str) -> dict:
                     },
                 }
             },
+            **audience_paths(),
             "/issues/{issue_id}/send": {
                 "post": {
                     "summary": "Send a draft to the topic's active subscribers",
@@ -174,5 +176,190 @@ def openapi_document(base_url: str) -> dict:
                     },
                 }
             },
+        },
+    }
+
+
+def _op(summary: str, ok: dict, errors: tuple[int, ...], params=(), body: dict | None = None) -> dict:
+    op = {"summary": summary, "responses": {**ok, **_errors(*errors)}}
+    if params:
+        op["parameters"] = list(params)
+    if body is not None:
+        op["requestBody"] = {"required": True, **body}
+    return op
+
+
+def audience_paths() -> dict:
+    """Segments, subscribers, import and export."""
+    segment_id = {"name": "segment_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    email = {"name": "email", "in": "path", "required": True, "schema": {"type": "string", "format": "email"}}
+    slug = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
+    condition = {
+        "type": "object",
+        "required": ["field", "op", "value"],
+        "additionalProperties": False,
+        "properties": {
+            "field": {"enum": ["topic", "area", "audience", "service", "frequency", "subscribed_at", "confirmed_at"]},
+            "op": {"enum": ["is", "is_not", "in", "not_in", "before", "after"]},
+            "value": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        },
+    }
+    rules = {
+        "description": '{"all": [...]} or {"any": [...]}, nestable; leaves are conditions',
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": 1,
+        "properties": {
+            key: {
+                "type": "array",
+                "minItems": 1,
+                "items": {"oneOf": [condition, {"type": "object", "description": "a nested group"}]},
+            }
+            for key in ("all", "any")
+        },
+        "examples": [
+            {
+                "all": [
+                    {"field": "area", "op": "is", "value": "isle-of-wight"},
+                    {"field": "audience", "op": "in", "value": ["carer"]},
+                ]
+            }
+        ],
+    }
+    segment_input = {
+        "type": "object",
+        "required": ["name", "rules"],
+        "additionalProperties": False,
+        "properties": {"name": {"type": "string"}, "description": {"type": "string"}, "rules": rules},
+    }
+    obj = {"type": "object"}
+    csv_body = {"content": {"text/csv": {"schema": {"type": "string"}}}}
+    csv_ok = {"200": {"description": "CSV, streamed", "content": {"text/csv": {"schema": {"type": "string"}}}}}
+    subscriber_input = {
+        "type": "object",
+        "required": ["email", "subscriptions", "consent"],
+        "additionalProperties": False,
+        "properties": {
+            "email": {"type": "string", "format": "email"},
+            "name": {"type": "string"},
+            "area": {"enum": ["isle-of-wight", "hampshire", "southampton", "portsmouth", "elsewhere"]},
+            "audience": {"enum": ["patient", "carer", "staff", "partner", "community-group", "other"]},
+            "services": {"type": "array", "items": {"enum": ["community", "mental-health", "learning-disability"]}},
+            "subscriptions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["topic"],
+                    "properties": {
+                        "topic": {"type": "string"},
+                        "frequency": {"enum": ["immediately", "weekly", "monthly"]},
+                    },
+                },
+            },
+            "consent": {
+                "type": "object",
+                "required": ["source"],
+                "properties": {
+                    "source": {"type": "string", "description": "where and how consent was given"},
+                    "date": {"type": "string", "description": "YYYY-MM-DD or DD/MM/YYYY"},
+                    "collected": {
+                        "type": "boolean",
+                        "description": "true: consent was collected elsewhere, active now; "
+                        "false: we email them to confirm",
+                    },
+                },
+            },
+        },
+    }
+    return {
+        "/segments": {
+            "get": _op("List segments", {"200": {"description": "Segments", **_json({"type": "array"})}}, (401,)),
+            "post": _op(
+                "Create a segment; unknown fields, ops or values are a 400 naming where",
+                {"201": {"description": "Created, with its count", **_json(obj)}},
+                (400, 401, 409, 415),
+                body=_json(segment_input),
+            ),
+        },
+        "/segments/count": {
+            "post": _op(
+                "Count the people unsaved rules would match",
+                {
+                    "200": {
+                        "description": "Count",
+                        **_json({"type": "object", "properties": {"count": {"type": "integer"}}}),
+                    }
+                },
+                (400, 401, 415),
+                body=_json({"type": "object", "properties": {"rules": rules}}),
+            )
+        },
+        "/segments/{segment_id}": {
+            "get": _op("A segment", {"200": {"description": "Segment", **_json(obj)}}, (401, 404), [segment_id]),
+            "put": _op(
+                "Change a segment",
+                {"200": {"description": "Segment", **_json(obj)}},
+                (400, 401, 404, 409, 415),
+                [segment_id],
+                _json(segment_input),
+            ),
+            "delete": _op(
+                "Delete a segment no issue uses", {"204": {"description": "Deleted"}}, (401, 404, 409), [segment_id]
+            ),
+        },
+        "/segments/{segment_id}/count": {
+            "get": _op(
+                "How many reachable people match the segment now",
+                {
+                    "200": {
+                        "description": "Count",
+                        **_json({"type": "object", "properties": {"count": {"type": "integer"}}}),
+                    }
+                },
+                (401, 404),
+                [segment_id],
+            )
+        },
+        "/segments/{segment_id}/export": {
+            "get": _op("The segment's people as CSV", csv_ok, (401, 403, 404), [segment_id])
+        },
+        "/topics/{slug}/export": {"get": _op("A topic's subscribers as CSV", csv_ok, (401, 403, 404), [slug])},
+        "/subscribers": {
+            "post": _op(
+                "Add or update a subscriber; active at once only with consent.collected = true",
+                {"201": {"description": "Created", **_json(obj)}, "200": {"description": "Updated", **_json(obj)}},
+                (400, 401, 403, 409, 415),
+                body=_json(subscriber_input),
+            )
+        },
+        "/subscribers/{email}": {
+            "get": _op(
+                "Attributes, subscriptions and consent events",
+                {"200": {"description": "Subscriber", **_json(obj)}},
+                (401, 403, 404),
+                [email],
+            ),
+            "delete": _op(
+                "Erase: personal data removed, a hash kept so no import brings it back",
+                {"204": {"description": "Erased"}},
+                (401, 403, 404, 409),
+                [email],
+            ),
+        },
+        "/subscribers/{email}/export": {
+            "get": _op(
+                "Subject access: everything held about the person",
+                {"200": {"description": "All data", **_json(obj)}},
+                (401, 403, 404),
+                [email],
+            )
+        },
+        "/subscribers/import": {
+            "post": _op(
+                "Import a CSV (email, name, topics, area, audience, services, consent_source, consent_date)",
+                {"200": {"description": "{imported, updated, unchanged, skipped, skipped_rows, errors}", **_json(obj)}},
+                (400, 401, 403, 415),
+                body=csv_body,
+            )
         },
     }

@@ -1,0 +1,442 @@
+"""The comms team's audience pages: segments (a form, not JSON), subscribers, import and export."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from flask import Response, abort, flash, jsonify, redirect, render_template, request, stream_with_context, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from ...audience.export import export_audience, export_csv
+from ...audience.importer import COLUMNS, ImportFileError, run_import, text_stream
+from ...audience.people import consent_history, erase, profile, subject_access
+from ...audience.rules import DATE_OPS, FIELD_LABELS, FIELDS, describe
+from ...audience.segments import (
+    check_rules,
+    count,
+    delete_segment,
+    save_segment,
+    segment_audience,
+    topic_names,
+)
+from ...compose.issues import MAX_ID
+from ...errors import Conflict, InvalidInput, NotFound
+from ...models import AREAS, AUDIENCES, FREQUENCY_LABELS, SERVICES, Import, Issue, Segment, Subscriber, Topic
+from .. import db_session, require_role, runtime_of_app
+from . import bp
+
+MAX_ROWS = 30
+SEARCH_LIMIT = 50
+ADMIN_OPS = {"in": "is any of", "not_in": "is none of", "before": "before", "after": "after"}
+_RULE_PATH = re.compile(r"^rules\.(?:all|any)\[(\d+)\]")
+
+
+def _value_labels(session) -> dict[str, dict[str, str]]:
+    """For each set field, its values and what the team calls them."""
+    return {
+        "topic": topic_names(session),
+        "area": AREAS,
+        "audience": AUDIENCES,
+        "service": {slug: label for slug, (label, _) in SERVICES.items()},
+        "frequency": FREQUENCY_LABELS,
+    }
+
+
+def _rows_from_rules(rules: dict) -> tuple[str, list[dict], bool]:
+    """(match, rows, flat) for the form; nested rules (made through the API) cannot be shown as rows."""
+    match = "all" if "all" in rules else "any"
+    rows, flat = [], True
+    for cond in rules[match]:
+        if "all" in cond or "any" in cond:
+            flat = False
+            continue
+        value = cond["value"]
+        op = {"is": "in", "is_not": "not_in"}.get(cond["op"], cond["op"])
+        rows.append(
+            {
+                "field": cond["field"],
+                "op": op,
+                "values": [value] if isinstance(value, str) and op not in DATE_OPS else value,
+                "date": value if op in DATE_OPS else "",
+            }
+        )
+    return match, rows, flat
+
+
+def _rows_from_form(form) -> list[dict]:
+    rows = []
+    for i in range(MAX_ROWS):
+        if f"field-{i}" not in form:
+            continue
+        field = form.get(f"field-{i}", "")
+        rows.append(
+            {
+                "field": field,
+                "op": form.get(f"op-{i}", ""),
+                "values": form.getlist(f"value-{i}-{field}") if field else [],
+                "date": form.get(f"date-{i}", "").strip(),
+            }
+        )
+    return rows
+
+
+def _rules_from_rows(match: str, rows: list[dict]) -> tuple[dict, list[int]]:
+    """The rule tree for the chosen rows, and which form row each condition came from."""
+    conditions, origin = [], []
+    for i, row in enumerate(rows):
+        if not row["field"]:
+            continue
+        if row["field"] in ("subscribed_at", "confirmed_at"):
+            conditions.append({"field": row["field"], "op": row["op"], "value": row["date"]})
+        else:
+            conditions.append({"field": row["field"], "op": row["op"], "value": row["values"]})
+        origin.append(i)
+    return {match if match in ("all", "any") else "all": conditions}, origin
+
+
+def _row_errors(exc: InvalidInput, origin: list[int]) -> dict[str, str]:
+    """Map rule paths (rules.all[2].value) back to the form's rows (rule-5) for the error summary."""
+    errors = {}
+    for path, message in exc.errors.items():
+        found = _RULE_PATH.match(path)
+        if found and int(found.group(1)) < len(origin):
+            errors[f"rule-{origin[int(found.group(1))]}"] = f"Condition {origin[int(found.group(1))] + 1}: {message}"
+        elif path in ("rules", "rules.all", "rules.any"):
+            errors["rule-0"] = "Add at least one condition: choose what to match on"
+        else:
+            errors[path] = message
+    return errors
+
+
+def _segment_form(
+    segment=None, *, name="", description="", match="all", rows=None, flat=True, errors=None, status=200, audience=None
+):
+    session = db_session()
+    rows = rows if rows is not None else []
+    if not rows or rows[-1]["field"]:
+        rows = [*rows, {"field": "", "op": "in", "values": [], "date": ""}]
+    used_by = (
+        list(session.scalars(select(Issue).where(Issue.segment_id == segment.id).order_by(Issue.id.desc()).limit(20)))
+        if segment
+        else []
+    )
+    return (
+        render_template(
+            "admin/segment_form.html",
+            segment=segment,
+            name=name,
+            description=description,
+            match=match,
+            rows=rows[:MAX_ROWS],
+            flat=flat,
+            errors=errors or {},
+            audience=audience,
+            fields=FIELD_LABELS,
+            set_fields=[f for f, ops in FIELDS.items() if ops[0] == "is"],
+            ops=ADMIN_OPS,
+            value_labels=_value_labels(session),
+            summary=describe(segment.rules, topic_names(session)) if segment else None,
+            used_by=used_by,
+        ),
+        status,
+    )
+
+
+@bp.get("/segments")
+@require_role("editor")
+def segments():
+    session = db_session()
+    names = topic_names(session)
+    rows = [(s, describe(s.rules, names)) for s in session.scalars(select(Segment).order_by(Segment.name))]
+    return render_template("admin/segments.html", segments=rows)
+
+
+def _load_segment(segment_id: int) -> Segment:
+    segment = db_session().get(Segment, segment_id) if 0 < segment_id <= MAX_ID else None
+    if segment is None:
+        abort(404, f"There is no segment {segment_id}.")
+    return segment
+
+
+@bp.get("/segments/new")
+@require_role("editor")
+def new_segment():
+    return _segment_form()
+
+
+@bp.get("/segments/<int:segment_id>")
+@require_role("editor")
+def segment(segment_id: int):
+    segment = _load_segment(segment_id)
+    match, rows, flat = _rows_from_rules(segment.rules)
+    audience = count(db_session(), segment_audience(segment.rules))
+    return _segment_form(
+        segment,
+        name=segment.name,
+        description=segment.description,
+        match=match,
+        rows=rows,
+        flat=flat,
+        audience=audience,
+    )
+
+
+def _handle_segment_post(segment: Segment | None):
+    form = request.form
+    action = form.get("action", "save")
+    name, description, match = form.get("name", ""), form.get("description", ""), form.get("match", "all")
+    rows = _rows_from_form(form)
+    if action.startswith("remove-"):
+        index = action.removeprefix("remove-")
+        rows = [r for i, r in enumerate(rows) if str(i) != index]
+    if action in ("add",) or action.startswith("remove-"):
+        return _segment_form(segment, name=name, description=description, match=match, rows=rows)
+    rules, origin = _rules_from_rows(match, rows)
+    if action == "count":
+        try:
+            session = db_session()
+            audience = count(session, segment_audience(check_rules(session, rules)))
+        except InvalidInput as exc:
+            return _segment_form(
+                segment,
+                name=name,
+                description=description,
+                match=match,
+                rows=rows,
+                errors=_row_errors(exc, origin),
+                status=400,
+            )
+        return _segment_form(segment, name=name, description=description, match=match, rows=rows, audience=audience)
+    try:
+        with runtime_of_app().db.transaction() as session:
+            saved = save_segment(
+                session,
+                name=name,
+                rules=rules,
+                description=description,
+                segment=session.get(Segment, segment.id) if segment else None,
+                admin_user_id=current_user.id,
+            )
+            segment_id = saved.id
+    except InvalidInput as exc:
+        return _segment_form(
+            segment,
+            name=name,
+            description=description,
+            match=match,
+            rows=rows,
+            errors=_row_errors(exc, origin),
+            status=400,
+        )
+    except Conflict as exc:
+        return _segment_form(
+            segment, name=name, description=description, match=match, rows=rows, errors={"name": str(exc)}, status=409
+        )
+    flash("Segment saved.")
+    return redirect(url_for("admin.segment", segment_id=segment_id), code=303)
+
+
+@bp.post("/segments/new")
+@require_role("editor")
+def create_segment():
+    return _handle_segment_post(None)
+
+
+@bp.post("/segments/<int:segment_id>")
+@require_role("editor")
+def update_segment(segment_id: int):
+    segment = _load_segment(segment_id)
+    if "rules_json" in request.form:
+        # A nested segment (made through the API) is edited as its JSON.
+        try:
+            rules = json.loads(request.form["rules_json"])
+        except ValueError:
+            flash("The rules are not valid JSON.")
+            return redirect(url_for("admin.segment", segment_id=segment_id), code=303)
+        try:
+            with runtime_of_app().db.transaction() as session:
+                save_segment(
+                    session,
+                    name=request.form.get("name", segment.name),
+                    rules=rules,
+                    description=request.form.get("description", ""),
+                    segment=session.get(Segment, segment_id),
+                )
+        except (InvalidInput, Conflict) as exc:
+            flash(str(exc))
+        return redirect(url_for("admin.segment", segment_id=segment_id), code=303)
+    return _handle_segment_post(segment)
+
+
+@bp.post("/segments/count")
+@require_role("editor")
+def count_segment():
+    """The live count on the segment form: the form's fields in, `{"count"}` or `{"errors"}` out."""
+    rules, origin = _rules_from_rows(request.form.get("match", "all"), _rows_from_form(request.form))
+    session = db_session()
+    try:
+        rules = check_rules(session, rules)
+    except InvalidInput as exc:
+        return jsonify(errors=_row_errors(exc, origin)), 400
+    return jsonify(count=count(session, segment_audience(rules)), summary=describe(rules, topic_names(session)))
+
+
+@bp.post("/segments/<int:segment_id>/delete")
+@require_role("editor")
+def remove_segment(segment_id: int):
+    try:
+        with runtime_of_app().db.transaction() as session:
+            delete_segment(session, segment_id)
+    except NotFound:
+        abort(404, f"There is no segment {segment_id}.")
+    except Conflict as exc:
+        flash(str(exc))
+        return redirect(url_for("admin.segment", segment_id=segment_id), code=303)
+    flash("Segment deleted.")
+    return redirect(url_for("admin.segments"), code=303)
+
+
+def _csv(audience, filename: str) -> Response:
+    return Response(
+        stream_with_context(export_csv(runtime_of_app().db, audience)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@bp.get("/segments/<int:segment_id>/export.csv")
+@require_role("publisher")
+def export_segment(segment_id: int):
+    segment = _load_segment(segment_id)
+    return _csv(export_audience(rules=segment.rules), f"segment-{segment.id}.csv")
+
+
+@bp.get("/topics/<slug>/export.csv")
+@require_role("publisher")
+def export_topic(slug: str):
+    topic = db_session().scalar(select(Topic).where(Topic.slug == slug))
+    if topic is None:
+        abort(404, f"There is no topic {slug}.")
+    return _csv(export_audience(topic_id=topic.id), f"topic-{topic.slug}.csv")
+
+
+# --- subscribers ------------------------------------------------------------------------------------------
+
+
+@bp.get("/subscribers")
+@require_role("publisher")
+def subscribers():
+    session = db_session()
+    query = " ".join(request.args.get("q", "").split()).lower()[:320]
+    found = []
+    if query:
+        escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        found = list(
+            session.scalars(
+                select(Subscriber)
+                .where(Subscriber.email_key.like(f"{escaped}%", escape="\\"))
+                .order_by(Subscriber.email_key)
+                .limit(SEARCH_LIMIT + 1)
+            )
+        )
+    topics = list(session.scalars(select(Topic).order_by(Topic.position)))
+    return render_template(
+        "admin/subscribers.html", query=query, found=found[:SEARCH_LIMIT], more=len(found) > SEARCH_LIMIT, topics=topics
+    )
+
+
+def _load_subscriber(subscriber_id: int) -> Subscriber:
+    subscriber = db_session().get(Subscriber, subscriber_id) if 0 < subscriber_id <= MAX_ID else None
+    if subscriber is None:
+        abort(404, f"There is no subscriber {subscriber_id}.")
+    return subscriber
+
+
+@bp.get("/subscribers/<int:subscriber_id>")
+@require_role("publisher")
+def subscriber(subscriber_id: int):
+    person = _load_subscriber(subscriber_id)
+    session = db_session()
+    return render_template(
+        "admin/subscriber.html",
+        person=person,
+        data=profile(session, person),
+        events=consent_history(session, person.id),
+        topic_labels=topic_names(session),
+        labels=_value_labels(session),
+    )
+
+
+@bp.get("/subscribers/<int:subscriber_id>/export.json")
+@require_role("admin")
+def subscriber_export(subscriber_id: int):
+    person = _load_subscriber(subscriber_id)
+    if person.status == "erased":
+        abort(404, "This subscriber was erased: nothing personal is held.")
+    body = json.dumps(subject_access(db_session(), person), indent=2)
+    return Response(
+        body,
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="subject-access-{person.id}.json"'},
+    )
+
+
+@bp.post("/subscribers/<int:subscriber_id>/erase")
+@require_role("admin")
+def subscriber_erase(subscriber_id: int):
+    if request.form.get("confirm") != "erase":
+        flash("Tick the box to confirm the erasure: it cannot be undone.")
+        return redirect(url_for("admin.subscriber", subscriber_id=subscriber_id), code=303)
+    _load_subscriber(subscriber_id)
+    try:
+        with runtime_of_app().db.transaction() as session:
+            erase(session, session.get(Subscriber, subscriber_id), channel="admin", admin_user_id=current_user.id)
+    except Conflict as exc:
+        flash(str(exc))
+    else:
+        flash("Erased. Their address and details are gone; a one-way hash stops any import bringing them back.")
+    return redirect(url_for("admin.subscriber", subscriber_id=subscriber_id), code=303)
+
+
+# --- import ----------------------------------------------------------------------------------------------
+
+
+@bp.get("/import")
+@require_role("publisher")
+def import_form():
+    recent = list(db_session().scalars(select(Import).order_by(Import.id.desc()).limit(20)))
+    return render_template("admin/import.html", columns=COLUMNS, recent=recent, error=None)
+
+
+@bp.post("/import")
+@require_role("publisher")
+def import_upload():
+    request.max_content_length = 512 * 1024 * 1024
+    upload = request.files.get("file")
+    recent = list(db_session().scalars(select(Import).order_by(Import.id.desc()).limit(20)))
+    if upload is None or not upload.filename:
+        return render_template(
+            "admin/import.html", columns=COLUMNS, recent=recent, error="Choose a CSV file to import"
+        ), 400
+    try:
+        report = run_import(
+            runtime_of_app().db,
+            text_stream(upload.stream),
+            channel="admin",
+            filename=upload.filename[:255],
+            admin_user_id=current_user.id,
+        )
+    except ImportFileError as exc:
+        return render_template("admin/import.html", columns=COLUMNS, recent=recent, error=str(exc)), 400
+    return redirect(url_for("admin.import_report", import_id=report.import_id), code=303)
+
+
+@bp.get("/imports/<int:import_id>")
+@require_role("publisher")
+def import_report(import_id: int):
+    record = db_session().get(Import, import_id) if 0 < import_id <= MAX_ID else None
+    if record is None:
+        abort(404, f"There is no import {import_id}.")
+    return render_template("admin/import_report.html", record=record)
