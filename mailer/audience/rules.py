@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, false, or_, select, true
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import InvalidInput
@@ -169,11 +170,14 @@ def _values(cond: dict) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _has_subscription(*where) -> ColumnElement[bool]:
+def _has_subscription(where) -> ColumnElement[bool]:
+    """An open subscription meeting `where(alias)`. Aliased, so it stays a subquery of its own even when
+    the outer query already joins subscriptions (an issue's topic audience)."""
+    sub = aliased(Subscription)
     return exists(
-        select(Subscription.id).where(
-            Subscription.subscriber_id == Subscriber.id, Subscription.ended_at.is_(None), *where
-        )
+        select(sub.id)
+        .where(sub.subscriber_id == Subscriber.id, sub.ended_at.is_(None), where(sub))
+        .correlate(Subscriber)
     )
 
 
@@ -190,9 +194,9 @@ def _condition(cond: dict) -> ColumnElement[bool]:
     negate = op in ("is_not", "not_in")
     if field == "topic":
         topic_ids = select(Topic.id).where(Topic.slug.in_(values))
-        match = _has_subscription(Subscription.topic_id.in_(topic_ids))
+        match = _has_subscription(lambda sub: sub.topic_id.in_(topic_ids))
     elif field == "frequency":
-        match = _has_subscription(Subscription.frequency.in_(values))
+        match = _has_subscription(lambda sub: sub.frequency.in_(values))
     elif field == "service":
         mask = 0
         for value in values:

@@ -160,7 +160,8 @@ def _address_allowance(email: str) -> bool:
     key = f"mailer:manage-link:{email_key(email)}"
     try:
         with client.pipeline() as pipe:
-            count, _ = pipe.incr(key).expire(key, 3600, nx=True).execute()
+            # The window starts with the first request (SET NX; EXPIRE NX needs Redis 7).
+            _, count = pipe.set(key, 0, ex=3600, nx=True).incr(key).execute()
     except redis.RedisError:
         return False  # without a count we cannot protect the inbox, so send nothing
     finally:
