@@ -611,11 +611,11 @@ def write_csv(path: Path, n: int, prefix: str) -> int:
         w = csv.writer(f)
         w.writerow(["email", "name", "topics", "area", "audience", "services", "consent_source", "consent_date"])
         for i in range(n):
-            email, topics = f"{prefix}{i}@Import.Bench.invalid", rng.choice(IMPORT_TOPICS)
+            email, topics = f"{prefix}{i}@Import.Bench.example.org", rng.choice(IMPORT_TOPICS)
             if i % 100 == 99:
                 bad += 1
                 if (i // 100) % 2:
-                    email = f"{prefix}{i} at bench.invalid"
+                    email = f"{prefix}{i} at bench.example.org"
                 else:
                     topics = "trust-matters;no-such-topic"
             w.writerow(

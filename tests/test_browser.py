@@ -248,3 +248,68 @@ def test_axe_is_wired_up(page, live_server):
     page.evaluate("() => document.querySelector('#email').removeAttribute('id')")
     ids = {v["id"] for v in axe_violations(page)}
     assert "label" in ids, ids
+
+
+def test_build_a_segment_watch_its_count_and_send_only_to_it(page, live_server, db, smtp_server, celery_workers):
+    """The comms team targets "Isle of Wight carers": the count follows the form, the send follows the count."""
+    from playwright.sync_api import expect
+
+    from mailer.accounts import create_admin
+    from mailer.audience.people import Attributes, add_subscriber, parse_subscriptions
+
+    people = {
+        "iow.carer@example.org": ("isle-of-wight", "carer"),
+        "iow.carer2@example.org": ("isle-of-wight", "carer"),
+        "iow.staff@example.org": ("isle-of-wight", "staff"),
+        "hants.carer@example.org": ("hampshire", "carer"),
+    }
+    with db.transaction() as s:
+        create_admin(s, "publisher@hiow.nhs.uk", "a long enough password", role="publisher")
+        wanted = parse_subscriptions(s, ["trust-matters"])
+        for email, (area, audience) in people.items():
+            add_subscriber(
+                s,
+                email=email,
+                subscriptions=wanted,
+                attributes=Attributes(area=area, audience=audience),
+                consent_source="Community event, Newport",
+                consent_date=None,
+                collected_elsewhere=True,
+                channel="admin",
+            )
+
+    page.goto("/admin/login")
+    page.get_by_label("Email address").fill("publisher@hiow.nhs.uk")
+    page.get_by_label("Password").fill("a long enough password")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("link", name="Segments").first.click()
+    page.get_by_role("link", name="Create a segment").click()
+    page.get_by_label("Name", exact=True).fill("Isle of Wight carers")
+
+    page.get_by_label("Match on").select_option(label="Area")
+    page.get_by_label("Isle of Wight").check()
+    expect(page.locator("#segment-count")).to_have_text("3")
+    assert_accessible(page, "the segment builder")
+
+    page.get_by_role("button", name="Add another condition").click()
+    page.locator("#field-1").select_option(label="Audience")
+    page.locator("[data-values=audience]").nth(1).get_by_label("Carer, family member or friend").check()
+    expect(page.locator("#segment-count")).to_have_text("2")
+    page.get_by_role("button", name="Save segment").click()
+    expect(page.get_by_role("status")).to_contain_text("Segment saved")
+    expect(page.locator("#segment-count")).to_have_text("2")
+
+    page.get_by_role("link", name="New issue").first.click()
+    page.get_by_label("Topic").select_option(label="Trust Matters")
+    page.get_by_label("Segment (optional)").select_option(label="Isle of Wight carers")
+    page.get_by_label("Subject").fill("Carers' drop-in, Newport")
+    page.get_by_label("Body").fill("Come and talk to us about mental health services on the island.")
+    page.get_by_role("button", name="Save and preview").click()
+    expect(page.get_by_text("This issue will go to")).to_contain_text("2")
+    page.get_by_role("button", name=re.compile("^Send to 2 ")).click()
+
+    smtp_server.wait_for("iow.carer@example.org")
+    smtp_server.wait_for("iow.carer2@example.org")
+    wait_until(lambda: page.reload() or "Sent" in page.locator("#issue-status").inner_text(), 30, message="sent")
+    assert smtp_server.messages_to("iow.staff@example.org") == []
+    assert smtp_server.messages_to("hants.carer@example.org") == []
