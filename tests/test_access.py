@@ -38,7 +38,7 @@ def test_a_publisher_sees_how_many_people_the_issue_will_reach(client, db):
     page = client.get(f"/admin/issues/{write_issue(client, topic='careers')}")
     assert b"Send to 2 Careers subscribers" in page.data
     empty = client.get(f"/admin/issues/{write_issue(client, topic='sustainability')}")
-    assert b"Nobody is subscribed to Sustainability yet" in empty.data
+    assert b"Nobody is subscribed to Sustainability as it happens" in empty.data
 
 
 def test_api_roles(client, db):

@@ -16,6 +16,7 @@ from mailer.audience.retention import anonymise_ended, delete_unconfirmed
 from mailer.audience.subscriptions import request_subscription, unsubscribe
 from mailer.audience.suppression import suppress
 from mailer.models import (
+    Base,
     ConsentEvent,
     Delivery,
     Import,
@@ -130,6 +131,17 @@ def skips_by_row(report: dict) -> dict[int, str]:
     return {e["row"]: e["reason"] for e in report["skipped_rows"]}
 
 
+def rows_mentioning(db, text: str) -> list[tuple[str, dict]]:
+    """Every row, in every table, with `text` (any case) in any column, JSON included."""
+    found = []
+    with db.engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            for row in conn.execute(table.select()):
+                if text.lower() in repr(tuple(row)).lower():
+                    found.append((table.name, dict(row._mapping)))
+    return found
+
+
 def parse_csv(response) -> list[list[str]]:
     return list(csv.reader(io.StringIO(response.get_data(as_text=True))))
 
@@ -220,6 +232,24 @@ def test_import_reports_a_row_that_is_not_utf8_and_imports_the_others(publisher,
     assert report["imported"] == 2
     assert person(db, "renee@example.org") is None
     assert person(db, "ann@example.org") is not None and person(db, "cat@example.org") is not None
+
+
+@pytest.mark.parametrize(
+    "long_cell",
+    ["\n".join("y" * 1000 for _ in range(100)), "z" * 70_000 + "\nsecond line"],
+    ids=["100-short-lines", "long-first-line"],
+)
+def test_rows_after_an_overlong_quoted_multiline_cell_keep_their_numbers(publisher, db, long_cell):
+    body = (
+        "email,name,topics,consent_source\n"
+        f'long@example.org,"{long_cell}",trust-matters,Event\n'  # 2: one spreadsheet row, over 64 KB
+        "not-an-email,,trust-matters,Event\n"  # 3
+        "after@example.org,After,trust-matters,Event\n"  # 4
+    )
+    report = publisher.import_csv(body).get_json()
+    assert sorted(errors_by_row(report)) == [2, 3], report["errors"][:5]
+    assert report["imported"] == 1 and person(db, "after@example.org") is not None
+    assert person(db, "long@example.org") is None
 
 
 @pytest.mark.parametrize(
@@ -536,6 +566,21 @@ def test_erasing_removes_the_person_keeps_a_hash_and_the_ledger(admin, publisher
     assert admin.delete("/subscribers/erase@example.org").status_code == 404
 
 
+def test_erasing_leaves_the_address_nowhere_in_the_database(admin, db, smtp_server, celery_workers):
+    address = "refused.reader@example.org"
+    add(admin, address, "trust-matters", name="Rita Refused")
+    # Real servers often name the address in a refusal (Postfix: "<addr>: Recipient address rejected").
+    smtp_server.refuse(address, f"550 5.1.1 <{address}>: Recipient address rejected: User unknown")
+    issue_id = admin.post("/issues", json={"subject": "Hi", "body": "Text", "topic": "trust-matters"}).get_json()["id"]
+    assert admin.post(f"/issues/{issue_id}/send").status_code == 202
+    wait_until(lambda: admin.get(f"/issues/{issue_id}").get_json()["status"] == "sent", message="issue to be sent")
+    assert person(db, address).status == "bounced"
+
+    assert admin.delete(f"/subscribers/{address}").status_code == 204
+    assert rows_mentioning(db, "Rita Refused") == []
+    assert rows_mentioning(db, address) == []
+
+
 # --- segments --------------------------------------------------------------------------------------------
 
 HAMPSHIRE_READERS = {
@@ -751,3 +796,13 @@ def test_someone_who_left_long_ago_is_anonymised_and_not_imported_again(publishe
     assert "unsubscribed" in skips_by_row(report)[2]
     assert count(db, Subscriber, Subscriber.email_hash == email_hash("gone@example.org")) == 1
     assert publisher.get("/subscribers/gone@example.org").status_code == 404
+
+
+def test_anonymising_someone_who_left_removes_their_name_and_address_from_consent_records_too(publisher, db):
+    add(publisher, "nadia@example.org", name="Nadia Named")
+    add(publisher, "nadia@example.org", "careers", name="Nadia Renamed")
+    leave(db, "nadia@example.org")
+    with db.transaction() as s:
+        assert anonymise_ended(s, 730, now=utcnow() + timedelta(days=731)) == 1
+    assert rows_mentioning(db, "nadia@example.org") == []
+    assert rows_mentioning(db, "Nadia") == []
