@@ -20,6 +20,7 @@ from mailer.models import (
     ConsentEvent,
     Delivery,
     Import,
+    Segment,
     Subscriber,
     Subscription,
     Suppression,
@@ -131,14 +132,15 @@ def skips_by_row(report: dict) -> dict[int, str]:
     return {e["row"]: e["reason"] for e in report["skipped_rows"]}
 
 
-def rows_mentioning(db, text: str) -> list[tuple[str, dict]]:
-    """Every row, in every table, with `text` (any case) in any column, JSON included."""
+def rows_mentioning(db, text: str) -> list[tuple[str, int, str, object]]:
+    """(table, row id, column, value) for every column of every row holding `text` (any case), JSON included."""
     found = []
     with db.engine.connect() as conn:
         for table in Base.metadata.sorted_tables:
             for row in conn.execute(table.select()):
-                if text.lower() in repr(tuple(row)).lower():
-                    found.append((table.name, dict(row._mapping)))
+                for column, value in row._mapping.items():
+                    if text.lower() in repr(value).lower():
+                        found.append((table.name, row._mapping.get("id"), column, value))
     return found
 
 
@@ -631,8 +633,7 @@ def test_a_bad_rule_is_400_with_its_path(publisher, db, bad, path):
     response = publisher.post("/segments", json={"name": "Bad", "rules": rules})
     assert response.status_code == 400
     assert path in response.get_json()["fields"]
-    assert count(db, Topic) == 5  # topics untouched; nothing saved:
-    assert publisher.get("/segments").get_json() == []
+    assert count(db, Segment) == 0
 
 
 def test_a_segment_name_is_unique(publisher):
@@ -806,3 +807,62 @@ def test_anonymising_someone_who_left_removes_their_name_and_address_from_consen
         assert anonymise_ended(s, 730, now=utcnow() + timedelta(days=731)) == 1
     assert rows_mentioning(db, "nadia@example.org") == []
     assert rows_mentioning(db, "Nadia") == []
+
+
+# --- what spreadsheets and people actually send ---------------------------------------------------------
+
+
+def test_a_header_with_empty_columns_after_the_last_is_accepted(publisher, db):
+    body = "email,topics,consent_source,,\r\nexcel@example.org,careers,Stall at Ryde,,\r\n"
+    report = publisher.import_csv(body).get_json()
+    assert report["imported"] == 1 and report["errors"] == []
+
+
+def test_a_corrected_copy_of_a_bad_row_later_in_the_file_is_imported(publisher, db):
+    body = (
+        "email,topics,consent_source\r\n"
+        "fix@example.org,no-such-topic,Stall\r\n"  # row 2: wrong, nothing written
+        "fix@example.org,careers,Stall\r\n"  # row 3: the corrected row
+    )
+    report = publisher.import_csv(body).get_json()
+    assert errors_by_row(report).keys() == {2}
+    assert report["imported"] == 1
+    assert open_topics(db, person(db, "fix@example.org").id) == {"careers": "immediately"}
+
+
+def test_an_export_gives_back_addresses_exactly_so_it_can_be_imported_again(publisher, db):
+    add(publisher, "-dash@example.org", "careers")
+    exported = parse_csv(publisher.get("/topics/careers/export"))
+    assert exported[1][0] == "-dash@example.org"
+
+
+def test_an_unknown_consent_key_is_named_with_its_path(publisher):
+    response = publisher.post(
+        "/subscribers",
+        json={
+            "email": "k@example.org",
+            "subscriptions": [{"topic": "careers"}],
+            "consent": {"source": "x", "when": "yesterday"},
+        },
+    )
+    assert response.status_code == 400
+    assert "consent.when" in response.get_json()["fields"]
+
+
+def test_the_api_cannot_be_used_to_flood_an_inbox_with_confirmations(publisher, db, smtp_server, celery_workers):
+    for _ in range(5):
+        add(publisher, "flood@example.org", "careers", collected=False)
+    smtp_server.wait_for("flood@example.org", count=3)
+    import time
+
+    time.sleep(1.5)  # room for a fourth, were it sent
+    assert len(smtp_server.messages_to("flood@example.org")) == 3
+    assert count(db, ConsentEvent, ConsentEvent.kind == "subscribe_requested") == 5  # each request recorded
+
+
+def test_an_earlier_consent_date_is_a_recorded_change(publisher, db):
+    first = "email,topics,consent_source,consent_date\r\nd@example.org,careers,Stall,2026-05-01\r\n"
+    publisher.import_csv(first)
+    report = publisher.import_csv(first.replace("2026-05-01", "2026-02-01")).get_json()
+    assert report["updated"] == 1
+    assert person(db, "d@example.org").subscribed_at.date().isoformat() == "2026-02-01"

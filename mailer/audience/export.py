@@ -71,7 +71,7 @@ def _page(session: Session, audience: Select, after: int) -> list[list[str]]:
     return [
         [
             p.id,
-            spreadsheet_cell(p.email),
+            p.email,  # a valid address cannot hold a formula (no spaces or brackets): kept exact for re-import
             spreadsheet_cell(p.name),
             ";".join(topics.get(p.id, [])),
             p.area or "",

@@ -15,16 +15,18 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..db import Database
 from ..errors import Conflict, InvalidInput
-from ..models import Import, utcnow
-from .people import add_subscriber, clean_attributes, parse_consent_date, parse_subscriptions
+from ..models import Import, Topic, utcnow
+from .emails import normalise_email
+from .people import Known, add_subscriber, clean_attributes, parse_consent_date, parse_subscriptions
 
 COLUMNS = ("email", "name", "topics", "area", "audience", "services", "consent_source", "consent_date")
 REQUIRED = ("email", "topics", "consent_source")
-MAX_LINE = 64 * 1024  # a line longer than this is reported, not read into memory
+MAX_RECORD = 64 * 1024  # a row longer than this is reported, not read into memory
 BATCH = 500
 REPORT_LIMIT = 1000  # rows listed in the answer; counts are always complete
 
@@ -55,6 +57,16 @@ class ImportReport:
         if len(self.skipped_rows) < REPORT_LIMIT:
             self.skipped_rows.append({"row": row, "reason": message})
 
+    def merge(self, other: ImportReport) -> None:
+        self.imported += other.imported
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        for item in other.errors:
+            self.error(item["row"], item["error"])
+        for item in other.skipped_rows:
+            self.skip(item["row"], item["reason"])
+        self.skipped += other.skipped - len(other.skipped_rows)
+
     def as_dict(self) -> dict:
         return {
             "import": self.import_id,
@@ -70,28 +82,33 @@ class ImportReport:
         }
 
 
-class _Lines:
-    """Physical lines of a text stream, each at most MAX_LINE long: a longer one is drained in pieces
-    and replaced by a marker row, so one bad line can neither exhaust memory nor hide the rows after it."""
-
-    OVERLONG = "\x00overlong\x00"
+class _Records:
+    """The records of a CSV text stream, one string each (a quoted cell may span lines), at most
+    MAX_RECORD long. A record is complete at a line end where its double quotes are balanced, which holds
+    for any CSV that escapes a quote by doubling it. A longer record is drained without being kept and
+    stands as None, so one bad row can neither exhaust memory nor shift the rows after it."""
 
     def __init__(self, stream: IO[str]):
         self.stream = stream
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[str | None]:
+        parts: list[str] = []
+        size, quotes, overlong = 0, 0, False
         while True:
-            line = self.stream.readline(MAX_LINE + 1)
-            if not line:
+            piece = self.stream.readline(MAX_RECORD + 1)
+            if not piece:
+                if parts or overlong:
+                    yield None if overlong else "".join(parts)
                 return
-            if len(line) > MAX_LINE and not line.endswith("\n"):
-                while True:
-                    rest = self.stream.readline(MAX_LINE)
-                    if not rest or rest.endswith("\n"):
-                        break
-                yield self.OVERLONG + "\n"
-                continue
-            yield line
+            quotes += piece.count('"')
+            size += len(piece)
+            if size > MAX_RECORD:
+                overlong, parts = True, []
+            elif not overlong:
+                parts.append(piece)
+            if piece.endswith("\n") and quotes % 2 == 0:
+                yield None if overlong else "".join(parts)
+                parts, size, quotes, overlong = [], 0, 0, False
 
 
 def text_stream(binary: IO[bytes]) -> IO[str]:
@@ -99,17 +116,24 @@ def text_stream(binary: IO[bytes]) -> IO[str]:
     return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
 
 
+def _parse(record: str) -> list[str]:
+    return next(csv.reader([record]), [])
+
+
 def read_rows(stream: IO[str]) -> Iterator[tuple[int, dict[str, str] | str]]:
-    """(spreadsheet row number, cells by column) for each record, or (row, error message)."""
-    csv.field_size_limit(MAX_LINE)
-    reader = csv.reader(_Lines(stream))
+    """(spreadsheet row number, cells by column) for each record, or (row, what is wrong with it)."""
+    csv.field_size_limit(MAX_RECORD)
+    records = iter(_Records(stream))
+    first = next(records, None)
+    if first is None or not first.strip():
+        raise ImportFileError("The file is empty: the first row must name the columns")
     try:
-        header = next(reader)
-    except StopIteration:
-        raise ImportFileError("The file is empty: the first row must name the columns") from None
+        header = _parse(first)
     except csv.Error as exc:
         raise ImportFileError(f"The first row could not be read as CSV: {exc}") from None
     names = [h.strip().lower().replace(" ", "_") for h in header]
+    while names and not names[-1]:
+        names.pop()  # spreadsheets often save empty columns after the last one
     unknown = [h for h in names if h not in COLUMNS]
     if unknown:
         raise ImportFileError(f"Unknown column {unknown[0]!r}: the columns are {', '.join(COLUMNS)}")
@@ -119,21 +143,20 @@ def read_rows(stream: IO[str]) -> Iterator[tuple[int, dict[str, str] | str]]:
     if len(set(names)) != len(names):
         raise ImportFileError("A column is named twice in the first row")
     row = 1
-    while True:
+    for record in records:
+        row += 1
+        if record is None:
+            yield row, f"Row is longer than {MAX_RECORD // 1024} KB: no row needs that much, so it was not read"
+            continue
         try:
-            cells = next(reader)
-        except StopIteration:
-            return
+            cells = _parse(record)
         except csv.Error as exc:
-            row += 1
             yield row, f"Row could not be read as CSV: {exc}"
             continue
-        row += 1
         if not cells or all(not c.strip() for c in cells):
             continue  # blank lines are not rows anyone means
-        if cells[0].startswith(_Lines.OVERLONG):
-            yield row, f"Row is longer than {MAX_LINE // 1024} KB: no row needs that much, so it was not read"
-            continue
+        while len(cells) > len(names) and not cells[-1].strip():
+            cells.pop()
         if len(cells) != len(names):
             yield row, f"Row has {len(cells)} cells but the first row names {len(names)} columns"
             continue
@@ -153,12 +176,12 @@ class _Checked:
     consent_date: object
 
 
-def _check(session, row: int, cells: dict[str, str]) -> _Checked:
+def _check(row: int, cells: dict[str, str], topics: dict) -> _Checked:
     errors: dict[str, str] = {}
-    topics = [t for t in (cells.get("topics") or "").split(";") if t.strip()]
+    names = [t for t in (cells.get("topics") or "").split(";") if t.strip()]
     subscriptions = []
     try:
-        subscriptions = parse_subscriptions(session, topics, "topics")
+        subscriptions = parse_subscriptions(None, names, "topics", topics=topics)
     except InvalidInput as exc:
         errors.update(exc.errors)
     attributes, attr_errors = clean_attributes(
@@ -184,30 +207,28 @@ def _message(exc: InvalidInput) -> str:
     return "; ".join(exc.errors.values())
 
 
-def _apply(session, item: _Checked, report: ImportReport, import_id: int, channel: str, admin_user_id) -> None:
+def _apply(session, item: _Checked, report: ImportReport, import_id: int, admin_user_id, known: Known | None) -> None:
+    """One row. Every refusal happens before anything is written, so a refused row leaves no trace."""
     try:
-        with session.begin_nested():
-            outcome = add_subscriber(
-                session,
-                email=item.email,
-                subscriptions=item.subscriptions,
-                attributes=item.attributes,
-                consent_source=item.source,
-                consent_date=item.consent_date,
-                collected_elsewhere=True,
-                channel="import",
-                admin_user_id=admin_user_id,
-                import_id=import_id,
-                row=item.row,
-            )
+        outcome = add_subscriber(
+            session,
+            email=item.email,
+            subscriptions=item.subscriptions,
+            attributes=item.attributes,
+            consent_source=item.source,
+            consent_date=item.consent_date,
+            collected_elsewhere=True,
+            channel="import",
+            admin_user_id=admin_user_id,
+            import_id=import_id,
+            row=item.row,
+            known=known,
+        )
     except InvalidInput as exc:
         report.error(item.row, _message(exc))
         return
     except Conflict as exc:
         report.skip(item.row, str(exc))
-        return
-    except IntegrityError:
-        report.error(item.row, "The address was added by someone else at the same moment: import the row again")
         return
     if outcome.created:
         report.imported += 1
@@ -231,6 +252,36 @@ def _batches(rows: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
+def _apply_batch(db: Database, items: list[_Checked], report: ImportReport, import_id: int, admin_user_id) -> None:
+    """A batch in one transaction: what is known about its addresses is loaded in a few queries, rows are
+    applied in memory and written in one flush. If someone else added one of the addresses meanwhile (the
+    flush fails on the unique address), the batch is applied again row by row."""
+    part = ImportReport()
+    try:
+        with db.transaction() as session:
+            known = Known.load(session, [_normal(item.email) for item in items])
+            for item in items:
+                _apply(session, item, part, import_id, admin_user_id, known)
+            session.flush()
+    except IntegrityError:
+        part = ImportReport()
+        with db.transaction() as session:
+            for item in items:
+                try:
+                    with session.begin_nested():
+                        _apply(session, item, part, import_id, admin_user_id, None)
+                except IntegrityError:
+                    part.error(item.row, "The address was added by someone else at the same moment: import it again")
+    report.merge(part)
+
+
+def _normal(address: str) -> str:
+    try:
+        return normalise_email(address)
+    except InvalidInput:
+        return address.strip()
+
+
 def run_import(
     db: Database,
     stream: IO[str],
@@ -249,29 +300,34 @@ def run_import(
         session.add(record)
         session.flush()
         report.import_id = record.id
+    with db.sessions() as session:
+        topics = {t.slug: t for t in session.scalars(select(Topic))}
+        for topic in topics.values():
+            session.expunge(topic)
     # The same address twice in one file: the second is reported, not applied. 8 bytes of hash per row.
     seen: dict[bytes, int] = {}
     all_rows = rows if first is None else _chain(first, rows)
     try:
         for batch in _batches(all_rows, BATCH):
-            with db.transaction() as session:
-                for row, cells in batch:
-                    report.rows += 1
-                    if isinstance(cells, str):
-                        report.error(row, cells)
-                        continue
-                    key = hashlib.blake2b(cells.get("email", "").strip().lower().encode(), digest_size=8).digest()
-                    if key in seen:
-                        report.error(row, f"Duplicate of row {seen[key]}: the same address is in the file twice")
-                        continue
-                    seen[key] = row
-                    try:
-                        item = _check(session, row, cells)
-                    except InvalidInput as exc:
-                        report.error(row, _message(exc))
-                        continue
-                    _apply(session, item, report, record.id, channel, admin_user_id)
-    except (IntegrityError, OperationalError):
+            good = []
+            for row, cells in batch:
+                report.rows += 1
+                if isinstance(cells, str):
+                    report.error(row, cells)
+                    continue
+                key = hashlib.blake2b(_normal(cells.get("email", "")).lower().encode(), digest_size=8).digest()
+                if key in seen:
+                    report.error(row, f"Duplicate of row {seen[key]}: the same address is in the file twice")
+                    continue
+                try:
+                    good.append(_check(row, cells, topics))
+                except InvalidInput as exc:
+                    report.error(row, _message(exc))
+                    continue  # a corrected copy of this row later in the file is welcome
+                seen[key] = row
+            if good:
+                _apply_batch(db, good, report, record.id, admin_user_id)
+    except OperationalError:
         _finish(db, report, "failed")
         raise
     _finish(db, report, "finished")

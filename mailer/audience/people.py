@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..delivery.ledger import skip_pending_for
@@ -38,6 +38,9 @@ from . import wording
 from .emails import normalise_email
 
 NAME_MAX = 200
+# How many confirmation emails one address may be sent in an hour: enough for "I lost the email",
+# too few for anyone to use a form or the API to flood someone's inbox.
+CONFIRMATIONS_PER_HOUR = 3
 _UK_DATE = re.compile(r"\d{1,2}/\d{1,2}/\d{4}")
 SOURCE_MAX = 500
 
@@ -104,7 +107,9 @@ def clean_attributes(
     return out, errors
 
 
-def parse_subscriptions(session: Session, items, field_name: str = "subscriptions") -> list[tuple[Topic, str]]:
+def parse_subscriptions(
+    session: Session, items, field_name: str = "subscriptions", topics: dict[str, Topic] | None = None
+) -> list[tuple[Topic, str]]:
     """[{"topic": slug, "frequency": f}] or ["slug", "slug:weekly"] → [(Topic, frequency)] in display order."""
     if not isinstance(items, list) or not items:
         raise InvalidInput({field_name: "Choose at least one topic"})
@@ -124,7 +129,8 @@ def parse_subscriptions(session: Session, items, field_name: str = "subscription
         if slug in wanted and wanted[slug] != frequency:
             raise InvalidInput({field_name: f"Topic {slug} is listed twice with different frequencies"})
         wanted[slug] = frequency
-    topics = {t.slug: t for t in session.scalars(select(Topic).where(Topic.slug.in_(list(wanted))))}
+    if topics is None:
+        topics = {t.slug: t for t in session.scalars(select(Topic).where(Topic.slug.in_(list(wanted))))}
     unknown = [s for s in wanted if s not in topics]
     if unknown:
         raise InvalidInput({field_name: f"Unknown topic: {', '.join(unknown)}"})
@@ -213,14 +219,21 @@ def apply_subscriptions(
     by_owner: bool,
     change: Change,
     now: datetime | None = None,
+    current: dict[int, Subscription] | None = None,
+    refused: set[int] | None = None,
 ) -> None:
     """Make the open subscriptions match `wanted` (replace) or add to them (not replace).
 
     Someone other than the owner (an import, the API, an admin) never re-adds a topic the person left.
+    `current` (open subscriptions by topic id) and `refused` (topics left) may come preloaded.
     """
     now = now or utcnow()
-    current = {s.topic_id: s for s in open_subscriptions(session, subscriber.id)}
-    refused = set() if by_owner else left_topics(session, subscriber.id)
+    if current is None:
+        current = {s.topic_id: s for s in open_subscriptions(session, subscriber.id)} if subscriber.id else {}
+    if refused is None:
+        refused = set() if by_owner or not subscriber.id else left_topics(session, subscriber.id)
+    elif by_owner:
+        refused = set()
     wanted_ids = set()
     for topic, frequency in wanted:
         wanted_ids.add(topic.id)
@@ -229,9 +242,7 @@ def apply_subscriptions(
             if topic.id in refused:
                 change.refused.append(topic.slug)
                 continue
-            session.add(
-                Subscription(subscriber_id=subscriber.id, topic_id=topic.id, frequency=frequency, source=source)
-            )
+            session.add(Subscription(subscriber=subscriber, topic_id=topic.id, frequency=frequency, source=source))
             change.added[topic.slug] = frequency
         elif subscription.frequency != frequency:
             change.frequency[topic.slug] = [subscription.frequency, frequency]
@@ -326,6 +337,51 @@ class AddOutcome:
     request_id: int | None = None  # set when a confirmation email should go (double opt-in)
 
 
+@dataclass
+class Known:
+    """What the database holds about some addresses, loaded in a handful of queries for a whole batch."""
+
+    by_key: dict[str, Subscriber] = field(default_factory=dict)
+    suppressed: dict[str, str] = field(default_factory=dict)  # email hash → reason
+    anonymised: set[str] = field(default_factory=set)  # hashes of people whose address was removed
+    current: dict[int, dict[int, Subscription]] = field(default_factory=dict)  # subscriber id → topic id → open
+    left: dict[int, set[int]] = field(default_factory=dict)  # subscriber id → topics they unsubscribed from
+
+    @classmethod
+    def load(cls, session: Session, addresses: list[str]) -> Known:
+        keys = list({email_key(a) for a in addresses})
+        hashes = list({email_hash(a) for a in addresses})
+        known = cls()
+        if not keys:
+            return known
+        known.by_key = {
+            s.email_key: s for s in session.scalars(select(Subscriber).where(Subscriber.email_key.in_(keys)))
+        }
+        known.suppressed = dict(
+            session.execute(
+                select(Suppression.email_hash, Suppression.reason).where(Suppression.email_hash.in_(hashes))
+            ).all()
+        )
+        known.anonymised = set(
+            session.scalars(
+                select(Subscriber.email_hash).where(Subscriber.email_hash.in_(hashes), Subscriber.email_key.is_(None))
+            )
+        )
+        ids = [s.id for s in known.by_key.values()]
+        for subscriber_id in ids:
+            known.current[subscriber_id] = {}
+            known.left[subscriber_id] = set()
+        if ids:
+            for subscription in session.scalars(select(Subscription).where(Subscription.subscriber_id.in_(ids))):
+                if subscription.ended_at is None:
+                    known.current[subscription.subscriber_id][subscription.topic_id] = subscription
+                elif subscription.ended_reason == "unsubscribed":
+                    known.left[subscription.subscriber_id].add(subscription.topic_id)
+            for subscriber_id in ids:
+                known.left[subscriber_id] -= set(known.current[subscriber_id])
+        return known
+
+
 def add_subscriber(
     session: Session,
     *,
@@ -340,12 +396,14 @@ def add_subscriber(
     api_token: str | None = None,
     import_id: int | None = None,
     row: int | None = None,
+    known: Known | None = None,
 ) -> AddOutcome:
     """Add or update someone on the team's say-so (API, admin, import), with where consent came from.
 
     Only when consent was collected elsewhere do they become active at once; otherwise this is a
     subscribe request and the caller sends the confirmation email. An address that unsubscribed, bounced,
-    complained or was erased is never brought back this way (Conflict says why).
+    complained or was erased is never brought back this way (Conflict says why). Every check happens
+    before anything is written. With `known` (an import's batch) nothing is flushed: the caller flushes.
     """
     address = normalise_email(email)
     source = " ".join(clean_text(consent_source or "").split())
@@ -353,9 +411,12 @@ def add_subscriber(
         raise InvalidInput({"consent_source": "Say where and how consent was given"})
     if len(source) > SOURCE_MAX:
         raise InvalidInput({"consent_source": f"Consent source must be {SOURCE_MAX} characters or fewer"})
+    batch = known is not None
+    if known is None:
+        known = Known.load(session, [address])
     hashed = email_hash(address)
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == email_key(address)))
-    refusal = refusal_reason(session, subscriber, hashed)
+    subscriber = known.by_key.get(email_key(address))
+    refusal = refusal_reason(known, subscriber, hashed)
     if refusal:
         raise Conflict(refusal)
     now = utcnow()
@@ -366,10 +427,11 @@ def add_subscriber(
             email_key=email_key(address),
             email_hash=hashed,
             status="pending",
+            services=0,
             subscribed_at=consent_date or now,
         )
         session.add(subscriber)
-        session.flush()
+        known.by_key[subscriber.email_key] = subscriber
     details = {"source": source, "consent_date": consent_date.isoformat() if consent_date else None}
     if api_token:
         details["api_token"] = api_token
@@ -378,7 +440,7 @@ def add_subscriber(
     if not collected_elsewhere:
         # Double opt-in: nothing changes until the owner confirms from the email.
         request = ConsentEvent(
-            subscriber_id=subscriber.id,
+            subscriber=subscriber,
             kind="subscribe_requested",
             channel=channel,
             wording_version=wording.CURRENT,
@@ -395,25 +457,40 @@ def add_subscriber(
             import_id=import_id,
         )
         session.add(request)
-        subscriber.confirm_requested_at = now
         session.flush()
+        if recent_requests(session, subscriber.id, now) > CONFIRMATIONS_PER_HOUR:
+            # Enough confirmation mails to this address lately: recorded, not sent.
+            return AddOutcome(subscriber, created, Change())
+        subscriber.confirm_requested_at = now
         return AddOutcome(subscriber, created, Change(), request_id=request.id)
 
     change = Change()
     change.attributes = _apply_attributes(subscriber, attributes, keep_blank=True)
     apply_subscriptions(
-        session, subscriber, subscriptions, source=channel, replace=False, by_owner=False, change=change, now=now
+        session,
+        subscriber,
+        subscriptions,
+        source=channel,
+        replace=False,
+        by_owner=False,
+        change=change,
+        now=now,
+        current=known.current.get(subscriber.id, {}) if not created else {},
+        refused=known.left.get(subscriber.id, set()) if not created else set(),
     )
     if subscriber.status == "pending":
         subscriber.status = "active"
         subscriber.confirmed_at = subscriber.confirmed_at or now
-        change.attributes["status"] = ["pending", "active"]
+        if not created:
+            change.attributes["status"] = ["pending", "active"]
     if subscriber.subscribed_at is None or (consent_date and consent_date < subscriber.subscribed_at):
+        if not created:
+            change.attributes["subscribed_at"] = [_iso(subscriber.subscribed_at), _iso(consent_date or now)]
         subscriber.subscribed_at = consent_date or now
     if created or change:
         session.add(
             ConsentEvent(
-                subscriber_id=subscriber.id,
+                subscriber=subscriber,
                 kind="subscribe" if created else "change",
                 channel=channel,
                 wording_version=None,
@@ -423,33 +500,42 @@ def add_subscriber(
                 created_at=now,
             )
         )
-    session.flush()
+    if not batch:
+        session.flush()
     return AddOutcome(subscriber, created, change)
 
 
-def refusal_reason(session: Session, subscriber: Subscriber | None, hashed: str) -> str | None:
+REFUSALS = {
+    "bounced": "Mail to this address bounced: it is on the suppression list",
+    "complained": "This address reported our mail as spam: it is on the suppression list",
+    "erased": "This address asked for its data to be erased: only they can subscribe again",
+}
+
+
+def refusal_reason(known: Known, subscriber: Subscriber | None, hashed: str) -> str | None:
     """Why the team may not (re)subscribe this address, or None. Only its owner can undo these."""
-    if subscriber is not None and subscriber.status in ("unsubscribed", "bounced", "complained"):
+    if subscriber is not None and subscriber.status == "unsubscribed":
         when = subscriber.unsubscribed_at.date().isoformat() if subscriber.unsubscribed_at else None
-        return {
-            "unsubscribed": f"This address unsubscribed{' on ' + when if when else ''}: only they can subscribe again",
-            "bounced": "Mail to this address bounced: it is on the suppression list",
-            "complained": "This address reported our mail as spam: it is on the suppression list",
-        }[subscriber.status]
-    suppression = session.scalar(select(Suppression).where(Suppression.email_hash == hashed))
-    if suppression is not None and (subscriber is None or subscriber.status != "active"):
-        return {
-            "erased": "This address asked for its data to be erased: only they can subscribe again",
-            "bounced": "Mail to this address bounced: it is on the suppression list",
-            "complained": "This address reported our mail as spam: it is on the suppression list",
-        }.get(suppression.reason, "This address is on the suppression list")
-    if subscriber is None:
-        anonymised = session.scalar(
-            select(Subscriber.id).where(Subscriber.email_hash == hashed, Subscriber.email_key.is_(None)).limit(1)
-        )
-        if anonymised is not None:
-            return "This address unsubscribed in the past: only they can subscribe again"
+        return f"This address unsubscribed{' on ' + when if when else ''}: only they can subscribe again"
+    if subscriber is not None and subscriber.status in REFUSALS:
+        return REFUSALS[subscriber.status]
+    reason = known.suppressed.get(hashed)
+    if reason is not None and (subscriber is None or subscriber.status != "active"):
+        return REFUSALS.get(reason, "This address is on the suppression list")
+    if subscriber is None and hashed in known.anonymised:
+        return "This address unsubscribed in the past: only they can subscribe again"
     return None
+
+
+def recent_requests(session: Session, subscriber_id: int, now: datetime) -> int:
+    """Subscribe requests (each one a confirmation email) for this person in the hour up to `now`."""
+    return session.scalar(
+        select(func.count(ConsentEvent.id)).where(
+            ConsentEvent.subscriber_id == subscriber_id,
+            ConsentEvent.kind == "subscribe_requested",
+            ConsentEvent.created_at > now - timedelta(hours=1),
+        )
+    )
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -541,6 +627,7 @@ def subject_access(session: Session, subscriber: Subscriber) -> dict:
 def anonymise(session: Session, subscriber: Subscriber, now: datetime | None = None) -> None:
     """Remove the address and name; the row, its hash and its ledger rows stay as anonymous history."""
     now = now or utcnow()
+    address = subscriber.email
     subscriber.email = None
     subscriber.email_key = None
     subscriber.name = None
@@ -548,9 +635,24 @@ def anonymise(session: Session, subscriber: Subscriber, now: datetime | None = N
     # Consent records keep what happened and when, not the personal details someone typed.
     for event in session.scalars(select(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber.id)):
         event.ip_hash = None
-        if event.details and "name" in event.details:
-            event.details = {k: v for k, v in event.details.items() if k != "name"}
+        if event.details:
+            event.details = _without_names(event.details)
+    # Mail servers often quote the address in a refusal; the ledger keeps the outcome, not the address.
+    if address:
+        pattern = re.compile(re.escape(address), re.IGNORECASE)
+        for delivery in session.scalars(
+            select(Delivery).where(Delivery.subscriber_id == subscriber.id, Delivery.last_error.is_not(None))
+        ):
+            delivery.last_error = pattern.sub("(address removed)", delivery.last_error)
     session.flush()
+
+
+def _without_names(details: dict) -> dict:
+    """Consent details without any name: top-level (requests) or in an attribute change ([old, new])."""
+    out = {k: v for k, v in details.items() if k != "name"}
+    if isinstance(out.get("attributes"), dict) and "name" in out["attributes"]:
+        out["attributes"] = {k: v for k, v in out["attributes"].items() if k != "name"}
+    return out
 
 
 def erase(session: Session, subscriber: Subscriber, *, channel: str, admin_user_id: int | None = None) -> None:

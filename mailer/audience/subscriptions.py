@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,11 +31,7 @@ from ..models import (
 )
 from . import wording
 from .emails import normalise_email
-from .people import clean_attributes
-
-# How many confirmation emails one address may be sent in an hour: enough for "I lost the email",
-# too few for anyone to use the form to flood someone's inbox.
-CONFIRMATIONS_PER_HOUR = 3
+from .people import CONFIRMATIONS_PER_HOUR, clean_attributes, recent_requests
 
 
 def hash_ip(ip: str | None, secret: str) -> str | None:
@@ -122,13 +117,7 @@ def request_subscription(
             subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == email_key(address)))
 
     now = utcnow()
-    recent = session.scalar(
-        select(func.count(ConsentEvent.id)).where(
-            ConsentEvent.subscriber_id == subscriber.id,
-            ConsentEvent.kind == "subscribe_requested",
-            ConsentEvent.created_at > now - timedelta(hours=1),
-        )
-    )
+    recent = recent_requests(session, subscriber.id, now)
     complained = session.scalar(
         select(Suppression.id).where(
             Suppression.email_hash == subscriber.email_hash, Suppression.reason == "complained"

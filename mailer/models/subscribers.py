@@ -158,6 +158,8 @@ class ConsentEvent(Base):
     confirms_id: Mapped[int | None] = mapped_column(ForeignKey("consent_events.id"), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    subscriber: Mapped[Subscriber] = relationship()
+
 
 class Suppression(Base):
     """Addresses we must never mail again (hard bounce, complaint, erasure), kept only as a hash."""

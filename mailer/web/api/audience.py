@@ -29,8 +29,8 @@ from . import ApiError, bp, json_body, token_required
 IMPORT_MAX_BYTES = 512 * 1024 * 1024
 
 
-def _only(data: dict, allowed: set[str]) -> None:
-    unknown = sorted(set(data) - allowed)
+def _only(data: dict, allowed: set[str], prefix: str = "") -> None:
+    unknown = sorted(prefix + k for k in set(data) - allowed)
     if unknown:
         raise ApiError(400, f"Unknown field(s): {', '.join(unknown)}", {k: "unknown field" for k in unknown})
 
@@ -164,7 +164,7 @@ def subscribers_create():
             "collected elsewhere (otherwise we email them to confirm)}",
             {"consent": "required"},
         )
-    _only(consent, {"source", "date", "collected"})
+    _only(consent, {"source", "date", "collected"}, prefix="consent.")
     if not isinstance(data.get("email"), str):
         raise ApiError(400, "'email' is required", {"email": "required"})
     collected = consent.get("collected", False)
