@@ -866,3 +866,19 @@ def test_an_earlier_consent_date_is_a_recorded_change(publisher, db):
     report = publisher.import_csv(first.replace("2026-05-01", "2026-02-01")).get_json()
     assert report["updated"] == 1
     assert person(db, "d@example.org").subscribed_at.date().isoformat() == "2026-02-01"
+
+
+def test_one_consent_source_can_stand_for_the_whole_file(publisher, db):
+    body = "email,topics,consent_source\r\nall@example.org,careers,\r\nown@example.org,careers,Own stall\r\n"
+    without = publisher.import_csv("email,topics\r\nx@example.org,careers\r\n")
+    assert without.status_code == 400 and "consent_source" in without.get_json()["error"]
+    response = publisher.post(
+        "/subscribers/import?consent_source=Sign-up%20sheet,%20Newport", data=body.encode(), content_type="text/csv"
+    )
+    assert response.get_json()["imported"] == 2
+    with db.transaction() as s:
+        sources = {
+            e.subscriber_id: e.details["source"]
+            for e in s.scalars(select(ConsentEvent).where(ConsentEvent.kind == "subscribe"))
+        }
+    assert sorted(sources.values()) == ["Own stall", "Sign-up sheet, Newport"]

@@ -212,3 +212,41 @@ def test_manage_link_mails_are_capped_per_address(client, db, smtp_server, celer
 
     time.sleep(1.5)  # room for a fourth to arrive, were it sent
     assert len(smtp_server.messages_to("often@example.org")) == 3
+
+
+def test_the_team_changes_choices_on_someones_behalf_and_it_is_recorded_as_theirs(client, db):
+    person_id = _active(db, "phoned@example.org", topics=("trust-matters", "careers"))
+    with db.transaction() as s:
+        from mailer.audience.subscriptions import unsubscribe
+        from mailer.models import Topic
+
+        unsubscribe(s, person_id, s.scalar(select(Topic.id).where(Topic.slug == "careers")))
+    sign_in(client, db, email="publisher@hiow.nhs.uk", role="publisher")
+    page = client.get(f"/admin/subscribers/{person_id}")
+    assert page.status_code == 200 and b"Change on their behalf" in page.data
+    response = client.post(
+        f"/admin/subscribers/{person_id}/preferences",
+        data={
+            "csrf_token": csrf_from(page.data),
+            "topics": ["trust-matters", "careers"],
+            "frequency-trust-matters": "weekly",
+            "frequency-careers": "immediately",
+            "area": "southampton",
+            "action": "save",
+        },
+    )
+    assert response.status_code == 303
+    shown = client.get(response.headers["Location"]).data
+    assert b"except careers" in shown  # they left it: only they can come back to it
+    assert _subscriptions(db, person_id) == {"trust-matters": "weekly"}
+    assert _person(db, "phoned@example.org").area == "southampton"
+    event = _events(db, person_id)[-1]
+    assert event.channel == "admin" and event.admin_user_id is not None
+    assert b"by publisher@hiow.nhs.uk" in shown
+
+    bad = client.post(
+        f"/admin/subscribers/{person_id}/preferences",
+        data={"csrf_token": csrf_from(page.data), "topics": ["trust-matters"], "area": "narnia", "action": "save"},
+    )
+    assert bad.status_code == 400 and b"There is a problem" in bad.data
+    assert _person(db, "phoned@example.org").area == "southampton"

@@ -25,7 +25,7 @@ from .emails import normalise_email
 from .people import Known, add_subscriber, clean_attributes, parse_consent_date, parse_subscriptions
 
 COLUMNS = ("email", "name", "topics", "area", "audience", "services", "consent_source", "consent_date")
-REQUIRED = ("email", "topics", "consent_source")
+REQUIRED = ("email", "topics")  # and consent_source, unless the whole file has one (see run_import)
 MAX_RECORD = 64 * 1024  # a row longer than this is reported, not read into memory
 BATCH = 500
 REPORT_LIMIT = 1000  # rows listed in the answer; counts are always complete
@@ -120,7 +120,7 @@ def _parse(record: str) -> list[str]:
     return next(csv.reader([record]), [])
 
 
-def read_rows(stream: IO[str]) -> Iterator[tuple[int, dict[str, str] | str]]:
+def read_rows(stream: IO[str], consent_source: str | None = None) -> Iterator[tuple[int, dict[str, str] | str]]:
     """(spreadsheet row number, cells by column) for each record, or (row, what is wrong with it)."""
     csv.field_size_limit(MAX_RECORD)
     records = iter(_Records(stream))
@@ -138,8 +138,13 @@ def read_rows(stream: IO[str]) -> Iterator[tuple[int, dict[str, str] | str]]:
     if unknown:
         raise ImportFileError(f"Unknown column {unknown[0]!r}: the columns are {', '.join(COLUMNS)}")
     missing = [c for c in REQUIRED if c not in names]
+    if not consent_source and "consent_source" not in names:
+        missing.append("consent_source")
     if missing:
-        raise ImportFileError(f"The file needs a column called {missing[0]!r}; the first row names the columns")
+        raise ImportFileError(
+            f"The file needs a column called {missing[0]!r}; the first row names the columns"
+            + (" (or say where consent was given for the whole file)" if missing[0] == "consent_source" else "")
+        )
     if len(set(names)) != len(names):
         raise ImportFileError("A column is named twice in the first row")
     row = 1
@@ -176,7 +181,7 @@ class _Checked:
     consent_date: object
 
 
-def _check(row: int, cells: dict[str, str], topics: dict) -> _Checked:
+def _check(row: int, cells: dict[str, str], topics: dict, default_source: str = "") -> _Checked:
     errors: dict[str, str] = {}
     names = [t for t in (cells.get("topics") or "").split(";") if t.strip()]
     subscriptions = []
@@ -199,7 +204,12 @@ def _check(row: int, cells: dict[str, str], topics: dict) -> _Checked:
     if errors:
         raise InvalidInput(errors)
     return _Checked(
-        row, cells.get("email", ""), subscriptions, attributes, cells.get("consent_source", ""), consent_date
+        row,
+        cells.get("email", ""),
+        subscriptions,
+        attributes,
+        cells.get("consent_source", "").strip() or default_source,
+        consent_date,
     )
 
 
@@ -290,10 +300,15 @@ def run_import(
     filename: str | None = None,
     admin_user_id: int | None = None,
     api_token_id: int | None = None,
+    consent_source: str | None = None,
 ) -> ImportReport:
-    """Import a CSV text stream; ImportFileError (nothing written) if the file itself is unusable."""
+    """Import a CSV text stream; ImportFileError (nothing written) if the file itself is unusable.
+
+    `consent_source` applies to rows whose own consent_source cell is empty (or to a file without the column).
+    """
     report = ImportReport()
-    rows = read_rows(stream)
+    consent_source = " ".join((consent_source or "").split()) or None
+    rows = read_rows(stream, consent_source)
     first = next(rows, None)  # reads the header: a bad file fails before anything is recorded
     with db.transaction() as session:
         record = Import(filename=filename, channel=channel, admin_user_id=admin_user_id, api_token_id=api_token_id)
@@ -320,7 +335,7 @@ def run_import(
                     report.error(row, f"Duplicate of row {seen[key]}: the same address is in the file twice")
                     continue
                 try:
-                    good.append(_check(row, cells, topics))
+                    good.append(_check(row, cells, topics, consent_source or ""))
                 except InvalidInput as exc:
                     report.error(row, _message(exc))
                     continue  # a corrected copy of this row later in the file is welcome

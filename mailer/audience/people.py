@@ -275,8 +275,18 @@ def update_preferences(
     change = Change()
     change.attributes = _apply_attributes(subscriber, attributes, keep_blank=False)
     by_owner = channel in ("web", "email")
+    # Someone else (the team) may not start mail to a person who is not subscribed now, nor re-add a topic.
+    refused = None if by_owner or subscriber.status == "active" else {topic.id for topic, _ in subscriptions}
     apply_subscriptions(
-        session, subscriber, subscriptions, source=channel, replace=True, by_owner=by_owner, change=change, now=now
+        session,
+        subscriber,
+        subscriptions,
+        source=channel,
+        replace=True,
+        by_owner=by_owner,
+        change=change,
+        now=now,
+        refused=refused,
     )
     if subscriptions and change.added and subscriber.status in ("pending", "unsubscribed") and by_owner:
         # The owner, from a link we emailed them, chose topics: that is as good as confirming.

@@ -23,8 +23,20 @@ from ...audience.segments import (
 )
 from ...compose.issues import MAX_ID
 from ...errors import Conflict, InvalidInput, NotFound
-from ...models import AREAS, AUDIENCES, FREQUENCY_LABELS, SERVICES, Import, Issue, Segment, Subscriber, Topic
+from ...models import (
+    AREAS,
+    AUDIENCES,
+    FREQUENCY_LABELS,
+    SERVICES,
+    AdminUser,
+    Import,
+    Issue,
+    Segment,
+    Subscriber,
+    Topic,
+)
 from .. import db_session, require_role, runtime_of_app
+from ..preferences import current_values, form_context, save_preferences
 from . import bp
 
 MAX_ROWS = 30
@@ -354,19 +366,58 @@ def _load_subscriber(subscriber_id: int) -> Subscriber:
     return subscriber
 
 
+def _subscriber_page(session, person: Subscriber, values=None, errors=None, status=200):
+    events = consent_history(session, person.id)
+    team_ids = {e["admin_user_id"] for e in events if e["admin_user_id"]}
+    team = (
+        dict(session.execute(select(AdminUser.id, AdminUser.email).where(AdminUser.id.in_(team_ids))).all())
+        if team_ids
+        else {}
+    )
+    return (
+        render_template(
+            "admin/subscriber.html",
+            person=person,
+            data=profile(session, person),
+            events=events,
+            team=team,
+            topic_labels=topic_names(session),
+            labels=_value_labels(session),
+            values=values or current_values(session, person),
+            errors=errors or {},
+            **form_context(session, person),
+        ),
+        status,
+    )
+
+
 @bp.get("/subscribers/<int:subscriber_id>")
 @require_role("publisher")
 def subscriber(subscriber_id: int):
-    person = _load_subscriber(subscriber_id)
-    session = db_session()
-    return render_template(
-        "admin/subscriber.html",
-        person=person,
-        data=profile(session, person),
-        events=consent_history(session, person.id),
-        topic_labels=topic_names(session),
-        labels=_value_labels(session),
-    )
+    return _subscriber_page(db_session(), _load_subscriber(subscriber_id))
+
+
+@bp.post("/subscribers/<int:subscriber_id>/preferences")
+@require_role("publisher")
+def subscriber_preferences(subscriber_id: int):
+    """Change someone's choices on their behalf (they phoned or wrote in); recorded as done by this account.
+
+    The team can end subscriptions and change frequencies and answers, but never adds back a topic the
+    person left: only they can do that, from their own link."""
+    _load_subscriber(subscriber_id)
+    with runtime_of_app().db.transaction() as session:
+        person = session.get(Subscriber, subscriber_id)
+        if person.status == "erased":
+            abort(409, "This subscriber was erased.")
+        outcome = save_preferences(session, person, request.form, channel="admin", admin_user_id=current_user.id)
+        if outcome.errors:
+            return _subscriber_page(session, person, outcome.values, outcome.errors, status=400)
+        refused = outcome.change.refused if outcome.change else []
+    if refused:
+        flash(f"Saved, except {', '.join(refused)}: they left it, so only they can subscribe to it again.")
+    else:
+        flash("Their choices are saved and recorded as changed by you.")
+    return redirect(url_for("admin.subscriber", subscriber_id=subscriber_id), code=303)
 
 
 @bp.get("/subscribers/<int:subscriber_id>/export.json")
@@ -427,6 +478,7 @@ def import_upload():
             channel="admin",
             filename=upload.filename[:255],
             admin_user_id=current_user.id,
+            consent_source=request.form.get("consent_source") or None,
         )
     except ImportFileError as exc:
         return render_template("admin/import.html", columns=COLUMNS, recent=recent, error=str(exc)), 400

@@ -247,6 +247,7 @@ def subscribers_import():
             channel="api",
             filename=request.args.get("filename") or None,
             api_token_id=g.api_token["id"],
+            consent_source=request.args.get("consent_source") or None,
         )
     except ImportFileError as exc:
         raise ApiError(400, str(exc)) from exc

@@ -8,22 +8,12 @@ from sqlalchemy import select
 
 from ...audience import wording
 from ...audience.emails import normalise_email
-from ...audience.people import clean_attributes, open_subscriptions, parse_subscriptions, update_preferences
 from ...errors import InvalidInput, NotFound
 from ...links import BadLink
-from ...models import (
-    AREAS,
-    AUDIENCES,
-    FREQUENCY_LABELS,
-    SERVICES,
-    Subscriber,
-    Suppression,
-    Topic,
-    email_key,
-    services_of,
-)
+from ...models import Subscriber, email_key
 from ...tasks import enqueue, send_manage_link
 from .. import MANAGE_LINK_LIMIT, db_session, limiter, runtime_of_app
+from ..preferences import current_values, form_context, save_preferences
 from . import _bad_link, _ip_hash, bp
 
 # Manage-link emails one address may be sent per hour, whoever asks: enough to find it, too few to flood.
@@ -39,37 +29,17 @@ def _subscriber_for(session, token: str) -> Subscriber:
     return subscriber
 
 
-def _topics(session) -> list[Topic]:
-    return list(session.scalars(select(Topic).order_by(Topic.position)))
-
-
-def _values_of(session, subscriber: Subscriber) -> dict:
-    return {
-        "topics": {s.topic.slug: s.frequency for s in open_subscriptions(session, subscriber.id)},
-        "name": subscriber.name or "",
-        "area": subscriber.area or "",
-        "audience": subscriber.audience or "",
-        "services": services_of(subscriber.services or 0),
-    }
-
-
 def _page(session, subscriber, token, values, errors=None, saved=False, status=200):
-    suppressed = session.scalar(select(Suppression.reason).where(Suppression.email_hash == subscriber.email_hash))
     return (
         render_template(
             "manage.html",
             subscriber=subscriber,
             token=token,
-            topics=_topics(session),
             values=values,
             errors=errors or {},
             saved=saved,
-            suppressed=suppressed,
-            areas=AREAS,
-            audiences=AUDIENCES,
-            services={slug: label for slug, (label, _) in SERVICES.items()},
-            frequencies=FREQUENCY_LABELS,
             wording=wording.WORDING[wording.CURRENT],
+            **form_context(session, subscriber),
         ),
         status,
     )
@@ -82,73 +52,22 @@ def manage(token: str):
         subscriber = _subscriber_for(session, token)
     except (BadLink, NotFound):
         return _bad_link(BAD_MANAGE_LINK, link_request=True)
-    return _page(session, subscriber, token, _values_of(session, subscriber), saved=request.args.get("saved") == "1")
-
-
-def _form_values() -> dict:
-    form = request.form
-    topics = {}
-    for slug in form.getlist("topics"):
-        topics[slug] = form.get(f"frequency-{slug}") or "immediately"
-    return {
-        "topics": topics,
-        "name": form.get("name", ""),
-        "area": form.get("area", ""),
-        "audience": form.get("audience", ""),
-        "services": form.getlist("services"),
-    }
+    saved = request.args.get("saved") == "1"
+    return _page(session, subscriber, token, current_values(session, subscriber), saved=saved)
 
 
 @bp.post("/manage/<token>")
 def manage_save(token: str):
     rt = runtime_of_app()
-    everything = request.form.get("action") == "unsubscribe-all"
     with rt.db.transaction() as session:
         try:
             subscriber = _subscriber_for(session, token)
         except (BadLink, NotFound):
             return _bad_link(BAD_MANAGE_LINK, link_request=True)
-        values = _form_values()
-        errors: dict[str, str] = {}
-        subscriptions = []
-        if not everything and values["topics"]:
-            try:
-                subscriptions = parse_subscriptions(
-                    session, [f"{s}:{f}" for s, f in values["topics"].items()], "topics"
-                )
-            except InvalidInput as exc:
-                errors.update(exc.errors)
-        attributes, attribute_errors = clean_attributes(
-            name=values["name"], area=values["area"], audience=values["audience"], services=values["services"]
-        )
-        errors.update(attribute_errors)
-        if everything:
-            # Leaving everything keeps the other answers as they were, whatever else the form held.
-            current = _values_of(session, subscriber)
-            current.pop("topics")
-            attributes, errors = clean_attributes(**current)
-        if errors:
-            return _page(session, subscriber, token, values, errors=errors, status=400)
-        suppressed = session.scalar(select(Suppression.id).where(Suppression.email_hash == subscriber.email_hash))
-        if suppressed is not None and subscriptions:
-            # Bounced or reported as spam: only a fresh confirmation (the subscribe form) lifts that.
-            return _page(
-                session,
-                subscriber,
-                token,
-                values,
-                errors={"topics": "We cannot email this address at the moment. Subscribe again to confirm it."},
-                status=400,
-            )
-        update_preferences(
-            session,
-            subscriber,
-            subscriptions=subscriptions,
-            attributes=attributes,
-            channel="web",
-            ip_hash=_ip_hash(),
-        )
-    if everything or not subscriptions:
+        outcome = save_preferences(session, subscriber, request.form, channel="web", ip_hash=_ip_hash())
+        if outcome.errors:
+            return _page(session, subscriber, token, outcome.values, errors=outcome.errors, status=400)
+    if outcome.left_everything:
         return render_template("unsubscribed.html", topic_name=None, remaining=[], token=None, manage_token=token)
     return redirect(url_for("public.manage", token=token, saved=1), code=303)
 
