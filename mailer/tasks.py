@@ -103,18 +103,22 @@ def send_confirmation(self, request_id: int) -> str:
             mail = confirmation_mail(session, request_id, rt.settings, rt.links)
     except NotFound:
         return "gone"
-    try:
-        smtp_transport_for(rt.settings.smtp_url).send(mail.envelope_from, mail.recipient, mail.data)
-    except TemporaryFailure as exc:
-        raise self.retry(exc=exc, countdown=min(2**self.request.retries * 5, 300)) from exc
-    except PermanentFailure as exc:
-        # Final: the address refused it. Recorded as handled so the sweeper does not try again.
-        log.warning("confirmation for request %s refused: %s", request_id, exc)
-        with rt.db.transaction() as session:
-            mark_confirmation_sent(session, mail.subscriber_id)
-        return "refused"
+    outcome = _send_one(self, mail, f"confirmation for request {request_id}")
+    # Refused is final too: recorded as handled so the sweeper does not try again.
     with rt.db.transaction() as session:
         mark_confirmation_sent(session, mail.subscriber_id)
+    return outcome
+
+
+def _send_one(task, mail, what: str) -> str:
+    """Send one transactional mail: 'sent', 'refused' (the address said no for good), or a Celery retry."""
+    try:
+        smtp_transport_for(runtime().settings.smtp_url).send(mail.envelope_from, mail.recipient, mail.data)
+    except TemporaryFailure as exc:
+        raise task.retry(exc=exc, countdown=min(2**task.request.retries * 5, 300)) from exc
+    except PermanentFailure as exc:
+        log.warning("%s refused: %s", what, exc)
+        return "refused"
     return "sent"
 
 
@@ -126,14 +130,7 @@ def send_manage_link(self, subscriber_id: int) -> str:
             mail = manage_link_mail(session, subscriber_id, rt.settings, rt.links)
     except NotFound:
         return "gone"
-    try:
-        smtp_transport_for(rt.settings.smtp_url).send(mail.envelope_from, mail.recipient, mail.data)
-    except TemporaryFailure as exc:
-        raise self.retry(exc=exc, countdown=min(2**self.request.retries * 5, 300)) from exc
-    except PermanentFailure as exc:
-        log.warning("manage link for subscriber %s refused: %s", subscriber_id, exc)
-        return "refused"
-    return "sent"
+    return _send_one(self, mail, f"manage link for subscriber {subscriber_id}")
 
 
 # --- issues --------------------------------------------------------------------------------------

@@ -201,3 +201,16 @@ def _register_error_pages(app: Flask) -> None:
             title="Sorry, there is a problem with the service",
             message="Try again later. Nothing you sent us has been half-saved.",
         ), 500
+
+
+def csv_download(audience, filename: str):
+    """An audience streamed as a CSV attachment, a page of people at a time."""
+    from flask import Response, stream_with_context
+
+    from ..audience.export import export_csv
+
+    return Response(
+        stream_with_context(export_csv(runtime_of_app().db, audience)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import re
 
-from flask import Response, abort, flash, jsonify, redirect, render_template, request, stream_with_context, url_for
+from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from ...audience.export import export_audience, export_csv
+from ...audience.export import export_audience
 from ...audience.importer import COLUMNS, ImportFileError, run_import, text_stream
 from ...audience.people import consent_history, erase, profile, subject_access
 from ...audience.rules import DATE_OPS, FIELD_LABELS, FIELDS, describe
@@ -35,7 +35,7 @@ from ...models import (
     Subscriber,
     Topic,
 )
-from .. import db_session, require_role, runtime_of_app
+from .. import csv_download, db_session, require_role, runtime_of_app
 from ..preferences import current_values, form_context, save_preferences
 from . import bp
 
@@ -310,19 +310,11 @@ def remove_segment(segment_id: int):
     return redirect(url_for("admin.segments"), code=303)
 
 
-def _csv(audience, filename: str) -> Response:
-    return Response(
-        stream_with_context(export_csv(runtime_of_app().db, audience)),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
-
-
 @bp.get("/segments/<int:segment_id>/export.csv")
 @require_role("publisher")
 def export_segment(segment_id: int):
     segment = _load_segment(segment_id)
-    return _csv(export_audience(rules=segment.rules), f"segment-{segment.id}.csv")
+    return csv_download(export_audience(rules=segment.rules), f"segment-{segment.id}.csv")
 
 
 @bp.get("/topics/<slug>/export.csv")
@@ -331,7 +323,7 @@ def export_topic(slug: str):
     topic = db_session().scalar(select(Topic).where(Topic.slug == slug))
     if topic is None:
         abort(404, f"There is no topic {slug}.")
-    return _csv(export_audience(topic_id=topic.id), f"topic-{topic.slug}.csv")
+    return csv_download(export_audience(topic_id=topic.id), f"topic-{topic.slug}.csv")
 
 
 # --- subscribers ------------------------------------------------------------------------------------------

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Response, g, jsonify, request, stream_with_context, url_for
+from flask import g, jsonify, request, url_for
 from sqlalchemy import select
 
-from ...audience.export import export_audience, export_csv
+from ...audience.export import export_audience
 from ...audience.importer import ImportFileError, run_import, text_stream
 from ...audience.people import (
     add_subscriber,
@@ -22,7 +22,7 @@ from ...compose.issues import MAX_ID
 from ...errors import InvalidInput, NotFound
 from ...models import Segment, Topic
 from ...tasks import enqueue, send_confirmation
-from .. import db_session, runtime_of_app
+from .. import csv_download, db_session, runtime_of_app
 from . import ApiError, bp, json_body, token_required
 
 # Imports stream, so they may be much larger than a form post.
@@ -128,7 +128,7 @@ def segments_preview_count():
 def segments_export(segment_id: int):
     session = db_session()
     segment = get_segment(session, _segment_id(segment_id))
-    return _csv_response(export_audience(rules=segment.rules), f"segment-{segment.id}.csv")
+    return csv_download(export_audience(rules=segment.rules), f"segment-{segment.id}.csv")
 
 
 @bp.get("/topics/<slug>/export")
@@ -137,15 +137,7 @@ def topics_export(slug: str):
     topic = db_session().scalar(select(Topic).where(Topic.slug == slug))
     if topic is None:
         raise NotFound(f"No topic {slug!r}")
-    return _csv_response(export_audience(topic_id=topic.id), f"topic-{topic.slug}.csv")
-
-
-def _csv_response(audience, filename: str) -> Response:
-    return Response(
-        stream_with_context(export_csv(runtime_of_app().db, audience)),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    return csv_download(export_audience(topic_id=topic.id), f"topic-{topic.slug}.csv")
 
 
 # --- subscribers -----------------------------------------------------------------------------------------
