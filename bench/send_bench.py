@@ -218,7 +218,7 @@ STARTED: list[subprocess.Popen] = []
 
 
 def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
-    from mailer.compose.issues import IssueInput, create_issue, request_send
+    from mailer.compose.issues import IssueInput, approve_issue, create_issue, request_send, submit_issue
     from mailer.compose.mail import compile_issue
     from mailer.db import Database
     from mailer.models import Issue
@@ -259,6 +259,8 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
 
     peak_total, peak_child = 0, 0
     with db.transaction() as s:
+        submit_issue(s, issue_id)
+        approve_issue(s, issue_id)
         request_send(s, issue_id)
     start = time.perf_counter()
     enqueue(plan_issue, issue_id)

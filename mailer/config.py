@@ -59,6 +59,8 @@ class Settings:
     # Retention: sign-ups never confirmed are deleted after UNCONFIRMED_DAYS; people who left (unsubscribed,
     # bounced, complained) have their address and name removed after ANONYMISE_AFTER_DAYS.
     unconfirmed_days: int = 7
+    # Whether an issue must be approved by someone other than the person who submitted it.
+    approval_by_another: bool = False
     anonymise_after_days: int = 730
 
     @property
@@ -155,8 +157,18 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         send_rate=_rate(env),
         stall_seconds=positive_int("STALL_SECONDS", 90),
         unconfirmed_days=positive_int("UNCONFIRMED_DAYS", 7),
+        approval_by_another=_flag(env, "APPROVAL_BY_ANOTHER"),
         anonymise_after_days=positive_int("ANONYMISE_AFTER_DAYS", 730),
     )
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
 def _rate(env: dict[str, str]) -> float | None:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 from .audience import retention, segments
 from .audience.confirmation import confirmation_mail, latest_request_id, manage_link_mail, mark_confirmation_sent
 from .audience.suppression import suppress
+from .compose.issues import start_due
 from .compose.mail import compile_issue
 from .config import Settings
 from .delivery import dispatch
@@ -227,6 +228,11 @@ def send_batch(issue_id: int, lo: int, hi: int) -> dict:
 @celery.task(name="mailer.sweep")
 def sweep() -> dict:
     rt = runtime()
+    # Scheduled issues whose time has come: started once however many beats fire (compare-and-set).
+    with rt.db.transaction() as session:
+        started = start_due(session)
+    for issue_id in started:
+        enqueue(plan_issue, issue_id)
     found = dispatch.sweep(rt.db, rt.settings.batch_size, timedelta(seconds=rt.settings.stall_seconds))
     for issue_id in found.plan:
         enqueue(plan_issue, issue_id)
@@ -238,6 +244,7 @@ def sweep() -> dict:
         if request_id:
             enqueue(send_confirmation, request_id)
     return {
+        "started": started,
         "requeued_rows": found.requeued_rows,
         "plans": len(found.plan),
         "batches": len(found.batches),

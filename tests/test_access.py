@@ -23,11 +23,18 @@ def test_an_editor_writes_but_cannot_send(client, db):
     sign_in(client, db, email="editor@hiow.nhs.uk", role="editor")
     issue_id = write_issue(client)
     page = client.get(f"/admin/issues/{issue_id}")
-    assert b"A publisher in your team sends issues" in page.data
-    response = client.post(f"/admin/issues/{issue_id}/send", data={"csrf_token": csrf_from(page.data)})
-    assert response.status_code == 403
+    assert b"Submit for review" in page.data
+    for action in ("approve", "send", "schedule"):
+        response = client.post(f"/admin/issues/{issue_id}/{action}", data={"csrf_token": csrf_from(page.data)})
+        assert response.status_code == 403
+    assert client.post(f"/admin/issues/{issue_id}/submit", data={"csrf_token": csrf_from(page.data)}).status_code == 303
+    page = client.get(f"/admin/issues/{issue_id}")
+    assert b"A publisher in your team approves and sends issues" in page.data
+    assert (
+        client.post(f"/admin/issues/{issue_id}/approve", data={"csrf_token": csrf_from(page.data)}).status_code == 403
+    )
     with db.transaction() as s:
-        assert s.get(Issue, issue_id).status == "draft"
+        assert s.get(Issue, issue_id).status == "in_review"
 
 
 def test_a_publisher_sees_how_many_people_the_issue_will_reach(client, db):
@@ -36,7 +43,7 @@ def test_a_publisher_sees_how_many_people_the_issue_will_reach(client, db):
             confirm_subscription(s, request_subscription(s, email=email, topic_slugs=["careers"]).request_id)
     sign_in(client, db, email="publisher@hiow.nhs.uk", role="publisher")
     page = client.get(f"/admin/issues/{write_issue(client, topic='careers')}")
-    assert b"Send to 2 Careers subscribers" in page.data
+    assert b"This issue will go to <strong>2</strong> people" in page.data
     empty = client.get(f"/admin/issues/{write_issue(client, topic='sustainability')}")
     assert b"Nobody is subscribed to Sustainability as it happens" in empty.data
 
@@ -47,8 +54,11 @@ def test_api_roles(client, db):
     created = client.post("/api/v1/issues", json={"subject": "S", "body": "B", "topic": "careers"}, headers=editor)
     assert created.status_code == 201
     issue_id = created.get_json()["id"]
-    refused = client.post(f"/api/v1/issues/{issue_id}/send", headers=editor)
-    assert refused.status_code == 403 and "needs publisher" in refused.get_json()["error"]
+    assert client.post(f"/api/v1/issues/{issue_id}/submit", headers=editor).status_code == 200
+    for action in ("approve", "send"):
+        refused = client.post(f"/api/v1/issues/{issue_id}/{action}", headers=editor)
+        assert refused.status_code == 403 and "needs publisher" in refused.get_json()["error"]
+    assert client.post(f"/api/v1/issues/{issue_id}/approve", headers=publisher).status_code == 200
     assert client.post(f"/api/v1/issues/{issue_id}/send", headers=publisher).status_code == 202
 
 

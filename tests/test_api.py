@@ -11,6 +11,7 @@ from conftest import wait_until
 from mailer.accounts import create_token
 from mailer.audience.subscriptions import confirm_subscription, request_subscription
 from mailer.models import Issue
+from support.flows import api_send
 
 
 @pytest.fixture()
@@ -127,7 +128,8 @@ def test_create_send_and_follow_an_issue_to_sent(api, db, smtp_server, celery_wo
     issue_id = created.get_json()["id"]
     assert created.get_json()["status"] == "draft"
 
-    assert api.post(f"/issues/{issue_id}/send").status_code == 202
+    assert api.post(f"/issues/{issue_id}/send").status_code == 409  # a draft: it must be approved first
+    assert api_send(api.post, issue_id).status_code == 202
     assert api.post(f"/issues/{issue_id}/send").status_code == 409  # already sending or sent
 
     final = wait_until(

@@ -28,7 +28,7 @@ from mailer.models import (
     email_hash,
     utcnow,
 )
-from support.flows import confirm, path_of
+from support.flows import api_send, confirm, path_of
 
 # --- helpers -----------------------------------------------------------------------------------------
 
@@ -574,7 +574,7 @@ def test_erasing_leaves_the_address_nowhere_in_the_database(admin, db, smtp_serv
     # Real servers often name the address in a refusal (Postfix: "<addr>: Recipient address rejected").
     smtp_server.refuse(address, f"550 5.1.1 <{address}>: Recipient address rejected: User unknown")
     issue_id = admin.post("/issues", json={"subject": "Hi", "body": "Text", "topic": "trust-matters"}).get_json()["id"]
-    assert admin.post(f"/issues/{issue_id}/send").status_code == 202
+    assert api_send(admin.post, issue_id).status_code == 202
     wait_until(lambda: admin.get(f"/issues/{issue_id}").get_json()["status"] == "sent", message="issue to be sent")
     assert person(db, address).status == "bounced"
 
@@ -695,7 +695,7 @@ def test_an_issue_to_a_segment_reaches_only_matching_people_who_want_it_now(publ
     )
     assert created.status_code == 201
     issue_id = created.get_json()["id"]
-    assert publisher.post(f"/issues/{issue_id}/send").status_code == 202
+    assert api_send(publisher.post, issue_id).status_code == 202
 
     final = wait_until(
         lambda: (body := publisher.get(f"/issues/{issue_id}").get_json())["status"] == "sent" and body,

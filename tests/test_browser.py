@@ -306,6 +306,8 @@ def test_build_a_segment_watch_its_count_and_send_only_to_it(page, live_server, 
     page.get_by_label("Body").fill("Come and talk to us about mental health services on the island.")
     page.get_by_role("button", name="Save and preview").click()
     expect(page.get_by_text("This issue will go to")).to_contain_text("2")
+    page.get_by_role("button", name="Submit for review").click()
+    page.get_by_role("button", name="Approve").click()
     page.get_by_role("button", name=re.compile("^Send to 2 ")).click()
 
     smtp_server.wait_for("iow.carer@example.org")

@@ -15,6 +15,7 @@ from mailer.delivery import dispatch, ledger
 from mailer.delivery.sender import send_batch
 from mailer.models import Delivery, Issue, Subscriber, Suppression, utcnow
 from mailer.transports import SmtpTransport
+from support.flows import approve_for_sending
 
 
 @pytest.fixture()
@@ -33,6 +34,7 @@ def readers(db):
 def issue_id(db, readers):
     with db.transaction() as s:
         issue = create_issue(s, IssueInput(subject="Progress update", body="We are on track.", topic="project-fusion"))
+        approve_for_sending(s, issue.id)
         request_send(s, issue.id)
         return issue.id
 

@@ -18,7 +18,7 @@ from mailer.compose.issues import IssueInput, cancel_issue, create_issue, pause_
 from mailer.delivery import ledger
 from mailer.models import Delivery, Issue, Subscriber
 from support.cluster import RedisProcess, WorkerProcess, make_audience
-from support.flows import path_of
+from support.flows import approve_for_sending, path_of
 
 pytestmark = pytest.mark.faults
 CHUNK = 100  # rows a worker claims at a time: the most a killed worker can repeat
@@ -75,6 +75,7 @@ def _start_send(db, topic="trust-matters") -> int:
 
     with db.transaction() as s:
         issue = create_issue(s, IssueInput(subject="Project Fusion: progress", body="On track.", topic=topic))
+        approve_for_sending(s, issue.id)
         request_send(s, issue.id)
         issue_id = issue.id
     assert enqueue(plan_issue, issue_id)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from .. import audit
+from ..audit import SYSTEM, Actor
 from ..delivery import ledger
 from ..errors import Conflict, InvalidInput, NotFound
-from ..models import Issue, Segment, Topic, utcnow
+from ..models import EDITABLE, Issue, Segment, Topic, utcnow
 from ..render.content import clean_text, has_control_characters
 
+LONDON = ZoneInfo("Europe/London")
 SUBJECT_MAX = 200
 BODY_MAX = 200_000
 
@@ -56,28 +61,175 @@ def _validated(session: Session, data: IssueInput) -> tuple[dict, Topic | None]:
     return {"subject": subject, "body": body, "preheader": preheader, "segment_id": segment_id}, topic
 
 
-def create_issue(session: Session, data: IssueInput, created_by_id: int | None = None) -> Issue:
+def create_issue(
+    session: Session, data: IssueInput, created_by_id: int | None = None, actor: Actor | None = None
+) -> Issue:
     """A new draft issue; InvalidInput names every field that is wrong."""
     values, topic = _validated(session, data)
     issue = Issue(topic_id=topic.id, status="draft", created_by_id=created_by_id, **values)
     issue.topic = topic
     session.add(issue)
     session.flush()
+    audit.record(session, actor, "issue.create", issue)
     return issue
 
 
-def update_issue(session: Session, issue_id: int, data: IssueInput) -> Issue:
-    """Change a draft; an issue that has started sending can no longer change."""
-    issue = get_issue(session, issue_id)
-    if issue.status != "draft":
+def update_issue(session: Session, issue_id: int, data: IssueInput, actor: Actor | None = None) -> Issue:
+    """Change an issue not yet scheduled or sending. A change after review or approval makes it a draft
+    again: what a second person checked is what goes out."""
+    issue = _locked(session, issue_id)
+    if issue.status not in EDITABLE:
         raise Conflict(f"Issue {issue.id} is {issue.status} and can no longer be edited")
     values, topic = _validated(session, data)
+    reopened = issue.status != "draft"
     for key, value in values.items():
         setattr(issue, key, value)
     issue.topic_id = topic.id
     issue.topic = topic
+    if reopened:
+        _back_to_draft(issue)
+    audit.record(session, actor, "issue.edit", issue, reopened=reopened or None)
     session.flush()
     return issue
+
+
+def _back_to_draft(issue: Issue) -> None:
+    issue.status = "draft"
+    issue.submitted_at = issue.submitted_by_id = None
+    issue.approved_at = issue.approved_by_id = None
+    issue.send_at = None
+
+
+def submit_issue(session: Session, issue_id: int, actor: Actor | None = None) -> Issue:
+    """An editor asks for review: draft → in_review."""
+    issue = _locked(session, issue_id)
+    if issue.status != "draft":
+        raise Conflict(f"Only a draft can be submitted for review; issue {issue.id} is {issue.status}")
+    issue.status = "in_review"
+    issue.submitted_at = utcnow()
+    issue.submitted_by_id = actor.id if actor and actor.type == "user" else None
+    audit.record(session, actor, "issue.submit", issue)
+    session.flush()
+    return issue
+
+
+def approve_issue(session: Session, issue_id: int, actor: Actor | None = None, *, by_another: bool = False) -> Issue:
+    """A publisher approves: in_review → approved. With `by_another`, not the person who submitted it."""
+    issue = _locked(session, issue_id)
+    if issue.status != "in_review":
+        raise Conflict(f"Only an issue in review can be approved; issue {issue.id} is {issue.status}")
+    if by_another and actor and actor.type == "user" and actor.id == issue.submitted_by_id:
+        raise Conflict("Someone other than the person who submitted this issue must approve it")
+    issue.status = "approved"
+    issue.approved_at = utcnow()
+    issue.approved_by_id = actor.id if actor and actor.type == "user" else None
+    audit.record(session, actor, "issue.approve", issue)
+    session.flush()
+    return issue
+
+
+def return_issue(session: Session, issue_id: int, actor: Actor | None = None, note: str = "") -> Issue:
+    """A reviewer sends an issue back to its writer: in_review or approved → draft, with a note."""
+    issue = _locked(session, issue_id)
+    if issue.status not in ("in_review", "approved"):
+        raise Conflict(f"Only an issue in review or approved can be sent back; issue {issue.id} is {issue.status}")
+    _back_to_draft(issue)
+    audit.record(session, actor, "issue.return", issue, note=clean_text(note or "").strip()[:2000] or None)
+    session.flush()
+    return issue
+
+
+SCHEDULE_LIMIT = timedelta(days=366)
+
+
+def parse_send_at(value, now=None) -> datetime:
+    """ISO-8601 to aware UTC; a time without an offset is UK time (Europe/London), the clock the team reads.
+
+    A time that does not exist in the UK (the hour skipped when the clocks go forward in March) is refused; one
+    that happens twice (the hour repeated in October) means the first of the two (still summer time)."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput({"send_at": "Give the time to send as an ISO-8601 date and time, like 2026-12-01T09:00"})
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput({"send_at": f"{value!r} is not an ISO-8601 date and time, like 2026-12-01T09:00"}) from None
+    if moment.tzinfo is None:
+        local = moment.replace(tzinfo=LONDON)
+        # Round-tripping through UTC moves a time in the skipped hour: it never happens on UK clocks.
+        if local.astimezone(UTC).astimezone(LONDON).replace(tzinfo=None) != moment:
+            raise InvalidInput(
+                {"send_at": f"{moment:%H:%M} does not happen in the UK on {moment:%d %B %Y}: the clocks go forward"}
+            )
+        moment = local
+    moment = moment.astimezone(UTC)
+    now = now or utcnow()
+    if moment <= now:
+        raise InvalidInput({"send_at": "Choose a time in the future"})
+    if moment > now + SCHEDULE_LIMIT:
+        raise InvalidInput({"send_at": "Choose a time within the next year"})
+    return moment
+
+
+def uk_time(moment: datetime | None) -> str:
+    """A moment as the team reads it: 'Tuesday 1 December 2026 at 09:00 (GMT)'."""
+    if moment is None:
+        return ""
+    local = moment.astimezone(LONDON)
+    return f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M} ({local.tzname()})"
+
+
+def schedule_issue(session: Session, issue_id: int, send_at: datetime, actor: Actor | None = None) -> Issue:
+    """approved → scheduled: beat starts it at `send_at` (a polled row, so restarts cannot lose or repeat it)."""
+    issue = _locked(session, issue_id)
+    if issue.status not in ("approved", "scheduled"):
+        raise Conflict(f"Only an approved issue can be scheduled; issue {issue.id} is {issue.status}")
+    issue.status = "scheduled"
+    issue.send_at = send_at
+    audit.record(session, actor, "issue.schedule", issue, send_at=send_at.isoformat())
+    session.flush()
+    return issue
+
+
+def unschedule_issue(session: Session, issue_id: int, actor: Actor | None = None) -> Issue:
+    issue = _locked(session, issue_id)
+    if issue.status != "scheduled":
+        raise Conflict(f"Only a scheduled issue can be unscheduled; issue {issue.id} is {issue.status}")
+    issue.status = "approved"
+    issue.send_at = None
+    audit.record(session, actor, "issue.unschedule", issue)
+    session.flush()
+    return issue
+
+
+def start_due(session: Session, now: datetime | None = None) -> list[int]:
+    """Scheduled issues whose time has come become `sending`; returns their ids for planning.
+
+    The status change is a compare-and-set, so two beats firing together start each issue once."""
+    now = now or utcnow()
+    due = list(
+        session.scalars(
+            select(Issue.id).where(Issue.status == "scheduled", Issue.send_at <= now).order_by(Issue.send_at)
+        )
+    )
+    started = []
+    for issue_id in due:
+        issue = session.get(Issue, issue_id)
+        won = session.execute(
+            update(Issue)
+            .where(Issue.id == issue_id, Issue.status == "scheduled")
+            .values(
+                status="sending",
+                send_requested_at=now,
+                audience_rules=issue.segment.rules if issue.segment is not None else None,
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if won:
+            audit.record(session, SYSTEM, "issue.send", issue, scheduled_for=issue.send_at.isoformat())
+            started.append(issue_id)
+    session.flush()
+    return started
 
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database; anything larger cannot exist
@@ -96,11 +248,14 @@ def list_issues(session: Session, limit: int = 100) -> list[Issue]:
     return list(session.scalars(select(Issue).order_by(Issue.id.desc()).limit(limit)))
 
 
-def request_send(session: Session, issue_id: int) -> Issue:
-    """Move a draft to `sending`. The caller enqueues planning after its transaction commits."""
+def request_send(session: Session, issue_id: int, actor: Actor | None = None) -> Issue:
+    """Send an approved issue now. The caller enqueues planning after its transaction commits."""
     issue = _locked(session, issue_id)
-    if issue.status != "draft":
+    if issue.status in ("draft", "in_review"):
+        raise Conflict(f"Issue {issue.id} is {issue.status.replace('_', ' ')}: it must be approved before it is sent")
+    if issue.status not in ("approved", "scheduled"):
         raise Conflict(f"Issue {issue.id} is already {issue.status}")
+    audit.record(session, actor, "issue.send", issue)
     issue.status = "sending"
     issue.send_requested_at = utcnow()
     # The segment's rules as they were when the send started: later edits change future sends only.
@@ -116,18 +271,19 @@ def _locked(session: Session, issue_id: int) -> Issue:
     return issue
 
 
-def pause_issue(session: Session, issue_id: int) -> Issue:
+def pause_issue(session: Session, issue_id: int, actor: Actor | None = None) -> Issue:
     """Stop claiming more recipients; what is in flight finishes. Resume carries on where it stopped."""
     issue = _locked(session, issue_id)
     if issue.status != "sending":
         raise Conflict(f"Only a sending issue can be paused; issue {issue.id} is {issue.status}")
     issue.status = "paused"
     issue.paused_at = utcnow()
+    audit.record(session, actor, "issue.pause", issue)
     session.flush()
     return issue
 
 
-def resume_issue(session: Session, issue_id: int) -> Issue:
+def resume_issue(session: Session, issue_id: int, actor: Actor | None = None) -> Issue:
     """Carry on a paused send. Only rows still pending are sent: a row that was sent never goes again.
 
     The caller enqueues planning after the commit (it re-plans nothing: it cuts the pending rows into batches).
@@ -137,17 +293,19 @@ def resume_issue(session: Session, issue_id: int) -> Issue:
         raise Conflict(f"Only a paused issue can be resumed; issue {issue.id} is {issue.status}")
     issue.status = "sending"
     issue.paused_at = None
+    audit.record(session, actor, "issue.resume", issue)
     session.flush()
     return issue
 
 
-def cancel_issue(session: Session, issue_id: int) -> Issue:
+def cancel_issue(session: Session, issue_id: int, actor: Actor | None = None) -> Issue:
     """Stop for good: every recipient not yet sent to becomes `cancelled`."""
     issue = _locked(session, issue_id)
     if issue.status not in ("sending", "paused"):
         raise Conflict(f"Only a sending or paused issue can be cancelled; issue {issue.id} is {issue.status}")
     issue.status = "cancelled"
     issue.cancelled_at = utcnow()
+    audit.record(session, actor, "issue.cancel", issue)
     ledger.cancel_pending(session, issue.id)
     session.flush()
     return issue
@@ -163,6 +321,9 @@ def issue_progress(session: Session, issue: Issue) -> dict:
         "topic": issue.topic.slug,
         "segment": issue.segment_id,
         "status": issue.status,
+        "send_at": issue.send_at.isoformat() if issue.send_at else None,
+        "submitted_at": issue.submitted_at.isoformat() if issue.submitted_at else None,
+        "approved_at": issue.approved_at.isoformat() if issue.approved_at else None,
         "recipients": issue.recipient_count,
         "counts": counts,
         "created_at": issue.created_at.isoformat(),

@@ -1,10 +1,12 @@
 """ORM models, one module per aggregate. Import from here so every table is registered."""
 
 from .admin import ROLES, AdminUser, ApiToken
+from .audit import AuditEvent
 from .base import Base, utcnow
+from .content import Media, Update
 from .deliveries import DELIVERY_STATUSES, FINAL_STATUSES, Delivery
 from .imports import Import
-from .issues import Issue
+from .issues import EDITABLE, ISSUE_STATUSES, Issue
 from .segments import Segment
 from .subscribers import (
     AREAS,
@@ -25,6 +27,11 @@ from .topics import SEED_TOPICS, Topic
 
 __all__ = [
     "AREAS",
+    "EDITABLE",
+    "ISSUE_STATUSES",
+    "AuditEvent",
+    "Media",
+    "Update",
     "AUDIENCES",
     "DELIVERY_STATUSES",
     "FINAL_STATUSES",

@@ -11,8 +11,10 @@ from .base import Base, Json, UTCDateTime, utcnow
 from .segments import Segment
 from .topics import Topic
 
-# draft → sending → sent; a send can be paused (and resumed) or cancelled on the way.
-ISSUE_STATUSES = ("draft", "sending", "paused", "sent", "cancelled")
+# draft → in_review (an editor submits) → approved (a publisher) → scheduled or sending → sent; a send can
+# be paused (and resumed) or cancelled on the way. Editing an issue in review or approved makes it a draft again.
+ISSUE_STATUSES = ("draft", "in_review", "approved", "scheduled", "sending", "paused", "sent", "cancelled")
+EDITABLE = ("draft", "in_review", "approved")
 
 
 class Issue(Base):
@@ -21,7 +23,11 @@ class Issue(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     subject: Mapped[str] = mapped_column(String(200))
     preheader: Mapped[str] = mapped_column(String(200), default="")
-    body: Mapped[str] = mapped_column(Text)  # Markdown
+    body: Mapped[str] = mapped_column(Text)  # Markdown (an issue written as one text block, or through the API)
+    # The composer's blocks: [{"type": "heading"|"text"|"image"|"button"|"updates"|"divider", ...}]
+    blocks: Mapped[list | None] = mapped_column(Json)
+    # Its address in the public archive once sent: /news/<slug>
+    slug: Mapped[str | None] = mapped_column(String(120), unique=True)
     topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
     # Optional: only the topic's subscribers who also match this segment's rules.
     segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"))
@@ -39,6 +45,12 @@ class Issue(Base):
     recipient_count: Mapped[int | None] = mapped_column(Integer)
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    submitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("admin_users.id"))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("admin_users.id"))
+    # When a scheduled issue is due; beat starts it (a polled row, not a Celery ETA, so it survives restarts).
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
     topic: Mapped[Topic] = relationship()
     segment: Mapped[Segment | None] = relationship()

@@ -70,7 +70,25 @@ def write_issue(
 
 
 def send_issue(client, issue_id: int):
-    page = client.get(f"/admin/issues/{issue_id}")
-    response = client.post(f"/admin/issues/{issue_id}/send", data={"csrf_token": csrf_from(page.data)})
-    assert response.status_code == 303
+    """Submit, approve and send through the admin pages (the signed-in account must be a publisher)."""
+    for action in ("submit", "approve", "send"):
+        page = client.get(f"/admin/issues/{issue_id}")
+        response = client.post(f"/admin/issues/{issue_id}/{action}", data={"csrf_token": csrf_from(page.data)})
+        assert response.status_code == 303, (action, response.status_code)
     return response
+
+
+def approve_for_sending(session, issue_id: int) -> None:
+    """The review a second person does, at the service level: draft → in_review → approved."""
+    from mailer.compose.issues import approve_issue, submit_issue
+
+    submit_issue(session, issue_id)
+    approve_issue(session, issue_id)
+
+
+def api_send(api_post, issue_id: int):
+    """Submit, approve and send through the API; returns the send response."""
+    for action in ("submit", "approve"):
+        response = api_post(f"/issues/{issue_id}/{action}")
+        assert response.status_code == 200, (action, response.get_json())
+    return api_post(f"/issues/{issue_id}/send")

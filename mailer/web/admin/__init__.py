@@ -11,24 +11,33 @@ from sqlalchemy import select
 from ...accounts import authenticate, has_role
 from ...audience.rules import describe
 from ...audience.segments import audience_size, topic_names
+from ...audit import Actor
 from ...compose.issues import (
+    LONDON,
     IssueInput,
+    approve_issue,
     cancel_issue,
     create_issue,
     get_issue,
     issue_progress,
     list_issues,
+    parse_send_at,
     pause_issue,
     request_send,
     resume_issue,
+    return_issue,
+    schedule_issue,
+    submit_issue,
+    uk_time,
+    unschedule_issue,
     update_issue,
 )
 from ...compose.mail import preview
 from ...dev import mailcatcher
 from ...errors import Conflict, InvalidInput, NotFound
-from ...models import Segment, Topic
+from ...models import EDITABLE, AdminUser, AuditEvent, Segment, Topic
 from ...tasks import enqueue, plan_issue
-from .. import LOGIN_LIMIT, db_session, limiter, require_role, runtime_of_app
+from .. import LOGIN_LIMIT, db_session, limiter, runtime_of_app
 
 bp = Blueprint("admin", __name__)
 
@@ -115,7 +124,7 @@ def new_issue():
     data = _form_input()
     try:
         with runtime_of_app().db.transaction() as session:
-            issue = create_issue(session, data, created_by_id=current_user.id)
+            issue = create_issue(session, data, created_by_id=current_user.id, actor=_actor())
             issue_id = issue.id
     except InvalidInput as exc:
         return _issue_form(values=vars(data), errors=exc.errors, status=400)
@@ -142,7 +151,7 @@ def edit_issue(issue_id: int):
     data = _form_input()
     try:
         with runtime_of_app().db.transaction() as session:
-            update_issue(session, issue_id, data)
+            update_issue(session, issue_id, data, actor=_actor())
     except InvalidInput as exc:
         return _issue_form(issue=issue, values=vars(data), errors=exc.errors, status=400)
     except Conflict as exc:
@@ -159,7 +168,7 @@ def issue(issue_id: int):
     session = db_session()
     _html, text = preview(issue, runtime_of_app().settings)
     rules = issue.segment.rules if issue.segment is not None else None
-    audience = audience_size(session, issue.topic_id, rules) if issue.status == "draft" else None
+    audience = audience_size(session, issue.topic_id, rules) if issue.status in EDITABLE + ("scheduled",) else None
     return render_template(
         "admin/issue.html",
         issue=issue,
@@ -169,8 +178,37 @@ def issue(issue_id: int):
         segment_summary=describe(issue.audience_rules or rules, topic_names(session))
         if rules or issue.audience_rules
         else None,
-        can_send=has_role(current_user.role, "publisher"),
+        can_publish=has_role(current_user.role, "publisher"),
+        workflow=_workflow(session, issue),
+        uk_time=uk_time,
     )
+
+
+def _workflow(session, issue) -> dict:
+    """Who submitted and approved it, and the last note from a reviewer who sent it back."""
+    names = dict(session.execute(select(AdminUser.id, AdminUser.email)).all())
+
+    def who(user_id, when):
+        return f"by {names.get(user_id, 'someone')} on {uk_time(when)}" if when else None
+
+    returned = session.scalar(
+        select(AuditEvent)
+        .where(AuditEvent.action == "issue.return", AuditEvent.target_type == "issue", AuditEvent.target_id == issue.id)
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    )
+    local = issue.send_at.astimezone(LONDON).strftime("%Y-%m-%dT%H:%M") if issue.send_at else ""
+    return {
+        "submitted": who(issue.submitted_by_id, issue.submitted_at),
+        "approved": who(issue.approved_by_id, issue.approved_at),
+        "returned": {
+            "when": f"by {returned.actor_label} on {uk_time(returned.at)}",
+            "note": returned.details.get("note"),
+        }
+        if returned and issue.status == "draft"
+        else None,
+        "send_at_local": local,
+    }
 
 
 @bp.get("/issues/<int:issue_id>/preview")
@@ -195,43 +233,57 @@ def issue_progress_json(issue_id: int):
     return issue_progress(db_session(), issue)
 
 
-@bp.post("/issues/<int:issue_id>/send")
-@require_role("publisher")
-def send_issue(issue_id: int):
-    try:
-        with runtime_of_app().db.transaction() as session:
-            request_send(session, issue_id)
-    except NotFound:
-        abort(404, f"There is no issue {issue_id}.")
-    except Conflict as exc:
-        flash(str(exc))
-        return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
-    enqueue(plan_issue, issue_id)
-    flash("Sending has started.")
-    return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
+def _actor() -> Actor:
+    return Actor.user(current_user)
 
 
-_CONTROLS = {
-    "pause": (pause_issue, "Sending is paused. Nobody else gets it until you resume."),
-    "resume": (resume_issue, "Sending has resumed. Nobody who already got it will get it again."),
-    "cancel": (cancel_issue, "Sending is cancelled. Nobody else will get this issue."),
+def _schedule(session, issue_id: int, actor: Actor):
+    return schedule_issue(session, issue_id, parse_send_at(request.form.get("send_at", "")), actor)
+
+
+def _approve(session, issue_id: int, actor: Actor):
+    return approve_issue(session, issue_id, actor, by_another=runtime_of_app().settings.approval_by_another)
+
+
+def _return(session, issue_id: int, actor: Actor):
+    return return_issue(session, issue_id, actor, note=request.form.get("note", ""))
+
+
+# action → (service, role needed, message, plan afterwards)
+_ACTIONS = {
+    "submit": (submit_issue, "editor", "Submitted for review. A publisher will check it.", False),
+    "approve": (_approve, "publisher", "Approved. Send it now or schedule it.", False),
+    "return": (_return, "publisher", "Sent back to its writer as a draft.", False),
+    "schedule": (_schedule, "publisher", "Scheduled.", False),
+    "unschedule": (unschedule_issue, "publisher", "No longer scheduled: it is approved and waiting.", False),
+    "send": (request_send, "publisher", "Sending has started.", True),
+    "pause": (pause_issue, "publisher", "Sending is paused. Nobody else gets it until you resume.", False),
+    "resume": (resume_issue, "publisher", "Sending has resumed. Nobody who already got it will get it again.", True),
+    "cancel": (cancel_issue, "publisher", "Sending is cancelled. Nobody else will get this issue.", False),
 }
 
 
-@bp.post("/issues/<int:issue_id>/<any(pause, resume, cancel):action>")
-@require_role("publisher")
-def control_issue(issue_id: int, action: str):
-    change, message = _CONTROLS[action]
+@bp.post(
+    "/issues/<int:issue_id>/<any(submit, approve, return, schedule, unschedule, send, pause, resume, cancel):action>"
+)
+@login_required
+def issue_action(issue_id: int, action: str):
+    change, role, message, plan = _ACTIONS[action]
+    if not has_role(current_user.role, role):
+        abort(403, f"Only a {role} or above can do that. Ask a publisher in your team.")
     try:
         with runtime_of_app().db.transaction() as session:
-            change(session, issue_id)
+            issue = change(session, issue_id, _actor())
+            send_at = issue.send_at
     except NotFound:
         abort(404, f"There is no issue {issue_id}.")
-    except Conflict as exc:
-        flash(str(exc))
+    except (Conflict, InvalidInput) as exc:
+        flash(str(exc) if isinstance(exc, Conflict) else "; ".join(exc.errors.values()))
         return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
-    if action == "resume":
+    if plan:
         enqueue(plan_issue, issue_id)
+    if action == "schedule":
+        message = f"Scheduled for {uk_time(send_at)}."
     flash(message)
     return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
 

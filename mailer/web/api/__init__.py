@@ -8,15 +8,21 @@ from flask import Blueprint, g, jsonify, request, url_for
 from sqlalchemy import select
 
 from ...accounts import has_role, token_for
+from ...audit import Actor
 from ...compose.issues import (
     IssueInput,
+    approve_issue,
     cancel_issue,
     create_issue,
     get_issue,
     issue_progress,
+    parse_send_at,
     pause_issue,
     request_send,
     resume_issue,
+    schedule_issue,
+    submit_issue,
+    unschedule_issue,
 )
 from ...errors import Conflict, InvalidInput, NotFound
 from ...models import Topic
@@ -141,7 +147,7 @@ def create():
         segment=_segment_field(data),
     )
     with runtime_of_app().db.transaction() as session:
-        issue = create_issue(session, issue_input)
+        issue = create_issue(session, issue_input, actor=_actor())
         body = issue_progress(session, issue)
     response = jsonify(body)
     response.status_code = 201
@@ -156,14 +162,56 @@ def show(issue_id: int):
     return jsonify(issue_progress(session, get_issue(session, issue_id)))
 
 
+def _actor() -> Actor:
+    return Actor.token(g.api_token)
+
+
 @bp.post("/issues/<int:issue_id>/send")
 @token_required(role="publisher")
 def send(issue_id: int):
     with runtime_of_app().db.transaction() as session:
-        issue = request_send(session, issue_id)
+        issue = request_send(session, issue_id, _actor())
         body = issue_progress(session, issue)
     enqueue(plan_issue, issue_id)
     return jsonify(body), 202
+
+
+@bp.post("/issues/<int:issue_id>/submit")
+@token_required
+def submit(issue_id: int):
+    with runtime_of_app().db.transaction() as session:
+        body = issue_progress(session, submit_issue(session, issue_id, _actor()))
+    return jsonify(body)
+
+
+@bp.post("/issues/<int:issue_id>/approve")
+@token_required(role="publisher")
+def approve(issue_id: int):
+    by_another = runtime_of_app().settings.approval_by_another
+    with runtime_of_app().db.transaction() as session:
+        body = issue_progress(session, approve_issue(session, issue_id, _actor(), by_another=by_another))
+    return jsonify(body)
+
+
+@bp.post("/issues/<int:issue_id>/schedule")
+@token_required(role="publisher")
+def schedule(issue_id: int):
+    data = json_body()
+    unknown = sorted(set(data) - {"send_at"})
+    if unknown:
+        raise ApiError(400, f"Unknown field(s): {', '.join(unknown)}")
+    send_at = parse_send_at(data.get("send_at"))
+    with runtime_of_app().db.transaction() as session:
+        body = issue_progress(session, schedule_issue(session, issue_id, send_at, _actor()))
+    return jsonify(body)
+
+
+@bp.post("/issues/<int:issue_id>/unschedule")
+@token_required(role="publisher")
+def unschedule(issue_id: int):
+    with runtime_of_app().db.transaction() as session:
+        body = issue_progress(session, unschedule_issue(session, issue_id, _actor()))
+    return jsonify(body)
 
 
 @bp.get("/issues/<int:issue_id>/deliveries")
@@ -211,7 +259,7 @@ _CONTROLS = {"pause": pause_issue, "resume": resume_issue, "cancel": cancel_issu
 @token_required(role="publisher")
 def control(issue_id: int, action: str):
     with runtime_of_app().db.transaction() as session:
-        issue = _CONTROLS[action](session, issue_id)
+        issue = _CONTROLS[action](session, issue_id, _actor())
         body = issue_progress(session, issue)
     if action == "resume":
         enqueue(plan_issue, issue_id)

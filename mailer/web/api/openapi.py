@@ -73,7 +73,19 @@ def openapi_document(base_url: str) -> dict:
                         "subject": {"type": "string"},
                         "preheader": {"type": "string"},
                         "topic": {"type": "string"},
-                        "status": {"type": "string", "enum": ["draft", "sending", "paused", "sent", "cancelled"]},
+                        "status": {
+                            "type": "string",
+                            "enum": [
+                                "draft",
+                                "in_review",
+                                "approved",
+                                "scheduled",
+                                "sending",
+                                "paused",
+                                "sent",
+                                "cancelled",
+                            ],
+                        },
                         "recipients": {"type": ["integer", "null"]},
                         "counts": {
                             "type": "object",
@@ -134,6 +146,9 @@ def openapi_document(base_url: str) -> dict:
                     }
                 }
                 for action, summary in (
+                    ("submit", "Submit a draft for review (editor)"),
+                    ("approve", "Approve an issue in review (publisher)"),
+                    ("unschedule", "Take a scheduled issue back to approved"),
                     ("pause", "Pause a send: nobody else gets it until it is resumed"),
                     ("resume", "Resume a paused send: only recipients not yet sent to get it"),
                     ("cancel", "Cancel a send: every recipient not yet sent to becomes 'cancelled'"),
@@ -166,9 +181,29 @@ def openapi_document(base_url: str) -> dict:
                 }
             },
             **audience_paths(),
+            "/issues/{issue_id}/schedule": {
+                "post": {
+                    "summary": "Schedule an approved issue; a time without an offset is UK time (Europe/London)",
+                    "parameters": [issue_id],
+                    "requestBody": {
+                        "required": True,
+                        **_json(
+                            {
+                                "type": "object",
+                                "required": ["send_at"],
+                                "properties": {"send_at": {"type": "string", "examples": ["2026-12-01T09:00"]}},
+                            }
+                        ),
+                    },
+                    "responses": {
+                        "200": {"description": "The issue", **_json({"$ref": "#/components/schemas/Issue"})},
+                        **_errors(400, 401, 403, 404, 409, 415),
+                    },
+                }
+            },
             "/issues/{issue_id}/send": {
                 "post": {
-                    "summary": "Send a draft to the topic's active subscribers",
+                    "summary": "Send an approved (or scheduled) issue now to the topic's subscribers",
                     "parameters": [issue_id],
                     "responses": {
                         "202": {"description": "Sending started", **_json({"$ref": "#/components/schemas/Issue"})},
