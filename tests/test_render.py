@@ -8,6 +8,7 @@ import email.policy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailer.compose.blocks import Rendered
 from mailer.render import EmailContent, compile_message, markdown_to_html, markdown_to_text, render_email
 from mailer.render.content import clean_text
 from mailer.render.message import markers_for, new_marker_prefix
@@ -24,6 +25,11 @@ def _compiled(body_html="<p>Hello</p>", body_text="Hello", subject="Trust Matter
         organisation="HIOW NHS",
         contact_email="comms@example.nhs.uk",
         topic_name="Trust Matters",
+        extra={
+            "blocks": [Rendered("text", html=body_html, text=body_text)],
+            "framing": "",
+            "web_url": "https://mailer.example/news/1",
+        },
     )
     html, text = render_email(content, markers)
     return compile_message(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -15,6 +16,7 @@ from ..delivery import ledger
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import EDITABLE, Issue, Segment, Topic, utcnow
 from ..render.content import clean_text, has_control_characters
+from .blocks import validate_blocks
 
 LONDON = ZoneInfo("Europe/London")
 SUBJECT_MAX = 200
@@ -28,6 +30,7 @@ class IssueInput:
     topic: str  # slug
     preheader: str = ""
     segment: int | None = None  # only the topic's subscribers who match this segment
+    blocks: list | None = None  # the composer's blocks; None: the issue is the Markdown `body`
 
 
 def _validated(session: Session, data: IssueInput) -> tuple[dict, Topic | None]:
@@ -41,7 +44,17 @@ def _validated(session: Session, data: IssueInput) -> tuple[dict, Topic | None]:
         errors["subject"] = f"Subject must be one line of {SUBJECT_MAX} characters or fewer"
     elif has_control_characters(subject):
         errors["subject"] = "Subject contains invisible control characters: retype it"
-    if not body.strip():
+    blocks = None
+    if data.blocks is not None:
+        try:
+            blocks = validate_blocks(session, data.blocks)
+        except InvalidInput as exc:
+            errors.update(exc.errors)
+        else:
+            if not blocks:
+                errors["blocks"] = "Add at least one block: a heading, some text, an image or a button"
+        body = ""
+    elif not body.strip():
         errors["body"] = "Write the body of the issue"
     elif len(body) > BODY_MAX:
         errors["body"] = f"Body must be {BODY_MAX:,} characters or fewer"
@@ -58,7 +71,8 @@ def _validated(session: Session, data: IssueInput) -> tuple[dict, Topic | None]:
             errors["segment"] = f"No segment with id {segment_id}"
     if errors:
         raise InvalidInput(errors)
-    return {"subject": subject, "body": body, "preheader": preheader, "segment_id": segment_id}, topic
+    values = {"subject": subject, "body": body, "preheader": preheader, "segment_id": segment_id, "blocks": blocks}
+    return values, topic
 
 
 def create_issue(
@@ -91,6 +105,19 @@ def update_issue(session: Session, issue_id: int, data: IssueInput, actor: Actor
     audit.record(session, actor, "issue.edit", issue, reopened=reopened or None)
     session.flush()
     return issue
+
+
+def assign_slug(session: Session, issue: Issue) -> None:
+    """Give a sent issue its archive address, /news/<date>-<subject words>, unique."""
+    if issue.slug:
+        return
+    words = re.sub(r"[^a-z0-9]+", "-", issue.subject.lower()).strip("-")[:80].rstrip("-") or "issue"
+    base = f"{utcnow():%Y-%m-%d}-{words}"
+    slug, n = base, 1
+    while session.scalar(select(Issue.id).where(Issue.slug == slug)) is not None:
+        n += 1
+        slug = f"{base}-{n}"
+    issue.slug = slug
 
 
 def _back_to_draft(issue: Issue) -> None:
@@ -227,6 +254,7 @@ def start_due(session: Session, now: datetime | None = None) -> list[int]:
         ).rowcount
         if won:
             audit.record(session, SYSTEM, "issue.send", issue, scheduled_for=issue.send_at.isoformat())
+            assign_slug(session, issue)
             started.append(issue_id)
     session.flush()
     return started
@@ -256,6 +284,7 @@ def request_send(session: Session, issue_id: int, actor: Actor | None = None) ->
     if issue.status not in ("approved", "scheduled"):
         raise Conflict(f"Issue {issue.id} is already {issue.status}")
     audit.record(session, actor, "issue.send", issue)
+    assign_slug(session, issue)
     issue.status = "sending"
     issue.send_requested_at = utcnow()
     # The segment's rules as they were when the send started: later edits change future sends only.

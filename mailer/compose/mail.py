@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import object_session
+
 from ..config import Settings
 from ..models import Issue
-from ..render import CompiledMessage, EmailContent, compile_message, markdown_to_html, markdown_to_text, render_email
+from ..render import CompiledMessage, EmailContent, compile_message, render_email
 from ..render.message import markers_for, new_marker_prefix
+from .blocks import blocks_of, render_blocks
 
 BODY_FIELDS = ("unsubscribe_url", "manage_url")
+FRAMING = {
+    "project-fusion": "Bringing community, mental health and learning disability services together across "
+    "Hampshire and the Isle of Wight.",
+}
+
+
+def web_url(issue: Issue, settings: Settings) -> str:
+    """The issue's page in the public archive ("view in browser"); the archive itself until it is sent."""
+    return f"{settings.base_url}/news/{issue.slug}" if issue.slug else f"{settings.base_url}/news"
 
 
 def issue_content(issue: Issue, settings: Settings) -> EmailContent:
+    session = object_session(issue)
+    blocks = render_blocks(session, blocks_of(issue), settings.base_url)
     return EmailContent(
         subject=issue.subject,
         preheader=issue.preheader or "",
-        body_html=markdown_to_html(issue.body),
-        body_text=markdown_to_text(issue.body),
+        body_html="",
+        body_text="",
         template="newsletter",
         organisation=settings.organisation,
         contact_email=settings.contact_email,
         topic_name=issue.topic.name,
+        extra={
+            "blocks": blocks,
+            "framing": FRAMING.get(issue.topic.slug, ""),
+            "web_url": web_url(issue, settings),
+        },
     )
 
 
@@ -27,12 +46,12 @@ def list_id(issue: Issue, settings: Settings) -> str:
     return f"{issue.topic.name} <{issue.topic.slug}.{settings.mail_domain}>"
 
 
-def compile_issue(issue: Issue, settings: Settings) -> CompiledMessage:
+def compile_issue(issue: Issue, settings: Settings, subject_prefix: str = "") -> CompiledMessage:
     """The issue's whole message, encoded once; recipients differ only in the filled-in fields."""
     markers = markers_for(new_marker_prefix(), BODY_FIELDS)
     html, text = render_email(issue_content(issue, settings), markers)
     return compile_message(
-        subject=issue.subject,
+        subject=subject_prefix + issue.subject,
         mail_from=settings.mail_from,
         reply_to=settings.mail_reply_to,
         html=html,

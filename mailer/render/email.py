@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -49,7 +49,7 @@ def render_email(content: EmailContent, placeholders: dict[str, str]) -> tuple[s
     content = replace(
         content, **{f.name: clean_text(getattr(content, f.name)) for f in fields(content) if f.type == "str"}
     )
-    context = {"content": content, "field": placeholders, **content.extra}
+    context = {"content": content, "field": placeholders, **_cleaned(content.extra)}
     try:
         env = _env()
         mjml_source = env.get_template(f"{content.template}.mjml").render(context)
@@ -61,6 +61,20 @@ def render_email(content: EmailContent, placeholders: dict[str, str]) -> tuple[s
     except Exception as exc:  # mjml-python raises a bare exception type for invalid MJML
         raise TemplateError(f"email template {content.template!r} is not valid MJML: {exc}") from exc
     return _fix_aria_labels(html), text
+
+
+def _cleaned(value):
+    """Every string in the template values without invisible control characters (MJML's parser and
+    mail clients choke on them), however deeply it sits in lists, dicts or dataclasses."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {k: _cleaned(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_cleaned(v) for v in value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return replace(value, **{f.name: _cleaned(getattr(value, f.name)) for f in fields(value)})
+    return value
 
 
 _ARIA = re.compile(r'aria-label="([^"]*)"')

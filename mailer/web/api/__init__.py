@@ -136,15 +136,16 @@ def topics():
 @token_required
 def create():
     data = json_body()
-    unknown = sorted(set(data) - {"subject", "body", "topic", "preheader", "segment"})
+    unknown = sorted(set(data) - {"subject", "body", "topic", "preheader", "segment", "blocks"})
     if unknown:
         raise ApiError(400, f"Unknown field(s): {', '.join(unknown)}")
     issue_input = IssueInput(
         subject=_string(data, "subject"),
-        body=_string(data, "body"),
+        body=_string(data, "body", required="blocks" not in data),
         topic=_string(data, "topic"),
         preheader=_string(data, "preheader", required=False),
         segment=_segment_field(data),
+        blocks=data.get("blocks") if "blocks" in data else None,
     )
     with runtime_of_app().db.transaction() as session:
         issue = create_issue(session, issue_input, actor=_actor())

@@ -55,7 +55,7 @@ def openapi_document(base_url: str) -> dict:
                 },
                 "IssueInput": {
                     "type": "object",
-                    "required": ["subject", "body", "topic"],
+                    "required": ["subject", "topic"],
                     "additionalProperties": False,
                     "properties": {
                         "subject": {"type": "string", "maxLength": 200},
@@ -63,6 +63,12 @@ def openapi_document(base_url: str) -> dict:
                         "topic": {"type": "string", "description": "topic slug"},
                         "preheader": {"type": "string", "maxLength": 200},
                         "segment": {"type": "integer", "description": "send only to those who also match this segment"},
+                        "blocks": {
+                            "type": "array",
+                            "description": "instead of body: heading {text}, text {markdown}, image {media, alt, link, "
+                            "caption}, button {label, url}, updates {count}, divider",
+                            "items": {"type": "object", "required": ["type"]},
+                        },
                     },
                 },
                 "Issue": {

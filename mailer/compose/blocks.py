@@ -1,0 +1,246 @@
+"""An issue as a list of blocks: heading, text, image, button, latest updates, divider.
+
+Blocks are stored as plain JSON on the issue, checked here (errors name the block: `blocks[2].alt`), and
+turned into what the MJML partials in templates/email/blocks/ and the archive page need. Text is Markdown
+made safe by nh3; nothing a writer types reaches the email or a page as markup of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..errors import InvalidInput
+from ..models import Media, Update
+from ..render.content import clean_text, has_control_characters, markdown_to_html, markdown_to_text
+
+BLOCK_TYPES = {
+    "heading": "Heading",
+    "text": "Text",
+    "image": "Image",
+    "button": "Button",
+    "updates": "Latest updates",
+    "divider": "Divider",
+}
+FIELDS = {
+    "heading": ("text",),
+    "text": ("markdown",),
+    "image": ("media", "alt", "link", "caption"),
+    "button": ("label", "url"),
+    "updates": ("count",),
+    "divider": (),
+}
+MAX_BLOCKS = 60
+TEXT_MAX = 20_000
+# Link text that says nothing out of context (screen reader users list links on their own).
+VAGUE_LINKS = {"click here", "here", "read more", "more", "this link", "link", "click", "find out more"}
+
+
+def blocks_of(issue) -> list[dict]:
+    """The issue's blocks; an issue written as one Markdown body (the API, older drafts) is one text block."""
+    if issue.blocks:
+        return list(issue.blocks)
+    return [{"type": "text", "markdown": issue.body}] if (issue.body or "").strip() else []
+
+
+def _one_line(value, limit: int) -> str:
+    text = " ".join(clean_text(value if isinstance(value, str) else "").split())
+    return text[: limit + 1]
+
+
+def _url(value, *, mail_ok: bool = False) -> str | None:
+    text = (value or "").strip() if isinstance(value, str) else ""
+    if not text:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme in ("http", "https") and parts.netloc and not has_control_characters(text) and " " not in text:
+        return text
+    if mail_ok and parts.scheme == "mailto" and "@" in parts.path:
+        return text
+    raise ValueError("Enter a full web address starting with https://" + (" (or mailto:)" if mail_ok else ""))
+
+
+def validate_blocks(session: Session, blocks) -> list[dict]:
+    """Normalised blocks, or InvalidInput with one message per wrong field (`blocks[i].field`)."""
+    if not isinstance(blocks, list):
+        raise InvalidInput({"blocks": "Blocks must be a list"})
+    if len(blocks) > MAX_BLOCKS:
+        raise InvalidInput({"blocks": f"An issue can have at most {MAX_BLOCKS} blocks"})
+    errors: dict[str, str] = {}
+    out: list[dict] = []
+    media_ids = {b.get("media") for b in blocks if isinstance(b, dict) and isinstance(b.get("media"), int)}
+    known_media = set(session.scalars(select(Media.id).where(Media.id.in_(media_ids)))) if media_ids else set()
+    for i, block in enumerate(blocks):
+        where = f"blocks[{i}]"
+        if not isinstance(block, dict) or block.get("type") not in BLOCK_TYPES:
+            errors[where] = f"Each block needs a type: one of {', '.join(BLOCK_TYPES)}"
+            continue
+        kind = block["type"]
+        unknown = sorted(set(block) - {"type", *FIELDS[kind]})
+        if unknown:
+            errors[f"{where}.{unknown[0]}"] = f"A {kind} block has no {unknown[0]!r}"
+            continue
+        clean: dict = {"type": kind}
+        if kind == "heading":
+            clean["text"] = _one_line(block.get("text"), 200)
+            if not clean["text"]:
+                errors[f"{where}.text"] = "Write the heading"
+            elif len(clean["text"]) > 200:
+                errors[f"{where}.text"] = "A heading must be 200 characters or fewer"
+        elif kind == "text":
+            clean["markdown"] = clean_text(block.get("markdown") if isinstance(block.get("markdown"), str) else "")
+            if not clean["markdown"].strip():
+                errors[f"{where}.markdown"] = "Write the text, or remove the block"
+            elif len(clean["markdown"]) > TEXT_MAX:
+                errors[f"{where}.markdown"] = f"Text must be {TEXT_MAX:,} characters or fewer"
+        elif kind == "image":
+            media = block.get("media")
+            clean["media"] = media if isinstance(media, int) and not isinstance(media, bool) else None
+            clean["alt"] = _one_line(block.get("alt"), 300)
+            clean["caption"] = _one_line(block.get("caption"), 300)
+            if clean["media"] not in known_media:
+                errors[f"{where}.media"] = "Choose an image to upload"
+            if not clean["alt"]:
+                errors[f"{where}.alt"] = "Describe the image for people who cannot see it (alt text)"
+            elif len(clean["alt"]) > 300:
+                errors[f"{where}.alt"] = "Alt text must be 300 characters or fewer"
+            try:
+                clean["link"] = _url(block.get("link"))
+            except ValueError as exc:
+                errors[f"{where}.link"] = str(exc)
+        elif kind == "button":
+            clean["label"] = _one_line(block.get("label"), 60)
+            if not clean["label"]:
+                errors[f"{where}.label"] = "Write what the button says"
+            elif len(clean["label"]) > 60:
+                errors[f"{where}.label"] = "Button text must be 60 characters or fewer"
+            try:
+                clean["url"] = _url(block.get("url"), mail_ok=True)
+                if clean["url"] is None:
+                    errors[f"{where}.url"] = "Enter where the button goes"
+            except ValueError as exc:
+                errors[f"{where}.url"] = str(exc)
+        elif kind == "updates":
+            count = block.get("count", 3)
+            if isinstance(count, str) and count.strip().isdigit():
+                count = int(count)
+            if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 10:
+                errors[f"{where}.count"] = "Show between 1 and 10 updates"
+            clean["count"] = count
+        out.append(clean)
+    if errors:
+        raise InvalidInput(errors)
+    return out
+
+
+@dataclass
+class Rendered:
+    """A block ready for the templates: only safe values."""
+
+    type: str
+    html: str = ""
+    text: str = ""
+    url: str | None = None
+    label: str = ""
+    alt: str = ""
+    caption: str = ""
+    image_url: str = ""
+    width: int = 0
+    height: int = 0
+    items: list | None = None
+
+
+def latest_updates(session: Session, count: int, topic_id: int | None = None) -> list[Update]:
+    query = select(Update).where(Update.status == "published").order_by(Update.published_at.desc()).limit(count)
+    if topic_id is not None:
+        query = query.where(Update.topic_id == topic_id)
+    return list(session.scalars(query))
+
+
+def render_blocks(session: Session, blocks: list[dict], base_url: str) -> list[Rendered]:
+    """Blocks as safe HTML and text for the email and the archive. Updates are the latest at render time."""
+    media = {m.id: m for m in session.scalars(select(Media).where(Media.id.in_([b.get("media") for b in blocks])))}
+    out = []
+    for block in blocks:
+        kind = block["type"]
+        if kind == "heading":
+            out.append(Rendered(kind, text=block["text"]))
+        elif kind == "text":
+            out.append(
+                Rendered(kind, html=markdown_to_html(block["markdown"]), text=markdown_to_text(block["markdown"]))
+            )
+        elif kind == "image":
+            item = media.get(block.get("media"))
+            if item is None:
+                continue
+            width = min(item.width, 592)
+            out.append(
+                Rendered(
+                    kind,
+                    url=block.get("link"),
+                    alt=block["alt"],
+                    caption=block.get("caption") or "",
+                    image_url=f"{base_url}/media/{item.stored_name}",
+                    width=width,
+                    height=round(item.height * width / item.width) if item.width else item.height,
+                )
+            )
+        elif kind == "button":
+            out.append(Rendered(kind, label=block["label"], url=block["url"]))
+        elif kind == "updates":
+            items = [
+                {"title": u.title, "summary": u.summary, "url": f"{base_url}/news/updates/{u.slug}"}
+                for u in latest_updates(session, block.get("count", 3))
+            ]
+            out.append(Rendered(kind, items=items))
+        else:
+            out.append(Rendered(kind))
+    return out
+
+
+def checks(subject: str, blocks: list[dict], html_size: int) -> list[tuple[str, str]]:
+    """What a careful colleague would point out before sending: (level, message), level 'error' or 'warning'."""
+    found: list[tuple[str, str]] = []
+    if not (subject or "").strip():
+        found.append(("error", "The issue has no subject"))
+    if not blocks:
+        found.append(("error", "The issue has no content: add a block"))
+    for i, block in enumerate(blocks, start=1):
+        kind = block.get("type")
+        if kind == "image" and not (block.get("alt") or "").strip():
+            found.append(("error", f"Block {i}: the image has no alt text"))
+        if kind == "text" and not (block.get("markdown") or "").strip():
+            found.append(("warning", f"Block {i}: the text block is empty"))
+        if kind == "button" and block.get("label", "").strip().lower() in VAGUE_LINKS:
+            found.append(("warning", f"Block {i}: the button says “{block['label']}”: say where it goes"))
+        if kind == "text":
+            for label in _link_labels(block.get("markdown") or ""):
+                if label.strip().lower() in VAGUE_LINKS:
+                    found.append(("warning", f"Block {i}: a link says “{label}”: say where it goes"))
+        for key in ("url", "link"):
+            if (block.get(key) or "").startswith("http://"):
+                found.append(("warning", f"Block {i}: {block[key]} is not https"))
+    if html_size > 102 * 1024:
+        found.append(("warning", f"The email is {html_size / 1024:.0f} KB: Gmail cuts off messages over 102 KB"))
+    return found
+
+
+def _link_labels(markdown: str) -> list[str]:
+    from markdown_it import MarkdownIt
+
+    labels = []
+    for token in MarkdownIt("commonmark").parse(markdown):
+        children = token.children or []
+        inside, label = False, []
+        for child in children:
+            if child.type == "link_open":
+                inside, label = True, []
+            elif child.type == "link_close":
+                inside = False
+                labels.append("".join(label))
+            elif inside and child.type in ("text", "code_inline"):
+                label.append(child.content)
+    return labels
