@@ -303,7 +303,7 @@ def test_build_a_segment_watch_its_count_and_send_only_to_it(page, live_server, 
     page.get_by_label("Topic").select_option(label="Trust Matters")
     page.get_by_label("Segment (optional)").select_option(label="Isle of Wight carers")
     page.get_by_label("Subject").fill("Carers' drop-in, Newport")
-    page.get_by_label("Body").fill("Come and talk to us about mental health services on the island.")
+    page.get_by_label("Text", exact=True).fill("Come and talk to us about mental health services on the island.")
     page.get_by_role("button", name="Save and preview").click()
     expect(page.get_by_text("This issue will go to")).to_contain_text("2")
     page.get_by_role("button", name="Submit for review").click()

@@ -14,10 +14,8 @@ from ...audience.segments import audience_size, topic_names
 from ...audit import Actor
 from ...compose.issues import (
     LONDON,
-    IssueInput,
     approve_issue,
     cancel_issue,
-    create_issue,
     get_issue,
     issue_progress,
     list_issues,
@@ -30,12 +28,11 @@ from ...compose.issues import (
     submit_issue,
     uk_time,
     unschedule_issue,
-    update_issue,
 )
 from ...compose.mail import preview
 from ...dev import mailcatcher
 from ...errors import Conflict, InvalidInput, NotFound
-from ...models import EDITABLE, AdminUser, AuditEvent, Segment, Topic
+from ...models import EDITABLE, AdminUser, AuditEvent
 from ...tasks import enqueue, plan_issue
 from .. import LOGIN_LIMIT, db_session, limiter, runtime_of_app
 
@@ -80,85 +77,11 @@ def dashboard():
     return render_template("admin/dashboard.html", issues=list_issues(session))
 
 
-def _topics():
-    return list(db_session().scalars(select(Topic).order_by(Topic.position)))
-
-
-def _issue_form(issue=None, values=None, errors=None, status=200):
-    if values is None:
-        values = (
-            {
-                "subject": issue.subject,
-                "preheader": issue.preheader,
-                "body": issue.body,
-                "topic": issue.topic.slug,
-                "segment": issue.segment_id,
-            }
-            if issue
-            else {"subject": "", "preheader": "", "body": "", "topic": "trust-matters", "segment": None}
-        )
-    segments = list(db_session().scalars(select(Segment).order_by(Segment.name)))
-    return render_template(
-        "admin/issue_form.html", issue=issue, values=values, errors=errors or {}, topics=_topics(), segments=segments
-    ), status
-
-
-def _form_input() -> IssueInput:
-    f = request.form
-    segment = f.get("segment", "")
-    return IssueInput(
-        subject=f.get("subject", ""),
-        body=f.get("body", ""),
-        topic=f.get("topic", ""),
-        preheader=f.get("preheader", ""),
-        # Not a number cannot come from our select; it is reported as an unknown segment.
-        segment=(int(segment) if segment.isdigit() and len(segment) < 10 else -1) if segment else None,
-    )
-
-
-@bp.route("/issues/new", methods=["GET", "POST"])
-@login_required
-def new_issue():
-    if request.method == "GET":
-        return _issue_form()
-    data = _form_input()
-    try:
-        with runtime_of_app().db.transaction() as session:
-            issue = create_issue(session, data, created_by_id=current_user.id, actor=_actor())
-            issue_id = issue.id
-    except InvalidInput as exc:
-        return _issue_form(values=vars(data), errors=exc.errors, status=400)
-    flash("Draft saved. Check the preview, then send it when it is ready.")
-    return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
-
-
 def _load_issue(issue_id: int):
     try:
         return get_issue(db_session(), issue_id)
     except NotFound:
         abort(404, f"There is no issue {issue_id}.")
-
-
-@bp.route("/issues/<int:issue_id>/edit", methods=["GET", "POST"])
-@login_required
-def edit_issue(issue_id: int):
-    issue = _load_issue(issue_id)
-    if issue.status != "draft":
-        flash(f"This issue is {issue.status} and can no longer be edited.")
-        return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
-    if request.method == "GET":
-        return _issue_form(issue=issue)
-    data = _form_input()
-    try:
-        with runtime_of_app().db.transaction() as session:
-            update_issue(session, issue_id, data, actor=_actor())
-    except InvalidInput as exc:
-        return _issue_form(issue=issue, values=vars(data), errors=exc.errors, status=400)
-    except Conflict as exc:
-        flash(str(exc))
-        return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
-    flash("Changes saved.")
-    return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
 
 
 @bp.get("/issues/<int:issue_id>")
@@ -320,4 +243,5 @@ def mail_message(name: str):
 
 
 from . import audience as _audience_pages  # noqa: E402,F401  (registers its routes on bp)
+from . import composer as _composer  # noqa: E402,F401  (registers its routes on bp)
 from . import recipients  # noqa: E402,F401  (registers its routes on bp)

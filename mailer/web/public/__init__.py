@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from sqlalchemy import select, text
 
@@ -224,6 +226,21 @@ def privacy():
         unconfirmed_days=settings.unconfirmed_days,
         anonymise_after_days=settings.anonymise_after_days,
     )
+
+
+@bp.get("/media/<name>")
+def media_file(name: str):
+    """Uploaded images, by content hash: a name never changes what it serves, so caches may keep it a year."""
+    from flask import send_from_directory
+
+    from ...compose.media import media_dir
+
+    if not re.fullmatch(r"[0-9a-f]{64}\.(png|jpg|gif|webp)", name):
+        abort(404)
+    response = send_from_directory(media_dir(runtime_of_app().settings.var_dir), name, max_age=31536000)
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 from . import manage  # noqa: E402,F401  (registers the preference centre routes on bp)
