@@ -8,8 +8,10 @@ worker dies is redelivered, and the ledger makes a repeated task harmless.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections import OrderedDict
 from datetime import timedelta
+from email.utils import format_datetime
 
 from celery import Celery
 from celery.signals import worker_process_init
@@ -26,7 +28,7 @@ from .delivery.ledger import Claimed
 from .delivery.rate import SendRate
 from .delivery.sender import send_batch as send_batch_service
 from .errors import NotFound
-from .models import Issue, email_hash
+from .models import Issue, email_hash, utcnow
 from .runtime import runtime, set_runtime
 from .transports import PermanentFailure, TemporaryFailure, smtp_transport_for
 
@@ -64,6 +66,7 @@ def configure_celery(settings: Settings) -> Celery:
         task_routes={
             "mailer.send_confirmation": {"queue": TRANSACTIONAL},
             "mailer.send_manage_link": {"queue": TRANSACTIONAL},
+            "mailer.send_test": {"queue": TRANSACTIONAL},
         },
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
         timezone="Europe/London",
@@ -132,6 +135,43 @@ def send_manage_link(self, subscriber_id: int) -> str:
     except NotFound:
         return "gone"
     return _send_one(self, mail, f"manage link for subscriber {subscriber_id}")
+
+
+@celery.task(name="mailer.send_test", bind=True, max_retries=5)
+def send_test(self, issue_id: int, addresses: list[str]) -> dict:
+    """A test of an issue to the team's own addresses, marked [TEST], with example links."""
+    rt = runtime()
+    with rt.db.sessions() as session:
+        issue = session.get(Issue, issue_id)
+        if issue is None:
+            return {"skipped": "no such issue"}
+        message = compile_issue(issue, rt.settings, subject_prefix="[TEST] ")
+    example = {
+        "unsubscribe_url": f"{rt.settings.base_url}/manage",
+        "manage_url": f"{rt.settings.base_url}/manage",
+    }
+    outcomes, again = {}, []
+    transport = smtp_transport_for(rt.settings.smtp_url)
+    for address in addresses:
+        data = message.fill(
+            {
+                "to": address,
+                "date": format_datetime(utcnow()),
+                "message_id": f"test-{issue_id}-{secrets.token_hex(6)}@{rt.settings.mail_domain}",
+                "list_unsubscribe": example["unsubscribe_url"],
+                **example,
+            }
+        )
+        try:
+            transport.send(message.envelope_from, address, data)
+            outcomes[address] = "sent"
+        except TemporaryFailure:
+            again.append(address)
+        except PermanentFailure as exc:
+            outcomes[address] = f"refused: {exc}"
+    if again:  # only the addresses that did not get it yet
+        raise self.retry(args=(issue_id, again), countdown=min(2**self.request.retries * 5, 300))
+    return outcomes
 
 
 # --- issues --------------------------------------------------------------------------------------

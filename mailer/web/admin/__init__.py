@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
+from ... import audit
 from ...accounts import authenticate, has_role
+from ...audience.emails import normalise_email
 from ...audience.rules import describe
 from ...audience.segments import audience_size, topic_names
 from ...audit import Actor
+from ...compose.blocks import blocks_of, checks
 from ...compose.issues import (
     LONDON,
     approve_issue,
@@ -32,8 +36,8 @@ from ...compose.issues import (
 from ...compose.mail import preview
 from ...dev import mailcatcher
 from ...errors import Conflict, InvalidInput, NotFound
-from ...models import EDITABLE, AdminUser, AuditEvent
-from ...tasks import enqueue, plan_issue
+from ...models import EDITABLE, AdminUser, AuditEvent, Issue
+from ...tasks import enqueue, plan_issue, send_test
 from .. import LOGIN_LIMIT, db_session, limiter, runtime_of_app
 
 bp = Blueprint("admin", __name__)
@@ -89,7 +93,8 @@ def _load_issue(issue_id: int):
 def issue(issue_id: int):
     issue = _load_issue(issue_id)
     session = db_session()
-    _html, text = preview(issue, runtime_of_app().settings)
+    html, text = preview(issue, runtime_of_app().settings)
+    size = len(html.encode())
     rules = issue.segment.rules if issue.segment is not None else None
     audience = audience_size(session, issue.topic_id, rules) if issue.status in EDITABLE + ("scheduled",) else None
     return render_template(
@@ -102,6 +107,9 @@ def issue(issue_id: int):
         if rules or issue.audience_rules
         else None,
         can_publish=has_role(current_user.role, "publisher"),
+        size_kb=size / 1024,
+        checks=checks(issue.subject, blocks_of(issue), size),
+        test_to=request.args.get("test_to") or current_user.email,
         workflow=_workflow(session, issue),
         uk_time=uk_time,
     )
@@ -154,6 +162,37 @@ def issue_preview(issue_id: int):
 def issue_progress_json(issue_id: int):
     issue = _load_issue(issue_id)
     return issue_progress(db_session(), issue)
+
+
+MAX_TEST_ADDRESSES = 10
+
+
+@bp.post("/issues/<int:issue_id>/test")
+@login_required
+def test_issue(issue_id: int):
+    """Send the issue as it stands to up to ten of the team's addresses, marked [TEST]."""
+    issue = _load_issue(issue_id)
+    raw = request.form.get("to", "")
+    addresses, bad = [], []
+    for part in re.split(r"[\s,;]+", raw):
+        if not part:
+            continue
+        try:
+            addresses.append(normalise_email(part))
+        except InvalidInput:
+            bad.append(part)
+    if bad or not addresses or len(addresses) > MAX_TEST_ADDRESSES:
+        flash(
+            f"Not an email address: {', '.join(bad)[:200]}"
+            if bad
+            else f"Enter between 1 and {MAX_TEST_ADDRESSES} email addresses to send the test to"
+        )
+        return redirect(url_for("admin.issue", issue_id=issue_id, test_to=raw[:500]) + "#test", code=303)
+    with runtime_of_app().db.transaction() as session:
+        audit.record(session, _actor(), "issue.test", session.get(Issue, issue.id), to=addresses)
+    enqueue(send_test, issue.id, addresses)
+    flash(f"Test sent to {', '.join(addresses)}. It arrives marked [TEST], with example links.")
+    return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
 
 
 def _actor() -> Actor:

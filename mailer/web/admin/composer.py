@@ -137,6 +137,18 @@ def _posted() -> tuple[IssueInput, dict, dict]:
     return data, values, errors
 
 
+def _checked(upload_errors: dict, save, *args, **kwargs):
+    """Save, reporting every problem at once: a refused upload and whatever else is wrong. Raising inside
+    the caller's transaction rolls the save back, so nothing is half-written."""
+    try:
+        result = save(*args, **kwargs)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.errors | upload_errors) from exc
+    if upload_errors:
+        raise InvalidInput(upload_errors)
+    return result
+
+
 @bp.route("/issues/new", methods=["GET", "POST"])
 @login_required
 def new_issue():
@@ -146,12 +158,10 @@ def new_issue():
     if request.form.get("action", "save") != "save":
         return _form(values=values, errors=errors)
     try:
-        if errors:
-            raise InvalidInput(errors)
         with runtime_of_app().db.transaction() as session:
-            issue_id = create_issue(session, data, created_by_id=current_user.id, actor=_actor()).id
+            issue_id = _checked(errors, create_issue, session, data, created_by_id=current_user.id, actor=_actor()).id
     except InvalidInput as exc:
-        return _form(values=values, errors=errors | exc.errors, status=400)
+        return _form(values=values, errors=exc.errors, status=400)
     flash("Draft saved. Check the preview, send yourself a test, then submit it for review.")
     return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
 
@@ -169,12 +179,10 @@ def edit_issue(issue_id: int):
     if request.form.get("action", "save") != "save":
         return _form(issue=issue, values=values, errors=errors)
     try:
-        if errors:
-            raise InvalidInput(errors)
         with runtime_of_app().db.transaction() as session:
-            update_issue(session, issue_id, data, actor=_actor())
+            _checked(errors, update_issue, session, issue_id, data, actor=_actor())
     except InvalidInput as exc:
-        return _form(issue=issue, values=values, errors=errors | exc.errors, status=400)
+        return _form(issue=issue, values=values, errors=exc.errors, status=400)
     except Conflict as exc:
         flash(str(exc))
         return redirect(url_for("admin.issue", issue_id=issue_id), code=303)

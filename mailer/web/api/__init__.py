@@ -7,6 +7,7 @@ from functools import wraps
 from flask import Blueprint, g, jsonify, request, url_for
 from sqlalchemy import select
 
+from ... import audit
 from ...accounts import has_role, token_for
 from ...audit import Actor
 from ...compose.issues import (
@@ -175,6 +176,30 @@ def send(issue_id: int):
         body = issue_progress(session, issue)
     enqueue(plan_issue, issue_id)
     return jsonify(body), 202
+
+
+@bp.post("/issues/<int:issue_id>/test")
+@token_required
+def test(issue_id: int):
+    """Send the issue to up to ten addresses, marked [TEST]: `{"to": ["a@example.org"]}`."""
+    from ...audience.emails import normalise_email
+    from ...tasks import send_test
+
+    data = json_body()
+    to = data.get("to")
+    if set(data) - {"to"} or not isinstance(to, list) or not 1 <= len(to) <= 10:
+        raise ApiError(400, 'Send {"to": [1 to 10 email addresses]}', {"to": "a list of 1 to 10 addresses"})
+    addresses = []
+    for i, value in enumerate(to):
+        try:
+            addresses.append(normalise_email(value if isinstance(value, str) else "", f"to[{i}]"))
+        except InvalidInput as exc:
+            raise ApiError(400, f"to[{i}] is not an email address", exc.errors) from exc
+    with runtime_of_app().db.transaction() as session:
+        issue = get_issue(session, issue_id)
+        audit.record(session, _actor(), "issue.test", issue, to=addresses)
+    enqueue(send_test, issue_id, addresses)
+    return jsonify({"id": issue_id, "to": addresses}), 202
 
 
 @bp.post("/issues/<int:issue_id>/submit")

@@ -187,6 +187,26 @@ def openapi_document(base_url: str) -> dict:
                 }
             },
             **audience_paths(),
+            "/issues/{issue_id}/test": {
+                "post": {
+                    "summary": "Send a test of the issue, marked [TEST], to up to 10 addresses",
+                    "parameters": [issue_id],
+                    "requestBody": {
+                        "required": True,
+                        **_json(
+                            {
+                                "type": "object",
+                                "required": ["to"],
+                                "properties": {"to": {"type": "array", "items": {"type": "string"}, "maxItems": 10}},
+                            }
+                        ),
+                    },
+                    "responses": {
+                        "202": {"description": "Queued", **_json({"type": "object"})},
+                        **_errors(400, 401, 404, 415),
+                    },
+                }
+            },
             "/issues/{issue_id}/schedule": {
                 "post": {
                     "summary": "Schedule an approved issue; a time without an offset is UK time (Europe/London)",

@@ -243,4 +243,62 @@ def media_file(name: str):
     return response
 
 
+# --- the archive ------------------------------------------------------------------------------------------
+
+
+@bp.get("/news")
+def news():
+    from ...archive import entries
+
+    return render_template("news.html", entries=entries(db_session(), limit=50))
+
+
+@bp.get("/news/<slug>")
+def news_issue(slug: str):
+    from ...archive import archived_issue
+    from ...compose.blocks import blocks_of, render_blocks
+
+    session = db_session()
+    issue = archived_issue(session, slug)
+    if issue is None:
+        abort(404)
+    blocks = render_blocks(session, blocks_of(issue), runtime_of_app().settings.base_url)
+    return render_template("news_issue.html", issue=issue, blocks=blocks)
+
+
+@bp.get("/news/updates/<slug>")
+def news_update(slug: str):
+    from ...archive import published_update
+    from ...render.content import markdown_to_html
+
+    update = published_update(db_session(), slug)
+    if update is None:
+        abort(404)
+    return render_template("news_update.html", update=update, body_html=markdown_to_html(update.body or ""))
+
+
+def _feed(kind: str):
+    from ...archive import atom, entries, rss
+
+    settings = runtime_of_app().settings
+    items = entries(db_session(), limit=50)
+    title = f"Trust Matters: news from {settings.organisation}"
+    if kind == "atom":
+        body, mimetype = atom(items, settings.base_url, title), "application/atom+xml"
+    else:
+        body = rss(items, settings.base_url, title, "Newsletters and Project Fusion progress updates")
+        mimetype = "application/rss+xml"
+    return body, 200, {"Content-Type": f"{mimetype}; charset=utf-8", "Cache-Control": "public, max-age=300"}
+
+
+@bp.get("/news/feed.atom")
+def news_atom():
+    return _feed("atom")
+
+
+@bp.get("/news/feed.rss")
+def news_rss():
+    return _feed("rss")
+
+
 from . import manage  # noqa: E402,F401  (registers the preference centre routes on bp)

@@ -1,0 +1,315 @@
+"""The comms team's workspace: the block composer, images, preview checks, test sends, archive and feeds."""
+
+from __future__ import annotations
+
+import io
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from conftest import csrf_from, wait_until
+from mailer.audience.subscriptions import confirm_subscription, request_subscription
+from mailer.compose.blocks import checks
+from mailer.models import Issue, Media, Update, utcnow
+from support.flows import send_issue, sign_in
+
+XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+def png(width=40, height=20, colour=(0, 94, 184)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(out, "PNG")
+    return out.getvalue()
+
+
+def _compose(client, data: dict, files: dict | None = None, issue_id: int | None = None):
+    url = f"/admin/issues/{issue_id}/edit" if issue_id else "/admin/issues/new"
+    page = client.get(url)
+    form = {"csrf_token": csrf_from(page.data), "topic": "trust-matters", "subject": "November", **data}
+    for name, (content, filename) in (files or {}).items():
+        form[name] = (io.BytesIO(content), filename)
+    return client.post(url, data=form, content_type="multipart/form-data")
+
+
+def _issue(db, issue_id) -> Issue:
+    with db.transaction() as s:
+        issue = s.get(Issue, issue_id)
+        s.expunge(issue)
+        return issue
+
+
+def _published_update(db, title="Ward move agreed", slug="ward-move-agreed"):
+    with db.transaction() as s:
+        from mailer.models import Topic
+
+        topic_id = s.scalar(select(Topic.id).where(Topic.slug == "project-fusion"))
+        s.add(
+            Update(
+                slug=slug,
+                title=title,
+                summary="The board agreed the plan.",
+                body="Details.",
+                topic_id=topic_id,
+                status="published",
+                published_at=utcnow(),
+            )
+        )
+
+
+def test_compose_blocks_without_javascript_then_save(client, db):
+    sign_in(client, db, role="editor", email="editor@hiow.nhs.uk")
+    _published_update(db)
+    # Start with one text block; add a heading, then move it to the top.
+    response = _compose(client, {"block-0-type": "text", "block-0-markdown": "Hello **all**.", "action": "add-heading"})
+    assert response.status_code == 200 and b"2. Heading" in response.data
+    response = _compose(
+        client,
+        {
+            "block-0-type": "text",
+            "block-0-markdown": "Hello **all**.",
+            "block-1-type": "heading",
+            "block-1-text": "Project Fusion this month",
+            "action": "up-1",
+        },
+    )
+    assert response.data.index(b"Project Fusion this month") < response.data.index(b"Hello **all**.")
+    # Save with every kind of block; the image uploads with the same post.
+    response = _compose(
+        client,
+        {
+            "block-0-type": "heading",
+            "block-0-text": "Project Fusion this month",
+            "block-1-type": "text",
+            "block-1-markdown": "Hello **all**. [Read the board papers](https://example.nhs.uk/papers)",
+            "block-2-type": "image",
+            "block-2-alt": "The new community hub in Newport",
+            "block-2-caption": "Opening in spring",
+            "block-2-link": "",
+            "block-3-type": "button",
+            "block-3-label": "Book a place",
+            "block-3-url": "https://example.nhs.uk/events",
+            "block-4-type": "updates",
+            "block-4-count": "3",
+            "block-5-type": "divider",
+            "action": "save",
+        },
+        files={"block-2-file": (png(), "hub.png")},
+    )
+    assert response.status_code == 303, response.data
+    issue_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    issue = _issue(db, issue_id)
+    assert [b["type"] for b in issue.blocks] == ["heading", "text", "image", "button", "updates", "divider"]
+    assert issue.blocks[2]["media"] is not None and issue.blocks[2]["alt"] == "The new community hub in Newport"
+
+    page = client.get(f"/admin/issues/{issue_id}")
+    assert b"Before you send" not in page.data and b"Checked" in page.data
+    html = client.get(f"/admin/issues/{issue_id}/preview").data.decode()
+    assert "Project Fusion this month" in html and "Book a place" in html and "Ward move agreed" in html
+    assert 'alt="The new community hub in Newport"' in html
+    assert "/media/" in html and "View this email in your browser" in html
+    assert b"Latest updates" in page.data and b"* Ward move agreed" in page.data  # the plain text part
+
+    # Removing a block, then saving: the issue has five blocks.
+    form = {f"block-{i}-type": b["type"] for i, b in enumerate(issue.blocks)}
+    form |= {
+        "block-0-text": "Project Fusion this month",
+        "block-1-markdown": "Hello.",
+        "block-2-media": str(issue.blocks[2]["media"]),
+    }
+    form |= {
+        "block-2-alt": "Hub",
+        "block-3-label": "Book a place",
+        "block-3-url": "https://example.nhs.uk/e",
+        "block-4-count": "2",
+    }
+    response = _compose(client, form | {"action": "remove-5"}, issue_id=issue_id)
+    assert response.status_code == 200 and b"6. Divider" not in response.data
+    response = _compose(
+        client, {k: v for k, v in form.items() if not k.startswith("block-5")} | {"action": "save"}, issue_id=issue_id
+    )
+    assert response.status_code == 303
+    assert len(_issue(db, issue_id).blocks) == 5
+
+
+def test_bad_blocks_are_reported_where_they_are_and_nothing_is_saved(client, db):
+    sign_in(client, db, role="editor", email="editor@hiow.nhs.uk")
+    response = _compose(
+        client,
+        {
+            "block-0-type": "image",
+            "block-0-alt": "",
+            "block-1-type": "button",
+            "block-1-label": "Go",
+            "block-1-url": "javascript:alert(1)",
+            "block-2-type": "updates",
+            "block-2-count": "50",
+            "action": "save",
+        },
+        files={"block-0-file": (b"GIF89a not really", "fake.gif")},
+    )
+    assert response.status_code == 400
+    text = response.data.decode()
+    assert "not an image we can use" in text
+    assert "Describe the image" in text
+    assert "full web address" in text
+    assert "between 1 and 10" in text
+    with db.transaction() as s:
+        assert s.scalar(select(Issue.id)) is None and s.scalar(select(Media.id)) is None
+
+
+def test_images_are_checked_and_served_with_long_caching(client, db):
+    sign_in(client, db, role="editor", email="editor@hiow.nhs.uk")
+    response = _compose(
+        client,
+        {"block-0-type": "image", "block-0-alt": "Big", "action": "save"},
+        files={"block-0-file": (png(7000, 10), "wide.png")},
+    )
+    assert response.status_code == 400 and b"at most 6000 pixels" in response.data
+    _compose(
+        client,
+        {"block-0-type": "image", "block-0-alt": "Small", "action": "save"},
+        files={"block-0-file": (png(), "small.png")},
+    )
+    with db.transaction() as s:
+        media = s.scalar(select(Media))
+        name = media.stored_name
+    served = client.get(f"/media/{name}")
+    assert served.status_code == 200 and served.data == png()
+    assert "immutable" in served.headers["Cache-Control"] and served.headers["Content-Type"] == "image/png"
+    assert client.get("/media/../../etc/passwd").status_code == 404
+    assert client.get("/media/" + "0" * 64 + ".png").status_code == 404
+
+
+def test_stored_script_reaches_neither_the_admin_nor_the_email(client, db):
+    sign_in(client, db, role="editor", email="editor@hiow.nhs.uk")
+    response = _compose(
+        client,
+        {
+            "subject": f"Hi {XSS}",
+            "preheader": XSS,
+            "block-0-type": "heading",
+            "block-0-text": XSS,
+            "block-1-type": "text",
+            "block-1-markdown": f"{XSS} [x](javascript:alert(1))",
+            "block-2-type": "button",
+            "block-2-label": XSS[:60],
+            "block-2-url": "https://example.nhs.uk/?q=<script>",
+            "action": "save",
+        },
+    )
+    assert response.status_code == 303, response.data
+    issue_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    for path in (
+        f"/admin/issues/{issue_id}",
+        f"/admin/issues/{issue_id}/preview",
+        f"/admin/issues/{issue_id}/edit",
+        "/admin/",
+    ):
+        body = client.get(path).data.decode()
+        assert "<script>alert" not in body, path
+        assert "onerror=alert" not in body.replace("onerror=alert(1)&gt;", ""), path
+        assert 'href="javascript:' not in body, path
+
+
+def test_preview_checks_point_out_what_a_colleague_would():
+    blocks = [
+        {"type": "text", "markdown": "To book, [click here](https://example.nhs.uk)."},
+        {"type": "button", "label": "Read more", "url": "http://example.nhs.uk"},
+        {"type": "image", "media": 1, "alt": ""},
+        {"type": "text", "markdown": "   "},
+    ]
+    found = checks("", blocks, 110 * 1024)
+    messages = " | ".join(m for _, m in found)
+    assert "no subject" in messages
+    assert "“click here”" in messages and "“Read more”" in messages
+    assert "no alt text" in messages and "empty" in messages
+    assert "not https" in messages and "102 KB" in messages
+    assert checks("Fine", [{"type": "text", "markdown": "[Board papers](https://x.nhs.uk)"}], 20_000) == []
+
+
+def test_a_test_send_arrives_marked_and_goes_to_nobody_else(client, db, smtp_server, celery_workers):
+    with db.transaction() as s:
+        confirm_subscription(
+            s, request_subscription(s, email="reader@example.org", topic_slugs=["trust-matters"]).request_id
+        )
+    sign_in(client, db, role="editor", email="editor@hiow.nhs.uk")
+    response = _compose(client, {"block-0-type": "text", "block-0-markdown": "Draft words.", "action": "save"})
+    issue_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    page = client.get(f"/admin/issues/{issue_id}")
+    bad = client.post(
+        f"/admin/issues/{issue_id}/test", data={"csrf_token": csrf_from(page.data), "to": "me, not-an-address"}
+    )
+    assert b"Not an email address" in client.get(bad.headers["Location"]).data
+    client.post(
+        f"/admin/issues/{issue_id}/test",
+        data={"csrf_token": csrf_from(page.data), "to": "me@hiow.nhs.uk, you@hiow.nhs.uk"},
+    )
+    [mine] = smtp_server.wait_for("me@hiow.nhs.uk")
+    smtp_server.wait_for("you@hiow.nhs.uk")
+    assert mine.message["Subject"] == "[TEST] November"
+    assert "Draft words." in mine.text()
+    assert smtp_server.messages_to("reader@example.org") == []
+    assert _issue(db, issue_id).status == "draft"
+
+
+@pytest.fixture()
+def sent_issue(client, db, smtp_server, celery_workers):
+    with db.transaction() as s:
+        confirm_subscription(
+            s,
+            request_subscription(
+                s, email="private.person@example.org", name="Priya Private", topic_slugs=["trust-matters"]
+            ).request_id,
+        )
+    _published_update(db, title="Ward move agreed & confirmed", slug="ward-move")
+    sign_in(client, db, role="publisher", email="publisher@hiow.nhs.uk")
+    response = _compose(
+        client,
+        {
+            "subject": "Trust Matters: November <news>",
+            "preheader": "What changed this month",
+            "block-0-type": "text",
+            "block-0-markdown": "Our **news** this month.",
+            "block-1-type": "updates",
+            "block-1-count": "3",
+            "action": "save",
+        },
+    )
+    issue_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    send_issue(client, issue_id)
+    smtp_server.wait_for("private.person@example.org")
+    wait_until(lambda: _issue(db, issue_id).status == "sent", 30, message="sent")
+    return _issue(db, issue_id)
+
+
+def test_the_archive_shows_what_was_sent_and_nobody_who_got_it(client, db, smtp_server, sent_issue):
+    [mail] = smtp_server.messages_to("private.person@example.org")
+    web_link = re.search(r"View this email in your browser: (\S+)", mail.text()).group(1)
+    assert web_link.endswith(f"/news/{sent_issue.slug}")
+    listing = client.get("/news").data.decode()
+    assert "Trust Matters: November &lt;news&gt;" in listing and "Ward move agreed &amp; confirmed" in listing
+    page = client.get(f"/news/{sent_issue.slug}").data.decode()
+    assert "Our <strong>news</strong> this month." in page
+    for personal in ("private.person", "Priya", "/u/", "/manage/"):
+        assert personal not in page and personal not in listing
+    assert client.get("/news/updates/ward-move").status_code == 200
+    assert client.get("/news/no-such-issue").status_code == 404
+
+
+def test_atom_and_rss_feeds_parse_and_list_issues_and_updates(client, sent_issue):
+    atom = client.get("/news/feed.atom")
+    assert atom.headers["Content-Type"].startswith("application/atom+xml")
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    root = ET.fromstring(atom.data)
+    titles = [e.findtext("a:title", namespaces=ns) for e in root.findall("a:entry", ns)]
+    assert "Trust Matters: November <news>" in titles and "Ward move agreed & confirmed" in titles
+    for entry in root.findall("a:entry", ns):
+        assert entry.find("a:link", ns).get("href").startswith("http://mailer.test/news/")
+        assert entry.findtext("a:updated", namespaces=ns)
+    rss = ET.fromstring(client.get("/news/feed.rss").data)
+    items = rss.findall("./channel/item")
+    assert {i.findtext("title") for i in items} == set(titles)
+    assert b"private.person" not in atom.data
