@@ -313,3 +313,23 @@ def test_atom_and_rss_feeds_parse_and_list_issues_and_updates(client, sent_issue
     items = rss.findall("./channel/item")
     assert {i.findtext("title") for i in items} == set(titles)
     assert b"private.person" not in atom.data
+
+
+def test_statistics_count_what_happened_without_tracking(client, db, smtp_server, sent_issue):
+    [mail] = smtp_server.messages_to("private.person@example.org")
+    one_click = mail.message["List-Unsubscribe"].strip("<>").replace("http://mailer.test", "")
+    assert client.post(one_click, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    page = client.get(f"/admin/issues/{sent_issue.id}/stats").data.decode()
+
+    def stat(key):
+        return int(re.search(rf'data-stat="{key}">([\d,]+)<', page).group(1).replace(",", ""))
+
+    assert (stat("recipients"), stat("sent"), stat("bounced"), stat("unsubscribed")) == (1, 1, 0, 1)
+    assert "Not given" in page  # by area: the one recipient gave none
+    assert "<img" not in mail.html()  # no tracking pixel
+    overview = client.get("/admin/stats").data.decode()
+    assert "Trust Matters: 0 subscribed now" in overview
+    assert re.search(
+        r"<td class=\"nhsuk-table__cell nhsuk-table__cell--numeric\">1</td><td class=\"nhsuk-table__cell nhsuk-table__cell--numeric\">1</td>",
+        overview,
+    )

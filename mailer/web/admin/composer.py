@@ -191,3 +191,32 @@ def edit_issue(issue_id: int):
         + (" It is a draft again: submit it for review when it is ready." if issue.status != "draft" else "")
     )
     return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
+
+
+# --- statistics --------------------------------------------------------------------------------------------
+
+
+@bp.get("/issues/<int:issue_id>/stats")
+@login_required
+def issue_stats_page(issue_id: int):
+    from ...stats import by_attribute, issue_stats
+
+    issue = _load_issue(issue_id)
+    session = db_session()
+    return render_template(
+        "admin/issue_stats.html",
+        issue=issue,
+        stats=issue_stats(session, issue),
+        by_area=by_attribute(session, issue, "area"),
+        by_audience=by_attribute(session, issue, "audience"),
+    )
+
+
+@bp.get("/stats")
+@login_required
+def stats_page():
+    from ...stats import topic_overview
+
+    overview = topic_overview(db_session())
+    peak = max([max(w.gained, w.lost) for t in overview for w in t["weeks"]] + [1])
+    return render_template("admin/stats.html", overview=overview, peak=peak)

@@ -1,0 +1,133 @@
+"""What happened after sending: per issue, by who people are, and subscribers gained and lost over time.
+
+No tracking pixel and no link tracking: every figure here comes from the ledger and from what people did
+(unsubscribing, complaining), which we know anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session
+
+from .models import (
+    AREAS,
+    AUDIENCES,
+    ConsentEvent,
+    Delivery,
+    Issue,
+    Subscriber,
+    Subscription,
+    Suppression,
+    Topic,
+    utcnow,
+)
+
+AFTER = timedelta(days=7)  # an unsubscribe this soon after receiving an issue is counted against it
+
+
+def issue_stats(session: Session, issue: Issue) -> dict:
+    counts = dict(
+        session.execute(
+            select(Delivery.status, func.count()).where(Delivery.issue_id == issue.id).group_by(Delivery.status)
+        ).all()
+    )
+    sent_to = select(Delivery.subscriber_id).where(Delivery.issue_id == issue.id, Delivery.status == "sent")
+    start = issue.send_requested_at or utcnow()
+    unsubscribed = session.scalar(
+        select(func.count(func.distinct(ConsentEvent.subscriber_id))).where(
+            ConsentEvent.kind == "unsubscribe",
+            ConsentEvent.subscriber_id.in_(sent_to),
+            ConsentEvent.created_at >= start,
+            ConsentEvent.created_at < start + AFTER,
+        )
+    )
+    complaints = session.scalar(
+        select(func.count())
+        .select_from(Suppression)
+        .join(Subscriber, Subscriber.email_hash == Suppression.email_hash)
+        .where(
+            Suppression.reason == "complained",
+            Subscriber.id.in_(sent_to),
+            Suppression.created_at >= start,
+            Suppression.created_at < start + AFTER,
+        )
+    )
+    return {
+        "recipients": issue.recipient_count or 0,
+        "sent": counts.get("sent", 0),
+        "failed": counts.get("failed", 0),
+        "bounced": counts.get("bounced", 0),
+        "skipped": counts.get("skipped", 0) + counts.get("cancelled", 0),
+        "pending": counts.get("pending", 0) + counts.get("sending", 0),
+        "unsubscribed": unsubscribed or 0,
+        "complaints": complaints or 0,
+    }
+
+
+def by_attribute(session: Session, issue: Issue, attribute: str) -> list[dict]:
+    """Deliveries of the issue by the recipients' area or audience: who it reached and who it did not."""
+    column = Subscriber.area if attribute == "area" else Subscriber.audience
+    labels = AREAS if attribute == "area" else AUDIENCES
+    rows = session.execute(
+        select(
+            column,
+            func.count(),
+            func.sum(case((Delivery.status == "sent", 1), else_=0)),
+            func.sum(case((Delivery.status.in_(("failed", "bounced")), 1), else_=0)),
+        )
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.issue_id == issue.id)
+        .group_by(column)
+    ).all()
+    out = [
+        {
+            "label": labels.get(value, "Not given") if value else "Not given",
+            "total": total,
+            "sent": sent or 0,
+            "failed": failed or 0,
+        }
+        for value, total, sent, failed in rows
+    ]
+    return sorted(out, key=lambda r: -r["total"])
+
+
+@dataclass
+class Week:
+    start: datetime
+    gained: int
+    lost: int
+
+
+def weekly_changes(session: Session, topic_id: int, weeks: int = 12, now: datetime | None = None) -> list[Week]:
+    """Subscriptions to a topic started and ended in each of the last `weeks` weeks (Monday to Sunday, UTC)."""
+    now = now or utcnow()
+    this_monday = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+    starts = [this_monday - timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
+    out = []
+    for start in starts:
+        end = start + timedelta(weeks=1)
+        gained, lost = session.execute(
+            select(
+                func.sum(case((and_(Subscription.started_at >= start, Subscription.started_at < end), 1), else_=0)),
+                func.sum(case((and_(Subscription.ended_at >= start, Subscription.ended_at < end), 1), else_=0)),
+            ).where(Subscription.topic_id == topic_id)
+        ).one()
+        out.append(Week(start, gained or 0, lost or 0))
+    return out
+
+
+def topic_overview(session: Session, weeks: int = 12) -> list[dict]:
+    topics = session.scalars(select(Topic).order_by(Topic.position))
+    overview = []
+    for topic in topics:
+        current = session.scalar(
+            select(func.count())
+            .select_from(Subscription)
+            .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+            .where(Subscription.topic_id == topic.id, Subscription.ended_at.is_(None), Subscriber.status == "active")
+        )
+        overview.append({"topic": topic, "current": current or 0, "weeks": weekly_changes(session, topic.id, weeks)})
+    return overview
