@@ -7,7 +7,7 @@ import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .audience.emails import normalise_email
@@ -105,3 +105,25 @@ def token_for(session: Session, token: str) -> ApiToken | None:
         return None
     row.last_used_at = utcnow()
     return row
+
+
+def change_account(session: Session, user_id: int, *, role: str | None = None, active: bool | None = None) -> AdminUser:
+    """Change someone's role or switch their account off (or on). The last active admin stays an admin."""
+    user = session.get(AdminUser, user_id)
+    if user is None:
+        raise InvalidInput({"user": "No such account"})
+    if role is not None and role not in ROLES:
+        raise InvalidInput({"role": f"Role must be one of {', '.join(ROLES)}"})
+    losing_admin = user.role == "admin" and user.active and (role not in (None, "admin") or active is False)
+    if losing_admin:
+        admins = session.scalar(
+            select(func.count()).select_from(AdminUser).where(AdminUser.role == "admin", AdminUser.active.is_(True))
+        )
+        if admins <= 1:
+            raise Conflict("This is the last active admin: make someone else an admin first")
+    if role is not None:
+        user.role = role
+    if active is not None:
+        user.active = active
+    session.flush()
+    return user

@@ -60,6 +60,8 @@ def login():
     if request.method == "POST":
         with runtime_of_app().db.transaction() as session:
             user = authenticate(session, email, request.form.get("password", ""))
+            if user is not None:
+                audit.record(session, Actor.user(user), "user.login", user)
         if user is not None:
             login_user(user)
             return redirect(_safe_next(request.args.get("next")), code=303)
@@ -284,3 +286,4 @@ def mail_message(name: str):
 from . import audience as _audience_pages  # noqa: E402,F401  (registers its routes on bp)
 from . import composer as _composer  # noqa: E402,F401  (registers its routes on bp)
 from . import recipients  # noqa: E402,F401  (registers its routes on bp)
+from . import team as _team  # noqa: E402,F401  (registers its routes on bp)

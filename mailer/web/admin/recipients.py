@@ -6,13 +6,12 @@ import csv
 import io
 
 from flask import Response, abort, render_template, request, stream_with_context
-from flask_login import login_required
 
 from ...audience.export import spreadsheet_cell as _cell
 from ...compose.issues import issue_progress
 from ...delivery import ledger
 from ...models import DELIVERY_STATUSES
-from .. import db_session, runtime_of_app
+from .. import db_session, require_role, runtime_of_app
 from . import _load_issue, bp
 
 PAGE = 100
@@ -33,7 +32,7 @@ def _after() -> int:
 
 
 @bp.get("/issues/<int:issue_id>/recipients")
-@login_required
+@require_role("publisher")  # addresses: people's personal data
 def issue_recipients(issue_id: int):
     issue = _load_issue(issue_id)
     status = _status_filter()
@@ -50,7 +49,7 @@ def issue_recipients(issue_id: int):
 
 
 @bp.get("/issues/<int:issue_id>/recipients.csv")
-@login_required
+@require_role("publisher")
 def issue_recipients_csv(issue_id: int):
     issue = _load_issue(issue_id)
     status = _status_filter()

@@ -241,7 +241,7 @@ def unschedule(issue_id: int):
 
 
 @bp.get("/issues/<int:issue_id>/deliveries")
-@token_required
+@token_required(role="publisher")  # addresses: people's personal data
 def deliveries(issue_id: int):
     """Who got the issue and how it went: `?status=failed&after=<id>&limit=<1..1000>`."""
     from ...delivery import ledger

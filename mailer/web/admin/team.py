@@ -1,0 +1,102 @@
+"""Admins only: the team's accounts, API tokens and the audit log."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from ... import audit
+from ...accounts import change_account, create_admin, create_token, list_tokens, revoke_token
+from ...errors import Conflict, InvalidInput
+from ...models import ROLES, AdminUser, ApiToken
+from .. import db_session, require_role, runtime_of_app
+from . import _actor, bp
+
+
+@bp.get("/team")
+@require_role("admin")
+def team(errors=None, values=None, new_token=None, status=200):
+    session = db_session()
+    return (
+        render_template(
+            "admin/team.html",
+            users=list(session.scalars(select(AdminUser).order_by(AdminUser.email))),
+            tokens=list_tokens(session),
+            roles=ROLES,
+            errors=errors or {},
+            values=values or {"role": "editor"},
+            new_token=new_token,
+        ),
+        status,
+    )
+
+
+@bp.post("/team/users")
+@require_role("admin")
+def add_user():
+    form = request.form
+    values = {"email": form.get("email", ""), "name": form.get("name", ""), "role": form.get("role", "editor")}
+    try:
+        with runtime_of_app().db.transaction() as session:
+            user = create_admin(
+                session, values["email"], form.get("password", ""), role=values["role"], name=values["name"]
+            )
+            audit.record(session, _actor(), "user.create", user, email=user.email, role=user.role)
+    except InvalidInput as exc:
+        return team(errors=exc.errors, values=values, status=400)
+    except Conflict as exc:
+        return team(errors={"email": str(exc)}, values=values, status=409)
+    flash(f"Account created for {values['email']}. Give them their password in person or by phone.")
+    return redirect(url_for("admin.team"), code=303)
+
+
+@bp.post("/team/users/<int:user_id>")
+@require_role("admin")
+def update_user(user_id: int):
+    role = request.form.get("role") or None
+    active = {"on": True, "off": False}.get(request.form.get("active", ""))
+    try:
+        with runtime_of_app().db.transaction() as session:
+            user = change_account(session, user_id, role=role, active=active)
+            audit.record(session, _actor(), "user.change", user, role=role, active=active)
+    except (InvalidInput, Conflict) as exc:
+        flash(str(exc) if isinstance(exc, Conflict) else "; ".join(exc.errors.values()))
+    else:
+        flash(f"{user.email}: {'switched off' if active is False else 'saved'}.")
+    return redirect(url_for("admin.team"), code=303)
+
+
+@bp.post("/team/tokens")
+@require_role("admin")
+def add_token():
+    try:
+        with runtime_of_app().db.transaction() as session:
+            row, secret = create_token(session, request.form.get("token-name", ""), request.form.get("role", "editor"))
+            audit.record(session, _actor(), "token.create", row, name=row.name, role=row.role)
+    except InvalidInput as exc:
+        return team(errors={f"token_{k}": v for k, v in exc.errors.items()}, status=400)
+    # Shown once, on this response only; only its hash is kept.
+    return team(new_token=secret)
+
+
+@bp.post("/team/tokens/<int:token_id>/revoke")
+@require_role("admin")
+def remove_token(token_id: int):
+    with runtime_of_app().db.transaction() as session:
+        row = session.get(ApiToken, token_id)
+        if row is not None and row.revoked_at is None:
+            revoke_token(session, row.prefix)
+            audit.record(session, _actor(), "token.revoke", row, name=row.name)
+            flash(f"Token {row.prefix}… revoked: it stops working now.")
+    return redirect(url_for("admin.team"), code=303)
+
+
+@bp.get("/audit")
+@require_role("admin")
+def audit_log():
+    before = request.args.get("before", "")
+    action = request.args.get("action", "")[:64] or None
+    events = audit.recent(db_session(), action=action, before=int(before) if before.isdigit() else None, limit=101)
+    return render_template(
+        "admin/audit.html", events=events[:100], next_before=events[99].id if len(events) > 100 else None, action=action
+    )
