@@ -51,6 +51,11 @@ def configure_celery(settings: Settings) -> Celery:
             celery._pool.force_close_all()
             celery._pool = None
         celery.amqp._producer_pool = None
+        # kombu keeps its own registry of producer pools per broker address; one whose connections were
+        # closed above would answer "Acquire on closed pool" when that address is used again.
+        from kombu import pools
+
+        pools.reset()
     celery.conf.update(
         broker_url=settings.redis_url,
         broker_connection_retry_on_startup=True,

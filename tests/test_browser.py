@@ -315,3 +315,92 @@ def test_build_a_segment_watch_its_count_and_send_only_to_it(page, live_server, 
     wait_until(lambda: page.reload() or "Sent" in page.locator("#issue-status").inner_text(), 30, message="sent")
     assert smtp_server.messages_to("iow.staff@example.org") == []
     assert smtp_server.messages_to("hants.carer@example.org") == []
+
+
+def test_compose_preview_test_submit_approve_schedule(page, live_server, db, smtp_server, celery_workers, tmp_path):
+    """An editor composes with an image, a button and the latest updates, previews, tests and submits; a
+    publisher approves and schedules it. Screenshots land in tmp_path for a person to look at."""
+    from datetime import timedelta
+
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    from mailer.accounts import create_admin
+    from mailer.models import Issue, Topic, Update, utcnow
+
+    with db.transaction() as s:
+        create_admin(s, "editor@hiow.nhs.uk", "a long enough password", role="editor")
+        create_admin(s, "publisher@hiow.nhs.uk", "a long enough password", role="publisher")
+        topic_id = s.query(Topic.id).filter(Topic.slug == "project-fusion").scalar()
+        s.add(
+            Update(
+                slug="board-agrees",
+                title="Board agrees the plan",
+                summary="Next step: public conversations.",
+                topic_id=topic_id,
+                status="published",
+                published_at=utcnow(),
+            )
+        )
+    image = tmp_path / "hub.png"
+    Image.new("RGB", (600, 300), (0, 94, 184)).save(image)
+
+    def sign_in(email):
+        page.goto("/admin/login")
+        page.get_by_label("Email address").fill(email)
+        page.get_by_label("Password").fill("a long enough password")
+        page.get_by_role("button", name="Sign in").click()
+
+    sign_in("editor@hiow.nhs.uk")
+    page.goto("/admin/issues/new")
+    page.get_by_label("Topic").select_option(label="Project Fusion updates")
+    page.get_by_label("Subject").fill("Project Fusion: December")
+    page.get_by_label("Text", exact=True).fill(
+        "This month the board agreed the plan. [Read the board papers](https://example.nhs.uk/papers)"
+    )
+    page.get_by_role("button", name="Image", exact=True).click()
+    page.get_by_label("Image", exact=True).set_input_files(str(image))
+    page.get_by_label("Alt text").fill("The new community hub in Newport")
+    page.get_by_role("button", name="Button", exact=True).click()
+    page.get_by_label("Button text").fill("Join a community conversation")
+    page.get_by_label("Web address").fill("https://example.nhs.uk/events")
+    page.get_by_role("button", name="Latest updates", exact=True).click()
+    page.get_by_role("button", name="Heading", exact=True).click()
+    page.get_by_label("Heading", exact=True).fill("What is changing")
+    page.get_by_role("button", name="Move block 5 up").click()
+    page.get_by_role("button", name="Move block 4 up").click()
+    page.get_by_role("button", name="Move block 3 up").click()
+    page.get_by_role("button", name="Move block 2 up").click()
+    expect(page.locator("[data-block] legend").first).to_contain_text("Heading")
+    assert_accessible(page, "the composer")
+    page.screenshot(path=str(tmp_path / "composer.png"), full_page=True)
+    page.get_by_role("button", name="Save and preview").click()
+
+    expect(page.get_by_text("Checked")).to_be_visible()
+    expect(page.locator("#plain-text")).to_contain_text("Board agrees the plan")
+    expect(
+        page.frame_locator("iframe[title='Email preview, mobile width']").get_by_text("Join a community conversation")
+    ).to_be_visible()
+    assert_accessible(page, "the issue and its preview")
+    page.screenshot(path=str(tmp_path / "preview.png"), full_page=True)
+    page.get_by_label("Send a test to").fill("editor@hiow.nhs.uk")
+    page.get_by_role("button", name="Send test").click()
+    [test_mail] = smtp_server.wait_for("editor@hiow.nhs.uk")
+    assert test_mail.message["Subject"] == "[TEST] Project Fusion: December"
+    page.get_by_role("button", name="Submit for review").click()
+    expect(page.locator("#issue-status")).to_have_text(re.compile("In.review", re.I))
+
+    page.get_by_role("button", name="Sign out").click()
+    sign_in("publisher@hiow.nhs.uk")
+    issue_id = db.engine.connect().exec_driver_sql("SELECT max(id) FROM issues").scalar()
+    page.goto(f"/admin/issues/{issue_id}")
+    page.get_by_role("button", name="Approve").click()
+    when = (utcnow() + timedelta(days=1)).astimezone(__import__("zoneinfo").ZoneInfo("Europe/London"))
+    page.get_by_label("Or send it later").fill(when.strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_role("button", name="Schedule").click()
+    expect(page.get_by_role("status")).to_contain_text("Scheduled for")
+    assert_accessible(page, "a scheduled issue")
+    with db.transaction() as s:
+        issue = s.get(Issue, issue_id)
+        assert issue.status == "scheduled" and abs((issue.send_at - when).total_seconds()) < 60
+        assert [b["type"] for b in issue.blocks] == ["heading", "text", "image", "button", "updates"]

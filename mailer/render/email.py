@@ -60,7 +60,8 @@ def render_email(content: EmailContent, placeholders: dict[str, str]) -> tuple[s
         html = mjml2html(mjml_source, fonts={}, disable_comments=True)
     except Exception as exc:  # mjml-python raises a bare exception type for invalid MJML
         raise TemplateError(f"email template {content.template!r} is not valid MJML: {exc}") from exc
-    return _fix_aria_labels(html), text
+    # Block templates leave blank lines where an optional part is empty: at most one in a row.
+    return _fix_aria_labels(html), _BLANK_RUNS.sub("\n\n", text)
 
 
 def _cleaned(value):
@@ -77,6 +78,7 @@ def _cleaned(value):
     return value
 
 
+_BLANK_RUNS = re.compile(r"\n[ \t]*(?:\n[ \t]*){2,}")
 _ARIA = re.compile(r'aria-label="([^"]*)"')
 _RUST_ESCAPE = re.compile(r"\\u\{([0-9a-fA-F]{1,6})\}")
 
