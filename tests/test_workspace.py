@@ -330,6 +330,6 @@ def test_statistics_count_what_happened_without_tracking(client, db, smtp_server
     overview = client.get("/admin/stats").data.decode()
     assert "Trust Matters: 0 subscribed now" in overview
     assert re.search(
-        r"<td class=\"nhsuk-table__cell nhsuk-table__cell--numeric\">1</td><td class=\"nhsuk-table__cell nhsuk-table__cell--numeric\">1</td>",
+        r"cell--numeric\">1</td><td class=\"nhsuk-table__cell nhsuk-table__cell--numeric\">1</td>",
         overview,
     )
