@@ -3,27 +3,27 @@
 1. Segments. The schema is dropped and rebuilt (migrations, seeded topics) and BENCH_SUBSCRIBERS people
    (default 1,000,000) are generated with set-based SQL on PostgreSQL (INSERT … SELECT over
    generate_series, random() for the attributes; Python executemany in chunks on SQLite): skewed areas and
-   audiences, services bits, mostly active, subscribed over three years, 1–3 subscriptions each to the
-   seeded topics (mostly "as it happens"), some ended, ~0.5% on the suppression list; then VACUUM ANALYZE.
-   Each of seven realistic segments is validated and counted the way the admin's live count does it
-   (`check_rules` + `count(segment_audience(rules))`) and for an issue to Trust Matters
-   (`audience_size(topic, rules)`), BENCH_REPEAT times each after one warm-up: p50/p95/max per query, p95
-   over all. The slowest query's plan is printed (EXPLAIN ANALYZE, PostgreSQL). Then planning: an issue
-   is put in `sending` and `dispatch.plan_issue` snapshots its audience into the ledger (one INSERT …
-   SELECT) and cuts the batch ranges, for the whole topic and for the topic with a segment.
-   With BENCH_EXTRA_INDEXES=1 the indexes in EXTRA_INDEXES are then created (named bench_*) and the
-   counts and planning measured again in the same run, so the two can be compared.
-2. Export: `export_csv(db, export_audience(...))` streamed in a child process for the whole of Trust
-   Matters and for one area (about a tenth as many people), counting rows and bytes; the child's peak
-   RSS (VmHWM) shows whether memory grows with the export.
+   audiences, services bits, 90% active, subscribed over three years, 1–3 subscriptions each to the seeded
+   topics (80% "as it happens"), some ended, 0.5% of addresses on the suppression list; then VACUUM
+   ANALYZE (the steady state autovacuum keeps). Seven realistic segments are each validated and counted the
+   way the admin's live count does it (`check_rules` + `count(segment_audience(rules))`) and for an issue
+   to Trust Matters (`check_rules` + `audience_size(topic, rules)`), BENCH_REPEAT times after one warm-up:
+   p50/p95/max per query and p95 over all. The slowest query's plan is printed (EXPLAIN ANALYZE,
+   PostgreSQL). Planning: an issue is put in `sending` and `dispatch.plan_issue` snapshots its audience into
+   the ledger (one INSERT … SELECT) and cuts the batch ranges, for the whole topic and with a segment.
+   BENCH_EXTRA_INDEXES=1 (PostgreSQL) then creates the indexes in EXTRA_INDEXES (named bench_*) and
+   measures counts and planning again in the same run; the export and import below then run with them.
+2. Export: `export_csv(db, export_audience(...))` streamed in a child process for everyone reachable on
+   Trust Matters and for one area (about a fifth as many rows), counting rows and bytes; the child's peak
+   RSS (VmHWM, read by the child itself) against its RSS after start-up says if memory grows with the rows.
 3. Import: CSV files of 10,000 and BENCH_IMPORT_ROWS (default 100,000) new people (1% bad rows: a bad
    address or an unknown topic) are imported with `run_import(..., channel="api")` into the same database,
    after the generated people, each in a child process; the bigger file is then imported again (every
-   row unchanged). Rows per second and the child's peak RSS; their ratio 100k/10k says if memory is flat.
-   BENCH_PROFILE=1 runs the 10,000-row import under cProfile and prints where its time goes.
+   good row unchanged). Rows per second and the child's peak RSS; the ratio of the two peaks says if memory
+   is flat. BENCH_PROFILE=1 runs the 10,000-row import under cProfile and prints where its time goes.
 
-Environment: BENCH_DATABASE_URL (default postgresql+psycopg://postgres@localhost:5432/test; if it does
-not answer, a SQLite file in a temporary directory, and the run says so; its schema is dropped),
+Environment: BENCH_DATABASE_URL (default postgresql+psycopg://postgres@localhost:5432/test, whose public
+schema is dropped; if it does not answer, a SQLite file in a temporary directory, and the run says so),
 BENCH_SUBSCRIBERS, BENCH_IMPORT_ROWS, BENCH_REPEAT (default 20, 5 on SQLite), BENCH_EXTRA_INDEXES,
 BENCH_PROFILE. Prints progress, then one JSON line last.
 """
@@ -81,7 +81,8 @@ EXTRA_INDEXES = [
     "CREATE INDEX bench_subscriptions_topic_open ON subscriptions (topic_id, frequency, subscriber_id) "
     "WHERE ended_at IS NULL",
     # Frequency rules ("gets the weekly digest"): the people with an open subscription at a frequency.
-    "CREATE INDEX bench_subscriptions_frequency_open ON subscriptions (frequency, subscriber_id) WHERE ended_at IS NULL",
+    "CREATE INDEX bench_subscriptions_frequency_open ON subscriptions (frequency, subscriber_id) "
+    "WHERE ended_at IS NULL",
     # A person's subscriptions, ended ones included (the import's Known.load, left topics, the profile): the
     # schema only has the partial unique index over open ones, so these scan the whole table.
     "CREATE INDEX bench_subscriptions_subscriber ON subscriptions (subscriber_id)",

@@ -18,9 +18,11 @@ from typing import IO
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from .. import audit
+from ..audit import Actor
 from ..db import Database
 from ..errors import Conflict, InvalidInput
-from ..models import Import, Topic, utcnow
+from ..models import AdminUser, ApiToken, Import, Topic, utcnow
 from .emails import normalise_email
 from .people import Known, add_subscriber, clean_attributes, parse_consent_date, parse_subscriptions
 
@@ -357,6 +359,13 @@ def _chain(first, rest):
 def _finish(db: Database, report: ImportReport, status: str) -> None:
     with db.transaction() as session:
         record = session.get(Import, report.import_id)
+        actor = None
+        if record.admin_user_id:
+            actor = Actor.user(session.get(AdminUser, record.admin_user_id))
+        elif record.api_token_id:
+            token = session.get(ApiToken, record.api_token_id)
+            actor = Actor.token({"id": token.id, "name": token.name})
+        audit.record(session, actor, "import.run", record, status=status, rows=report.rows, imported=report.imported)
         record.status = status
         record.finished_at = utcnow()
         record.counts = {k: v for k, v in report.as_dict().items() if isinstance(v, int) and k != "import"}

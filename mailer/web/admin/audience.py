@@ -9,6 +9,7 @@ from flask import Response, abort, flash, jsonify, redirect, render_template, re
 from flask_login import current_user
 from sqlalchemy import select
 
+from ... import audit
 from ...audience.export import export_audience
 from ...audience.importer import COLUMNS, ImportFileError, run_import, text_stream
 from ...audience.people import consent_history, erase, profile, subject_access
@@ -21,6 +22,7 @@ from ...audience.segments import (
     segment_audience,
     topic_names,
 )
+from ...audit import Actor
 from ...compose.issues import MAX_ID
 from ...errors import Conflict, InvalidInput, NotFound
 from ...models import (
@@ -232,6 +234,7 @@ def _handle_segment_post(segment: Segment | None):
                 admin_user_id=current_user.id,
             )
             segment_id = saved.id
+            audit.record(session, Actor.user(current_user), "segment.save", saved, name=saved.name)
     except InvalidInput as exc:
         return _segment_form(
             segment,
@@ -301,6 +304,7 @@ def remove_segment(segment_id: int):
     try:
         with runtime_of_app().db.transaction() as session:
             delete_segment(session, segment_id)
+            audit.record(session, Actor.user(current_user), "segment.delete", None, segment=segment_id)
     except NotFound:
         abort(404, f"There is no segment {segment_id}.")
     except Conflict as exc:
@@ -402,6 +406,8 @@ def subscriber_preferences(subscriber_id: int):
         if person.status == "erased":
             abort(409, "This subscriber was erased.")
         outcome = save_preferences(session, person, request.form, channel="admin", admin_user_id=current_user.id)
+        if outcome.change:
+            audit.record(session, Actor.user(current_user), "subscriber.change", person)
         if outcome.errors:
             return _subscriber_page(session, person, outcome.values, outcome.errors, status=400)
         refused = outcome.change.refused if outcome.change else []
@@ -436,6 +442,7 @@ def subscriber_erase(subscriber_id: int):
     try:
         with runtime_of_app().db.transaction() as session:
             erase(session, session.get(Subscriber, subscriber_id), channel="admin", admin_user_id=current_user.id)
+            audit.record(session, Actor.user(current_user), "subscriber.erase", None, subscriber=subscriber_id)
     except Conflict as exc:
         flash(str(exc))
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import g, jsonify, request, url_for
 from sqlalchemy import select
 
+from ... import audit
 from ...audience.export import export_audience
 from ...audience.importer import ImportFileError, run_import, text_stream
 from ...audience.people import (
@@ -18,6 +19,7 @@ from ...audience.people import (
     subject_access,
 )
 from ...audience.segments import count, delete_segment, get_segment, save_segment, segment_audience, segment_summary
+from ...audit import Actor
 from ...compose.issues import MAX_ID
 from ...errors import InvalidInput, NotFound
 from ...models import Segment, Topic
@@ -56,6 +58,7 @@ def segments_create():
         segment = save_segment(
             session, name=data.get("name"), rules=data["rules"], description=data.get("description") or ""
         )
+        audit.record(session, Actor.token(g.api_token), "segment.save", segment, name=segment.name)
         body = segment_summary(session, segment) | {"count": count(session, segment_audience(segment.rules))}
     response = jsonify(body)
     response.status_code = 201
@@ -90,6 +93,7 @@ def segments_update(segment_id: int):
             description=data.get("description", segment.description),
             segment=segment,
         )
+        audit.record(session, Actor.token(g.api_token), "segment.save", segment, name=segment.name)
         body = segment_summary(session, segment)
     return jsonify(body)
 
@@ -99,6 +103,7 @@ def segments_update(segment_id: int):
 def segments_delete(segment_id: int):
     with runtime_of_app().db.transaction() as session:
         delete_segment(session, _segment_id(segment_id))
+        audit.record(session, Actor.token(g.api_token), "segment.delete", None, segment=segment_id)
     return "", 204
 
 
@@ -194,6 +199,7 @@ def subscribers_create():
             channel="api",
             api_token=g.api_token["name"],
         )
+        audit.record(session, Actor.token(g.api_token), "subscriber.add", outcome.subscriber, created=outcome.created)
         body = profile(session, outcome.subscriber)
     if outcome.request_id is not None:
         enqueue(send_confirmation, outcome.request_id)
@@ -222,7 +228,9 @@ def subscribers_show(email: str):
 @token_required(role="admin")
 def subscribers_erase(email: str):
     with runtime_of_app().db.transaction() as session:
-        erase(session, find_subscriber(session, email), channel="api")
+        person = find_subscriber(session, email)
+        erase(session, person, channel="api")
+        audit.record(session, Actor.token(g.api_token), "subscriber.erase", None, subscriber=person.id)
     return "", 204
 
 
