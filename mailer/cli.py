@@ -181,6 +181,42 @@ def issue_cancel(issue_id: int) -> None:
 
 
 @main.group()
+def digests() -> None:
+    """Weekly and monthly digests of progress updates."""
+
+
+@digests.command("run")
+@click.argument("frequency", type=click.Choice(["weekly", "monthly"]))
+@click.option("--at", "at", help="As if it were this moment (ISO 8601; UK time without an offset). Default: now.")
+def digests_run(frequency: str, at: str | None) -> None:
+    """Send the digest for the period containing now (or --at). Again in the same period: nothing more."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from .compose.digests import run_digest
+    from .tasks import configure_celery, enqueue, plan_issue
+
+    moment = None
+    if at:
+        try:
+            moment = datetime.fromisoformat(at)
+        except ValueError as exc:
+            raise click.BadParameter(f"{at!r} is not an ISO 8601 date and time", param_hint="--at") from exc
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=ZoneInfo("Europe/London"))
+    settings = _settings()
+    report = run_digest(_db(), frequency, settings.base_url, moment)
+    configure_celery(settings)
+    unsent = [issue_id for issue_id in report.emails if not enqueue(plan_issue, issue_id)]
+    click.echo(
+        f"{frequency} digest {report.period}: {report.processed} people looked at now, {report.with_news} with news, "
+        f"{report.renders} different email(s) in this period"
+    )
+    if unsent:
+        click.echo("the broker did not answer; the sweeper will send them when it does", err=True)
+
+
+@main.group()
 def dev() -> None:
     """Embedded services for development (started for you by `mailer run`)."""
 

@@ -61,6 +61,11 @@ class Settings:
     unconfirmed_days: int = 7
     # Whether an issue must be approved by someone other than the person who submitted it.
     approval_by_another: bool = False
+    # When beat runs the digests, on UK clocks: weekly on DIGEST_WEEKDAY, monthly on DIGEST_MONTHDAY, at DIGEST_TIME.
+    digest_hour: int = 8
+    digest_minute: int = 0
+    digest_weekday: int = 1  # Monday (cron numbering: 0 is Sunday)
+    digest_monthday: int = 1
     anonymise_after_days: int = 730
 
     @property
@@ -158,8 +163,32 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         stall_seconds=positive_int("STALL_SECONDS", 90),
         unconfirmed_days=positive_int("UNCONFIRMED_DAYS", 7),
         approval_by_another=_flag(env, "APPROVAL_BY_ANOTHER"),
+        **_digest_schedule(env),
         anonymise_after_days=positive_int("ANONYMISE_AFTER_DAYS", 730),
     )
+
+
+WEEKDAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+
+
+def _digest_schedule(env: dict[str, str]) -> dict:
+    """DIGEST_TIME (HH:MM, UK time), DIGEST_WEEKDAY (monday…sunday), DIGEST_MONTHDAY (1 to 28)."""
+    raw_time = (env.get("DIGEST_TIME") or "08:00").strip()
+    hour, _, minute = raw_time.partition(":")
+    if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+        raise ConfigError(f"DIGEST_TIME must be a time like 08:00, got {raw_time!r}")
+    weekday = (env.get("DIGEST_WEEKDAY") or "monday").strip().lower()
+    if weekday not in WEEKDAYS:
+        raise ConfigError(f"DIGEST_WEEKDAY must be a day of the week like monday, got {weekday!r}")
+    monthday = (env.get("DIGEST_MONTHDAY") or "1").strip()
+    if not monthday.isdigit() or not 1 <= int(monthday) <= 28:
+        raise ConfigError(f"DIGEST_MONTHDAY must be a day from 1 to 28 (every month has it), got {monthday!r}")
+    return {
+        "digest_hour": int(hour),
+        "digest_minute": int(minute),
+        "digest_weekday": WEEKDAYS.index(weekday),
+        "digest_monthday": int(monthday),
+    }
 
 
 def _flag(env: dict[str, str], name: str) -> bool:

@@ -10,16 +10,18 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import OrderedDict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.utils import format_datetime
 
 from celery import Celery
+from celery.schedules import crontab
 from celery.signals import worker_process_init
 from sqlalchemy.exc import OperationalError
 
 from .audience import retention, segments
 from .audience.confirmation import confirmation_mail, latest_request_id, manage_link_mail, mark_confirmation_sent
 from .audience.suppression import suppress
+from .compose import digests
 from .compose.issues import start_due
 from .compose.mail import compile_issue
 from .config import Settings
@@ -78,6 +80,20 @@ def configure_celery(settings: Settings) -> Celery:
         beat_schedule={
             "sweep": {"task": "mailer.sweep", "schedule": SWEEP_SECONDS},
             "retention": {"task": "mailer.retention", "schedule": RETENTION_SECONDS},
+            "weekly-digest": {
+                "task": "mailer.run_digest",
+                "schedule": crontab(
+                    minute=settings.digest_minute, hour=settings.digest_hour, day_of_week=settings.digest_weekday
+                ),
+                "args": ("weekly",),
+            },
+            "monthly-digest": {
+                "task": "mailer.run_digest",
+                "schedule": crontab(
+                    minute=settings.digest_minute, hour=settings.digest_hour, day_of_month=settings.digest_monthday
+                ),
+                "args": ("monthly",),
+            },
         },
         worker_hijack_root_logger=False,
     )
@@ -183,7 +199,21 @@ def send_test(self, issue_id: int, addresses: list[str]) -> dict:
 
 
 def _issue_audience(issue: Issue):
+    """Who an issue is planned for, by kind: a newsletter's topic (and segment), an update's topic and
+    areas, or the people a digest run put on this digest."""
+    if issue.kind == "update" and issue.progress_update is not None:
+        update = issue.progress_update
+        return segments.update_audience(issue.topic_id, update.areas, update.services)
+    if issue.kind == "digest":
+        return digests.digest_audience(issue.id)
     return segments.topic_audience(issue.topic_id, issue.audience_rules)
+
+
+def _still_wanted(kind: str, topic_id: int):
+    """Checked again for each claimed chunk: who still wants it now (unsubscribing mid-send is honoured)."""
+    if kind == "digest":
+        return segments.reachable_audience()
+    return segments.topic_audience(topic_id)
 
 
 # A database that is briefly unavailable or locked: try again shortly (the ledger makes repeats harmless).
@@ -234,12 +264,13 @@ def send_batch(issue_id: int, lo: int, hi: int) -> dict:
         issue = session.get(Issue, issue_id)
         if issue is None or issue.status != "sending":
             return {"skipped": "issue not sending"}
-        topic_id = issue.topic_id
+        topic_id, kind = issue.topic_id, issue.kind
         message = _compiled_issue(issue, rt.settings)
+    unsubscribe_topic = None if kind == "digest" else topic_id
     links, domain = rt.links, rt.settings.mail_domain
 
     def recipient_fields(claim: Claimed) -> dict[str, str]:
-        unsubscribe = links.unsubscribe_url(claim.subscriber_id, topic_id)
+        unsubscribe = links.unsubscribe_url(claim.subscriber_id, unsubscribe_topic)
         return {
             "to": claim.email,
             "message_id": f"issue-{issue_id}.{claim.subscriber_id}@{domain}",
@@ -253,7 +284,7 @@ def send_batch(issue_id: int, lo: int, hi: int) -> dict:
         issue_id=issue_id,
         lo=lo,
         hi=hi,
-        eligible=segments.topic_audience(topic_id),
+        eligible=_still_wanted(kind, topic_id),
         message=message,
         recipient_fields=recipient_fields,
         transport=smtp_transport_for(rt.settings.smtp_url),
@@ -314,6 +345,17 @@ def retention_job() -> dict:
     if report.deleted_unconfirmed or report.anonymised:
         log.info("retention: %s", report)
     return vars(report)
+
+
+@celery.task(name="mailer.run_digest", **RETRY_DB)
+def run_digest_task(frequency: str, at: str | None = None) -> dict:
+    """Beat's weekly and monthly digest (or one asked for): plan the run, then send its emails."""
+    rt = runtime()
+    moment = datetime.fromisoformat(at) if at else None
+    report = digests.run_digest(rt.db, frequency, rt.settings.base_url, moment)
+    for issue_id in report.emails:
+        enqueue(plan_issue, issue_id)
+    return report.as_dict()
 
 
 def bootstrap(settings: Settings | None = None) -> Celery:

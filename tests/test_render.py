@@ -29,6 +29,8 @@ def _compiled(body_html="<p>Hello</p>", body_text="Hello", subject="Trust Matter
             "blocks": [Rendered("text", html=body_html, text=body_text)],
             "framing": "",
             "web_url": "https://mailer.example/news/1",
+            "reason": "You are getting this email because you subscribed to Trust Matters from HIOW NHS.",
+            "unsubscribe_label": "Unsubscribe from Trust Matters",
         },
     )
     html, text = render_email(content, markers)

@@ -60,6 +60,11 @@ ADMIN = {
     "admin.add_token": "admin",
     "admin.remove_token": "admin",
     "admin.audit_log": "admin",
+    "admin.updates": "editor",
+    "admin.new_update": "editor",
+    "admin.update": "editor",
+    "admin.publish": "publisher",
+    "admin.run_digest_now": "publisher",
 }
 API = {
     "api.openapi": "public",
@@ -88,8 +93,21 @@ API = {
     "api.subscribers_import": "publisher",
     "api.subscribers_export": "admin",
     "api.subscribers_erase": "admin",
+    "api.updates_list": "editor",
+    "api.updates_show": "editor",
+    "api.updates_create": "publisher",
+    "api.updates_publish": "publisher",
+    "api.digests_run": "publisher",
 }
-VALUES = {"issue_id": "1", "segment_id": "1", "subscriber_id": "1", "import_id": "1", "user_id": "1", "token_id": "1"}
+VALUES = {
+    "update_id": "1",
+    "issue_id": "1",
+    "segment_id": "1",
+    "subscriber_id": "1",
+    "import_id": "1",
+    "user_id": "1",
+    "token_id": "1",
+}
 VALUES |= {"slug": "careers", "email": "nobody@example.org", "name": "x.eml"}
 
 

@@ -5,7 +5,7 @@ Delivery receives these selects ready-made, so it never needs to know what a sub
 
 from __future__ import annotations
 
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -43,6 +43,11 @@ def topic_audience(topic_id: int, rules: dict | None = None) -> Select:
     if rules:
         query = query.where(compile_rules(rules))
     return query
+
+
+def reachable_audience() -> Select:
+    """Everyone we may email now."""
+    return select(Subscriber.id).where(*reachable())
 
 
 def segment_audience(rules: dict) -> Select:
@@ -145,3 +150,15 @@ def segment_summary(session: Session, segment: Segment) -> dict:
         "created_at": segment.created_at.isoformat(),
         "updated_at": segment.updated_at.isoformat(),
     }
+
+
+def update_audience(topic_id: int, areas: list[str], services: int) -> Select:
+    """Who gets a progress update as it happens: the topic's "as it happens" subscribers in one of its areas
+    (or who did not say where they are) and, if it names services, interested in one of them (or in none
+    in particular)."""
+    query = topic_audience(topic_id)
+    if areas:
+        query = query.where(or_(Subscriber.area.in_(areas), Subscriber.area.is_(None)))
+    if services:
+        query = query.where(or_(Subscriber.services.op("&")(services) != 0, Subscriber.services == 0))
+    return query

@@ -92,6 +92,7 @@ def update_issue(session: Session, issue_id: int, data: IssueInput, actor: Actor
     """Change an issue not yet scheduled or sending. A change after review or approval makes it a draft
     again: what a second person checked is what goes out."""
     issue = _locked(session, issue_id)
+    _written(issue)
     if issue.status not in EDITABLE:
         raise Conflict(f"Issue {issue.id} is {issue.status} and can no longer be edited")
     values, topic = _validated(session, data)
@@ -120,6 +121,12 @@ def assign_slug(session: Session, issue: Issue) -> None:
     issue.slug = slug
 
 
+def _written(issue: Issue) -> None:
+    """Update emails and digests are made by the system from published updates, not written here."""
+    if issue.kind != "newsletter":
+        raise Conflict(f"Issue {issue.id} is an automatic {issue.kind} email: change the update instead")
+
+
 def _back_to_draft(issue: Issue) -> None:
     issue.status = "draft"
     issue.submitted_at = issue.submitted_by_id = None
@@ -130,6 +137,7 @@ def _back_to_draft(issue: Issue) -> None:
 def submit_issue(session: Session, issue_id: int, actor: Actor | None = None) -> Issue:
     """An editor asks for review: draft → in_review."""
     issue = _locked(session, issue_id)
+    _written(issue)
     if issue.status != "draft":
         raise Conflict(f"Only a draft can be submitted for review; issue {issue.id} is {issue.status}")
     issue.status = "in_review"
@@ -347,6 +355,7 @@ def issue_progress(session: Session, issue: Issue) -> dict:
         "id": issue.id,
         "subject": issue.subject,
         "preheader": issue.preheader,
+        "kind": issue.kind,
         "topic": issue.topic.slug,
         "segment": issue.segment_id,
         "status": issue.status,

@@ -19,7 +19,24 @@ FRAMING = {
 
 def web_url(issue: Issue, settings: Settings) -> str:
     """The issue's page in the public archive ("view in browser"); the archive itself until it is sent."""
+    if issue.kind == "update" and issue.progress_update is not None:
+        return f"{settings.base_url}/news/updates/{issue.progress_update.slug}"
     return f"{settings.base_url}/news/{issue.slug}" if issue.slug else f"{settings.base_url}/news"
+
+
+def footer(issue: Issue, settings: Settings) -> dict:
+    """Why they got it and how to stop, in the footer."""
+    if issue.kind == "digest":
+        return {
+            "reason": f"You are getting this digest because you asked {settings.organisation} for a summary of "
+            "updates instead of an email for each one.",
+            "unsubscribe_label": "Unsubscribe from everything",
+        }
+    return {
+        "reason": f"You are getting this email because you subscribed to {issue.topic.name} from "
+        f"{settings.organisation}.",
+        "unsubscribe_label": f"Unsubscribe from {issue.topic.name}",
+    }
 
 
 def issue_content(issue: Issue, settings: Settings) -> EmailContent:
@@ -33,11 +50,12 @@ def issue_content(issue: Issue, settings: Settings) -> EmailContent:
         template="newsletter",
         organisation=settings.organisation,
         contact_email=settings.contact_email,
-        topic_name=issue.topic.name,
+        topic_name=issue.subject if issue.kind == "digest" else issue.topic.name,
         extra={
             "blocks": blocks,
             "framing": FRAMING.get(issue.topic.slug, ""),
             "web_url": web_url(issue, settings),
+            **footer(issue, settings),
         },
     )
 

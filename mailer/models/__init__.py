@@ -5,6 +5,7 @@ from .audit import AuditEvent
 from .base import Base, utcnow
 from .content import Media, Update
 from .deliveries import DELIVERY_STATUSES, FINAL_STATUSES, Delivery
+from .digests import DigestRun, DigestRunSubscriber
 from .imports import Import
 from .issues import EDITABLE, ISSUE_STATUSES, Issue
 from .segments import Segment
@@ -30,6 +31,8 @@ __all__ = [
     "EDITABLE",
     "ISSUE_STATUSES",
     "AuditEvent",
+    "DigestRun",
+    "DigestRunSubscriber",
     "Media",
     "Update",
     "AUDIENCES",

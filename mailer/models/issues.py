@@ -8,6 +8,7 @@ from sqlalchemy import ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, Json, UTCDateTime, utcnow
+from .content import Update
 from .segments import Segment
 from .topics import Topic
 
@@ -21,6 +22,12 @@ class Issue(Base):
     __tablename__ = "issues"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # newsletter (written in the composer), update (a published progress update, as it happens), digest
+    kind: Mapped[str] = mapped_column(String(16), default="newsletter", server_default="newsletter")
+    update_id: Mapped[int | None] = mapped_column(ForeignKey("updates.id"))
+    digest_run_id: Mapped[int | None] = mapped_column(ForeignKey("digest_runs.id"))
+    # Which updates a digest carries (a hash of their ids): one email per distinct content in a run.
+    digest_key: Mapped[str | None] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(200))
     preheader: Mapped[str] = mapped_column(String(200), default="")
     body: Mapped[str] = mapped_column(Text)  # Markdown (an issue written as one text block, or through the API)
@@ -54,3 +61,4 @@ class Issue(Base):
 
     topic: Mapped[Topic] = relationship()
     segment: Mapped[Segment | None] = relationship()
+    progress_update: Mapped[Update | None] = relationship()

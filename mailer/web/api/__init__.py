@@ -292,4 +292,4 @@ def control(issue_id: int, action: str):
     return jsonify(body)
 
 
-from . import audience  # noqa: E402,F401  (registers the audience routes on bp)
+from . import audience, content  # noqa: E402,F401,I001  (register their routes on bp)

@@ -187,6 +187,7 @@ def openapi_document(base_url: str) -> dict:
                 }
             },
             **audience_paths(),
+            **content_paths(),
             "/issues/{issue_id}/test": {
                 "post": {
                     "summary": "Send a test of the issue, marked [TEST], to up to 10 addresses",
@@ -421,6 +422,65 @@ def audience_paths() -> dict:
                 {"200": {"description": "{imported, updated, unchanged, skipped, skipped_rows, errors}", **_json(obj)}},
                 (400, 401, 403, 415),
                 body=csv_body,
+            )
+        },
+    }
+
+
+def content_paths() -> dict:
+    """Progress updates and digests."""
+    update_id = {"name": "update_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    obj = {"type": "object"}
+    update_input = {
+        "type": "object",
+        "required": ["title", "topic"],
+        "additionalProperties": False,
+        "properties": {
+            "title": {"type": "string", "maxLength": 200},
+            "topic": {"type": "string"},
+            "summary": {"type": "string"},
+            "body": {"type": "string", "description": "Markdown"},
+            "areas": {"type": "array", "items": {"type": "string"}, "description": "empty: everywhere"},
+            "services": {"type": "array", "items": {"type": "string"}, "description": "empty: all"},
+            "link": {"type": "string"},
+            "publish": {"type": "boolean", "description": "true: publish and send now; default a draft"},
+        },
+    }
+    return {
+        "/updates": {
+            "get": _op(
+                "Updates, newest first", {"200": {"description": "Updates", **_json({"type": "array"})}}, (401,)
+            ),
+            "post": _op(
+                "Create a progress update (publisher); a draft unless publish is true",
+                {"201": {"description": "Created", **_json(obj)}},
+                (400, 401, 403, 415),
+                body=_json(update_input),
+            ),
+        },
+        "/updates/{update_id}": {
+            "get": _op("An update", {"200": {"description": "The update", **_json(obj)}}, (401, 404), [update_id])
+        },
+        "/updates/{update_id}/publish": {
+            "post": _op(
+                "Publish a draft update: archive, feeds, as-it-happens email now, digests later",
+                {"200": {"description": "Published", **_json(obj)}},
+                (401, 403, 404, 409),
+                [update_id],
+            )
+        },
+        "/digests/run": {
+            "post": _op(
+                "Run the weekly or monthly digest for this period now; again in the same period sends nothing more",
+                {"200": {"description": "What the run did", **_json(obj)}},
+                (400, 401, 403, 415),
+                body=_json(
+                    {
+                        "type": "object",
+                        "required": ["frequency"],
+                        "properties": {"frequency": {"enum": ["weekly", "monthly"]}},
+                    }
+                ),
             )
         },
     }

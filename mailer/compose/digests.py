@@ -1,0 +1,270 @@
+"""Weekly and monthly digests of progress updates: one email per person per period, only when there is news.
+
+A run is unique per (frequency, period): beat firing twice, a retry or an operator running it by hand all
+meet the same run. Each subscriber in it is one unique row, written once with the updates they get, so
+nobody is processed twice. People with the same updates share one digest email (an issue of kind
+`digest`), rendered once however many get it; the delivery engine and its ledger then send it like any
+issue, with the same guarantees. Content per person: updates published after their previous digest (or
+their subscription) up to the run's cutoff, in the topics they chose at this frequency and in their area.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .. import audit
+from ..audit import SYSTEM
+from ..db import Database
+from ..errors import InvalidInput
+from ..models import (
+    DigestRun,
+    DigestRunSubscriber,
+    Issue,
+    Subscriber,
+    Subscription,
+    Suppression,
+    Topic,
+    Update,
+    utcnow,
+)
+
+LONDON = ZoneInfo("Europe/London")
+DIGEST_FREQUENCIES = ("weekly", "monthly")
+CHUNK = 2000
+
+
+def period_of(frequency: str, at: datetime) -> str:
+    """The period a moment falls in, on UK clocks: '2026-W48' (ISO week) or '2026-11'."""
+    local = at.astimezone(LONDON)
+    if frequency == "weekly":
+        year, week, _ = local.isocalendar()
+        return f"{year}-W{week:02d}"
+    if frequency == "monthly":
+        return f"{local:%Y-%m}"
+    raise InvalidInput({"frequency": f"Frequency must be one of {', '.join(DIGEST_FREQUENCIES)}"})
+
+
+def digest_audience(issue_id: int) -> Select:
+    """Who a digest email goes to: the run's subscribers whose content it carries."""
+    return select(DigestRunSubscriber.subscriber_id.label("id")).where(DigestRunSubscriber.issue_id == issue_id)
+
+
+@dataclass
+class RunReport:
+    run_id: int
+    frequency: str
+    period: str
+    processed: int = 0  # subscribers newly processed by this call
+    with_news: int = 0
+    emails: list[int] = field(default_factory=list)  # digest issues to plan
+    renders: int = 0  # distinct content sets (digest emails) in the run
+
+    def as_dict(self) -> dict:
+        return {
+            "run": self.run_id,
+            "frequency": self.frequency,
+            "period": self.period,
+            "processed": self.processed,
+            "with_news": self.with_news,
+            "emails": len(self.emails),
+            "distinct_contents": self.renders,
+        }
+
+
+def _run(session: Session, frequency: str, at: datetime) -> DigestRun:
+    period = period_of(frequency, at)
+    run = session.scalar(
+        select(DigestRun).where(DigestRun.frequency == frequency, DigestRun.period == period).with_for_update()
+    )
+    if run is None:
+        run = DigestRun(frequency=frequency, period=period, cutoff=at, status="planning")
+        session.add(run)
+        try:
+            with session.begin_nested():
+                session.flush()
+        except IntegrityError:  # another process made it at the same moment: use theirs
+            run = session.scalar(
+                select(DigestRun).where(DigestRun.frequency == frequency, DigestRun.period == period).with_for_update()
+            )
+    return run
+
+
+def run_digest(db: Database, frequency: str, base_url: str, at: datetime | None = None) -> RunReport:
+    """Plan the digest for the period containing `at` (default now). Safe to call any number of times."""
+    at = at or utcnow()
+    period_of(frequency, at)  # validates the frequency
+    with db.transaction() as session:
+        run = _run(session, frequency, at)
+        report = RunReport(run.id, frequency, run.period)
+    while True:
+        with db.transaction() as session:
+            run = session.get(DigestRun, report.run_id, with_for_update=True)
+            done = _plan_chunk(session, run, report, base_url)
+        if done:
+            break
+    with db.transaction() as session:
+        run = session.get(DigestRun, report.run_id, with_for_update=True)
+        now = utcnow()
+        # Only now, with every subscriber placed, do the emails start: none is planned short of people.
+        for issue in session.scalars(select(Issue).where(Issue.digest_run_id == run.id, Issue.status == "draft")):
+            issue.status = "sending"
+            issue.send_requested_at = now
+        report.emails = list(
+            session.scalars(select(Issue.id).where(Issue.digest_run_id == run.id, Issue.status == "sending"))
+        )
+        report.renders = (
+            session.scalar(select(func.count()).select_from(Issue).where(Issue.digest_run_id == run.id)) or 0
+        )
+        run.subscribers = session.scalar(
+            select(func.count()).select_from(DigestRunSubscriber).where(DigestRunSubscriber.run_id == run.id)
+        )
+        run.emails = session.scalar(
+            select(func.count())
+            .select_from(DigestRunSubscriber)
+            .where(DigestRunSubscriber.run_id == run.id, DigestRunSubscriber.issue_id.is_not(None))
+        )
+        run.renders = report.renders
+        if run.status == "planning":
+            run.status = "sending"
+            run.planned_at = now
+            audit.record(
+                session, SYSTEM, "digest.run", None, frequency=frequency, period=run.period, people=run.subscribers
+            )
+    return report
+
+
+def _plan_chunk(session: Session, run: DigestRun, report: RunReport, base_url: str) -> bool:
+    """Place the next chunk of not-yet-processed subscribers; True when there are none left."""
+    chosen = (
+        select(Subscriber.id)
+        .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+        .where(
+            Subscription.frequency == run.frequency,
+            Subscription.ended_at.is_(None),
+            Subscriber.status == "active",
+            ~select(Suppression.id).where(Suppression.email_hash == Subscriber.email_hash).exists(),
+            ~select(DigestRunSubscriber.id)
+            .where(DigestRunSubscriber.run_id == run.id, DigestRunSubscriber.subscriber_id == Subscriber.id)
+            .exists(),
+        )
+        .group_by(Subscriber.id)
+        .order_by(Subscriber.id)
+        .limit(CHUNK)
+    )
+    ids = list(session.scalars(chosen))
+    if not ids:
+        return True
+    people = {
+        p.id: p
+        for p in session.execute(
+            select(Subscriber.id, Subscriber.area, Subscriber.services).where(Subscriber.id.in_(ids))
+        )
+    }
+    topics: dict[int, dict[int, datetime]] = {}
+    for subscriber_id, topic_id, started in session.execute(
+        select(Subscription.subscriber_id, Subscription.topic_id, Subscription.started_at).where(
+            Subscription.subscriber_id.in_(ids),
+            Subscription.ended_at.is_(None),
+            Subscription.frequency == run.frequency,
+        )
+    ):
+        topics.setdefault(subscriber_id, {})[topic_id] = started
+    # Their previous digest, of either frequency: news since then (someone who moved from weekly to
+    # monthly gets in the monthly only what their last weekly did not have).
+    last = dict(
+        session.execute(
+            select(DigestRunSubscriber.subscriber_id, func.max(DigestRunSubscriber.cutoff))
+            .where(DigestRunSubscriber.subscriber_id.in_(ids), DigestRunSubscriber.cutoff < run.cutoff)
+            .group_by(DigestRunSubscriber.subscriber_id)
+        ).all()
+    )
+    earliest = min([*last.values(), *(t for per in topics.values() for t in per.values())], default=run.cutoff)
+    updates = list(
+        session.scalars(
+            select(Update)
+            .where(Update.status == "published", Update.published_at > earliest, Update.published_at <= run.cutoff)
+            .order_by(Update.published_at)
+        )
+    )
+    by_content: dict[tuple[int, ...], list[int]] = {}
+    rows = []
+    for subscriber_id in ids:
+        person = people[subscriber_id]
+        chosen_topics = topics.get(subscriber_id, {})
+        content = tuple(
+            u.id
+            for u in updates
+            if u.topic_id in chosen_topics
+            and u.published_at > last.get(subscriber_id, chosen_topics[u.topic_id])
+            and (not u.areas or person.area is None or person.area in u.areas)
+            and (not u.services or not person.services or person.services & u.services)
+        )
+        rows.append((subscriber_id, content))
+        if content:
+            by_content.setdefault(content, []).append(subscriber_id)
+    issue_for = {content: _digest_issue(session, run, content, updates, base_url) for content in by_content}
+    session.add_all(
+        DigestRunSubscriber(
+            run_id=run.id,
+            subscriber_id=subscriber_id,
+            update_ids=list(content),
+            issue_id=issue_for[content] if content else None,
+            cutoff=run.cutoff,
+        )
+        for subscriber_id, content in rows
+    )
+    session.flush()
+    report.processed += len(rows)
+    report.with_news += sum(1 for _s, c in rows if c)
+    return len(ids) < CHUNK
+
+
+def _digest_issue(
+    session: Session, run: DigestRun, content: tuple[int, ...], updates: list[Update], base_url: str
+) -> int:
+    """The run's email for this exact set of updates, made once (a later chunk finds it by its key)."""
+    key = hashlib.sha256(",".join(map(str, content)).encode()).hexdigest()
+    found = session.scalar(select(Issue.id).where(Issue.digest_run_id == run.id, Issue.digest_key == key))
+    if found is not None:
+        return found
+    chosen = [u for u in updates if u.id in set(content)]
+    names = dict(session.execute(select(Topic.id, Topic.name)).all())
+    order = {t: i for i, t in enumerate(session.scalars(select(Topic.id).order_by(Topic.position)))}
+    blocks: list[dict] = [
+        {
+            "type": "text",
+            "markdown": f"Here {'is' if len(chosen) == 1 else 'are'} the {len(chosen)} "
+            f"update{'' if len(chosen) == 1 else 's'} since your last digest.",
+        }
+    ]
+    for topic_id in sorted({u.topic_id for u in chosen}, key=lambda t: order.get(t, 0)):
+        blocks.append({"type": "heading", "text": names[topic_id]})
+        for update in (u for u in chosen if u.topic_id == topic_id):
+            line = f"**[{_md(update.title)}]({base_url}/news/updates/{update.slug})**"
+            blocks.append({"type": "text", "markdown": line + (f"  \n{_md(update.summary)}" if update.summary else "")})
+    label = "weekly" if run.frequency == "weekly" else "monthly"
+    issue = Issue(
+        kind="digest",
+        digest_run_id=run.id,
+        digest_key=key,
+        subject=f"Your {label} digest: {len(chosen)} update{'' if len(chosen) == 1 else 's'}",
+        preheader=", ".join(u.title for u in chosen)[:200],
+        body="",
+        blocks=blocks,
+        topic_id=chosen[0].topic_id,
+        status="draft",
+    )
+    session.add(issue)
+    session.flush()
+    return issue.id
+
+
+def _md(text: str) -> str:
+    return "".join("\\" + c if c in "\\`*_{}[]()#+-.!<>|" else c for c in text)

@@ -1,0 +1,173 @@
+"""Progress updates: drafted, then published. Publishing puts it in the archive and feeds and sends it,
+through the delivery engine, to the topic's "as it happens" subscribers in its areas; digests collect it
+for everyone else."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .. import audit
+from ..audit import Actor
+from ..errors import Conflict, InvalidInput, NotFound
+from ..models import AREAS, SERVICES, Issue, Topic, Update, services_mask, services_of, utcnow
+from ..render.content import clean_text, has_control_characters
+from .blocks import _url
+
+TITLE_MAX = 200
+SUMMARY_MAX = 600
+BODY_MAX = 20_000
+
+
+@dataclass
+class UpdateInput:
+    title: str
+    topic: str
+    summary: str = ""
+    body: str = ""
+    areas: list[str] = field(default_factory=list)
+    services: list[str] = field(default_factory=list)
+    link: str | None = None
+
+
+def _validated(session: Session, data: UpdateInput) -> dict:
+    errors: dict[str, str] = {}
+    title = " ".join(clean_text(data.title or "").split())
+    if not title:
+        errors["title"] = "Give the update a title"
+    elif len(title) > TITLE_MAX or has_control_characters(title):
+        errors["title"] = f"The title must be one line of {TITLE_MAX} characters or fewer"
+    summary = " ".join(clean_text(data.summary or "").split())
+    if len(summary) > SUMMARY_MAX:
+        errors["summary"] = f"The summary must be {SUMMARY_MAX} characters or fewer"
+    body = clean_text(data.body or "")
+    if len(body) > BODY_MAX:
+        errors["body"] = f"The body must be {BODY_MAX:,} characters or fewer"
+    topic = session.scalar(select(Topic).where(Topic.slug == (data.topic or "").strip())) if data.topic else None
+    if topic is None:
+        errors["topic"] = "Choose a topic" if not data.topic else f"Unknown topic: {data.topic}"
+    areas = list(dict.fromkeys(data.areas or []))
+    if not isinstance(data.areas, list) or any(a not in AREAS for a in areas):
+        errors["areas"] = f"Areas must be from: {', '.join(AREAS)}"
+    services = list(dict.fromkeys(data.services or []))
+    if not isinstance(data.services, list) or any(s not in SERVICES for s in services):
+        errors["services"] = f"Services must be from: {', '.join(SERVICES)}"
+    link = None
+    try:
+        link = _url(data.link)
+    except ValueError as exc:
+        errors["link"] = str(exc)
+    if errors:
+        raise InvalidInput(errors)
+    return {
+        "title": title,
+        "summary": summary,
+        "body": body,
+        "topic_id": topic.id,
+        "areas": [a for a in AREAS if a in areas],
+        "services": services_mask(services),
+        "link": link,
+    }
+
+
+def _slug(session: Session, title: str) -> str:
+    base = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:80].rstrip("-") or "update"
+    slug, n = base, 1
+    while session.scalar(select(Update.id).where(Update.slug == slug)) is not None:
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+def create_update(session: Session, data: UpdateInput, actor: Actor | None = None) -> Update:
+    values = _validated(session, data)
+    update = Update(slug=_slug(session, values["title"]), status="draft", **values)
+    update.created_by_id = actor.id if actor and actor.type == "user" else None
+    session.add(update)
+    session.flush()
+    audit.record(session, actor, "update.create", update, title=update.title)
+    return update
+
+
+def edit_update(session: Session, update_id: int, data: UpdateInput, actor: Actor | None = None) -> Update:
+    update = get_update(session, update_id)
+    if update.status != "draft":
+        raise Conflict("A published update cannot be changed: it has been sent. Publish a correction.")
+    for key, value in _validated(session, data).items():
+        setattr(update, key, value)
+    audit.record(session, actor, "update.edit", update)
+    session.flush()
+    return update
+
+
+def get_update(session: Session, update_id: int) -> Update:
+    update = session.get(Update, update_id) if 0 < update_id <= 2**31 - 1 else None
+    if update is None:
+        raise NotFound(f"No update with id {update_id}")
+    return update
+
+
+def publish_update(session: Session, update_id: int, actor: Actor | None = None) -> Issue:
+    """Publish: archive, feeds, digests from now on, and an email to the "as it happens" subscribers now.
+
+    The email is an issue of kind `update` in `sending`; the caller enqueues its planning after commit."""
+    update = session.get(Update, update_id, with_for_update=True) if 0 < update_id <= 2**31 - 1 else None
+    if update is None:
+        raise NotFound(f"No update with id {update_id}")
+    if update.status != "draft":
+        raise Conflict("This update is already published")
+    now = utcnow()
+    update.status = "published"
+    update.published_at = now
+    issue = Issue(
+        kind="update",
+        update_id=update.id,
+        subject=update.title,
+        preheader=update.summary[:200],
+        body="",
+        blocks=update_blocks(update),
+        topic_id=update.topic_id,
+        status="sending",
+        send_requested_at=now,
+        approved_at=now,
+        approved_by_id=actor.id if actor and actor.type == "user" else None,
+        slug=None,  # the update has its own page; the email's "view in browser" is that page
+    )
+    session.add(issue)
+    session.flush()
+    audit.record(session, actor, "update.publish", update, email_issue=issue.id)
+    return issue
+
+
+def update_blocks(update: Update) -> list[dict]:
+    blocks: list[dict] = [{"type": "heading", "text": update.title}]
+    if update.summary:
+        blocks.append({"type": "text", "markdown": f"**{_escape_md(update.summary)}**"})
+    if update.body:
+        blocks.append({"type": "text", "markdown": update.body})
+    if update.link:
+        blocks.append({"type": "button", "label": "Find out more", "url": update.link})
+    return blocks
+
+
+def _escape_md(text: str) -> str:
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!<>|])", r"\\\1", text)
+
+
+def update_json(update: Update) -> dict:
+    return {
+        "id": update.id,
+        "slug": update.slug,
+        "title": update.title,
+        "summary": update.summary,
+        "body": update.body,
+        "topic": update.topic.slug,
+        "areas": update.areas,
+        "services": services_of(update.services),
+        "link": update.link,
+        "status": update.status,
+        "published_at": update.published_at.isoformat() if update.published_at else None,
+    }

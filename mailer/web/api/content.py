@@ -1,0 +1,105 @@
+"""API for progress updates and digests."""
+
+from __future__ import annotations
+
+from flask import g, jsonify, url_for
+from sqlalchemy import select
+
+from ...audit import Actor
+from ...compose.digests import DIGEST_FREQUENCIES, run_digest
+from ...compose.updates import UpdateInput, create_update, get_update, publish_update, update_json
+from ...errors import InvalidInput
+from ...models import Update
+from ...tasks import enqueue, plan_issue
+from .. import db_session, runtime_of_app
+from . import ApiError, bp, json_body, token_required
+
+UPDATE_FIELDS = {"title", "summary", "body", "topic", "areas", "services", "link", "publish"}
+
+
+def _strings(data: dict, key: str) -> list[str]:
+    value = data.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ApiError(400, f"'{key}' must be a list of strings", {key: "must be a list of strings"})
+    return value
+
+
+def _text(data: dict, key: str) -> str:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ApiError(400, f"'{key}' must be a string", {key: "must be a string"})
+    return value or ""
+
+
+@bp.get("/updates")
+@token_required
+def updates_list():
+    rows = db_session().scalars(select(Update).order_by(Update.id.desc()).limit(200))
+    return jsonify([update_json(u) for u in rows])
+
+
+@bp.post("/updates")
+@token_required(role="publisher")
+def updates_create():
+    """A progress update: a draft, unless `"publish": true` (then it is published and sent now)."""
+    data = json_body()
+    unknown = sorted(set(data) - UPDATE_FIELDS)
+    if unknown:
+        raise ApiError(400, f"Unknown field(s): {', '.join(unknown)}", {k: "unknown field" for k in unknown})
+    publish = data.get("publish", False)
+    if not isinstance(publish, bool):
+        raise ApiError(400, "'publish' must be true or false", {"publish": "must be a boolean"})
+    update_input = UpdateInput(
+        title=_text(data, "title"),
+        topic=_text(data, "topic"),
+        summary=_text(data, "summary"),
+        body=_text(data, "body"),
+        areas=_strings(data, "areas"),
+        services=_strings(data, "services"),
+        link=_text(data, "link") or None,
+    )
+    actor = Actor.token(g.api_token)
+    with runtime_of_app().db.transaction() as session:
+        update = create_update(session, update_input, actor)
+        issue = publish_update(session, update.id, actor) if publish else None
+        body = update_json(update) | {"email_issue": issue.id if issue else None}
+    if issue is not None:
+        enqueue(plan_issue, issue.id)
+    response = jsonify(body)
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.updates_show", update_id=body["id"])
+    return response
+
+
+@bp.get("/updates/<int:update_id>")
+@token_required
+def updates_show(update_id: int):
+    return jsonify(update_json(get_update(db_session(), update_id)))
+
+
+@bp.post("/updates/<int:update_id>/publish")
+@token_required(role="publisher")
+def updates_publish(update_id: int):
+    with runtime_of_app().db.transaction() as session:
+        issue = publish_update(session, update_id, Actor.token(g.api_token))
+        body = update_json(get_update(session, update_id)) | {"email_issue": issue.id}
+    enqueue(plan_issue, issue.id)
+    return jsonify(body)
+
+
+@bp.post("/digests/run")
+@token_required(role="publisher")
+def digests_run():
+    """Run the weekly or monthly digest for the current period now: `{"frequency": "weekly"}`. Running it
+    again in the same period sends nothing more."""
+    data = json_body()
+    if set(data) - {"frequency"} or data.get("frequency") not in DIGEST_FREQUENCIES:
+        raise ApiError(400, 'Send {"frequency": "weekly" or "monthly"}', {"frequency": "weekly or monthly"})
+    rt = runtime_of_app()
+    try:
+        report = run_digest(rt.db, data["frequency"], rt.settings.base_url)
+    except InvalidInput as exc:
+        raise ApiError(400, str(exc), exc.errors) from exc
+    for issue_id in report.emails:
+        enqueue(plan_issue, issue_id)
+    return jsonify(report.as_dict())
