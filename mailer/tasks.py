@@ -352,7 +352,7 @@ def run_digest_task(frequency: str, at: str | None = None) -> dict:
     """Beat's weekly and monthly digest (or one asked for): plan the run, then send its emails."""
     rt = runtime()
     moment = datetime.fromisoformat(at) if at else None
-    report = digests.run_digest(rt.db, frequency, rt.settings.base_url, moment)
+    report = digests.run_digest(rt.db, frequency, moment)
     for issue_id in report.emails:
         enqueue(plan_issue, issue_id)
     return report.as_dict()

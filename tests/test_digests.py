@@ -19,7 +19,6 @@ from mailer.compose.updates import UpdateInput, create_update, publish_update
 from mailer.models import DigestRunSubscriber, Issue, Subscriber, Subscription, Topic, Update
 
 PUBLISHER = Actor("token", None, "test")
-BASE = "http://mailer.test"
 
 
 def person(db, email, *subscriptions, area=None):
@@ -64,7 +63,7 @@ def _status(db, issue_id):
 def digest(db, frequency, at=None):
     from mailer.tasks import enqueue, plan_issue
 
-    report = run_digest(db, frequency, BASE, at)
+    report = run_digest(db, frequency, at)
     for issue_id in report.emails:
         enqueue(plan_issue, issue_id)
     for issue_id in report.emails:
@@ -181,7 +180,7 @@ def test_beat_firing_twice_at_once_gives_everyone_one_digest(app, db, smtp_serve
 
         def beat():
             barrier.wait()
-            reports.append(run_digest(db, "weekly", BASE))
+            reports.append(run_digest(db, "weekly"))
 
         threads = [threading.Thread(target=beat) for _ in range(2)]
         for t in threads:
@@ -285,7 +284,7 @@ def test_a_run_that_dies_half_way_is_finished_by_the_next_without_repeats(
 
     monkeypatch.setattr(digests, "_plan_chunk", dies_after_one)
     with pytest.raises(SystemExit):
-        run_digest(db, "weekly", BASE)
+        run_digest(db, "weekly")
     with db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(DigestRunSubscriber)) == 5
         assert s.scalar(select(func.count()).select_from(Issue).where(Issue.status != "draft")) == 1  # the update

@@ -151,6 +151,7 @@ class Rendered:
     width: int = 0
     height: int = 0
     items: list | None = None
+    groups: list | None = None  # for a digest: [{"topic": name, "items": [...]}]
 
 
 def latest_updates(session: Session, count: int, topic_id: int | None = None) -> list[Update]:
@@ -190,15 +191,25 @@ def render_blocks(session: Session, blocks: list[dict], base_url: str) -> list[R
             )
         elif kind == "button":
             out.append(Rendered(kind, label=block["label"], url=block["url"]))
+        elif kind == "updates" and block.get("ids"):
+            # A digest's chosen updates, grouped by topic in display order. Links are made here, by the
+            # process that renders, so they always point at this site's BASE_URL.
+            chosen = {u.id: u for u in session.scalars(select(Update).where(Update.id.in_(block["ids"])))}
+            groups: dict[int, dict] = {}
+            for update in sorted((chosen[i] for i in block["ids"] if i in chosen), key=lambda u: u.topic.position):
+                group = groups.setdefault(update.topic_id, {"topic": update.topic.name, "items": []})
+                group["items"].append(_item(update, base_url))
+            out.append(Rendered(kind, groups=list(groups.values())))
         elif kind == "updates":
-            items = [
-                {"title": u.title, "summary": u.summary, "url": f"{base_url}/news/updates/{u.slug}"}
-                for u in latest_updates(session, block.get("count", 3))
-            ]
+            items = [_item(u, base_url) for u in latest_updates(session, block.get("count", 3))]
             out.append(Rendered(kind, items=items))
         else:
             out.append(Rendered(kind))
     return out
+
+
+def _item(update: Update, base_url: str) -> dict:
+    return {"title": update.title, "summary": update.summary, "url": f"{base_url}/news/updates/{update.slug}"}
 
 
 def checks(subject: str, blocks: list[dict], html_size: int) -> list[tuple[str, str]]:

@@ -30,7 +30,6 @@ from ..models import (
     Subscriber,
     Subscription,
     Suppression,
-    Topic,
     Update,
     utcnow,
 )
@@ -96,7 +95,7 @@ def _run(session: Session, frequency: str, at: datetime) -> DigestRun:
     return run
 
 
-def run_digest(db: Database, frequency: str, base_url: str, at: datetime | None = None) -> RunReport:
+def run_digest(db: Database, frequency: str, at: datetime | None = None) -> RunReport:
     """Plan the digest for the period containing `at` (default now). Safe to call any number of times."""
     at = at or utcnow()
     period_of(frequency, at)  # validates the frequency
@@ -106,7 +105,7 @@ def run_digest(db: Database, frequency: str, base_url: str, at: datetime | None 
     while True:
         with db.transaction() as session:
             run = session.get(DigestRun, report.run_id, with_for_update=True)
-            done = _plan_chunk(session, run, report, base_url)
+            done = _plan_chunk(session, run, report)
         if done:
             break
     with db.transaction() as session:
@@ -140,7 +139,7 @@ def run_digest(db: Database, frequency: str, base_url: str, at: datetime | None 
     return report
 
 
-def _plan_chunk(session: Session, run: DigestRun, report: RunReport, base_url: str) -> bool:
+def _plan_chunk(session: Session, run: DigestRun, report: RunReport) -> bool:
     """Place the next chunk of not-yet-processed subscribers; True when there are none left."""
     chosen = (
         select(Subscriber.id)
@@ -209,7 +208,7 @@ def _plan_chunk(session: Session, run: DigestRun, report: RunReport, base_url: s
         rows.append((subscriber_id, content))
         if content:
             by_content.setdefault(content, []).append(subscriber_id)
-    issue_for = {content: _digest_issue(session, run, content, updates, base_url) for content in by_content}
+    issue_for = {content: _digest_issue(session, run, content, updates) for content in by_content}
     session.add_all(
         DigestRunSubscriber(
             run_id=run.id,
@@ -226,29 +225,21 @@ def _plan_chunk(session: Session, run: DigestRun, report: RunReport, base_url: s
     return len(ids) < CHUNK
 
 
-def _digest_issue(
-    session: Session, run: DigestRun, content: tuple[int, ...], updates: list[Update], base_url: str
-) -> int:
+def _digest_issue(session: Session, run: DigestRun, content: tuple[int, ...], updates: list[Update]) -> int:
     """The run's email for this exact set of updates, made once (a later chunk finds it by its key)."""
     key = hashlib.sha256(",".join(map(str, content)).encode()).hexdigest()
     found = session.scalar(select(Issue.id).where(Issue.digest_run_id == run.id, Issue.digest_key == key))
     if found is not None:
         return found
     chosen = [u for u in updates if u.id in set(content)]
-    names = dict(session.execute(select(Topic.id, Topic.name)).all())
-    order = {t: i for i, t in enumerate(session.scalars(select(Topic.id).order_by(Topic.position)))}
     blocks: list[dict] = [
         {
             "type": "text",
             "markdown": f"Here {'is' if len(chosen) == 1 else 'are'} the {len(chosen)} "
             f"update{'' if len(chosen) == 1 else 's'} since your last digest.",
-        }
+        },
+        {"type": "updates", "ids": [u.id for u in chosen]},
     ]
-    for topic_id in sorted({u.topic_id for u in chosen}, key=lambda t: order.get(t, 0)):
-        blocks.append({"type": "heading", "text": names[topic_id]})
-        for update in (u for u in chosen if u.topic_id == topic_id):
-            line = f"**[{_md(update.title)}]({base_url}/news/updates/{update.slug})**"
-            blocks.append({"type": "text", "markdown": line + (f"  \n{_md(update.summary)}" if update.summary else "")})
     label = "weekly" if run.frequency == "weekly" else "monthly"
     issue = Issue(
         kind="digest",
@@ -266,5 +257,3 @@ def _digest_issue(
     return issue.id
 
 
-def _md(text: str) -> str:
-    return "".join("\\" + c if c in "\\`*_{}[]()#+-.!<>|" else c for c in text)

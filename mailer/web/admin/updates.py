@@ -141,7 +141,7 @@ def run_digest_now():
     if frequency not in DIGEST_FREQUENCIES:
         abort(400, "Choose the weekly or the monthly digest.")
     rt = runtime_of_app()
-    report = run_digest(rt.db, frequency, rt.settings.base_url)
+    report = run_digest(rt.db, frequency)
     for issue_id in report.emails:
         enqueue(plan_issue, issue_id)
     flash(

@@ -97,7 +97,7 @@ def digests_run():
         raise ApiError(400, 'Send {"frequency": "weekly" or "monthly"}', {"frequency": "weekly or monthly"})
     rt = runtime_of_app()
     try:
-        report = run_digest(rt.db, data["frequency"], rt.settings.base_url)
+        report = run_digest(rt.db, data["frequency"])
     except InvalidInput as exc:
         raise ApiError(400, str(exc), exc.errors) from exc
     for issue_id in report.emails:
