@@ -158,6 +158,13 @@ def proc_kb(key: str, pid: str = "self") -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if pid == "self" else 0
 
 
+def load(result: dict, phase: str) -> str:
+    """Note the 1-minute load average as a phase starts: on a shared machine, other work skews the figures."""
+    one = os.getloadavg()[0]
+    result["load_1m"][phase] = round(one, 2)
+    return f" [load {one:.2f} on {os.cpu_count()} cores]"
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
@@ -657,6 +664,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result["total_seconds"] = round(time.perf_counter() - started, 1)
+    load(result, "end")
     print(f"total {result['total_seconds']:.0f} s")
     print(json.dumps(result))
 
@@ -672,11 +680,14 @@ def run(n: int, import_rows: int, extra: bool, profile: bool, work: Path) -> dic
         print(note, flush=True)
     dialect = url.split(":")[0].split("+")[0]
     repeat = int(os.environ.get("BENCH_REPEAT", "20" if dialect == "postgresql" else "5"))
-    result: dict = {"database": dialect, "subscribers": n, "repeat": repeat, "extra_indexes": extra}
+    result: dict = {"database": dialect, "subscribers": n, "repeat": repeat, "extra_indexes": extra, "load_1m": {}}
     if note:
         result["note"] = note
 
-    print(f"1. segments over {n:,} subscribers ({dialect}; schema dropped and rebuilt)", flush=True)
+    print(
+        f"1. segments over {n:,} subscribers ({dialect}; schema dropped and rebuilt){load(result, 'segments')}",
+        flush=True,
+    )
     t = time.perf_counter()
     rebuild_schema(url)
     db = Database(url)
@@ -718,7 +729,7 @@ def run(n: int, import_rows: int, extra: bool, profile: bool, work: Path) -> dic
             print(f"  extra indexes in {time.perf_counter() - t:.1f} s: " + "; ".join(EXTRA_INDEXES), flush=True)
             result["segments_extra_indexes"] = measure("with the extra indexes")
 
-    print(f"2. export ({dialect}, the data set above), each in a child process", flush=True)
+    print(f"2. export ({dialect}, the data set above), each in a child process{load(result, 'export')}", flush=True)
     exports = {}
     with db.sessions() as s:
         from mailer.audience.export import export_audience
@@ -752,7 +763,11 @@ def run(n: int, import_rows: int, extra: bool, profile: bool, work: Path) -> dic
     print(f"  {exports['rows_ratio']}x the rows, {exports['rss_ratio']}x the peak RSS", flush=True)
     result["export"] = exports
 
-    print(f"3. import into the same database, after the {n:,} generated people, each in a child process", flush=True)
+    print(
+        f"3. import into the same database, after the {n:,} generated people, each in a child process"
+        f"{load(result, 'import')}",
+        flush=True,
+    )
     imports = {}
     small = min(10_000, import_rows)
     runs = [("small", small, "a"), ("large", import_rows, "b")]

@@ -309,6 +309,11 @@ def sweep() -> dict:
         started = start_due(session)
     for issue_id in started:
         enqueue(plan_issue, issue_id)
+    # A digest run whose planning process died (a SIGKILL, a deploy) is carried on from where it stopped.
+    with rt.db.sessions() as session:
+        stuck = digests.stuck_runs(session, timedelta(seconds=rt.settings.stall_seconds * 2))
+    for frequency, cutoff in stuck:
+        enqueue(run_digest_task, frequency, cutoff.isoformat())
     found = dispatch.sweep(rt.db, rt.settings.batch_size, timedelta(seconds=rt.settings.stall_seconds))
     for issue_id in found.plan:
         enqueue(plan_issue, issue_id)
@@ -321,6 +326,7 @@ def sweep() -> dict:
             enqueue(send_confirmation, request_id)
     return {
         "started": started,
+        "digest_runs_resumed": len(stuck),
         "requeued_rows": found.requeued_rows,
         "plans": len(found.plan),
         "batches": len(found.batches),

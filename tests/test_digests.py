@@ -293,3 +293,81 @@ def test_a_run_that_dies_half_way_is_finished_by_the_next_without_repeats(
     for email in people:
         smtp_server.wait_for(email)
     assert all(len(smtp_server.messages_to(email)) == 1 for email in people)
+
+
+def test_weekly_and_monthly_topics_each_get_their_own_news(app, db, smtp_server, celery_workers):
+    with time_machine.travel(datetime(2026, 10, 1, 9, tzinfo=UTC), tick=False):
+        person(db, "both@example.org", "project-fusion:weekly", "get-involved:monthly")
+    publish(db, "Alpha", topic="get-involved", at=datetime(2026, 11, 5, 9, tzinfo=UTC))
+    publish(db, "Bravo", topic="get-involved", at=datetime(2026, 11, 20, 9, tzinfo=UTC))
+    publish(db, "Charlie", at=datetime(2026, 11, 26, 9, tzinfo=UTC))
+    digest(db, "weekly", at=datetime(2026, 11, 30, 8, tzinfo=UTC))  # a Monday, before the 1st
+    digest(db, "monthly", at=datetime(2026, 12, 1, 8, tzinfo=UTC))
+    weekly, monthly = smtp_server.messages_to("both@example.org")
+    assert "Charlie" in weekly.text() and "Alpha" not in weekly.text()
+    assert "Alpha" in monthly.text() and "Bravo" in monthly.text() and "Charlie" not in monthly.text()
+
+
+def test_moving_from_as_it_happens_to_weekly_does_not_resend_old_news(app, db, smtp_server, celery_workers):
+    from mailer.audience.people import update_preferences
+    from mailer.models import Subscriber as S
+
+    subscriber_id = person(db, "mover@example.org", "project-fusion")
+    _u, issue_id = publish(db, "Alpha")
+    send_updates(db, [issue_id])
+    with db.transaction() as s:
+        update_preferences(
+            s,
+            s.get(S, subscriber_id),
+            subscriptions=parse_subscriptions(s, ["project-fusion:weekly"]),
+            attributes=Attributes(),
+            channel="web",
+        )
+    publish(db, "Bravo")
+    digest(db, "weekly")
+    as_it_happened, weekly = smtp_server.messages_to("mover@example.org")
+    assert "Alpha" in as_it_happened.message["Subject"]
+    assert "Bravo" in weekly.text() and "Alpha" not in weekly.text()
+
+
+def test_someone_placed_after_the_emails_were_planned_still_gets_theirs(app, db, smtp_server, celery_workers):
+    person(db, "early@example.org", "project-fusion:weekly")
+    publish(db, "Alpha")
+    digest(db, "weekly")
+    person(db, "late@example.org", "project-fusion:weekly")  # same content as "early": the same email
+    with db.transaction() as s:
+        s.execute(Subscription.__table__.update().values(started_at=datetime(2026, 1, 1, tzinfo=UTC)))
+    digest(db, "weekly")
+    assert len(smtp_server.wait_for("late@example.org")) == 1
+    assert len(smtp_server.messages_to("early@example.org")) == 1
+
+
+def test_the_sweeper_finishes_a_run_whose_planner_died(app, db, smtp_server, celery_workers, monkeypatch):
+    from mailer.compose import digests
+    from mailer.models import DigestRun
+
+    for i in range(6):
+        person(db, f"stuck{i}@example.org", "project-fusion:weekly")
+    publish(db, "Alpha")
+    monkeypatch.setattr(digests, "CHUNK", 3)
+    real, calls = digests._plan_chunk, []
+
+    def dies(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise SystemExit("killed")
+        return real(*args)
+
+    monkeypatch.setattr(digests, "_plan_chunk", dies)
+    with pytest.raises(SystemExit):
+        run_digest(db, "weekly")
+    monkeypatch.setattr(digests, "_plan_chunk", real)
+    with db.transaction() as s:
+        s.execute(DigestRun.__table__.update().values(created_at=datetime(2026, 1, 1, tzinfo=UTC)))
+        assert digests.stuck_runs(s, timedelta(seconds=60))
+    from mailer.tasks import sweep
+
+    sweep.apply()  # what beat does every 30 s
+    for i in range(6):
+        smtp_server.wait_for(f"stuck{i}@example.org")
+    assert all(len(smtp_server.messages_to(f"stuck{i}@example.org")) == 1 for i in range(6))

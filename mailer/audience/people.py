@@ -246,6 +246,10 @@ def apply_subscriptions(
             change.added[topic.slug] = frequency
         elif subscription.frequency != frequency:
             change.frequency[topic.slug] = [subscription.frequency, frequency]
+            if subscription.frequency == "immediately":
+                # They had this topic's news as it happened until now: their first digest starts here.
+                # (Between two digest frequencies nothing is reset: the next digest picks up where the last ended.)
+                subscription.frequency_since = now
             subscription.frequency = frequency
     if replace:
         for topic_id, subscription in current.items():

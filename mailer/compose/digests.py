@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, func, select
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from .. import audit
 from ..audit import SYSTEM
 from ..db import Database
+from ..delivery.ledger import plan_deliveries
 from ..errors import InvalidInput
 from ..models import (
     DigestRun,
@@ -115,6 +116,18 @@ def run_digest(db: Database, frequency: str, at: datetime | None = None) -> RunR
         for issue in session.scalars(select(Issue).where(Issue.digest_run_id == run.id, Issue.status == "draft")):
             issue.status = "sending"
             issue.send_requested_at = now
+        # A rerun that placed someone late onto an email already planned (or sent) adds them to its ledger;
+        # the ledger's unique (issue, subscriber) means nobody already on it gets it twice.
+        for issue in session.scalars(
+            select(Issue).where(
+                Issue.digest_run_id == run.id, Issue.planned_at.is_not(None), Issue.status.in_(("sending", "sent"))
+            )
+        ):
+            before = issue.recipient_count or 0
+            issue.recipient_count = plan_deliveries(session, issue.id, digest_audience(issue.id))
+            if issue.recipient_count > before and issue.status == "sent":
+                issue.status = "sending"
+                issue.finished_at = None
         report.emails = list(
             session.scalars(select(Issue.id).where(Issue.digest_run_id == run.id, Issue.status == "sending"))
         )
@@ -137,6 +150,17 @@ def run_digest(db: Database, frequency: str, at: datetime | None = None) -> RunR
                 session, SYSTEM, "digest.run", None, frequency=frequency, period=run.period, people=run.subscribers
             )
     return report
+
+
+def stuck_runs(session: Session, quiet: timedelta) -> list[tuple[str, datetime]]:
+    """(frequency, cutoff) of runs still planning long after they began: their planner died."""
+    return list(
+        session.execute(
+            select(DigestRun.frequency, DigestRun.cutoff).where(
+                DigestRun.status == "planning", DigestRun.created_at < utcnow() - quiet
+            )
+        ).tuples()
+    )
 
 
 def _plan_chunk(session: Session, run: DigestRun, report: RunReport) -> bool:
@@ -166,25 +190,30 @@ def _plan_chunk(session: Session, run: DigestRun, report: RunReport) -> bool:
             select(Subscriber.id, Subscriber.area, Subscriber.services).where(Subscriber.id.in_(ids))
         )
     }
-    topics: dict[int, dict[int, datetime]] = {}
-    for subscriber_id, topic_id, started in session.execute(
-        select(Subscription.subscriber_id, Subscription.topic_id, Subscription.started_at).where(
+    # Per subscriber and topic: news after whichever is latest of when they chose this frequency for it
+    # (before that they had its news another way) and the cutoff of their last digest that covered it (of
+    # either frequency: someone who moved from weekly to monthly gets in the monthly only what is new).
+    since: dict[int, dict[int, datetime]] = {}
+    for subscriber_id, topic_id, started, frequency_since in session.execute(
+        select(
+            Subscription.subscriber_id, Subscription.topic_id, Subscription.started_at, Subscription.frequency_since
+        ).where(
             Subscription.subscriber_id.in_(ids),
             Subscription.ended_at.is_(None),
             Subscription.frequency == run.frequency,
         )
     ):
-        topics.setdefault(subscriber_id, {})[topic_id] = started
-    # Their previous digest, of either frequency: news since then (someone who moved from weekly to
-    # monthly gets in the monthly only what their last weekly did not have).
-    last = dict(
-        session.execute(
-            select(DigestRunSubscriber.subscriber_id, func.max(DigestRunSubscriber.cutoff))
-            .where(DigestRunSubscriber.subscriber_id.in_(ids), DigestRunSubscriber.cutoff < run.cutoff)
-            .group_by(DigestRunSubscriber.subscriber_id)
-        ).all()
-    )
-    earliest = min([*last.values(), *(t for per in topics.values() for t in per.values())], default=run.cutoff)
+        since.setdefault(subscriber_id, {})[topic_id] = max(started, frequency_since or started)
+    for subscriber_id, topic_ids, cutoff in session.execute(
+        select(DigestRunSubscriber.subscriber_id, DigestRunSubscriber.topic_ids, DigestRunSubscriber.cutoff).where(
+            DigestRunSubscriber.subscriber_id.in_(ids), DigestRunSubscriber.cutoff < run.cutoff
+        )
+    ):
+        mine = since.get(subscriber_id, {})
+        for topic_id in topic_ids or []:
+            if topic_id in mine and cutoff > mine[topic_id]:
+                mine[topic_id] = cutoff
+    earliest = min((t for per in since.values() for t in per.values()), default=run.cutoff)
     updates = list(
         session.scalars(
             select(Update)
@@ -196,16 +225,16 @@ def _plan_chunk(session: Session, run: DigestRun, report: RunReport) -> bool:
     rows = []
     for subscriber_id in ids:
         person = people[subscriber_id]
-        chosen_topics = topics.get(subscriber_id, {})
+        chosen_topics = since.get(subscriber_id, {})
         content = tuple(
             u.id
             for u in updates
             if u.topic_id in chosen_topics
-            and u.published_at > last.get(subscriber_id, chosen_topics[u.topic_id])
+            and u.published_at > chosen_topics[u.topic_id]
             and (not u.areas or person.area is None or person.area in u.areas)
             and (not u.services or not person.services or person.services & u.services)
         )
-        rows.append((subscriber_id, content))
+        rows.append((subscriber_id, content, sorted(chosen_topics)))
         if content:
             by_content.setdefault(content, []).append(subscriber_id)
     issue_for = {content: _digest_issue(session, run, content, updates) for content in by_content}
@@ -214,14 +243,15 @@ def _plan_chunk(session: Session, run: DigestRun, report: RunReport) -> bool:
             run_id=run.id,
             subscriber_id=subscriber_id,
             update_ids=list(content),
+            topic_ids=topic_ids,
             issue_id=issue_for[content] if content else None,
             cutoff=run.cutoff,
         )
-        for subscriber_id, content in rows
+        for subscriber_id, content, topic_ids in rows
     )
     session.flush()
     report.processed += len(rows)
-    report.with_news += sum(1 for _s, c in rows if c)
+    report.with_news += sum(1 for _s, c, _t in rows if c)
     return len(ids) < CHUNK
 
 
@@ -255,5 +285,3 @@ def _digest_issue(session: Session, run: DigestRun, content: tuple[int, ...], up
     session.add(issue)
     session.flush()
     return issue.id
-
-

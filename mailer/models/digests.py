@@ -41,6 +41,8 @@ class DigestRunSubscriber(Base):
     subscriber_id: Mapped[int] = mapped_column(Integer)
     # The updates they get (ids, in order); empty: nothing new, no email.
     update_ids: Mapped[list] = mapped_column(Json, default=list)
+    # The topics this digest covered for them: the next digest of each starts after this run's cutoff.
+    topic_ids: Mapped[list] = mapped_column(Json, default=list)
     # The email (an issue of kind digest) that carries this content; None when there was nothing new.
     issue_id: Mapped[int | None] = mapped_column(Integer)
     cutoff: Mapped[datetime] = mapped_column(UTCDateTime)

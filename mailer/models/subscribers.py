@@ -120,6 +120,8 @@ class Subscription(Base):
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"))
     topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
     frequency: Mapped[str] = mapped_column(String(16), default="immediately")
+    # When the frequency was last set: a digest never carries news from before (they had it as it happened).
+    frequency_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     source: Mapped[str] = mapped_column(String(32), default="web")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

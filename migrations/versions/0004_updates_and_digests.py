@@ -43,6 +43,10 @@ def upgrade() -> None:
         sa.Column(
             "update_ids", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
         ),
+
+        sa.Column(
+            "topic_ids", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
+        ),
         sa.Column("issue_id", sa.Integer(), nullable=True),
         sa.Column("cutoff", mailer.models.base.UTCDateTime(), nullable=False),
         sa.Column("processed_at", mailer.models.base.UTCDateTime(), nullable=False),
@@ -66,7 +70,14 @@ def upgrade() -> None:
         batch_op.create_foreign_key(batch_op.f("fk_issues_update_id_updates"), "updates", ["update_id"], ["id"])
 
 
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("frequency_since", mailer.models.base.UTCDateTime(), nullable=True))
+
+
 def downgrade() -> None:
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.drop_column("frequency_since")
+
     with op.batch_alter_table("issues", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("fk_issues_update_id_updates"), type_="foreignkey")
         batch_op.drop_constraint(batch_op.f("fk_issues_digest_run_id_digest_runs"), type_="foreignkey")

@@ -7,11 +7,11 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from ...accounts import has_role
-from ...compose.digests import DIGEST_FREQUENCIES, run_digest
+from ...compose.digests import DIGEST_FREQUENCIES
 from ...compose.updates import UpdateInput, create_update, edit_update, get_update, publish_update
 from ...errors import Conflict, InvalidInput, NotFound
 from ...models import AREAS, SERVICES, DigestRun, Topic, Update, services_of
-from ...tasks import enqueue, plan_issue
+from ...tasks import enqueue, plan_issue, run_digest_task
 from .. import db_session, require_role, runtime_of_app
 from . import _actor, bp
 
@@ -140,13 +140,10 @@ def run_digest_now():
     frequency = request.form.get("frequency", "")
     if frequency not in DIGEST_FREQUENCIES:
         abort(400, "Choose the weekly or the monthly digest.")
-    rt = runtime_of_app()
-    report = run_digest(rt.db, frequency)
-    for issue_id in report.emails:
-        enqueue(plan_issue, issue_id)
+    # Run by a worker, not in this request: a long run must not be cut short by a web timeout.
+    enqueue(run_digest_task, frequency)
     flash(
-        f"The {frequency} digest for {report.period}: {report.with_news} more people with news "
-        f"({report.processed} looked at). Running it again this {('week' if frequency == 'weekly' else 'month')} "
-        "sends nothing more."
+        f"The {frequency} digest for this {('week' if frequency == 'weekly' else 'month')} is being sent to everyone "
+        "with news. Running it again in the same period sends nothing more."
     )
     return redirect(url_for("admin.updates"), code=303)

@@ -6,11 +6,10 @@ from flask import g, jsonify, url_for
 from sqlalchemy import select
 
 from ...audit import Actor
-from ...compose.digests import DIGEST_FREQUENCIES, run_digest
+from ...compose.digests import DIGEST_FREQUENCIES, period_of
 from ...compose.updates import UpdateInput, create_update, get_update, publish_update, update_json
-from ...errors import InvalidInput
-from ...models import Update
-from ...tasks import enqueue, plan_issue
+from ...models import Update, utcnow
+from ...tasks import enqueue, plan_issue, run_digest_task
 from .. import db_session, runtime_of_app
 from . import ApiError, bp, json_body, token_required
 
@@ -95,11 +94,9 @@ def digests_run():
     data = json_body()
     if set(data) - {"frequency"} or data.get("frequency") not in DIGEST_FREQUENCIES:
         raise ApiError(400, 'Send {"frequency": "weekly" or "monthly"}', {"frequency": "weekly or monthly"})
-    rt = runtime_of_app()
-    try:
-        report = run_digest(rt.db, data["frequency"])
-    except InvalidInput as exc:
-        raise ApiError(400, str(exc), exc.errors) from exc
-    for issue_id in report.emails:
-        enqueue(plan_issue, issue_id)
-    return jsonify(report.as_dict())
+    # Run by a worker, not in this request: a long run must not be cut short by a web timeout.
+    period = period_of(data["frequency"], utcnow())
+    queued = enqueue(run_digest_task, data["frequency"])
+    if not queued:
+        raise ApiError(503, "The queue is not answering: try again shortly")
+    return jsonify({"frequency": data["frequency"], "period": period, "queued": True}), 202

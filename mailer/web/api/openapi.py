@@ -471,8 +471,9 @@ def content_paths() -> dict:
         },
         "/digests/run": {
             "post": _op(
-                "Run the weekly or monthly digest for this period now; again in the same period sends nothing more",
-                {"200": {"description": "What the run did", **_json(obj)}},
+                "Run the weekly or monthly digest for this period now (by a worker); again in the same period sends "
+                "nothing more",
+                {"202": {"description": "Queued", **_json(obj)}},
                 (400, 401, 403, 415),
                 body=_json(
                     {
