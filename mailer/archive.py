@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from .models import Issue, Update
 
 PAGE = 20
-ARCHIVED = ("sending", "paused", "sent")
+ARCHIVED = ("sending", "sent")  # not paused (something may be wrong) or cancelled
 
 
 @dataclass
@@ -32,9 +32,7 @@ class Entry:
 
 def entries(session: Session, limit: int = PAGE, before: datetime | None = None) -> list[Entry]:
     """Issues that went out and published updates, newest first."""
-    issues = select(Issue).where(
-        Issue.status.in_(ARCHIVED), Issue.slug.is_not(None), Issue.send_requested_at.is_not(None)
-    )
+    issues = select(Issue).where(*_public_issue())
     updates = select(Update).where(Update.status == "published", Update.published_at.is_not(None))
     if before is not None:
         issues = issues.where(Issue.send_requested_at < before)
@@ -50,8 +48,20 @@ def entries(session: Session, limit: int = PAGE, before: datetime | None = None)
     return found[:limit]
 
 
+def _public_issue() -> list:
+    """Newsletters that went to everyone subscribed to their topic. One sent to a segment was meant for
+    those people only, so it is not published."""
+    return [
+        Issue.kind == "newsletter",
+        Issue.status.in_(ARCHIVED),
+        Issue.segment_id.is_(None),
+        Issue.slug.is_not(None),
+        Issue.send_requested_at.is_not(None),
+    ]
+
+
 def archived_issue(session: Session, slug: str) -> Issue | None:
-    return session.scalar(select(Issue).where(Issue.slug == slug, Issue.status.in_(ARCHIVED)))
+    return session.scalar(select(Issue).where(Issue.slug == slug, *_public_issue()))
 
 
 def published_update(session: Session, slug: str) -> Update | None:

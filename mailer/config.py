@@ -175,13 +175,15 @@ def _digest_schedule(env: dict[str, str]) -> dict:
     """DIGEST_TIME (HH:MM, UK time), DIGEST_WEEKDAY (monday…sunday), DIGEST_MONTHDAY (1 to 28)."""
     raw_time = (env.get("DIGEST_TIME") or "08:00").strip()
     hour, _, minute = raw_time.partition(":")
-    if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+    if not (hour.isascii() and hour.isdecimal() and minute.isascii() and minute.isdecimal()) or not (
+        int(hour) < 24 and int(minute) < 60
+    ):
         raise ConfigError(f"DIGEST_TIME must be a time like 08:00, got {raw_time!r}")
     weekday = (env.get("DIGEST_WEEKDAY") or "monday").strip().lower()
     if weekday not in WEEKDAYS:
         raise ConfigError(f"DIGEST_WEEKDAY must be a day of the week like monday, got {weekday!r}")
     monthday = (env.get("DIGEST_MONTHDAY") or "1").strip()
-    if not monthday.isdigit() or not 1 <= int(monthday) <= 28:
+    if not (monthday.isascii() and monthday.isdecimal()) or not 1 <= int(monthday) <= 28:
         raise ConfigError(f"DIGEST_MONTHDAY must be a day from 1 to 28 (every month has it), got {monthday!r}")
     return {
         "digest_hour": int(hour),

@@ -202,3 +202,57 @@ def test_scheduling_through_the_api(client, db, accounts):
     assert ok.status_code == 200 and ok.get_json()["status"] == "scheduled"
     assert client.post(f"/api/v1/issues/{issue_id}/unschedule", headers=headers).get_json()["status"] == "approved"
     assert client.post(f"/api/v1/issues/{issue_id}/unschedule", headers=headers).status_code == 409
+
+
+def test_a_second_approver_must_be_a_person_who_neither_wrote_nor_submitted_it(db, accounts):
+    with db.transaction() as s:
+        issue_id = create_issue(
+            s, IssueInput(subject="Jobs", body="Hiring.", topic="careers"), created_by_id=CHECKER.id, actor=CHECKER
+        ).id
+        submit_issue(s, issue_id, WRITER)
+    token = Actor("token", 9, "token publisher")
+    for who, says in (
+        (token, "not with an API token"),
+        (CHECKER, "wrote or submitted"),
+        (WRITER, "wrote or submitted"),
+    ):
+        with db.transaction() as s, pytest.raises(Conflict, match=says):
+            approve_issue(s, issue_id, who, by_another=True)
+    from mailer.accounts import create_admin
+
+    with db.transaction() as s:
+        third = create_admin(s, "third@hiow.nhs.uk", "a long enough password", role="publisher")
+        approve_issue(s, issue_id, Actor.user(third), by_another=True)
+
+
+def test_editing_a_segment_after_approval_does_not_widen_the_send(db, accounts):
+    from mailer.audience.segments import save_segment
+
+    with db.transaction() as s:
+        segment = save_segment(
+            s, name="Portsmouth", rules={"all": [{"field": "area", "op": "is", "value": "portsmouth"}]}
+        )
+        issue_id = create_issue(s, IssueInput(subject="Hi", body="B", topic="careers", segment=segment.id)).id
+        submit_issue(s, issue_id, WRITER)
+        approve_issue(s, issue_id, CHECKER)
+        save_segment(
+            s,
+            name="Portsmouth",
+            rules={"all": [{"field": "area", "op": "in", "value": ["portsmouth", "hampshire"]}]},
+            segment=segment,
+        )
+        request_send(s, issue_id, CHECKER)
+        assert s.get(Issue, issue_id).audience_rules == {"all": [{"field": "area", "op": "is", "value": "portsmouth"}]}
+
+
+@pytest.mark.parametrize("send_at", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:30:00+01:00", 20261201, None])
+def test_absurd_send_times_are_a_400_not_a_500(client, db, accounts, send_at):
+    from mailer.accounts import create_token
+
+    with db.transaction() as s:
+        headers = {"Authorization": f"Bearer {create_token(s, 'p', role='publisher')[1]}"}
+    issue_id = _draft(db)
+    for action in ("submit", "approve"):
+        client.post(f"/api/v1/issues/{issue_id}/{action}", headers=headers)
+    response = client.post(f"/api/v1/issues/{issue_id}/schedule", json={"send_at": send_at}, headers=headers)
+    assert response.status_code == 400 and "send_at" in response.get_json()["fields"]

@@ -333,3 +333,70 @@ def test_statistics_count_what_happened_without_tracking(client, db, smtp_server
         r"cell--numeric\">1</td><td class=\"nhsuk-table__cell nhsuk-table__cell--numeric\">1</td>",
         overview,
     )
+
+
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        [{"type": ["x"]}],
+        [{"type": {"a": 1}}],
+        [{"type": "updates", "count": "²"}],
+        [{"type": "updates", "count": 2.5}],
+        [{"type": "image", "media": 10**20, "alt": "x"}],
+        "not a list",
+        [None],
+    ],
+)
+def test_odd_blocks_through_the_api_are_a_400_not_a_500(client, db, blocks):
+    from mailer.accounts import create_token
+
+    with db.transaction() as s:
+        headers = {"Authorization": f"Bearer {create_token(s, 'e', role='editor')[1]}"}
+    response = client.post(
+        "/api/v1/issues", json={"subject": "S", "topic": "careers", "blocks": blocks}, headers=headers
+    )
+    assert response.status_code == 400, response.get_json()
+
+
+def test_odd_composer_fields_are_a_400_not_a_500(client, db):
+    sign_in(client, db, role="editor", email="editor@hiow.nhs.uk")
+    for form in (
+        {"block-0-type": "image", "block-0-media": "²", "block-0-alt": "x", "action": "save"},
+        {"block-0-type": "updates", "block-0-count": "²", "action": "save"},
+        {"block-0-type": "text", "block-0-markdown": "x", "segment": "²", "action": "save"},
+        {"block-0-type": "image", "block-0-media": "9" * 30, "block-0-alt": "x", "action": "save"},
+    ):
+        assert _compose(client, form).status_code == 400, form
+
+
+def test_an_issue_sent_to_a_segment_is_not_published(client, db, smtp_server, celery_workers):
+    from mailer.audience.segments import save_segment
+
+    with db.transaction() as s:
+        confirm_subscription(
+            s,
+            request_subscription(
+                s, email="staff@example.org", topic_slugs=["trust-matters"], area="hampshire"
+            ).request_id,
+        )
+        segment_id = save_segment(
+            s, name="Hampshire", rules={"all": [{"field": "area", "op": "is", "value": "hampshire"}]}
+        ).id
+    sign_in(client, db, role="publisher", email="publisher@hiow.nhs.uk")
+    response = _compose(
+        client,
+        {
+            "subject": "Staff only",
+            "segment": str(segment_id),
+            "block-0-type": "text",
+            "block-0-markdown": "Internal.",
+            "action": "save",
+        },
+    )
+    issue_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    send_issue(client, issue_id)
+    [mail] = smtp_server.wait_for("staff@example.org")
+    assert "View this email in your browser" not in mail.text()
+    assert "Staff only" not in client.get("/news").data.decode()
+    assert b"Staff only" not in client.get("/news/feed.atom").data
+    assert client.get(f"/news/{_issue(db, issue_id).slug}").status_code == 404

@@ -71,11 +71,13 @@ def validate_blocks(session: Session, blocks) -> list[dict]:
         raise InvalidInput({"blocks": f"An issue can have at most {MAX_BLOCKS} blocks"})
     errors: dict[str, str] = {}
     out: list[dict] = []
-    media_ids = {b.get("media") for b in blocks if isinstance(b, dict) and isinstance(b.get("media"), int)}
+    media_ids = {
+        b["media"] for b in blocks if isinstance(b, dict) and isinstance(b.get("media"), int) and 0 < b["media"] < 2**31
+    }
     known_media = set(session.scalars(select(Media.id).where(Media.id.in_(media_ids)))) if media_ids else set()
     for i, block in enumerate(blocks):
         where = f"blocks[{i}]"
-        if not isinstance(block, dict) or block.get("type") not in BLOCK_TYPES:
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str) or block["type"] not in BLOCK_TYPES:
             errors[where] = f"Each block needs a type: one of {', '.join(BLOCK_TYPES)}"
             continue
         kind = block["type"]
@@ -98,7 +100,9 @@ def validate_blocks(session: Session, blocks) -> list[dict]:
                 errors[f"{where}.markdown"] = f"Text must be {TEXT_MAX:,} characters or fewer"
         elif kind == "image":
             media = block.get("media")
-            clean["media"] = media if isinstance(media, int) and not isinstance(media, bool) else None
+            clean["media"] = (
+                media if isinstance(media, int) and not isinstance(media, bool) and 0 < media < 2**31 else None
+            )
             clean["alt"] = _one_line(block.get("alt"), 300)
             clean["caption"] = _one_line(block.get("caption"), 300)
             if clean["media"] not in known_media:
@@ -125,7 +129,7 @@ def validate_blocks(session: Session, blocks) -> list[dict]:
                 errors[f"{where}.url"] = str(exc)
         elif kind == "updates":
             count = block.get("count", 3)
-            if isinstance(count, str) and count.strip().isdigit():
+            if isinstance(count, str) and count.strip().isdecimal() and len(count.strip()) < 4:
                 count = int(count)
             if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 10:
                 errors[f"{where}.count"] = "Show between 1 and 10 updates"

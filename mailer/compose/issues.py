@@ -113,7 +113,7 @@ def assign_slug(session: Session, issue: Issue) -> None:
     if issue.slug:
         return
     words = re.sub(r"[^a-z0-9]+", "-", issue.subject.lower()).strip("-")[:80].rstrip("-") or "issue"
-    base = f"{utcnow():%Y-%m-%d}-{words}"
+    base = f"{utcnow().astimezone(LONDON):%Y-%m-%d}-{words}"
     slug, n = base, 1
     while session.scalar(select(Issue.id).where(Issue.slug == slug)) is not None:
         n += 1
@@ -129,6 +129,7 @@ def _written(issue: Issue) -> None:
 
 def _back_to_draft(issue: Issue) -> None:
     issue.status = "draft"
+    issue.audience_rules = None
     issue.submitted_at = issue.submitted_by_id = None
     issue.approved_at = issue.approved_by_id = None
     issue.send_at = None
@@ -153,10 +154,15 @@ def approve_issue(session: Session, issue_id: int, actor: Actor | None = None, *
     issue = _locked(session, issue_id)
     if issue.status != "in_review":
         raise Conflict(f"Only an issue in review can be approved; issue {issue.id} is {issue.status}")
-    if by_another and actor and actor.type == "user" and actor.id == issue.submitted_by_id:
-        raise Conflict("Someone other than the person who submitted this issue must approve it")
+    if by_another:
+        if actor is None or actor.type != "user":
+            raise Conflict("A second person must approve this issue, signed in to the admin (not with an API token)")
+        if actor.id in (issue.submitted_by_id, issue.created_by_id):
+            raise Conflict("Someone other than the person who wrote or submitted this issue must approve it")
     issue.status = "approved"
     issue.approved_at = utcnow()
+    # Who it goes to is part of what was approved: later edits to the segment do not widen this send.
+    issue.audience_rules = issue.segment.rules if issue.segment is not None else None
     issue.approved_by_id = actor.id if actor and actor.type == "user" else None
     audit.record(session, actor, "issue.approve", issue)
     session.flush()
@@ -189,6 +195,8 @@ def parse_send_at(value, now=None) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidInput({"send_at": f"{value!r} is not an ISO-8601 date and time, like 2026-12-01T09:00"}) from None
+    if not 2000 <= moment.year <= 9000:  # far outside any schedule (and beyond what a time zone can convert)
+        raise InvalidInput({"send_at": "Choose a time within the next year"})
     if moment.tzinfo is None:
         local = moment.replace(tzinfo=LONDON)
         # Round-tripping through UTC moves a time in the skipped hour: it never happens on UK clocks.
@@ -197,7 +205,10 @@ def parse_send_at(value, now=None) -> datetime:
                 {"send_at": f"{moment:%H:%M} does not happen in the UK on {moment:%d %B %Y}: the clocks go forward"}
             )
         moment = local
-    moment = moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput({"send_at": "Choose a time within the next year"}) from None
     now = now or utcnow()
     if moment <= now:
         raise InvalidInput({"send_at": "Choose a time in the future"})
@@ -253,11 +264,8 @@ def start_due(session: Session, now: datetime | None = None) -> list[int]:
         won = session.execute(
             update(Issue)
             .where(Issue.id == issue_id, Issue.status == "scheduled")
-            .values(
-                status="sending",
-                send_requested_at=now,
-                audience_rules=issue.segment.rules if issue.segment is not None else None,
-            )
+            .where(Issue.send_at <= now)  # rescheduled to later meanwhile: not yet
+            .values(status="sending", send_requested_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
         if won:
@@ -295,8 +303,7 @@ def request_send(session: Session, issue_id: int, actor: Actor | None = None) ->
     assign_slug(session, issue)
     issue.status = "sending"
     issue.send_requested_at = utcnow()
-    # The segment's rules as they were when the send started: later edits change future sends only.
-    issue.audience_rules = issue.segment.rules if issue.segment is not None else None
+    # The segment's rules as approved (see approve_issue).
     session.flush()
     return issue
 

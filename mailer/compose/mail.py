@@ -17,10 +17,13 @@ FRAMING = {
 }
 
 
-def web_url(issue: Issue, settings: Settings) -> str:
-    """The issue's page in the public archive ("view in browser"); the archive itself until it is sent."""
+def web_url(issue: Issue, settings: Settings) -> str | None:
+    """The issue's page in the public archive ("view in browser"); the archive until it is sent; None for
+    an issue sent to a segment, which is not published."""
     if issue.kind == "update" and issue.progress_update is not None:
         return f"{settings.base_url}/news/updates/{issue.progress_update.slug}"
+    if issue.segment_id is not None:
+        return None
     return f"{settings.base_url}/news/{issue.slug}" if issue.slug else f"{settings.base_url}/news"
 
 

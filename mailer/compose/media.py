@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import InvalidInput
@@ -62,5 +63,9 @@ def save_image(session: Session, data: bytes, filename: str, var_dir: Path, uplo
             tmp.write(data)
         os.replace(tmp.name, target)
     session.add(media)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:  # the same image uploaded at the same moment by someone else
+        return session.scalar(select(Media).where(Media.sha256 == digest))
     return media

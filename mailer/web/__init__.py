@@ -28,6 +28,8 @@ limiter = Limiter(get_remote_address, strategy="fixed-window")
 SUBSCRIBE_LIMIT = "20 per minute; 200 per hour"
 LOGIN_LIMIT = "10 per minute; 50 per hour"
 MANAGE_LINK_LIMIT = "5 per minute; 30 per hour"
+# Test sends go to any address the team types: enough for checking an issue, too few to mail the world.
+TEST_SEND_LIMIT = "10 per minute; 60 per hour"
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -89,6 +91,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     csrf.exempt(api_bp)
+
+    from zoneinfo import ZoneInfo
+
+    london = ZoneInfo("Europe/London")
+    app.jinja_env.filters["uk"] = lambda moment: moment.astimezone(london) if moment else moment
 
     @app.context_processor
     def _globals():

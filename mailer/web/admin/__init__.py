@@ -38,7 +38,7 @@ from ...dev import mailcatcher
 from ...errors import Conflict, InvalidInput, NotFound
 from ...models import EDITABLE, AdminUser, AuditEvent, Issue
 from ...tasks import enqueue, plan_issue, send_test
-from .. import LOGIN_LIMIT, db_session, limiter, runtime_of_app
+from .. import LOGIN_LIMIT, TEST_SEND_LIMIT, db_session, limiter, runtime_of_app
 
 bp = Blueprint("admin", __name__)
 
@@ -171,6 +171,7 @@ MAX_TEST_ADDRESSES = 10
 
 @bp.post("/issues/<int:issue_id>/test")
 @login_required
+@limiter.limit(TEST_SEND_LIMIT)
 def test_issue(issue_id: int):
     """Send the issue as it stands to up to ten of the team's addresses, marked [TEST]."""
     issue = _load_issue(issue_id)

@@ -76,7 +76,7 @@ def _blocks_from_form(errors: dict) -> list[dict] | None:
         for name in FIELDS[kind]:
             block[name] = form.get(f"block-{i}-{name}", "")
         if kind == "image":
-            block["media"] = int(block["media"]) if str(block.get("media", "")).isdigit() else None
+            block["media"] = _small_int(block.get("media"))
             upload = request.files.get(f"block-{i}-file")
             if upload is not None and upload.filename:
                 try:
@@ -87,9 +87,15 @@ def _blocks_from_form(errors: dict) -> list[dict] | None:
                 except InvalidInput as exc:
                     errors[f"blocks[{len(blocks)}].media"] = exc.errors["image"]
         if kind == "updates":
-            block["count"] = int(block["count"]) if str(block.get("count", "")).isdigit() else block.get("count")
+            block["count"] = _small_int(block.get("count")) or block.get("count")
         blocks.append(block)
     return blocks
+
+
+def _small_int(value) -> int | None:
+    """A form field as a whole number if it is one (ASCII digits, fits an id), else None."""
+    text = str(value or "").strip()
+    return int(text) if text.isascii() and text.isdecimal() and len(text) < 10 else None
 
 
 def _apply_action(blocks: list[dict], action: str) -> list[dict]:
@@ -99,7 +105,7 @@ def _apply_action(blocks: list[dict], action: str) -> list[dict]:
         if arg == "updates":
             empty["count"] = 3
         return [*blocks, empty]
-    if arg.isdigit() and int(arg) < len(blocks):
+    if arg.isascii() and arg.isdecimal() and len(arg) < 4 and int(arg) < len(blocks):
         i = int(arg)
         if name == "remove":
             return blocks[:i] + blocks[i + 1 :]
@@ -124,7 +130,7 @@ def _posted() -> tuple[IssueInput, dict, dict]:
         topic=f.get("topic", ""),
         preheader=f.get("preheader", ""),
         # Not a number cannot come from our select; it is reported as an unknown segment.
-        segment=(int(segment) if segment.isdigit() and len(segment) < 10 else -1) if segment else None,
+        segment=(_small_int(segment) or -1) if segment else None,
         blocks=blocks,
     )
     values = {

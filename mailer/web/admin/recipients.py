@@ -26,7 +26,7 @@ def _status_filter() -> str | None:
 
 def _after() -> int:
     raw = request.args.get("after", "0")
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdecimal()) or len(raw) > 18:
         abort(400, "'after' must be a whole number")
     return int(raw)
 

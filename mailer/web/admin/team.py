@@ -96,7 +96,8 @@ def remove_token(token_id: int):
 def audit_log():
     before = request.args.get("before", "")
     action = request.args.get("action", "")[:64] or None
-    events = audit.recent(db_session(), action=action, before=int(before) if before.isdigit() else None, limit=101)
+    before_id = int(before) if before.isascii() and before.isdecimal() and len(before) < 19 else None
+    events = audit.recent(db_session(), action=action, before=before_id, limit=101)
     return render_template(
         "admin/audit.html", events=events[:100], next_before=events[99].id if len(events) > 100 else None, action=action
     )

@@ -28,7 +28,7 @@ from ...compose.issues import (
 from ...errors import Conflict, InvalidInput, NotFound
 from ...models import Topic
 from ...tasks import enqueue, plan_issue
-from .. import db_session, runtime_of_app
+from .. import TEST_SEND_LIMIT, db_session, limiter, runtime_of_app
 from .openapi import openapi_document
 
 bp = Blueprint("api", __name__)
@@ -179,6 +179,7 @@ def send(issue_id: int):
 
 
 @bp.post("/issues/<int:issue_id>/test")
+@limiter.limit(TEST_SEND_LIMIT)
 @token_required
 def test(issue_id: int):
     """Send the issue to up to ten addresses, marked [TEST]: `{"to": ["a@example.org"]}`."""
