@@ -16,6 +16,7 @@ bench: setup  ## measure speed and memory (see bench/README.md); BENCH_RECIPIENT
 	$(BIN)/python bench/render_bench.py
 	$(BIN)/python bench/send_bench.py
 	$(BIN)/python bench/audience_bench.py
+	$(BIN)/python bench/digest_bench.py
 
 setup: install assets init
 

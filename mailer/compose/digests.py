@@ -154,13 +154,12 @@ def run_digest(db: Database, frequency: str, at: datetime | None = None) -> RunR
 
 def stuck_runs(session: Session, quiet: timedelta) -> list[tuple[str, datetime]]:
     """(frequency, cutoff) of runs still planning long after they began: their planner died."""
-    return list(
-        session.execute(
-            select(DigestRun.frequency, DigestRun.cutoff).where(
-                DigestRun.status == "planning", DigestRun.created_at < utcnow() - quiet
-            )
-        ).tuples()
+    rows = session.execute(
+        select(DigestRun.frequency, DigestRun.cutoff).where(
+            DigestRun.status == "planning", DigestRun.created_at < utcnow() - quiet
+        )
     )
+    return [(frequency, cutoff) for frequency, cutoff in rows]
 
 
 def _plan_chunk(session: Session, run: DigestRun, report: RunReport) -> bool:
