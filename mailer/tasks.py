@@ -234,7 +234,9 @@ _compiled: OrderedDict = OrderedDict()
 
 def _compiled_issue(issue: Issue, settings: Settings):
     """Render each issue once per worker process (MJML is the expensive part), keep the last few."""
-    key = (issue.id, issue.updated_at)
+    # An issue's content is fixed once it is sending (it can no longer be edited), so (id, created_at) is
+    # the key. Not updated_at: every batch's heartbeat moves that, and each batch would render it again.
+    key = (issue.id, issue.created_at)
     message = _compiled.get(key)
     if message is None:
         message = _compiled[key] = compile_issue(issue, settings)

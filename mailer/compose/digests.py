@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -220,35 +220,45 @@ def _plan_chunk(session: Session, run: DigestRun, report: RunReport) -> bool:
             .order_by(Update.published_at)
         )
     )
+    plain = [(u.id, u.topic_id, u.published_at, set(u.areas or ()), u.services) for u in updates]
     by_content: dict[tuple[int, ...], list[int]] = {}
     rows = []
+    worked_out: dict[tuple, tuple[int, ...]] = {}  # people with the same choices get the same news
     for subscriber_id in ids:
         person = people[subscriber_id]
         chosen_topics = since.get(subscriber_id, {})
-        content = tuple(
-            u.id
-            for u in updates
-            if u.topic_id in chosen_topics
-            and u.published_at > chosen_topics[u.topic_id]
-            and (not u.areas or person.area is None or person.area in u.areas)
-            and (not u.services or not person.services or person.services & u.services)
-        )
+        key = (tuple(sorted(chosen_topics.items())), person.area, person.services)
+        content = worked_out.get(key)
+        if content is None:
+            content = worked_out[key] = tuple(
+                update_id
+                for update_id, topic_id, published_at, areas, services in plain
+                if topic_id in chosen_topics
+                and published_at > chosen_topics[topic_id]
+                and (not areas or person.area is None or person.area in areas)
+                and (not services or not person.services or person.services & services)
+            )
         rows.append((subscriber_id, content, sorted(chosen_topics)))
         if content:
             by_content.setdefault(content, []).append(subscriber_id)
     issue_for = {content: _digest_issue(session, run, content, updates) for content in by_content}
-    session.add_all(
-        DigestRunSubscriber(
-            run_id=run.id,
-            subscriber_id=subscriber_id,
-            update_ids=list(content),
-            topic_ids=topic_ids,
-            issue_id=issue_for[content] if content else None,
-            cutoff=run.cutoff,
-        )
-        for subscriber_id, content, topic_ids in rows
+    # Plain rows in one executemany: nothing reads them back as objects.
+    now = utcnow()
+    session.execute(
+        insert(DigestRunSubscriber),
+        [
+            {
+                "run_id": run.id,
+                "subscriber_id": subscriber_id,
+                "update_ids": list(content),
+                "topic_ids": topic_ids,
+                "issue_id": issue_for[content] if content else None,
+                "cutoff": run.cutoff,
+                "processed_at": now,
+            }
+            for subscriber_id, content, topic_ids in rows
+        ],
     )
-    session.flush()
     report.processed += len(rows)
     report.with_news += sum(1 for _s, c, _t in rows if c)
     return len(ids) < CHUNK
