@@ -103,12 +103,11 @@ def run_digest(db: Database, frequency: str, at: datetime | None = None) -> RunR
     with db.transaction() as session:
         run = _run(session, frequency, at)
         report = RunReport(run.id, frequency, run.period)
-    while True:
+    after = 0
+    while after is not None:
         with db.transaction() as session:
             run = session.get(DigestRun, report.run_id, with_for_update=True)
-            done = _plan_chunk(session, run, report)
-        if done:
-            break
+            after = _plan_chunk(session, run, report, after)
     with db.transaction() as session:
         run = session.get(DigestRun, report.run_id, with_for_update=True)
         now = utcnow()
@@ -162,8 +161,9 @@ def stuck_runs(session: Session, quiet: timedelta) -> list[tuple[str, datetime]]
     return [(frequency, cutoff) for frequency, cutoff in rows]
 
 
-def _plan_chunk(session: Session, run: DigestRun, report: RunReport) -> bool:
-    """Place the next chunk of not-yet-processed subscribers; True when there are none left."""
+def _plan_chunk(session: Session, run: DigestRun, report: RunReport, after: int) -> int | None:
+    """Place the next chunk of not-yet-processed subscribers with ids above `after` (keyset: each chunk
+    reads only its own part); returns the last id placed, or None when there are none left."""
     chosen = (
         select(Subscriber.id)
         .join(Subscription, Subscription.subscriber_id == Subscriber.id)
@@ -171,6 +171,7 @@ def _plan_chunk(session: Session, run: DigestRun, report: RunReport) -> bool:
             Subscription.frequency == run.frequency,
             Subscription.ended_at.is_(None),
             Subscriber.status == "active",
+            Subscriber.id > after,
             ~select(Suppression.id).where(Suppression.email_hash == Subscriber.email_hash).exists(),
             ~select(DigestRunSubscriber.id)
             .where(DigestRunSubscriber.run_id == run.id, DigestRunSubscriber.subscriber_id == Subscriber.id)
@@ -182,7 +183,7 @@ def _plan_chunk(session: Session, run: DigestRun, report: RunReport) -> bool:
     )
     ids = list(session.scalars(chosen))
     if not ids:
-        return True
+        return None
     people = {
         p.id: p
         for p in session.execute(
@@ -261,7 +262,7 @@ def _plan_chunk(session: Session, run: DigestRun, report: RunReport) -> bool:
     )
     report.processed += len(rows)
     report.with_news += sum(1 for _s, c, _t in rows if c)
-    return len(ids) < CHUNK
+    return ids[-1] if len(ids) == CHUNK else None
 
 
 def _digest_issue(session: Session, run: DigestRun, content: tuple[int, ...], updates: list[Update]) -> int:
