@@ -114,6 +114,27 @@ class Subscription(Base):
             postgresql_where=text("ended_at IS NULL"),
         ),
         Index("ix_subscriptions_topic_open", "topic_id", "subscriber_id"),
+        # An issue's audience (open, one topic, "as it happens") as an index-only range; measured on a
+        # million subscribers in bench/audience_bench.py (p95 of topic counts 1.40 → 0.96 s).
+        Index(
+            "ix_subscriptions_topic_frequency_open",
+            "topic_id",
+            "frequency",
+            "subscriber_id",
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+        # Frequency rules and digests: who has an open subscription at a frequency.
+        Index(
+            "ix_subscriptions_frequency_open",
+            "frequency",
+            "subscriber_id",
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+        # Everything about one person, ended subscriptions included (imports, the profile, subject access):
+        # without it each is a scan of the whole table (324 ms a batch at 1.5 M rows, 3 ms with it).
+        Index("ix_subscriptions_subscriber", "subscriber_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -72,10 +72,28 @@ def upgrade() -> None:
 
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("frequency_since", mailer.models.base.UTCDateTime(), nullable=True))
+        batch_op.create_index(
+            "ix_subscriptions_topic_frequency_open",
+            ["topic_id", "frequency", "subscriber_id"],
+            unique=False,
+            sqlite_where=sa.text("ended_at IS NULL"),
+            postgresql_where=sa.text("ended_at IS NULL"),
+        )
+        batch_op.create_index(
+            "ix_subscriptions_frequency_open",
+            ["frequency", "subscriber_id"],
+            unique=False,
+            sqlite_where=sa.text("ended_at IS NULL"),
+            postgresql_where=sa.text("ended_at IS NULL"),
+        )
+        batch_op.create_index("ix_subscriptions_subscriber", ["subscriber_id"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.drop_index("ix_subscriptions_subscriber")
+        batch_op.drop_index("ix_subscriptions_frequency_open")
+        batch_op.drop_index("ix_subscriptions_topic_frequency_open")
         batch_op.drop_column("frequency_since")
 
     with op.batch_alter_table("issues", schema=None) as batch_op:
