@@ -34,6 +34,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -658,6 +659,7 @@ def main() -> None:
     extra = os.environ.get("BENCH_EXTRA_INDEXES", "") not in ("", "0")
     profile = os.environ.get("BENCH_PROFILE", "") not in ("", "0")
     work = Path(tempfile.mkdtemp(prefix="mailer-audience-bench-"))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # so the temporary files go too
     started = time.perf_counter()
     try:
         result = run(n, import_rows, extra, profile, work)
