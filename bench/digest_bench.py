@@ -27,11 +27,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -40,12 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from send_bench import (  # noqa: E402 - bench/ is put on the path first
     LIMIT_RCPT,
     ROOT,
-    SINK,
     SOURCE,
-    SinkCounter,
+    bench_rig,
     children,
     ensure_postfix_tools,
-    free_port,
     rss_kb,
     wait_quiet,
 )
@@ -183,51 +178,8 @@ def main() -> None:
     if database_url and database_url.startswith("postgresql"):
         ensure_postgres_database(database_url)
 
-    work = Path(tempfile.mkdtemp(prefix="mailer-digest-bench-",
-                                 dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
-    os.chmod(work, 0o777)
-    fifo = work / "dump.fifo"
-    os.mkfifo(fifo)
-    os.chmod(fifo, 0o666)  # the sink drops to user nobody before it opens the dump
-    counter = SinkCounter(fifo)
-    counter.start()
-    sink_port = free_port()
-    sink_user = ["-u", "nobody"] if os.geteuid() == 0 else []
-    sink = subprocess.Popen([SINK, *sink_user, "-D", str(fifo), f"127.0.0.1:{sink_port}", "1024"])
-    time.sleep(0.3)
-    if sink.poll() is not None:
-        sys.exit("smtp-sink did not start (see its message above)")
-
-    from mailer.config import load_settings
-    from mailer.dev.redis_server import server_args
-
-    redis_port = free_port()
-    redis_args = server_args(redis_port, work / "redis")
-    redis_args[redis_args.index("--appendonly") + 1] = "no"
-    redis_proc = subprocess.Popen(redis_args, stdout=subprocess.DEVNULL)
-
-    env = {
-        "DATABASE_URL": database_url or f"sqlite:///{work / 'bench.db'}",
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "SMTP_URL": f"smtp://127.0.0.1:{sink_port}",
-        "BASE_URL": "https://mailer.example.nhs.uk",
-        "SECRET_KEY": "bench",
-        "MAIL_FROM": "Trust Matters <trust-matters@example.nhs.uk>",
-        "VAR_DIR": str(work / "var"),
-    }
-    settings = load_settings(env)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
-    try:
-        result = run(n, settings, env, work, counter, sink_port, concurrency, sessions)
-    finally:
-        for proc in STARTED:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(30)
-        for proc in (sink, redis_proc):
-            proc.terminate()
-            proc.wait(10)
-        shutil.rmtree(work, ignore_errors=True)
+    with bench_rig("mailer-digest-bench-", database_url, STARTED) as rig:
+        result = run(n, rig.settings, rig.env, rig.work, rig.counter, rig.sink_port, concurrency, sessions)
     print(json.dumps(result))
 
 

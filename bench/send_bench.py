@@ -14,6 +14,8 @@ Prints progress, then one JSON line last.
 from __future__ import annotations
 
 import collections
+import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -125,14 +127,20 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def main() -> None:
-    n = int(os.environ.get("BENCH_RECIPIENTS", "100000"))
-    cores = os.cpu_count() or 2
-    concurrency = int(os.environ.get("BENCH_CONCURRENCY", str(cores)))
-    sessions = int(os.environ.get("BENCH_SESSIONS", str(cores)))
-    ensure_postfix_tools()
+@dataclasses.dataclass
+class Rig:
+    settings: object
+    env: dict
+    work: Path
+    counter: SinkCounter
+    sink_port: int
 
-    work = Path(tempfile.mkdtemp(prefix="mailer-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+
+@contextlib.contextmanager
+def bench_rig(prefix: str, database_url: str | None, started: list[subprocess.Popen]):
+    """smtp-sink (counted through its dump FIFO) and a redis-server on free ports, in a scratch directory;
+    stops them, every process in `started` and removes the directory afterwards, also on SIGTERM."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     os.chmod(work, 0o777)
     fifo = work / "dump.fifo"
     os.mkfifo(fifo)
@@ -154,9 +162,8 @@ def main() -> None:
     redis_args[redis_args.index("--appendonly") + 1] = "no"
     redis_proc = subprocess.Popen(redis_args, stdout=subprocess.DEVNULL)
 
-    database_url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{work / 'bench.db'}"
     env = {
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": database_url or f"sqlite:///{work / 'bench.db'}",
         "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         "SMTP_URL": f"smtp://127.0.0.1:{sink_port}",
         "BASE_URL": "https://mailer.example.nhs.uk",
@@ -164,13 +171,11 @@ def main() -> None:
         "MAIL_FROM": "Trust Matters <trust-matters@example.nhs.uk>",
         "VAR_DIR": str(work / "var"),
     }
-    settings = load_settings(env)
-    workers = None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     try:
-        workers, result = run(n, settings, env, work, counter, sink_port, concurrency, sessions)
+        yield Rig(load_settings(env), env, work, counter, sink_port)
     finally:
-        for proc in STARTED:
+        for proc in started:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(30)
@@ -178,6 +183,18 @@ def main() -> None:
             proc.terminate()
             proc.wait(10)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    n = int(os.environ.get("BENCH_RECIPIENTS", "100000"))
+    cores = os.cpu_count() or 2
+    concurrency = int(os.environ.get("BENCH_CONCURRENCY", str(cores)))
+    sessions = int(os.environ.get("BENCH_SESSIONS", str(cores)))
+    ensure_postfix_tools()
+    with bench_rig("mailer-bench-", os.environ.get("BENCH_DATABASE_URL"), STARTED) as rig:
+        _workers, result = run(
+            n, rig.settings, rig.env, rig.work, rig.counter, rig.sink_port, concurrency, sessions
+        )
     print(json.dumps(result))
 
 
