@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 
 from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -200,55 +201,42 @@ def segment(segment_id: int):
 def _handle_segment_post(segment: Segment | None):
     form = request.form
     action = form.get("action", "save")
-    name, description, match = form.get("name", ""), form.get("description", ""), form.get("match", "all")
+    match = form.get("match", "all")
     rows = _rows_from_form(form)
     if action.startswith("remove-"):
         index = action.removeprefix("remove-")
         rows = [r for i, r in enumerate(rows) if str(i) != index]
-    if action in ("add",) or action.startswith("remove-"):
-        return _segment_form(segment, name=name, description=description, match=match, rows=rows)
+    # The form shown again, as posted (and changed by the action).
+    again = partial(
+        _segment_form,
+        segment,
+        name=form.get("name", ""),
+        description=form.get("description", ""),
+        match=match,
+        rows=rows,
+    )
+    if action == "add" or action.startswith("remove-"):
+        return again()
     rules, origin = _rules_from_rows(match, rows)
-    if action == "count":
-        try:
-            session = db_session()
-            audience = count(session, segment_audience(check_rules(session, rules)))
-        except InvalidInput as exc:
-            return _segment_form(
-                segment,
-                name=name,
-                description=description,
-                match=match,
-                rows=rows,
-                errors=_row_errors(exc, origin),
-                status=400,
-            )
-        return _segment_form(segment, name=name, description=description, match=match, rows=rows, audience=audience)
     try:
+        if action == "count":
+            session = db_session()
+            return again(audience=count(session, segment_audience(check_rules(session, rules))))
         with runtime_of_app().db.transaction() as session:
             saved = save_segment(
                 session,
-                name=name,
+                name=form.get("name", ""),
                 rules=rules,
-                description=description,
+                description=form.get("description", ""),
                 segment=session.get(Segment, segment.id) if segment else None,
                 admin_user_id=current_user.id,
             )
             segment_id = saved.id
             audit.record(session, Actor.user(current_user), "segment.save", saved, name=saved.name)
     except InvalidInput as exc:
-        return _segment_form(
-            segment,
-            name=name,
-            description=description,
-            match=match,
-            rows=rows,
-            errors=_row_errors(exc, origin),
-            status=400,
-        )
+        return again(errors=_row_errors(exc, origin), status=400)
     except Conflict as exc:
-        return _segment_form(
-            segment, name=name, description=description, match=match, rows=rows, errors={"name": str(exc)}, status=409
-        )
+        return again(errors={"name": str(exc)}, status=409)
     flash("Segment saved.")
     return redirect(url_for("admin.segment", segment_id=segment_id), code=303)
 
