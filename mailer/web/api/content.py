@@ -11,7 +11,7 @@ from ...compose.updates import UpdateInput, create_update, get_update, publish_u
 from ...models import Update, utcnow
 from ...tasks import enqueue, plan_issue, run_digest_task
 from .. import db_session, runtime_of_app
-from . import ApiError, bp, json_body, token_required
+from . import ApiError, _string, bp, json_body, token_required
 
 UPDATE_FIELDS = {"title", "summary", "body", "topic", "areas", "services", "link", "publish"}
 
@@ -21,13 +21,6 @@ def _strings(data: dict, key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ApiError(400, f"'{key}' must be a list of strings", {key: "must be a list of strings"})
     return value
-
-
-def _text(data: dict, key: str) -> str:
-    value = data.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ApiError(400, f"'{key}' must be a string", {key: "must be a string"})
-    return value or ""
 
 
 @bp.get("/updates")
@@ -49,13 +42,13 @@ def updates_create():
     if not isinstance(publish, bool):
         raise ApiError(400, "'publish' must be true or false", {"publish": "must be a boolean"})
     update_input = UpdateInput(
-        title=_text(data, "title"),
-        topic=_text(data, "topic"),
-        summary=_text(data, "summary"),
-        body=_text(data, "body"),
+        title=_string(data, "title", required=False),
+        topic=_string(data, "topic", required=False),
+        summary=_string(data, "summary", required=False),
+        body=_string(data, "body", required=False),
         areas=_strings(data, "areas"),
         services=_strings(data, "services"),
-        link=_text(data, "link") or None,
+        link=_string(data, "link", required=False) or None,
     )
     actor = Actor.token(g.api_token)
     with runtime_of_app().db.transaction() as session:
