@@ -176,14 +176,14 @@ def read_rows(stream: IO[str], consent_source: str | None = None) -> Iterator[tu
 @dataclass
 class _Checked:
     row: int
-    email: str
+    email: str  # normalised where it is a valid address
     subscriptions: list
     attributes: object
     source: str
     consent_date: object
 
 
-def _check(row: int, cells: dict[str, str], topics: dict, default_source: str = "") -> _Checked:
+def _check(row: int, cells: dict[str, str], address: str, topics: dict, default_source: str = "") -> _Checked:
     errors: dict[str, str] = {}
     names = [t for t in (cells.get("topics") or "").split(";") if t.strip()]
     subscriptions = []
@@ -207,7 +207,7 @@ def _check(row: int, cells: dict[str, str], topics: dict, default_source: str = 
         raise InvalidInput(errors)
     return _Checked(
         row,
-        cells.get("email", ""),
+        address,
         subscriptions,
         attributes,
         cells.get("consent_source", "").strip() or default_source,
@@ -271,7 +271,7 @@ def _apply_batch(db: Database, items: list[_Checked], report: ImportReport, impo
     part = ImportReport()
     try:
         with db.transaction() as session:
-            known = Known.load(session, [_normal(item.email) for item in items])
+            known = Known.load(session, [item.email for item in items])
             for item in items:
                 _apply(session, item, part, import_id, admin_user_id, known)
             session.flush()
@@ -332,12 +332,14 @@ def run_import(
                 if isinstance(cells, str):
                     report.error(row, cells)
                     continue
-                key = hashlib.blake2b(_normal(cells.get("email", "")).lower().encode(), digest_size=8).digest()
+                # Normalised once here: the duplicate check, the batch's lookup and the row all use it.
+                address = _normal(cells.get("email", ""))
+                key = hashlib.blake2b(address.lower().encode(), digest_size=8).digest()
                 if key in seen:
                     report.error(row, f"Duplicate of row {seen[key]}: the same address is in the file twice")
                     continue
                 try:
-                    good.append(_check(row, cells, topics, consent_source or ""))
+                    good.append(_check(row, cells, address, topics, consent_source or ""))
                 except InvalidInput as exc:
                     report.error(row, _message(exc))
                     continue  # a corrected copy of this row later in the file is welcome
