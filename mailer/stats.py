@@ -106,17 +106,16 @@ def weekly_changes(session: Session, topic_id: int, weeks: int = 12, now: dateti
     now = now or utcnow()
     this_monday = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
     starts = [this_monday - timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
-    out = []
+    # One pass over the topic's subscriptions: a gained and a lost sum for each week.
+    columns = []
     for start in starts:
         end = start + timedelta(weeks=1)
-        gained, lost = session.execute(
-            select(
-                func.sum(case((and_(Subscription.started_at >= start, Subscription.started_at < end), 1), else_=0)),
-                func.sum(case((and_(Subscription.ended_at >= start, Subscription.ended_at < end), 1), else_=0)),
-            ).where(Subscription.topic_id == topic_id)
-        ).one()
-        out.append(Week(start, gained or 0, lost or 0))
-    return out
+        columns.append(
+            func.sum(case((and_(Subscription.started_at >= start, Subscription.started_at < end), 1), else_=0))
+        )
+        columns.append(func.sum(case((and_(Subscription.ended_at >= start, Subscription.ended_at < end), 1), else_=0)))
+    sums = session.execute(select(*columns).where(Subscription.topic_id == topic_id)).one()
+    return [Week(start, sums[2 * i] or 0, sums[2 * i + 1] or 0) for i, start in enumerate(starts)]
 
 
 def topic_overview(session: Session, weeks: int = 12) -> list[dict]:
