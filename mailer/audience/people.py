@@ -669,6 +669,13 @@ def _without_names(details: dict) -> dict:
     return out
 
 
+def delete_consent_events(session: Session, subscriber_ids: list[int]) -> None:
+    """All consent events of these people: confirmations first, since they point at the requests."""
+    of_them = ConsentEvent.subscriber_id.in_(subscriber_ids)
+    session.execute(delete(ConsentEvent).where(of_them, ConsentEvent.confirms_id.is_not(None)))
+    session.execute(delete(ConsentEvent).where(of_them))
+
+
 def erase(session: Session, subscriber: Subscriber, *, channel: str, admin_user_id: int | None = None) -> None:
     """Erase a person (UK GDPR article 17): subscriptions end, pending mail is skipped, personal data goes.
 
@@ -698,9 +705,6 @@ def erase(session: Session, subscriber: Subscriber, *, channel: str, admin_user_
     subscriber.services = 0
     anonymise(session, subscriber, now)
     # The history of consent is about a person who asked to be forgotten: only the fact of erasure stays.
-    session.execute(
-        delete(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber.id, ConsentEvent.confirms_id.is_not(None))
-    )
-    session.execute(delete(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber.id))
+    delete_consent_events(session, [subscriber.id])
     session.add(ConsentEvent(subscriber_id=subscriber.id, kind="erase", channel=channel, admin_user_id=admin_user_id))
     session.flush()

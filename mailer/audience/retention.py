@@ -16,7 +16,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from ..models import ConsentEvent, Subscriber, Subscription, utcnow
-from .people import anonymise
+from .people import anonymise, delete_consent_events
 
 CHUNK = 1000
 
@@ -51,10 +51,7 @@ def delete_unconfirmed(session: Session, days: int, now=None) -> int:
     )
     if not ids:
         return 0
-    session.execute(
-        delete(ConsentEvent).where(ConsentEvent.subscriber_id.in_(ids), ConsentEvent.confirms_id.is_not(None))
-    )
-    session.execute(delete(ConsentEvent).where(ConsentEvent.subscriber_id.in_(ids)))
+    delete_consent_events(session, ids)
     session.execute(delete(Subscriber).where(Subscriber.id.in_(ids)))
     return len(ids)
 
