@@ -71,6 +71,26 @@ def digest(db, frequency, at=None):
     return report
 
 
+def die_after_first_chunk(monkeypatch, db, chunk: int) -> None:
+    """Run the weekly digest with chunks of `chunk` people and let the planner die after the first one,
+    as a SIGKILL would leave it; afterwards planning works normally again."""
+    from mailer.compose import digests
+
+    monkeypatch.setattr(digests, "CHUNK", chunk)
+    real, calls = digests._plan_chunk, []
+
+    def dies_after_one(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise SystemExit("worker killed")
+        return real(*args)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(digests, "_plan_chunk", dies_after_one)
+        with pytest.raises(SystemExit):
+            run_digest(db, "weekly")
+
+
 def titles_in(mail) -> list[str]:
     text = mail.text()
     return sorted(
@@ -267,28 +287,15 @@ def test_a_run_that_dies_half_way_is_finished_by_the_next_without_repeats(
     """The planning process dies after its first chunk (as a SIGKILL would leave it): the people placed
     so far keep their place, and the next run (beat again, or by hand) places the rest; nobody is mailed
     before every chunk is placed, nobody twice."""
-    from mailer.compose import digests
 
     people = [f"half{i}@example.org" for i in range(12)]
     for email in people:
         person(db, email, "project-fusion:weekly")
     publish(db, "Alpha")
-    monkeypatch.setattr(digests, "CHUNK", 5)
-    real, calls = digests._plan_chunk, []
-
-    def dies_after_one(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise SystemExit("worker killed")
-        return real(*args)
-
-    monkeypatch.setattr(digests, "_plan_chunk", dies_after_one)
-    with pytest.raises(SystemExit):
-        run_digest(db, "weekly")
+    die_after_first_chunk(monkeypatch, db, chunk=5)
     with db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(DigestRunSubscriber)) == 5
         assert s.scalar(select(func.count()).select_from(Issue).where(Issue.status != "draft")) == 1  # the update
-    monkeypatch.setattr(digests, "_plan_chunk", real)
     digest(db, "weekly")
     for email in people:
         smtp_server.wait_for(email)
@@ -349,19 +356,7 @@ def test_the_sweeper_finishes_a_run_whose_planner_died(app, db, smtp_server, cel
     for i in range(6):
         person(db, f"stuck{i}@example.org", "project-fusion:weekly")
     publish(db, "Alpha")
-    monkeypatch.setattr(digests, "CHUNK", 3)
-    real, calls = digests._plan_chunk, []
-
-    def dies(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise SystemExit("killed")
-        return real(*args)
-
-    monkeypatch.setattr(digests, "_plan_chunk", dies)
-    with pytest.raises(SystemExit):
-        run_digest(db, "weekly")
-    monkeypatch.setattr(digests, "_plan_chunk", real)
+    die_after_first_chunk(monkeypatch, db, chunk=3)
     with db.transaction() as s:
         s.execute(DigestRun.__table__.update().values(created_at=datetime(2026, 1, 1, tzinfo=UTC)))
         assert digests.stuck_runs(s, timedelta(seconds=60))
