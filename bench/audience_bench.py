@@ -255,6 +255,17 @@ def generate(db, n: int) -> dict:
         }
 
 
+def summary_backfill() -> str:
+    """Migration 0005's one-pass UPDATE of every subscriber's topic_mask / frequency_mask."""
+    import importlib.util
+
+    path = ROOT / "migrations" / "versions" / "0005_subscription_summary.py"
+    spec = importlib.util.spec_from_file_location("migration_0005", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.BACKFILL
+
+
 def _generate_postgresql(db, n: int, topic_ids: list[int]) -> None:
     from sqlalchemy import text
 
@@ -316,6 +327,11 @@ def _generate_postgresql(db, n: int, topic_ids: list[int]) -> None:
             t = time.perf_counter()
             rows = conn.execute(text(sql), params).rowcount
             print(f"  {label}: {rows:,} rows in {time.perf_counter() - t:.1f} s", flush=True)
+        # Replica mode skipped the trigger that keeps each subscriber's summary of their subscriptions too:
+        # fill it in one pass, as migration 0005 does for an existing database.
+        t = time.perf_counter()
+        rows = conn.execute(text(summary_backfill())).rowcount
+        print(f"  subscription summaries: {rows:,} subscribers in {time.perf_counter() - t:.1f} s", flush=True)
         for table in ("subscribers", "subscriptions", "suppressions"):
             conn.execute(
                 text(

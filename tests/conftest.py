@@ -135,8 +135,12 @@ KEEP_TABLES = {"topics", "alembic_version"}
 
 @pytest.fixture(autouse=True)
 def clean_database(request, db, smtp_server):
-    """Every test starts with no subscribers, issues or accounts (topics stay seeded) and an empty inbox."""
+    """Every test starts with no subscribers, issues or accounts (topics stay seeded) and an empty inbox.
+
+    After each test, every subscriber's summary of their open subscriptions (kept by a database trigger)
+    must agree with the subscriptions themselves, whatever path the test wrote them by."""
     yield
+    stale = stale_summaries(db)
     with db.engine.begin() as conn:
         tables = [t for t in _tables(conn) if t not in KEEP_TABLES]
         if db.dialect == "postgresql":
@@ -147,6 +151,26 @@ def clean_database(request, db, smtp_server):
                 conn.execute(text(f"DELETE FROM {table}"))
             conn.exec_driver_sql("PRAGMA foreign_keys=ON")
     smtp_server.reset()
+    assert not stale, f"subscribers.topic_mask / frequency_mask out of step with their subscriptions: {stale}"
+
+
+def stale_summaries(db) -> dict[int, dict]:
+    """Subscribers whose stored topic_mask / frequency_mask differ from their open subscriptions."""
+    from mailer.models import FREQUENCY_BITS
+
+    with db.engine.connect() as conn:
+        stored = {
+            row[0]: (row[1], row[2])
+            for row in conn.execute(text("SELECT id, topic_mask, frequency_mask FROM subscribers"))
+        }
+        expected = dict.fromkeys(stored, (0, 0))
+        rows = conn.execute(text("SELECT subscriber_id, topic_id, frequency FROM subscriptions WHERE ended_at IS NULL"))
+        for who, topic_id, frequency in rows:
+            topics, frequencies = expected.get(who, (0, 0))
+            expected[who] = (topics | 1 << topic_id, frequencies | FREQUENCY_BITS[frequency])
+    return {
+        who: {"stored": stored.get(who), "expected": want} for who, want in expected.items() if stored.get(who) != want
+    }
 
 
 def _tables(conn) -> list[str]:

@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 
 from conftest import wait_until
 from mailer.accounts import create_token
+from mailer.audience.importer import _SeenRows
 from mailer.audience.retention import anonymise_ended, delete_unconfirmed
 from mailer.audience.subscriptions import request_subscription, unsubscribe
 from mailer.audience.suppression import suppress
@@ -192,6 +193,20 @@ def test_import_reports_each_bad_row_by_number_and_keeps_the_good_ones(publisher
     assert publisher.get("/subscribers/bad-date@example.org").status_code == 404
     with db.sessions() as s:
         assert sorted(s.scalars(select(Subscriber.email))) == ["good1@example.org", "good2@example.org"]
+
+
+def test_the_duplicate_check_remembers_every_row_as_its_table_grows():
+    """The in-file duplicate table starts at 1,024 slots and doubles at half full: rows seen before and
+    after each growth are still found, with the row they were first seen on, whatever their case."""
+    seen = _SeenRows()
+    for row in range(2, 5002):
+        key = seen.key(f"person{row}@example.org")
+        assert seen.get(key) is None
+        seen.add(key, row)
+    for row in (2, 513, 1024, 2049, 5001):
+        assert seen.get(seen.key(f"Person{row}@EXAMPLE.org")) == row
+    assert seen.get(seen.key("nobody@example.org")) is None
+    assert len(seen._keys) == 16384  # 5,000 rows, at most half full
 
 
 def test_import_handles_a_byte_order_mark_and_windows_line_endings(publisher, db):

@@ -264,3 +264,106 @@ def test_a_segment_reads_as_words():
         "Area is Isle of Wight and "
         "(Audience is Carer, family member or friend or Interested in is any of Mental health services)"
     )
+
+
+# --- the subscription summary a trigger keeps on each subscriber ---------------------------------------
+
+
+def _person(session, address: str) -> int:
+    subscriber = Subscriber(email=address, email_key=address, email_hash=email_hash(address), status="active")
+    session.add(subscriber)
+    session.flush()
+    return subscriber.id
+
+
+def test_segments_follow_subscriptions_written_by_plain_sql(db):
+    """Rules read a summary the database keeps, so a bulk UPDATE outside the app moves people at once."""
+    careers = {"all": [{"field": "topic", "op": "is", "value": "careers"}]}
+    weekly = {
+        "any": [
+            {"field": "area", "op": "is", "value": "portsmouth"},
+            {"field": "frequency", "op": "is", "value": "weekly"},
+        ]
+    }
+    with db.transaction() as session:
+        topic_ids = dict(session.execute(select(Topic.slug, Topic.id)).all())
+        first, second = _person(session, "a@example.org"), _person(session, "b@example.org")
+        session.execute(
+            Subscription.__table__.insert(),
+            [
+                {"subscriber_id": first, "topic_id": topic_ids["careers"], "frequency": "weekly", "source": "web"},
+                {
+                    "subscriber_id": second,
+                    "topic_id": topic_ids["careers"],
+                    "frequency": "immediately",
+                    "source": "web",
+                },
+                {
+                    "subscriber_id": second,
+                    "topic_id": topic_ids["get-involved"],
+                    "frequency": "weekly",
+                    "source": "web",
+                },
+            ],
+        )
+    with db.sessions() as session:
+        assert set(session.scalars(segment_audience(check_rules(session, careers)))) == {first, second}
+        assert set(session.scalars(segment_audience(check_rules(session, weekly)))) == {first, second}
+    with db.transaction() as session:
+        session.execute(
+            Subscription.__table__.update()
+            .where(Subscription.subscriber_id == second, Subscription.topic_id == topic_ids["get-involved"])
+            .values(ended_at=MOMENTS[0], ended_reason="unsubscribed")
+        )
+        session.execute(
+            Subscription.__table__.update().where(Subscription.subscriber_id == first).values(frequency="monthly")
+        )
+    with db.sessions() as session:
+        assert set(session.scalars(segment_audience(check_rules(session, careers)))) == {first, second}
+        assert set(session.scalars(segment_audience(check_rules(session, weekly)))) == set()
+    with db.transaction() as session:
+        session.execute(delete(Subscription).where(Subscription.subscriber_id == first))
+    with db.sessions() as session:
+        assert set(session.scalars(segment_audience(check_rules(session, careers)))) == {second}
+
+
+def test_two_writers_to_one_person_both_land_in_the_summary(db):
+    """Two transactions each add a topic for the same person; the second waits for the first's lock and then
+    reads its committed row, so the summary holds both (without the lock it would hold only its own)."""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time; the race needs PostgreSQL (TEST_DATABASE_URL)")
+    import threading
+
+    with db.transaction() as session:
+        topic_ids = dict(session.execute(select(Topic.slug, Topic.id)).all())
+        who = _person(session, "both@example.org")
+
+    def add(conn, slug):
+        conn.execute(
+            Subscription.__table__.insert().values(
+                subscriber_id=who, topic_id=topic_ids[slug], frequency="immediately", source="web"
+            )
+        )
+
+    first = db.engine.connect()
+    first_tx = first.begin()
+    add(first, "careers")  # holds the lock on the subscriber row until it commits
+    errors = []
+
+    def second_writer():
+        try:
+            with db.engine.begin() as conn:
+                add(conn, "sustainability")
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=second_writer)
+    thread.start()
+    thread.join(0.5)  # it is blocked on the row lock (or, on a slow machine, not yet started: the same test)
+    first_tx.commit()
+    first.close()
+    thread.join(30)
+    assert not thread.is_alive() and not errors, errors
+    with db.sessions() as session:
+        mask = session.scalar(select(Subscriber.topic_mask).where(Subscriber.id == who))
+    assert mask == (1 << topic_ids["careers"]) | (1 << topic_ids["sustainability"])

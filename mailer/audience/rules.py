@@ -11,7 +11,9 @@ A rule is `{"all": [...]}` or `{"any": [...]}` (nestable) whose leaves are condi
   datetime; a person with no such date matches neither.
 
 Validation says exactly where a rule is wrong (`rules.all[2].op: ...`), so an API caller or the admin form
-can point at it. Compilation never touches the database: topic slugs are matched in the subquery.
+can point at it. Compilation never touches the database: topic slugs are turned into bits in the query.
+Topic and frequency conditions read `Subscriber.topic_mask` / `frequency_mask`, the summary of a person's
+open subscriptions that a trigger keeps (migration 0005), so every condition is a test on one row.
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, false, or_, select, true
-from sqlalchemy.orm import aliased
+from sqlalchemy import BigInteger, and_, cast, false, func, literal, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import InvalidInput
-from ..models import AREAS, AUDIENCES, FREQUENCIES, SERVICES, Subscriber, Subscription, Topic
+from ..models import AREAS, AUDIENCES, FREQUENCIES, FREQUENCY_BITS, SERVICES, Subscriber, Topic, services_mask
 
 SET_OPS = ("is", "is_not", "in", "not_in")
 DATE_OPS = ("before", "after")
@@ -170,15 +171,18 @@ def _values(cond: dict) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _has_subscription(where) -> ColumnElement[bool]:
-    """An open subscription meeting `where(alias)`. Aliased, so it stays a subquery of its own even when
-    the outer query already joins subscriptions (an issue's topic audience)."""
-    sub = aliased(Subscription)
-    return exists(
-        select(sub.id)
-        .where(sub.subscriber_id == Subscriber.id, sub.ended_at.is_(None), where(sub))
-        .correlate(Subscriber)
-    )
+def _topic_bits(slugs: list[str]) -> ColumnElement[int]:
+    """The topic_mask bits of these topics, looked up by slug in the query itself (evaluated once)."""
+    bit = cast(literal(1), BigInteger).op("<<")(Topic.id)
+    return select(cast(func.coalesce(func.sum(bit), 0), BigInteger)).where(Topic.slug.in_(slugs)).scalar_subquery()
+
+
+def _any_bit(column, bits) -> ColumnElement[bool]:
+    """Whether the column has any of these bits. Written `> 0` (masks are never negative), not `!= 0`: with
+    no statistics on a bitwise expression PostgreSQL guesses an inequality matches a third of the rows, where
+    it guesses `= 0` (a negated rule) matches 0.5 %, and then probes subscriptions once per person for an
+    issue's audience (0.65 → 1.9 s for "not Careers" to Trust Matters over a million subscribers)."""
+    return column.op("&")(bits) > 0
 
 
 def _condition(cond: dict) -> ColumnElement[bool]:
@@ -192,16 +196,14 @@ def _condition(cond: dict) -> ColumnElement[bool]:
         return column >= moment + timedelta(days=1) if whole_day else column > moment
     values = _values(cond)
     negate = op in ("is_not", "not_in")
+    # Topics and frequencies read the subscriber's summary of their open subscriptions (kept by a trigger):
+    # a column of the row, so "any" groups cost no per-person subquery.
     if field == "topic":
-        topic_ids = select(Topic.id).where(Topic.slug.in_(values))
-        match = _has_subscription(lambda sub: sub.topic_id.in_(topic_ids))
+        match = _any_bit(Subscriber.topic_mask, _topic_bits(values))
     elif field == "frequency":
-        match = _has_subscription(lambda sub: sub.frequency.in_(values))
+        match = _any_bit(Subscriber.frequency_mask, sum(FREQUENCY_BITS[v] for v in values))
     elif field == "service":
-        mask = 0
-        for value in values:
-            mask |= SERVICES[value][1]
-        match = Subscriber.services.op("&")(mask) != 0
+        match = _any_bit(Subscriber.services, services_mask(values))
     else:
         column = Subscriber.area if field == "area" else Subscriber.audience
         if not negate:

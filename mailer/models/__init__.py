@@ -13,6 +13,7 @@ from .subscribers import (
     AREAS,
     AUDIENCES,
     FREQUENCIES,
+    FREQUENCY_BITS,
     FREQUENCY_LABELS,
     SERVICES,
     ConsentEvent,
@@ -24,7 +25,7 @@ from .subscribers import (
     services_mask,
     services_of,
 )
-from .topics import SEED_TOPICS, Topic
+from .topics import MAX_TOPIC_ID, SEED_TOPICS, Topic
 
 __all__ = [
     "AREAS",
@@ -39,7 +40,9 @@ __all__ = [
     "DELIVERY_STATUSES",
     "FINAL_STATUSES",
     "FREQUENCIES",
+    "FREQUENCY_BITS",
     "FREQUENCY_LABELS",
+    "MAX_TOPIC_ID",
     "ROLES",
     "AdminUser",
     "ApiToken",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, BigId, Json, UTCDateTime, utcnow
@@ -13,6 +13,8 @@ from .topics import Topic
 
 SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained", "erased")
 FREQUENCIES = ("immediately", "weekly", "monthly")
+# Bits of Subscriber.frequency_mask; the trigger in migration 0005 uses the same numbers.
+FREQUENCY_BITS = {"immediately": 1, "weekly": 2, "monthly": 4}
 AREAS = {
     "isle-of-wight": "Isle of Wight",
     "hampshire": "Hampshire",
@@ -79,6 +81,10 @@ class Subscriber(Base):
     area: Mapped[str | None] = mapped_column(String(32))
     audience: Mapped[str | None] = mapped_column(String(32))
     services: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A summary of the open subscriptions, kept by a database trigger (migration 0005), never written here:
+    # bit 1 << topic id per topic, and FREQUENCY_BITS of the frequencies. Segment rules read these.
+    topic_mask: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    frequency_mask: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # When they first asked to subscribe (the consent date of an import); segments filter on it.

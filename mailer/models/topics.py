@@ -29,6 +29,10 @@ SEED_TOPICS: list[tuple[str, str, str]] = [
 ]
 
 
+# Topic ids must fit Subscriber.topic_mask, a signed 64-bit integer holding bit 1 << id.
+MAX_TOPIC_ID = 62
+
+
 class Topic(Base):
     __tablename__ = "topics"
 
