@@ -7,7 +7,8 @@ Create Date: 2026-12-01
 Each subscriber carries a summary of their open subscriptions: `topic_mask` (bit 1 << topic id per topic)
 and `frequency_mask` (1 as it happens, 2 weekly, 4 monthly). Segment rules on topics and frequencies then
 read a column of the row instead of probing subscriptions per person, which PostgreSQL cannot turn into a
-join when the condition sits inside an "any" group (1.7 s → 0.2 s on a million subscribers, bench/README.md).
+join when the condition sits inside an "any" group (nested segment count p95 2.05 → 0.30 s on a million
+subscribers, bench/README.md).
 
 The database keeps the summary itself, with a trigger on subscriptions, so no write path (the ORM, a bulk
 UPDATE, psql) can leave it stale. On PostgreSQL the trigger first locks the subscriber row, so two
