@@ -6,9 +6,10 @@
    audiences, services bits, 90% active, subscribed over three years, 1–3 subscriptions each to the seeded
    topics (80% "as it happens"), some ended, 0.5% of addresses on the suppression list; on PostgreSQL
    each subscriber's subscription summary is filled in one pass (migration 0005's UPDATE) and the table
-   rewritten (VACUUM FULL); then VACUUM ANALYZE (the steady state autovacuum keeps). Seven realistic segments are each validated and counted the
-   way the admin's live count does it (`check_rules` + `count(segment_audience(rules))`) and for an issue
-   to Trust Matters (`check_rules` + `audience_size(topic, rules)`), BENCH_REPEAT times after one warm-up:
+   rewritten (VACUUM FULL); then VACUUM ANALYZE (the steady state autovacuum keeps). Seven realistic
+   segments are each validated and counted the way the admin's live count does it (`check_rules` +
+   `count(segment_audience(rules))`) and for an issue to Trust Matters (`check_rules` +
+   `audience_size(topic, rules)`), BENCH_REPEAT times after one warm-up:
    p50/p95/max per query and p95 over all. The slowest query's plan is printed (EXPLAIN ANALYZE,
    PostgreSQL). Planning: an issue is put in `sending` and `dispatch.plan_issue` snapshots its audience into
    the ledger (one INSERT … SELECT) and cuts the batch ranges, for the whole topic and with a segment.

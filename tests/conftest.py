@@ -167,7 +167,7 @@ def stale_summaries(db) -> dict[int, dict]:
         rows = conn.execute(text("SELECT subscriber_id, topic_id, frequency FROM subscriptions WHERE ended_at IS NULL"))
         for who, topic_id, frequency in rows:
             topics, frequencies = expected.get(who, (0, 0))
-            expected[who] = (topics | 1 << topic_id, frequencies | FREQUENCY_BITS[frequency])
+            expected[who] = (topics | 1 << topic_id, frequencies | FREQUENCY_BITS.get(frequency, 0))
     return {
         who: {"stored": stored.get(who), "expected": want} for who, want in expected.items() if stored.get(who) != want
     }

@@ -9,9 +9,11 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
 
 from conftest import wait_until
 from mailer.accounts import create_token
+from mailer.audience import importer
 from mailer.audience.importer import _SeenRows
 from mailer.audience.retention import anonymise_ended, delete_unconfirmed
 from mailer.audience.subscriptions import request_subscription, unsubscribe
@@ -207,6 +209,36 @@ def test_the_duplicate_check_remembers_every_row_as_its_table_grows():
         assert seen.get(seen.key(f"Person{row}@EXAMPLE.org")) == row
     assert seen.get(seen.key("nobody@example.org")) is None
     assert len(seen._keys) == 16384  # 5,000 rows, at most half full
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"  # what psycopg's DeadlockDetected carries
+
+
+@pytest.mark.parametrize("deadlocks", [1, 3])
+def test_an_import_batch_that_loses_a_deadlock_is_rolled_back_and_tried_again(db, monkeypatch, deadlocks):
+    """PostgreSQL breaks a deadlock by rolling one transaction back; the batch is tried again (three tries
+    in all), and only a batch that loses every time fails the import, with nothing of it written."""
+    real_load, calls = importer.Known.load, []
+
+    def load(session, addresses):
+        calls.append(len(addresses))
+        if len(calls) <= deadlocks:
+            raise OperationalError("SELECT ...", {}, _Deadlock("deadlock detected"))
+        return real_load(session, addresses)
+
+    monkeypatch.setattr(importer.Known, "load", load)
+    body = "email,topics,consent_source\nann@example.org,careers,Fair\nbob@example.org,careers,Fair\n"
+    if deadlocks < importer.BATCH_ATTEMPTS:
+        report = importer.run_import(db, io.StringIO(body), channel="api")
+        assert report.imported == 2 and calls == [2] * (deadlocks + 1)
+    else:
+        with pytest.raises(OperationalError):
+            importer.run_import(db, io.StringIO(body), channel="api")
+        assert calls == [2] * importer.BATCH_ATTEMPTS
+    with db.sessions() as s:
+        assert s.scalar(select(Import.status)) == ("finished" if deadlocks < importer.BATCH_ATTEMPTS else "failed")
+        assert s.scalar(select(func.count()).select_from(Subscriber)) == (2 if deadlocks < 3 else 0)
 
 
 def test_import_handles_a_byte_order_mark_and_windows_line_endings(publisher, db):

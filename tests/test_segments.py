@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 
 from mailer.audience.rules import describe, validate_rules
 from mailer.audience.segments import check_rules, count, segment_audience, topic_audience
@@ -328,8 +328,10 @@ def test_segments_follow_subscriptions_written_by_plain_sql(db):
 
 
 def test_two_writers_to_one_person_both_land_in_the_summary(db):
-    """Two transactions each add a topic for the same person; the second waits for the first's lock and then
-    reads its committed row, so the summary holds both (without the lock it would hold only its own)."""
+    """Two transactions each record consent and add a topic for the same person, interleaved. The second's
+    trigger waits for the first's lock on the person and then reads its committed row, so the summary holds
+    both topics (without the lock it holds one). The lock is FOR NO KEY UPDATE: FOR UPDATE would also wait
+    for the key-share lock the other's consent row took, and the two would deadlock (here: time out)."""
     if db.dialect != "postgresql":
         pytest.skip("SQLite has one writer at a time; the race needs PostgreSQL (TEST_DATABASE_URL)")
     import threading
@@ -338,6 +340,10 @@ def test_two_writers_to_one_person_both_land_in_the_summary(db):
         topic_ids = dict(session.execute(select(Topic.slug, Topic.id)).all())
         who = _person(session, "both@example.org")
 
+    def consent(conn):
+        conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+        conn.execute(ConsentEvent.__table__.insert().values(subscriber_id=who, kind="subscribe", channel="api"))
+
     def add(conn, slug):
         conn.execute(
             Subscription.__table__.insert().values(
@@ -345,25 +351,64 @@ def test_two_writers_to_one_person_both_land_in_the_summary(db):
             )
         )
 
-    first = db.engine.connect()
-    first_tx = first.begin()
-    add(first, "careers")  # holds the lock on the subscriber row until it commits
+    first, second = db.engine.connect(), db.engine.connect()
+    first_tx, second_tx = first.begin(), second.begin()
     errors = []
+    try:
+        consent(first)
+        consent(second)  # both now hold a key-share lock on the person (their consent rows' foreign key)
+        add(first, "careers")  # locks the person until it commits
+        done = threading.Event()
 
-    def second_writer():
-        try:
-            with db.engine.begin() as conn:
-                add(conn, "sustainability")
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        def second_writer():
+            try:
+                add(second, "sustainability")
+                second_tx.commit()
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+            finally:
+                done.set()
 
-    thread = threading.Thread(target=second_writer)
-    thread.start()
-    thread.join(0.5)  # it is blocked on the row lock (or, on a slow machine, not yet started: the same test)
-    first_tx.commit()
-    first.close()
-    thread.join(30)
-    assert not thread.is_alive() and not errors, errors
+        thread = threading.Thread(target=second_writer)
+        thread.start()
+        done.wait(0.5)  # it is blocked on the lock (or, on a slow machine, not yet started: the same test)
+        first_tx.commit()
+        thread.join(30)
+        assert not thread.is_alive() and not errors, errors
+    finally:
+        first.close()
+        second.close()
     with db.sessions() as session:
         mask = session.scalar(select(Subscriber.topic_mask).where(Subscriber.id == who))
     assert mask == (1 << topic_ids["careers"]) | (1 << topic_ids["sustainability"])
+
+
+def test_truncating_subscriptions_clears_every_summary(db):
+    if db.dialect != "postgresql":
+        pytest.skip("TRUNCATE is PostgreSQL's (SQLite's DELETE fires the row triggers)")
+    with db.transaction() as session:
+        topic_id = session.scalar(select(Topic.id).where(Topic.slug == "careers"))
+        who = _person(session, "t@example.org")
+        session.add(Subscription(subscriber_id=who, topic_id=topic_id, frequency="weekly"))
+    with db.engine.begin() as conn:
+        conn.execute(text("TRUNCATE subscriptions"))
+    with db.sessions() as session:
+        masks = session.execute(select(Subscriber.topic_mask, Subscriber.frequency_mask)).one()
+    assert tuple(masks) == (0, 0)
+
+
+def test_a_value_repeated_in_a_frequency_rule_means_it_once(db):
+    with db.transaction() as session:
+        topic_id = session.scalar(select(Topic.id).where(Topic.slug == "careers"))
+        people = {}
+        for frequency in FREQUENCIES:
+            people[frequency] = _person(session, f"{frequency}@example.org")
+            session.add(Subscription(subscriber_id=people[frequency], topic_id=topic_id, frequency=frequency))
+    with db.sessions() as session:
+        for op, value, wanted in (
+            ("in", ["weekly", "weekly"], {"weekly"}),
+            ("in", ["weekly", "monthly", "weekly"], {"weekly", "monthly"}),
+            ("not_in", ["weekly", "monthly", "weekly"], {"immediately"}),
+        ):
+            rules = check_rules(session, {"all": [{"field": "frequency", "op": op, "value": value}]})
+            assert set(session.scalars(segment_audience(rules))) == {people[f] for f in wanted}, (op, value)

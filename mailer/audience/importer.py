@@ -90,7 +90,7 @@ class _SeenRows:
 
     An open-addressing table in two flat arrays (8 bytes of hash and 4 of row number a slot, at most half
     full): ~24 bytes a row where a dict of bytes to int took ~120, so a million-row file needs ~24 MB, not
-    ~120 MB. Two addresses sharing a 64-bit hash is a one-in-10^8 chance even at a million rows.
+    ~120 MB. Two addresses sharing a 64-bit hash is about a one-in-4x10^7 chance at a million rows.
     """
 
     def __init__(self, capacity: int = 1024):
@@ -309,10 +309,30 @@ def _batches(rows: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
+# PostgreSQL's "deadlock detected" and "could not serialize": the transaction was rolled back whole and
+# trying it again is the documented answer. Two imports (or an import and a person changing their
+# preferences) that touch the same people in another order can meet this way.
+RETRY_SQLSTATES = ("40P01", "40001")
+BATCH_ATTEMPTS = 3
+
+
 def _apply_batch(db: Database, items: list[_Checked], report: ImportReport, import_id: int, admin_user_id) -> None:
     """A batch in one transaction: what is known about its addresses is loaded in a few queries, rows are
     applied in memory and written in one flush. If someone else added one of the addresses meanwhile (the
-    flush fails on the unique address), the batch is applied again row by row."""
+    flush fails on the unique address), the batch is applied again row by row. A batch that lost a deadlock
+    is rolled back whole and tried again."""
+    for attempt in range(1, BATCH_ATTEMPTS + 1):
+        try:
+            part = _write_batch(db, items, import_id, admin_user_id)
+        except OperationalError as exc:
+            if attempt == BATCH_ATTEMPTS or getattr(exc.orig, "sqlstate", None) not in RETRY_SQLSTATES:
+                raise
+            continue
+        report.merge(part)
+        return
+
+
+def _write_batch(db: Database, items: list[_Checked], import_id: int, admin_user_id) -> ImportReport:
     part = ImportReport()
     try:
         with db.transaction() as session:
@@ -329,7 +349,7 @@ def _apply_batch(db: Database, items: list[_Checked], report: ImportReport, impo
                         _apply(session, item, part, import_id, admin_user_id, None)
                 except IntegrityError:
                     part.error(item.row, "The address was added by someone else at the same moment: import it again")
-    report.merge(part)
+    return part
 
 
 def _normal(address: str) -> str:

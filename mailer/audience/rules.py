@@ -19,6 +19,8 @@ open subscriptions that a trigger keeps (migration 0005), so every condition is 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from functools import reduce
+from operator import or_ as or_bits
 from typing import Any
 
 from sqlalchemy import BigInteger, and_, cast, false, func, literal, or_, select, true
@@ -201,7 +203,7 @@ def _condition(cond: dict) -> ColumnElement[bool]:
     if field == "topic":
         match = _any_bit(Subscriber.topic_mask, _topic_bits(values))
     elif field == "frequency":
-        match = _any_bit(Subscriber.frequency_mask, sum(FREQUENCY_BITS[v] for v in values))
+        match = _any_bit(Subscriber.frequency_mask, reduce(or_bits, (FREQUENCY_BITS[v] for v in values)))
     elif field == "service":
         match = _any_bit(Subscriber.services, services_mask(values))
     else:

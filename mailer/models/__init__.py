@@ -25,7 +25,7 @@ from .subscribers import (
     services_mask,
     services_of,
 )
-from .topics import MAX_TOPIC_ID, SEED_TOPICS, Topic
+from .topics import SEED_TOPICS, Topic
 
 __all__ = [
     "AREAS",
@@ -42,7 +42,6 @@ __all__ = [
     "FREQUENCIES",
     "FREQUENCY_BITS",
     "FREQUENCY_LABELS",
-    "MAX_TOPIC_ID",
     "ROLES",
     "AdminUser",
     "ApiToken",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Integer, String, Text
+from sqlalchemy import CheckConstraint, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base
@@ -29,12 +29,13 @@ SEED_TOPICS: list[tuple[str, str, str]] = [
 ]
 
 
-# Topic ids must fit Subscriber.topic_mask, a signed 64-bit integer holding bit 1 << id.
+# Topic ids must fit Subscriber.topic_mask, a signed 64-bit integer holding bit 1 << id; a CHECK says so.
 MAX_TOPIC_ID = 62
 
 
 class Topic(Base):
     __tablename__ = "topics"
+    __table_args__ = (CheckConstraint(f"id BETWEEN 1 AND {MAX_TOPIC_ID}", name="id_fits_topic_mask"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)

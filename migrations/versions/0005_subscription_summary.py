@@ -14,7 +14,9 @@ The database keeps the summary itself, with a trigger on subscriptions, so no wr
 UPDATE, psql) can leave it stale. On PostgreSQL the trigger first locks the subscriber row, so two
 transactions changing one person's subscriptions at once cannot each write a summary missing the other's.
 
-A later batch migration that recreates `subscriptions` on SQLite drops these triggers: recreate them there.
+On SQLite a later batch migration that recreates `subscriptions` drops these triggers, and one that recreates
+`subscribers` fails while they name it: drop them first and create them again after. SQLite's
+`INSERT OR REPLACE` deletes a clashing row without firing delete triggers; the app never uses it.
 """
 
 import sqlalchemy as sa
@@ -63,8 +65,10 @@ POSTGRESQL = [
     f"""
     CREATE FUNCTION subscriber_summary_refresh(who integer) RETURNS void LANGUAGE plpgsql AS $$
     BEGIN
-        -- Wait for any other transaction changing this person, then read with a fresh snapshot.
-        PERFORM 1 FROM subscribers WHERE id = who FOR UPDATE;
+        -- Wait for any other transaction changing this person's subscriptions, then read with a fresh
+        -- snapshot. NO KEY UPDATE (the lock the UPDATE below takes anyway), not UPDATE: that would also wait
+        -- for the key-share locks foreign-key checks hold, and deadlock two writers adding rows for one person.
+        PERFORM 1 FROM subscribers WHERE id = who FOR NO KEY UPDATE;
         {_refresh("id = who")};
     END $$
     """,
@@ -84,6 +88,18 @@ POSTGRESQL = [
     CREATE TRIGGER subscriptions_summary AFTER INSERT OR DELETE OR UPDATE OF {WATCHED}
     ON subscriptions FOR EACH ROW EXECUTE FUNCTION subscriptions_summarise()
     """,
+    # TRUNCATE fires no row trigger: nobody has an open subscription after it.
+    """
+    CREATE FUNCTION subscriptions_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE subscribers SET topic_mask = 0, frequency_mask = 0 WHERE topic_mask <> 0 OR frequency_mask <> 0;
+        RETURN NULL;
+    END $$
+    """,
+    """
+    CREATE TRIGGER subscriptions_summary_truncate AFTER TRUNCATE ON subscriptions
+    FOR EACH STATEMENT EXECUTE FUNCTION subscriptions_truncated()
+    """,
 ]
 
 SQLITE = [
@@ -100,13 +116,22 @@ def upgrade() -> None:
     with op.batch_alter_table("subscribers", schema=None) as batch_op:
         batch_op.add_column(sa.Column("topic_mask", sa.BigInteger(), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("frequency_mask", sa.Integer(), server_default="0", nullable=False))
-    op.execute(BACKFILL)
+    # The triggers first: on PostgreSQL creating them waits for writers to subscriptions that are under way
+    # and holds off new ones until this commits, so no change can land between the backfill and the trigger.
     for statement in POSTGRESQL if op.get_bind().dialect.name == "postgresql" else SQLITE:
         op.execute(statement)
+    op.execute(BACKFILL)
+    # A bit per topic id in a signed 64-bit mask: a topic beyond it would be matched wrongly, so it cannot exist.
+    with op.batch_alter_table("topics", schema=None) as batch_op:
+        batch_op.create_check_constraint(batch_op.f("ck_topics_id_fits_topic_mask"), "id BETWEEN 1 AND 62")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("topics", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("ck_topics_id_fits_topic_mask"), type_="check")
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER subscriptions_summary_truncate ON subscriptions")
+        op.execute("DROP FUNCTION subscriptions_truncated()")
         op.execute("DROP TRIGGER subscriptions_summary ON subscriptions")
         op.execute("DROP FUNCTION subscriptions_summarise()")
         op.execute("DROP FUNCTION subscriber_summary_refresh(integer)")
