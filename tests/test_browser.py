@@ -14,10 +14,12 @@ import re
 import threading
 
 import pytest
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from conftest import BASE_URL, free_port, wait_until
 from mailer.config import ROOT
+from mailer.models import Issue
 from support.flows import confirm_link, manage_link
 
 CHROMIUM = "/usr/bin/chromium"
@@ -312,9 +314,19 @@ def test_build_a_segment_watch_its_count_and_send_only_to_it(page, live_server, 
 
     smtp_server.wait_for("iow.carer@example.org")
     smtp_server.wait_for("iow.carer2@example.org")
-    wait_until(lambda: page.reload() or "Sent" in page.locator("#issue-status").inner_text(), 30, message="sent")
+    # Wait on the ledger, then look once: reloading the page in a tight loop raced its own navigations.
+    with db.sessions() as s:
+        issue_id = s.scalar(select(Issue.id).where(Issue.subject == "Carers' drop-in, Newport"))
+    wait_until(lambda: _status(db, issue_id) == "sent", 30, message="the issue is sent")
+    page.reload()
+    expect(page.locator("#issue-status")).to_contain_text("Sent")
     assert smtp_server.messages_to("iow.staff@example.org") == []
     assert smtp_server.messages_to("hants.carer@example.org") == []
+
+
+def _status(db, issue_id: int) -> str:
+    with db.sessions() as s:
+        return s.scalar(select(Issue.status).where(Issue.id == issue_id))
 
 
 def test_compose_preview_test_submit_approve_schedule(page, live_server, db, smtp_server, celery_workers, tmp_path):

@@ -209,6 +209,7 @@ def test_beat_firing_twice_at_once_gives_everyone_one_digest(app, db, smtp_serve
             t.join(60)
     finally:
         digests.CHUNK = old_chunk
+    assert len(reports) == 2, "a beat failed (its exception is printed above)"
     assert sum(r.processed for r in reports) == len(people)
     from mailer.tasks import enqueue, plan_issue
 

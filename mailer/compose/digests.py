@@ -85,9 +85,10 @@ def _run(session: Session, frequency: str, at: datetime) -> DigestRun:
     )
     if run is None:
         run = DigestRun(frequency=frequency, period=period, cutoff=at, status="planning")
-        session.add(run)
         try:
+            # Added inside the savepoint, so losing the race takes the new row out of the session too.
             with session.begin_nested():
+                session.add(run)
                 session.flush()
         except IntegrityError:  # another process made it at the same moment: use theirs
             run = session.scalar(
