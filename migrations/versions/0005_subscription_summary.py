@@ -27,34 +27,28 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-# The summary of one person's open subscriptions; {who} is the subscriber id expression. SUM(DISTINCT) of
-# powers of two is their OR on both databases (SQLite has no bit_or; a person has one open row per topic).
-TOPIC_MASK = (
-    "(SELECT CAST(COALESCE(SUM(DISTINCT CAST(1 AS BIGINT) << s.topic_id), 0) AS BIGINT)"
-    " FROM subscriptions s WHERE s.subscriber_id = {who} AND s.ended_at IS NULL)"
-)
-FREQUENCY_MASK = (
-    "(SELECT CAST(COALESCE(SUM(DISTINCT CASE s.frequency WHEN 'immediately' THEN 1 WHEN 'weekly' THEN 2"
+# The two summaries as aggregates over open subscriptions `s`. SUM(DISTINCT) of powers of two is their OR
+# on both databases (SQLite has no bit_or; a person has one open row per topic).
+TOPIC_BITS = "CAST(COALESCE(SUM(DISTINCT CAST(1 AS BIGINT) << s.topic_id), 0) AS BIGINT)"
+FREQUENCY_BITS = (
+    "CAST(COALESCE(SUM(DISTINCT CASE s.frequency WHEN 'immediately' THEN 1 WHEN 'weekly' THEN 2"
     " WHEN 'monthly' THEN 4 ELSE 0 END), 0) AS INTEGER)"
-    " FROM subscriptions s WHERE s.subscriber_id = {who} AND s.ended_at IS NULL)"
 )
 
 
 def _refresh(where: str) -> str:
-    who = "subscribers.id"
+    """Recompute the summaries of the subscribers matching `where` from their open subscriptions."""
+    of_them = "FROM subscriptions s WHERE s.subscriber_id = subscribers.id AND s.ended_at IS NULL"
     return (
-        f"UPDATE subscribers SET topic_mask = {TOPIC_MASK.format(who=who)}, "
-        f"frequency_mask = {FREQUENCY_MASK.format(who=who)} WHERE {where}"
+        f"UPDATE subscribers SET topic_mask = (SELECT {TOPIC_BITS} {of_them}), "
+        f"frequency_mask = (SELECT {FREQUENCY_BITS} {of_them}) WHERE {where}"
     )
 
 
 # Everyone's summary in one pass over the open subscriptions (bench/audience_bench.py uses it too).
 BACKFILL = (
     "UPDATE subscribers SET topic_mask = a.topics, frequency_mask = a.frequencies FROM ("
-    "SELECT s.subscriber_id AS who,"
-    " CAST(SUM(DISTINCT CAST(1 AS BIGINT) << s.topic_id) AS BIGINT) AS topics,"
-    " CAST(SUM(DISTINCT CASE s.frequency WHEN 'immediately' THEN 1 WHEN 'weekly' THEN 2"
-    " WHEN 'monthly' THEN 4 ELSE 0 END) AS INTEGER) AS frequencies"
+    f"SELECT s.subscriber_id AS who, {TOPIC_BITS} AS topics, {FREQUENCY_BITS} AS frequencies"
     " FROM subscriptions s WHERE s.ended_at IS NULL GROUP BY s.subscriber_id"
     ") AS a WHERE subscribers.id = a.who"
 )
