@@ -314,7 +314,8 @@ def test_build_a_segment_watch_its_count_and_send_only_to_it(page, live_server, 
 
     smtp_server.wait_for("iow.carer@example.org")
     smtp_server.wait_for("iow.carer2@example.org")
-    # Wait on the ledger, then look once: reloading the page in a tight loop raced its own navigations.
+    # Wait on the issue's status in the database, then look once: reloading the page in a tight loop
+    # raced its own navigations.
     with db.sessions() as s:
         issue_id = s.scalar(select(Issue.id).where(Issue.subject == "Carers' drop-in, Newport"))
     wait_until(lambda: _status(db, issue_id) == "sent", 30, message="the issue is sent")
