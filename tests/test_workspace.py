@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import xml.etree.ElementTree as ET
 
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from sqlalchemy import select
 
 from conftest import csrf_from, wait_until
@@ -181,6 +182,100 @@ def test_images_are_checked_and_served_with_long_caching(client, db):
     assert "immutable" in served.headers["Cache-Control"] and served.headers["Content-Type"] == "image/png"
     assert client.get("/media/../../etc/passwd").status_code == 404
     assert client.get("/media/" + "0" * 64 + ".png").status_code == 404
+
+
+def _photo_with_gps() -> bytes:
+    """A phone photo as cameras write it: GPS position, camera, orientation "turn 90 degrees clockwise" (6), an
+    XMP author and a JPEG comment. Its top left corner is red, so the turn can be seen in the pixels."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation
+    exif[0x010F] = "Phonemaker"  # Make
+    gps = exif.get_ifd(0x8825)
+    gps.update({1: "N", 2: (50.0, 41.0, 30.0), 3: "W", 4: (1.0, 17.0, 0.0)})
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" dc:creator="Jo Bloggs"/></rdf:RDF></x:xmpmeta>'
+    )
+    picture = Image.new("RGB", (40, 20), (0, 94, 184))
+    picture.paste((255, 0, 0), (0, 0, 10, 10))
+    out = io.BytesIO()
+    picture.save(out, "JPEG", exif=exif, xmp=xmp, comment=b"Taken at 12 Acacia Avenue", quality=90)
+    return out.getvalue()
+
+
+def _upload(client, db, content: bytes, filename: str) -> tuple[Media, bytes]:
+    """Upload one image through the composer; its row and the bytes /media serves for it."""
+    _compose(
+        client,
+        {"block-0-type": "image", "block-0-alt": "A photo", "action": "save"},
+        files={"block-0-file": (content, filename)},
+    )
+    with db.transaction() as s:
+        media = s.scalars(select(Media).order_by(Media.id.desc())).first()
+        s.expunge(media)
+    served = client.get(f"/media/{media.stored_name}")
+    assert served.status_code == 200
+    return media, served.data
+
+
+def test_uploaded_photos_lose_their_gps_position_and_other_metadata_but_stay_upright(client, db):
+    sign_in(client, db, role="editor", email="editor@hiow.nhs.uk")
+    photo = _photo_with_gps()
+    assert Image.open(io.BytesIO(photo)).getexif().get_ifd(0x8825)  # the upload does carry a position
+    media, served = _upload(client, db, photo, "IMG_0001.jpg")
+
+    image = Image.open(io.BytesIO(served))
+    assert image.format == "JPEG" and dict(image.getexif()) == {} and not image.getexif().get_ifd(0x8825)
+    for trace in (b"Exif\x00\x00", b"Phonemaker", b"Jo Bloggs", b"xmpmeta", b"Acacia"):
+        assert trace not in served, trace
+    assert not {"exif", "xmp", "comment"} & set(image.info)
+    # Turned the way the camera said before the orientation went: 20 wide, 40 high, red now top right.
+    assert (image.width, image.height) == (media.width, media.height) == (20, 40)
+    red, green, blue = image.getpixel((17, 2))
+    assert red > 200 and green < 60 and blue < 60
+    # Still named by the hash of what is stored and served; the same photo again is the same file.
+    assert media.sha256 == hashlib.sha256(served).hexdigest() and media.size == len(served)
+    again, _ = _upload(client, db, photo, "copy.jpg")
+    assert again.id == media.id
+
+
+def test_uploaded_png_loses_text_chunks_and_animated_gif_stays_animated(client, db):
+    sign_in(client, db, role="editor", email="editor@hiow.nhs.uk")
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Author", "Jo Bloggs")
+    text.add_itxt("Comment", "Drawn at home, 12 Acacia Avenue", zip=True)
+    out = io.BytesIO()
+    Image.new("RGBA", (30, 30), (0, 94, 184, 128)).save(out, "PNG", pnginfo=text, exif=_exif_with_gps())
+    _, served = _upload(client, db, out.getvalue(), "diagram.png")
+    image = Image.open(io.BytesIO(served))
+    assert image.mode == "RGBA" and image.getpixel((5, 5)) == (0, 94, 184, 128)
+    assert b"Jo Bloggs" not in served and b"eXIf" not in served and b"zTXt" not in served and b"tEXt" not in served
+
+    frames = [Image.new("RGB", (30, 30), colour) for colour in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    out = io.BytesIO()
+    frames[0].save(
+        out,
+        "GIF",
+        save_all=True,
+        append_images=frames[1:],
+        duration=[100, 200, 300],
+        loop=0,
+        comment=b"Made by Jo Bloggs",
+    )
+    _, served = _upload(client, db, out.getvalue(), "spinner.gif")
+    animation = Image.open(io.BytesIO(served))
+    assert b"Jo Bloggs" not in served and animation.n_frames == 3 and animation.info["loop"] == 0
+    shown = []
+    for i in range(3):
+        animation.seek(i)
+        shown.append((animation.convert("RGB").getpixel((1, 1)), animation.info["duration"]))
+    assert shown == [((255, 0, 0), 100), ((0, 255, 0), 200), ((0, 0, 255), 300)]
+
+
+def _exif_with_gps() -> Image.Exif:
+    exif = Image.Exif()
+    exif.get_ifd(0x8825).update({1: "N", 2: (50.0, 41.0, 30.0)})
+    return exif
 
 
 def test_stored_script_reaches_neither_the_admin_nor_the_email(client, db):
