@@ -144,3 +144,30 @@ def test_links_signed_with_a_retired_key_still_work(app, db, settings):
         assert s.get(Subscriber, outcome.subscriber_id).status == "unsubscribed"
     plain = create_app(settings.with_overrides(secret_key="a-new-key"))
     assert plain.test_client().get(f"/u/{old_link}").status_code == 400
+
+
+def test_the_dev_mail_catcher_is_for_those_who_may_see_subscribers(settings, db, tmp_path):
+    from mailer.web import create_app
+
+    caught = tmp_path / "mailcatcher"
+    caught.mkdir()
+    (caught / f"20261102T090000-{'a' * 32}.eml").write_bytes(
+        b"X-Mailcatcher-Rcpt: jo.bloggs@example.org\r\nFrom: trust-matters@mailer.test\r\n"
+        b"To: jo.bloggs@example.org\r\nSubject: Confirm your subscription\r\n\r\nhttp://mailer.test/confirm/x\r\n"
+    )
+    app = create_app(settings.with_overrides(mailcatcher_dir=caught))
+    pages = ["/admin/mail", f"/admin/mail/20261102T090000-{'a' * 32}.eml"]
+
+    editor = app.test_client()
+    sign_in(editor, db, email="editor@hiow.nhs.uk", role="editor")
+    assert b"Mail catcher" not in editor.get("/admin/").data
+    for page in pages:
+        refused = editor.get(page)
+        assert refused.status_code == 403 and b"jo.bloggs@example.org" not in refused.data
+
+    publisher = app.test_client()
+    sign_in(publisher, db, email="publisher@hiow.nhs.uk", role="publisher")
+    assert b"Mail catcher" in publisher.get("/admin/").data
+    for page in pages:
+        shown = publisher.get(page)
+        assert shown.status_code == 200 and b"jo.bloggs@example.org" in shown.data

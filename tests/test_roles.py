@@ -34,8 +34,8 @@ ADMIN = {
     },
     "admin.issue_recipients": "publisher",
     "admin.issue_recipients_csv": "publisher",
-    "admin.mail_catcher": "editor",
-    "admin.mail_message": "editor",
+    "admin.mail_catcher": "publisher",  # every message sent, with its recipients' addresses and links
+    "admin.mail_message": "publisher",
     "admin.segments": "editor",
     "admin.segment": "editor",
     "admin.new_segment": "editor",

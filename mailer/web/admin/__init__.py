@@ -38,7 +38,7 @@ from ...dev import mailcatcher
 from ...errors import Conflict, InvalidInput, NotFound
 from ...models import EDITABLE, AdminUser, AuditEvent, Issue
 from ...tasks import enqueue, plan_issue, send_test
-from .. import LOGIN_LIMIT, TEST_SEND_LIMIT, db_session, limiter, runtime_of_app
+from .. import LOGIN_LIMIT, TEST_SEND_LIMIT, db_session, limiter, require_role, runtime_of_app
 
 bp = Blueprint("admin", __name__)
 
@@ -253,8 +253,10 @@ def issue_action(issue_id: int, action: str):
     return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
 
 
+# The dev mail catcher shows every message sent, with the addresses it went to and their personal links:
+# subscribers' data, so it needs the role that may look people up.
 @bp.get("/mail")
-@login_required
+@require_role("publisher")
 def mail_catcher():
     folder = runtime_of_app().settings.mailcatcher_dir
     if folder is None:
@@ -263,7 +265,7 @@ def mail_catcher():
 
 
 @bp.get("/mail/<name>")
-@login_required
+@require_role("publisher")
 def mail_message(name: str):
     folder = runtime_of_app().settings.mailcatcher_dir
     if folder is None:
