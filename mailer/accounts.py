@@ -1,9 +1,11 @@
-"""The comms team's accounts (argon2 passwords) and API tokens (stored as SHA-256 only)."""
+"""The comms team's accounts (argon2 passwords) and API tokens (stored as SHA-256 only), each token acting for
+one team member."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -67,18 +69,42 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, name: str, role: str = "admin") -> tuple[ApiToken, str]:
-    """A new API token; returns the row and the token itself, which is never stored or shown again."""
+def create_token(
+    session: Session, name: str, role: str | None = None, owner: AdminUser | None = None
+) -> tuple[ApiToken, str]:
+    """A new API token acting for `owner`; returns the row and the token itself, which is never stored or shown
+    again. Its role defaults to the owner's and may not be above it; the owner must be an active account.
+    InvalidInput names what is wrong.
+
+    Without an owner the token acts for nobody, like those made before tokens had owners: it is refused while
+    APPROVAL_BY_ANOTHER is on (see token_access). The CLI and the team page always give one."""
     name = (name or "").strip()
+    errors = {}
     if not name:
-        raise InvalidInput({"name": "Give the token a name"})
+        errors["name"] = "Give the token a name"
+    if owner is not None and not owner.active:
+        errors["owner"] = f"{owner.email}'s account is switched off: switch it on, or make the token for someone else"
+    if role is None:
+        role = owner.role if owner is not None else "admin"
     if role not in ROLES:
-        raise InvalidInput({"role": f"Role must be one of {', '.join(ROLES)}"})
+        errors["role"] = f"Role must be one of {', '.join(ROLES)}"
+    elif owner is not None and not has_role(owner.role, role):
+        errors["role"] = f"A token cannot do more than the person it is for: {owner.email}'s role is {owner.role}"
+    if errors:
+        raise InvalidInput(errors)
     token = "tm_" + secrets.token_urlsafe(32)
-    row = ApiToken(name=name, token_hash=_token_hash(token), prefix=token[:8], role=role)
+    row = ApiToken(name=name, token_hash=_token_hash(token), prefix=token[:8], role=role, owner=owner)
     session.add(row)
     session.flush()
     return row, token
+
+
+def account_for(session: Session, email: str) -> AdminUser:
+    """The team member with this address; InvalidInput (field `owner`) when there is none."""
+    user = session.scalar(select(AdminUser).where(AdminUser.email == (email or "").strip().lower()))
+    if user is None:
+        raise InvalidInput({"owner": f"No team member has the address {email!r}: add them first (mailer admin create)"})
+    return user
 
 
 def list_tokens(session: Session) -> list[ApiToken]:
@@ -97,14 +123,56 @@ def revoke_token(session: Session, prefix: str) -> ApiToken:
 
 
 def token_for(session: Session, token: str) -> ApiToken | None:
-    """The live token row for a bearer token, or None."""
+    """The live (not revoked) token row for a bearer token, or None. Says nothing about whether it may be used:
+    that is token_access."""
     if not token:
         return None
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_hash(token)))
     if row is None or row.revoked_at is not None:
         return None
-    row.last_used_at = utcnow()
     return row
+
+
+class TokenRefused(Exception):
+    """A bearer token that may not be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class TokenAccess:
+    """What a request made with a token may do, and for whom."""
+
+    id: int
+    name: str
+    role: str  # the lower of the token's role and its owner's: a demoted owner's tokens are demoted with them
+    owner_id: int | None
+    owner_email: str | None
+
+
+def token_access(session: Session, token: str, *, owner_required: bool = False) -> TokenAccess:
+    """Check a bearer token and note its use; TokenRefused when it is unknown or revoked, when its owner's
+    account is switched off, or when it has no owner and `owner_required` (APPROVAL_BY_ANOTHER is on: who wrote,
+    submitted and approved an issue must be known, and a token that acts for nobody would hide it)."""
+    row = token_for(session, token)
+    if row is None:
+        raise TokenRefused("That API token is not valid or has been revoked")
+    owner = row.owner
+    if owner is None and owner_required:
+        raise TokenRefused(
+            "This API token belongs to nobody, and this site requires issues to be approved by someone other than "
+            "their writer: ask an admin for a token of your own (mailer token create --for <your email>)"
+        )
+    if owner is not None and not owner.active:
+        raise TokenRefused(f"This API token acts for {owner.email}, whose account is switched off")
+    row.last_used_at = utcnow()
+    return TokenAccess(
+        row.id, row.name, effective_role(row), owner.id if owner else None, owner.email if owner else None
+    )
+
+
+def effective_role(row: ApiToken) -> str:
+    """The lower of a token's role and its owner's: a demoted owner's tokens are demoted with them."""
+    owner = row.owner
+    return row.role if owner is None or has_role(owner.role, row.role) else owner.role
 
 
 def change_account(session: Session, user_id: int, *, role: str | None = None, active: bool | None = None) -> AdminUser:

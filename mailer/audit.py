@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -13,16 +14,35 @@ from .models import AuditEvent
 @dataclass(frozen=True)
 class Actor:
     type: str  # user, token, system, public
-    id: int | None = None
+    id: int | None = None  # the account's or the token's id
     label: str = ""
+    # The team member behind the action: the signed-in account, or the person a token acts for. What is recorded
+    # as written, submitted or approved by someone is this; None for the system, the public and ownerless tokens.
+    person_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.type == "user" and self.person_id is None:
+            object.__setattr__(self, "person_id", self.id)  # a signed-in account is its own person
 
     @classmethod
     def user(cls, user) -> Actor:
         return cls("user", user.id, user.email)
 
     @classmethod
-    def token(cls, token: dict) -> Actor:
-        return cls("token", token["id"], f"token {token['name']}")
+    def token(cls, token) -> Actor:
+        """From an ApiToken row, or a mapping with its id and name and, when it has an owner, owner_id and
+        owner_email."""
+        if not isinstance(token, Mapping):
+            owner = token.owner
+            token = {
+                "id": token.id,
+                "name": token.name,
+                "owner_id": owner and owner.id,
+                "owner_email": owner and owner.email,
+            }
+        owner = token.get("owner_email")
+        label = f"token {token['name']}" + (f" for {owner}" if owner else "")
+        return cls("token", token["id"], label[:320], token.get("owner_id"))
 
 
 SYSTEM = Actor("system", None, "system")

@@ -76,16 +76,31 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--name", required=True, help="What the token is for, e.g. 'website'.")
-@click.option("--role", type=click.Choice(["editor", "publisher", "admin"]), default="admin", show_default=True)
-def token_create(name: str, role: str) -> None:
-    """Create an API token and print it (it is shown only this once)."""
-    from .accounts import create_token
+@click.option(
+    "--for",
+    "owner",
+    required=True,
+    metavar="EMAIL",
+    help="The team member it acts for: what it does is recorded as theirs, and it stops when their account does.",
+)
+@click.option(
+    "--role",
+    type=click.Choice(["editor", "publisher", "admin"]),
+    default=None,
+    help="At most the owner's role.  [default: the owner's role]",
+)
+def token_create(name: str, owner: str, role: str | None) -> None:
+    """Create an API token for a team member and print it (it is shown only this once)."""
+    from . import audit
+    from .accounts import account_for, create_token
     from .errors import InvalidInput
 
     db = _db()
     try:
         with db.transaction() as session:
-            _row, secret = create_token(session, name, role)
+            row, secret = create_token(session, name, role, owner=account_for(session, owner))
+            by = audit.Actor("system", None, "mailer token create")
+            audit.record(session, by, "token.create", row, name=row.name, role=row.role, owner=row.owner.email)
     except InvalidInput as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(secret)
@@ -93,14 +108,17 @@ def token_create(name: str, role: str) -> None:
 
 @token.command("list")
 def token_list() -> None:
-    """List API tokens (their prefixes, never the tokens)."""
-    from .accounts import list_tokens
+    """List API tokens (their prefixes, never the tokens) and whom each acts for."""
+    from .accounts import effective_role, list_tokens
 
     with _db().transaction() as session:
         for row in list_tokens(session):
             state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "live"
+            if row.revoked_at is None and row.owner is not None and not row.owner.active:
+                state = "owner switched off"
             used = f"last used {row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never used"
-            click.echo(f"{row.prefix}  {row.role:<9}  {state:<18}  {used:<26}  {row.name}")
+            owner = f"for {row.owner.email}" if row.owner else "for nobody (re-issue it with --for)"
+            click.echo(f"{row.prefix}  {effective_role(row):<9}  {state:<18}  {used:<26}  {row.name}  {owner}")
 
 
 @token.command("revoke")

@@ -30,7 +30,13 @@ def test_admin_create_refuses_a_short_password(test_env):
 
 
 def test_token_create_prints_a_working_token(test_env, db):
-    result = CliRunner().invoke(main, ["token", "create", "--name", "website"], env=test_env)
+    from mailer.accounts import create_admin
+
+    with db.transaction() as s:
+        create_admin(s, "comms@hiow.nhs.uk", "correct horse battery", role="admin")
+    result = CliRunner().invoke(
+        main, ["token", "create", "--name", "website", "--for", "comms@hiow.nhs.uk"], env=test_env
+    )
     assert result.exit_code == 0, result.output
     secret = result.output.strip()
     with db.transaction() as s:

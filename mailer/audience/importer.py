@@ -431,8 +431,7 @@ def _finish(db: Database, report: ImportReport, status: str) -> None:
         if record.admin_user_id:
             actor = Actor.user(session.get(AdminUser, record.admin_user_id))
         elif record.api_token_id:
-            token = session.get(ApiToken, record.api_token_id)
-            actor = Actor.token({"id": token.id, "name": token.name})
+            actor = Actor.token(session.get(ApiToken, record.api_token_id))
         audit.record(session, actor, "import.run", record, status=status, rows=report.rows, imported=report.imported)
         record.status = status
         record.finished_at = utcnow()

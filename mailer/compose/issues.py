@@ -78,8 +78,11 @@ def _validated(session: Session, data: IssueInput) -> tuple[dict, Topic | None]:
 def create_issue(
     session: Session, data: IssueInput, created_by_id: int | None = None, actor: Actor | None = None
 ) -> Issue:
-    """A new draft issue; InvalidInput names every field that is wrong."""
+    """A new draft issue, written by the actor's person unless `created_by_id` says who; InvalidInput names every
+    field that is wrong."""
     values, topic = _validated(session, data)
+    if created_by_id is None and actor is not None:
+        created_by_id = actor.person_id
     issue = Issue(topic_id=topic.id, status="draft", created_by_id=created_by_id, **values)
     issue.topic = topic
     session.add(issue)
@@ -143,27 +146,30 @@ def submit_issue(session: Session, issue_id: int, actor: Actor | None = None) ->
         raise Conflict(f"Only a draft can be submitted for review; issue {issue.id} is {issue.status}")
     issue.status = "in_review"
     issue.submitted_at = utcnow()
-    issue.submitted_by_id = actor.id if actor and actor.type == "user" else None
+    issue.submitted_by_id = actor.person_id if actor else None
     audit.record(session, actor, "issue.submit", issue)
     session.flush()
     return issue
 
 
 def approve_issue(session: Session, issue_id: int, actor: Actor | None = None, *, by_another: bool = False) -> Issue:
-    """A publisher approves: in_review → approved. With `by_another`, not the person who submitted it."""
+    """A publisher approves: in_review → approved. With `by_another`, only a known person (signed in, or with a
+    token of their own) who neither wrote nor submitted it, however each of them did it (browser or token)."""
     issue = _locked(session, issue_id)
     if issue.status != "in_review":
         raise Conflict(f"Only an issue in review can be approved; issue {issue.id} is {issue.status}")
     if by_another:
-        if actor is None or actor.type != "user":
-            raise Conflict("A second person must approve this issue, signed in to the admin (not with an API token)")
-        if actor.id in (issue.submitted_by_id, issue.created_by_id):
+        if actor is None or actor.person_id is None:
+            raise Conflict(
+                "A second person must approve this issue: signed in to the admin, or with an API token of their own"
+            )
+        if actor.person_id in (issue.submitted_by_id, issue.created_by_id):
             raise Conflict("Someone other than the person who wrote or submitted this issue must approve it")
     issue.status = "approved"
     issue.approved_at = utcnow()
     # Who it goes to is part of what was approved: later edits to the segment do not widen this send.
     issue.audience_rules = issue.segment.rules if issue.segment is not None else None
-    issue.approved_by_id = actor.id if actor and actor.type == "user" else None
+    issue.approved_by_id = actor.person_id if actor else None
     audit.record(session, actor, "issue.approve", issue)
     session.flush()
     return issue

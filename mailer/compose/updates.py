@@ -85,7 +85,7 @@ def _slug(session: Session, title: str) -> str:
 def create_update(session: Session, data: UpdateInput, actor: Actor | None = None) -> Update:
     values = _validated(session, data)
     update = Update(slug=_slug(session, values["title"]), status="draft", **values)
-    update.created_by_id = actor.id if actor and actor.type == "user" else None
+    update.created_by_id = actor.person_id if actor else None
     session.add(update)
     session.flush()
     audit.record(session, actor, "update.create", update, title=update.title)
@@ -133,7 +133,7 @@ def publish_update(session: Session, update_id: int, actor: Actor | None = None)
         status="sending",
         send_requested_at=now,
         approved_at=now,
-        approved_by_id=actor.id if actor and actor.type == "user" else None,
+        approved_by_id=actor.person_id if actor else None,
         slug=None,  # the update has its own page; the email's "view in browser" is that page
     )
     session.add(issue)

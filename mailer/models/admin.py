@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, UTCDateTime, utcnow
 
@@ -42,7 +42,11 @@ class AdminUser(Base):
 
 
 class ApiToken(Base):
-    """A bearer token; only its SHA-256 is stored, the token itself is shown once when created."""
+    """A bearer token; only its SHA-256 is stored, the token itself is shown once when created.
+
+    It acts for its owner, a team member: never with more than the owner's role, not at all while the owner's
+    account is switched off, and what it writes or approves is recorded as the owner's doing. Tokens made before
+    tokens had owners have none: they act for nobody (see accounts.token_access)."""
 
     __tablename__ = "api_tokens"
 
@@ -51,6 +55,9 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(12))
     role: Mapped[str] = mapped_column(String(16), default="admin")
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("admin_users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    owner: Mapped[AdminUser | None] = relationship()

@@ -6,7 +6,7 @@ from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from ... import audit
-from ...accounts import change_account, create_admin, create_token, list_tokens, revoke_token
+from ...accounts import change_account, create_admin, create_token, effective_role, list_tokens, revoke_token
 from ...errors import Conflict, InvalidInput
 from ...models import ROLES, AdminUser, ApiToken
 from .. import db_session, require_role, runtime_of_app
@@ -23,6 +23,7 @@ def team(errors=None, values=None, new_token=None, status=200):
             users=list(session.scalars(select(AdminUser).order_by(AdminUser.email))),
             tokens=list_tokens(session),
             roles=ROLES,
+            effective_role=effective_role,
             errors=errors or {},
             values=values or {"role": "editor"},
             new_token=new_token,
@@ -69,12 +70,19 @@ def update_user(user_id: int):
 @bp.post("/team/tokens")
 @require_role("admin")
 def add_token():
+    form = request.form
+    values = {"token_owner": form.get("token-owner", ""), "token_role": form.get("token-role", "")}
     try:
         with runtime_of_app().db.transaction() as session:
-            row, secret = create_token(session, request.form.get("token-name", ""), request.form.get("role", "editor"))
-            audit.record(session, _actor(), "token.create", row, name=row.name, role=row.role)
+            owner_id = values["token_owner"]
+            is_id = owner_id.isascii() and owner_id.isdecimal() and len(owner_id) < 10
+            owner = session.get(AdminUser, int(owner_id)) if is_id else None
+            if owner is None:
+                raise InvalidInput({"owner": "Choose the team member the token is for"})
+            row, secret = create_token(session, form.get("token-name", ""), values["token_role"] or None, owner=owner)
+            audit.record(session, _actor(), "token.create", row, name=row.name, role=row.role, owner=owner.email)
     except InvalidInput as exc:
-        return team(errors={f"token_{k}": v for k, v in exc.errors.items()}, status=400)
+        return team(errors={f"token_{k}": v for k, v in exc.errors.items()}, values=values, status=400)
     # Shown once, on this response only; only its hash is kept.
     return team(new_token=secret)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import wraps
 
 from flask import Blueprint, g, jsonify, request, url_for
 from sqlalchemy import select
 
 from ... import audit
-from ...accounts import has_role, token_for
+from ...accounts import TokenRefused, has_role, token_access
 from ...audit import Actor
 from ...compose.issues import (
     IssueInput,
@@ -63,7 +64,8 @@ def _conflict(exc: Conflict):
 
 
 def token_required(view=None, *, role: str = "editor"):
-    """Bearer token with at least `role` (editor < publisher < admin); 401 without one, 403 if too weak."""
+    """Bearer token with at least `role` (editor < publisher < admin); 401 without a usable one (see
+    accounts.token_access), 403 if too weak. g.api_token: the token's id, name, role, owner_id, owner_email."""
     if view is None:
         return lambda v: token_required(v, role=role)
 
@@ -73,11 +75,13 @@ def token_required(view=None, *, role: str = "editor"):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return _unauthorised("Send an API token as 'Authorization: Bearer <token>'")
-        with runtime_of_app().db.transaction() as session:
-            row = token_for(session, token.strip())
-            if row is None:
-                return _unauthorised("That API token is not valid or has been revoked")
-            g.api_token = {"id": row.id, "name": row.name, "role": row.role}
+        owner_required = runtime_of_app().settings.approval_by_another
+        try:
+            with runtime_of_app().db.transaction() as session:
+                access = token_access(session, token.strip(), owner_required=owner_required)
+        except TokenRefused as exc:
+            return _unauthorised(str(exc))
+        g.api_token = dataclasses.asdict(access)
         if not has_role(g.api_token["role"], role):
             raise ApiError(403, f"This token's role ({g.api_token['role']}) cannot do that: it needs {role}")
         return view(*args, **kwargs)
