@@ -267,7 +267,8 @@ def unsubscribe(
 ) -> UnsubscribeOutcome:
     """End the subscription to one topic (or all when `topic_id` is None) and skip pending deliveries.
 
-    Idempotent: unsubscribing again changes nothing and reports the same state.
+    Idempotent: unsubscribing again changes nothing, writes nothing (no consent event: the record shows when the
+    person left, not how often a mail provider repeated the request) and reports the same state.
     """
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None or subscriber.status == "erased":
@@ -287,11 +288,13 @@ def unsubscribe(
     skip_pending_for(session, subscriber.id, topic.id if topic else None, reason="unsubscribed")
 
     remaining = open_topics(session, subscriber.id)
+    left = False  # whether the person, not only a subscription, is now unsubscribed
     if topic is None or not remaining:
         if subscriber.status in ("active", "pending"):
             subscriber.status = "unsubscribed"
             subscriber.unsubscribed_at = now
-    if ended or topic is None:
+            left = True
+    if ended or left:
         session.add(
             ConsentEvent(
                 subscriber_id=subscriber.id,

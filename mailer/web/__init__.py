@@ -30,6 +30,15 @@ LOGIN_LIMIT = "10 per minute; 50 per hour"
 MANAGE_LINK_LIMIT = "5 per minute; 30 per hour"
 # Test sends go to any address the team types: enough for checking an issue, too few to mail the world.
 TEST_SEND_LIMIT = "10 per minute; 60 per hour"
+# One-click unsubscribe (RFC 8058) is posted by mail providers from their own servers, for all their users at
+# once: a few addresses carry every Gmail or Yahoo reader's unsubscribes. So the tight limit is per signed link
+# (one person's: no provider retries one link more than a few times) and the per-address one only stops a flood.
+ONE_CLICK_LINK_LIMIT = "10 per minute; 30 per hour"
+ONE_CLICK_ADDRESS_LIMIT = "300 per minute"
+# The API, per token (a runaway script) and per address (many tokens, or guessed ones, from one place). A
+# website posting its sign-ups, or a sync script, stays far below.
+API_TOKEN_LIMIT = "600 per minute"
+API_ADDRESS_LIMIT = "1200 per minute"
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -184,6 +193,8 @@ def _register_error_pages(app: Flask) -> None:
 
     @app.errorhandler(429)
     def _too_many(exc):
+        if getattr(exc, "response", None) is not None:
+            return exc.response  # the limit made its own answer (on_breach), e.g. plain text for one-click
         if wants_json():
             return jsonify(error="Too many requests: wait a minute and try again"), 429
         return render_template(

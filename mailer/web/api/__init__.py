@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from functools import wraps
 
 from flask import Blueprint, g, jsonify, request, url_for
+from flask_limiter.util import get_remote_address
 from sqlalchemy import select
 
 from ... import audit
@@ -29,10 +31,23 @@ from ...compose.issues import (
 from ...errors import Conflict, InvalidInput, NotFound
 from ...models import Topic
 from ...tasks import enqueue, plan_issue
-from .. import TEST_SEND_LIMIT, db_session, limiter, runtime_of_app
+from .. import API_ADDRESS_LIMIT, API_TOKEN_LIMIT, TEST_SEND_LIMIT, db_session, limiter, runtime_of_app
 from .openapi import openapi_document
 
 bp = Blueprint("api", __name__)
+
+
+def _token_key() -> str:
+    """Rate-limit key for the bearer token a request carries (a digest, never the token); the address without one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return "token:" + hashlib.sha256(token.strip().encode()).hexdigest()[:32]
+    return "address:" + get_remote_address()
+
+
+# Every API call counts against both; a route with its own limit (test sends) counts against all three.
+limiter.shared_limit(API_TOKEN_LIMIT, "api-token", key_func=_token_key)(bp)
+limiter.shared_limit(API_ADDRESS_LIMIT, "api-address")(bp)
 
 
 class ApiError(Exception):
@@ -183,7 +198,7 @@ def send(issue_id: int):
 
 
 @bp.post("/issues/<int:issue_id>/test")
-@limiter.limit(TEST_SEND_LIMIT)
+@limiter.limit(TEST_SEND_LIMIT, override_defaults=False)  # as well as the API's own limits
 @token_required
 def test(issue_id: int):
     """Send the issue to up to ten addresses, marked [TEST]: `{"to": ["a@example.org"]}`."""

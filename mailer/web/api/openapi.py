@@ -17,8 +17,14 @@ def _errors(*codes: int) -> dict:
         404: "Not found",
         409: "Wrong state",
         415: "Not JSON",
+        429: "Too many requests from this token or this address; Retry-After gives the seconds to wait",
     }
-    return {str(code): {"description": text[code], **_json(ERROR)} for code in codes}
+    if 401 in codes:  # every call with a token is rate limited
+        codes = (*codes, 429)
+    responses = {str(code): {"description": text[code], **_json(ERROR)} for code in codes}
+    if "429" in responses:
+        responses["429"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+    return responses
 
 
 def openapi_document(base_url: str) -> dict:
@@ -29,7 +35,7 @@ def openapi_document(base_url: str) -> dict:
             "title": "Trust Matters mailer API",
             "version": "1",
             "description": "Manage newsletter issues and read delivery progress. Authenticate with "
-            "'Authorization: Bearer <token>' (create one with `mailer token create --name NAME`).",
+            "'Authorization: Bearer <token>' (create one with `mailer token create --name NAME --for EMAIL`).",
         },
         "servers": [{"url": f"{base_url}/api/v1"}],
         "security": [{"bearer": []}],

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from sqlalchemy import select, text
 
 from ...audience import wording
@@ -22,7 +23,7 @@ from ...errors import Conflict, InvalidInput, NotFound
 from ...links import BadLink
 from ...models import AREAS, AUDIENCES, FREQUENCY_LABELS, SERVICES, Subscriber, Topic
 from ...tasks import enqueue, send_confirmation
-from .. import SUBSCRIBE_LIMIT, csrf, db_session, limiter, runtime_of_app
+from .. import ONE_CLICK_ADDRESS_LIMIT, ONE_CLICK_LINK_LIMIT, SUBSCRIBE_LIMIT, csrf, db_session, limiter, runtime_of_app
 
 bp = Blueprint("public", __name__)
 
@@ -169,8 +170,22 @@ def unsubscribe_page(token: str):
     )
 
 
+def _link_key() -> str:
+    """Rate-limit key for one unsubscribe link: a digest of its token (whatever the link format)."""
+    return "link:" + hashlib.sha256(request.path.encode()).hexdigest()[:32]
+
+
+def _too_many_unsubscribes(_limit):
+    """One-click callers are programs: a plain-text 429 (Retry-After is added by the limiter)."""
+    if request.form.get("List-Unsubscribe") != "One-Click":
+        return None  # a person on the page gets the usual page
+    return Response("Too many requests for this link: try again later.\n", 429, mimetype="text/plain")
+
+
 @bp.post("/u/<token>")
 @csrf.exempt  # RFC 8058: mail providers POST here without our form; the signed token is the credential
+@limiter.limit(ONE_CLICK_LINK_LIMIT, key_func=_link_key, on_breach=_too_many_unsubscribes)
+@limiter.limit(ONE_CLICK_ADDRESS_LIMIT, on_breach=_too_many_unsubscribes)
 def unsubscribe_post(token: str):
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     scope_all = request.form.get("scope") == "all"
