@@ -17,6 +17,7 @@ from ..config import ROOT, Settings, load_settings
 from ..models import AdminUser
 from ..runtime import Runtime, set_runtime
 from ..tasks import configure_celery
+from . import security
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +102,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _globals():
         return {"settings": settings, "service_name": "Trust Matters"}
 
-    @app.after_request
-    def _security_headers(response):
-        # Links carry signed tokens in their paths: never leak them to another site in a Referer.
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")  # no clickjacking of admin buttons
-        if request.path.startswith(("/admin", "/confirm", "/u/")):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    security.install(app, https=settings.base_url.startswith("https://"))
 
     @app.teardown_appcontext
     def _close_session(_exc):
@@ -194,9 +187,11 @@ def _register_error_pages(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
+        # Keep what the exception says in its headers (Allow on a 405, WWW-Authenticate, Retry-After).
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
         if wants_json():
-            return jsonify(error=exc.description or exc.name), exc.code
-        return render_template("error.html", title=exc.name, message=exc.description), exc.code
+            return jsonify(error=exc.description or exc.name), exc.code, headers
+        return render_template("error.html", title=exc.name, message=exc.description), exc.code, headers
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
