@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from flask import Flask, g, jsonify, render_template, request
 from flask_limiter import Limiter
@@ -13,8 +12,8 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import ChainableUndefined, ChoiceLoader, FileSystemLoader, PackageLoader
 from werkzeug.exceptions import HTTPException
 
+from ..accounts import SESSION_MAX_AGE
 from ..config import ROOT, Settings, load_settings
-from ..models import AdminUser
 from ..runtime import Runtime, set_runtime
 from ..tasks import configure_celery
 from . import security
@@ -57,7 +56,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        PERMANENT_SESSION_LIFETIME=SESSION_MAX_AGE,
         WTF_CSRF_TIME_LIMIT=None,  # tied to the session instead, so a form left open does not fail
         MAX_CONTENT_LENGTH=10 * 1024 * 1024,
         RATELIMIT_STORAGE_URI=settings.redis_url,
@@ -116,12 +115,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 @login_manager.user_loader
 def _load_user(user_id: str):
-    session = db_session()
-    try:
-        user = session.get(AdminUser, int(user_id))
-    except (ValueError, OverflowError):
-        return None
-    return user if user is not None and user.active else None  # a deactivated account is signed out
+    from .sessions import load_user  # the sign-in must be live on the server, not just in the cookie
+
+    return load_user(user_id)
 
 
 def runtime_of_app() -> Runtime:
