@@ -41,7 +41,7 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=NO_CHROMIUM),
     pytest.mark.skipif(missing_tools() is not None, reason=missing_tools() or ""),
 ]
-HSTS = "max-age=31536000; includeSubDomains"
+HSTS = "max-age=31536000"
 
 
 @pytest.fixture(scope="module")

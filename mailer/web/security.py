@@ -16,7 +16,8 @@ from flask_wtf.csrf import CSRFError
 # Same-origin pages keep their Referer (Flask-WTF's HTTPS check needs it on every form post); no other site
 # is ever sent one, not even our bare origin, so the signed tokens in /manage, /confirm and /u/ paths stay here.
 REFERRER_POLICY = "same-origin"
-HSTS = "max-age=31536000; includeSubDomains"
+# A year; not includeSubDomains: the site may live on a domain whose other subdomains are not ours to force.
+HSTS = "max-age=31536000"
 # Pages and API answers that carry a person's data or a signed link's result: never kept by a browser or proxy.
 NO_STORE_PREFIXES = ("/admin", "/confirm/", "/u/", "/manage/", "/api/")
 # The NHS.UK frontend's stylesheet loads the Frutiger web font from the NHS's own font host.
