@@ -1,26 +1,34 @@
-"""The comms team's accounts (argon2 passwords) and API tokens (stored as SHA-256 only), each token acting for
-one team member."""
+"""The comms team's accounts (argon2 passwords), their sign-ins and API tokens (both stored as SHA-256 only),
+each token acting for one team member."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from . import audit
 from .audience.emails import normalise_email
 from .errors import Conflict, InvalidInput
-from .models import ROLES, AdminUser, ApiToken, utcnow
+from .models import ROLES, AdminSession, AdminUser, ApiToken, utcnow
 
 _hasher = PasswordHasher()
 # Verifying against this when the email is unknown keeps login time the same either way.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 MIN_PASSWORD = 12
 ROLE_RANK = {"editor": 1, "publisher": 2, "admin": 3}
+# A sign-in ends this long after it began, however busy; SESSION_IDLE_MINUTES ends it sooner when unused.
+SESSION_MAX_AGE = timedelta(hours=8)
+# How stale last_seen_at may get before a request writes it again: one write a minute per sign-in, not per request.
+SESSION_TOUCH_EVERY = timedelta(minutes=1)
+# Ended sign-ins are kept this long (who was signed in when), then deleted when that person next signs in.
+SESSION_KEEP = timedelta(days=90)
 
 
 def has_role(role: str | None, needed: str) -> bool:
@@ -195,3 +203,72 @@ def change_account(session: Session, user_id: int, *, role: str | None = None, a
         user.active = active
     session.flush()
     return user
+
+
+def start_session(session: Session, user: AdminUser) -> str:
+    """A new sign-in for `user`. Returns the secret for the browser's cookie; only its SHA-256 is stored."""
+    now = utcnow()
+    session.execute(
+        delete(AdminSession).where(AdminSession.user_id == user.id, AdminSession.created_at < now - SESSION_KEEP)
+    )
+    secret = secrets.token_urlsafe(32)
+    session.add(AdminSession(token_hash=_token_hash(secret), user_id=user.id, created_at=now, last_seen_at=now))
+    session.flush()
+    return secret
+
+
+def session_state(row: AdminSession | None, idle: timedelta, now: datetime | None = None) -> str:
+    """`live`, or why the sign-in no longer counts: `unknown`, `signed_out`, `idle` or `expired`."""
+    now = now or utcnow()
+    if row is None:
+        return "unknown"
+    if row.ended_at is not None:
+        return row.ended_reason or "signed_out"
+    if now - row.created_at >= SESSION_MAX_AGE:
+        return "expired"
+    if now - row.last_seen_at >= idle:
+        return "idle"
+    return "live"
+
+
+def find_session(session: Session, secret: str) -> AdminSession | None:
+    """The sign-in this cookie secret belongs to (live or not), or None."""
+    if not secret:
+        return None
+    return session.scalar(select(AdminSession).where(AdminSession.token_hash == _token_hash(secret)))
+
+
+def touch_session(session: Session, session_id: int) -> None:
+    """Record activity on a live sign-in (pushes its idle timeout back)."""
+    session.execute(
+        update(AdminSession)
+        .where(AdminSession.id == session_id, AdminSession.ended_at.is_(None))
+        .values(last_seen_at=utcnow())
+    )
+
+
+def end_session(session: Session, session_id: int, reason: str = "signed_out") -> bool:
+    """End a sign-in for good; False if it had already ended. Its cookie never works again."""
+    result = session.execute(
+        update(AdminSession)
+        .where(AdminSession.id == session_id, AdminSession.ended_at.is_(None))
+        .values(ended_at=utcnow(), ended_reason=reason)
+    )
+    return result.rowcount == 1
+
+
+def sign_in(session: Session, email: str, password: str) -> tuple[AdminUser, str] | None:
+    """Check the password and start a new sign-in, recorded in the audit log; (user, cookie secret) or None."""
+    user = authenticate(session, email, password)
+    if user is None:
+        return None
+    secret = start_session(session, user)
+    audit.record(session, audit.Actor.user(user), "user.login", user)
+    return user, secret
+
+
+def sign_out(session: Session, secret: str, user: AdminUser) -> None:
+    """End the sign-in this cookie secret names, recorded in the audit log (whoever's cookie it was)."""
+    row = find_session(session, secret)
+    if row is not None and row.user_id == user.id and end_session(session, row.id, "signed_out"):
+        audit.record(session, audit.Actor.user(user), "user.logout", user)

@@ -67,6 +67,8 @@ class Settings:
     digest_weekday: int = 1  # Monday (cron numbering: 0 is Sunday)
     digest_monthday: int = 1
     anonymise_after_days: int = 730
+    # An admin sign-in unused for this long ends (besides the absolute 8 hours from signing in).
+    session_idle_minutes: int = 30
 
     @property
     def mail_domain(self) -> str:
@@ -165,6 +167,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         approval_by_another=_flag(env, "APPROVAL_BY_ANOTHER"),
         **_digest_schedule(env),
         anonymise_after_days=positive_int("ANONYMISE_AFTER_DAYS", 730),
+        session_idle_minutes=positive_int("SESSION_IDLE_MINUTES", 30),
     )
 
 

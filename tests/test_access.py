@@ -125,7 +125,7 @@ def test_invisible_and_unencodable_characters_never_cause_a_500(client, db):
 
 def test_pages_carry_security_headers(client):
     response = client.get("/")
-    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Referrer-Policy"] == "same-origin"
     assert response.headers["X-Frame-Options"] == "SAMEORIGIN"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 

@@ -8,7 +8,6 @@ Needs /usr/bin/chromium (`apt-get install chromium`); Playwright's own browser d
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -18,12 +17,19 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from conftest import BASE_URL, free_port, wait_until
-from mailer.config import ROOT
 from mailer.models import Issue
+from support.browser import (
+    CHROMIUM,
+    NO_CHROMIUM,
+    TIMEOUT_MS,
+    CspWatch,
+    assert_accessible,
+    axe_violations,
+    fill_subscribe_form,
+    launch_chromium,
+    sign_in,
+)
 from support.flows import confirm_link, manage_link
-
-CHROMIUM = "/usr/bin/chromium"
-NO_CHROMIUM = "Debian chromium not installed: apt-get install chromium"
 
 # Skip before the session fixtures (Redis, Celery workers) start when there is no browser to drive.
 pytestmark = [
@@ -31,19 +37,6 @@ pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=NO_CHROMIUM),
 ]
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
-BLOCKING_IMPACTS = {"serious", "critical"}
-TIMEOUT_MS = 10_000
 
 
 # --- the live server -------------------------------------------------------------------------------------------
@@ -83,7 +76,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
+        chromium = launch_chromium(playwright)
         try:
             yield chromium
         finally:
@@ -94,67 +87,14 @@ def browser():
 def page(browser, live_server):
     context = browser.new_context(base_url=live_server)
     context.set_default_timeout(TIMEOUT_MS)
+    csp = CspWatch().attach(context)
     tab = context.new_page()
     yield tab
     context.close()
-
-
-# --- axe-core --------------------------------------------------------------------------------------------------
-
-
-def axe_violations(page) -> list[dict]:
-    """Run axe-core on the page as rendered; return its violations, reduced to what a person needs to fix them."""
-    assert AXE.exists(), f"{AXE} missing: run npm install"
-    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
-        page.add_script_tag(path=str(AXE))
-    return page.evaluate(
-        """async () => {
-            const results = await axe.run(document, {resultTypes: ["violations"]});
-            return results.violations.map(v => ({
-                id: v.id,
-                impact: v.impact,
-                help: v.help,
-                helpUrl: v.helpUrl,
-                nodes: v.nodes.map(n => ({target: n.target, html: n.html, summary: n.failureSummary})),
-            }));
-        }"""
-    )
-
-
-def assert_accessible(page, where: str) -> None:
-    violations = axe_violations(page)
-    minor = [v for v in violations if v["impact"] not in BLOCKING_IMPACTS]
-    if minor:  # shown with -s or on failure; not a reason to fail
-        print(f"axe ({where}), minor/moderate:", json.dumps(_brief(minor), indent=2))
-    blocking = [v for v in violations if v["impact"] in BLOCKING_IMPACTS]
-    assert not blocking, f"axe found serious/critical violations on {where} ({page.url}):\n" + json.dumps(
-        _brief(blocking), indent=2
-    )
-
-
-def _brief(violations: list[dict]) -> list[dict]:
-    return [
-        {
-            "id": v["id"],
-            "impact": v["impact"],
-            "help": v["help"],
-            "targets": [n["target"] for n in v["nodes"]],
-            "html": [n["html"] for n in v["nodes"]][:5],
-        }
-        for v in violations
-    ]
+    assert csp.violations == [], "pages broke their own Content-Security-Policy"
 
 
 # --- the tests -------------------------------------------------------------------------------------------------
-
-
-def fill_subscribe_form(page, email: str) -> None:
-    page.get_by_label("Trust Matters", exact=True).check()
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Where do you live or work?").select_option(label="Isle of Wight")
-    page.get_by_label("Carer, family member or friend").check()
-    page.get_by_label("Mental health services").check()
-    page.get_by_role("button", name="Subscribe").click()
 
 
 def test_subscribe_and_confirm_in_a_browser(page, live_server, db, smtp_server, celery_workers):
@@ -252,6 +192,28 @@ def test_axe_is_wired_up(page, live_server):
     assert "label" in ids, ids
 
 
+def test_csp_violations_are_caught(browser, live_server):
+    """A guard against a silent pass: an inline script and an inline style, added on purpose, are reported."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(base_url=live_server)
+    csp = CspWatch().attach(context)
+    page = context.new_page()
+    page.goto("/")
+    page.evaluate(
+        """() => {
+            const script = document.createElement("script");
+            script.textContent = "document.title = 'ran'";
+            document.body.append(script);
+            document.querySelector("h1").setAttribute("style", "color: red");
+        }"""
+    )
+    expect(page).not_to_have_title("ran")
+    wait_until(lambda: len(csp.violations) >= 2, 5, message="the violations to be reported")
+    context.close()
+    assert {v.get("directive") for v in csp.violations} >= {"script-src-elem", "style-src-attr"}, csp.violations
+
+
 def test_build_a_segment_watch_its_count_and_send_only_to_it(page, live_server, db, smtp_server, celery_workers):
     """The comms team targets "Isle of Wight carers": the count follows the form, the send follows the count."""
     from playwright.sync_api import expect
@@ -280,10 +242,7 @@ def test_build_a_segment_watch_its_count_and_send_only_to_it(page, live_server, 
                 channel="admin",
             )
 
-    page.goto("/admin/login")
-    page.get_by_label("Email address").fill("publisher@hiow.nhs.uk")
-    page.get_by_label("Password").fill("a long enough password")
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page, "publisher@hiow.nhs.uk")
     page.get_by_role("link", name="Segments").first.click()
     page.get_by_role("link", name="Create a segment").click()
     page.get_by_label("Name", exact=True).fill("Isle of Wight carers")
@@ -358,13 +317,7 @@ def test_compose_preview_test_submit_approve_schedule(page, live_server, db, smt
     image = tmp_path / "hub.png"
     Image.new("RGB", (600, 300), (0, 94, 184)).save(image)
 
-    def sign_in(email):
-        page.goto("/admin/login")
-        page.get_by_label("Email address").fill(email)
-        page.get_by_label("Password").fill("a long enough password")
-        page.get_by_role("button", name="Sign in").click()
-
-    sign_in("editor@hiow.nhs.uk")
+    sign_in(page, "editor@hiow.nhs.uk")
     page.goto("/admin/issues/new")
     page.get_by_label("Topic").select_option(label="Project Fusion updates")
     page.get_by_label("Subject").fill("Project Fusion: December")
@@ -404,7 +357,7 @@ def test_compose_preview_test_submit_approve_schedule(page, live_server, db, smt
     expect(page.locator("#issue-status")).to_have_text(re.compile("In.review", re.I))
 
     page.get_by_role("button", name="Sign out").click()
-    sign_in("publisher@hiow.nhs.uk")
+    sign_in(page, "publisher@hiow.nhs.uk")
     issue_id = db.engine.connect().exec_driver_sql("SELECT max(id) FROM issues").scalar()
     page.goto(f"/admin/issues/{issue_id}")
     page.get_by_role("button", name="Approve").click()

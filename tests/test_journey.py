@@ -15,6 +15,7 @@ from support.flows import (
     sign_in,
     subscribe,
     unsubscribe_link,
+    without_nonce,
     write_issue,
 )
 
@@ -107,7 +108,8 @@ def test_unknown_and_known_addresses_get_the_same_answer(client, db, smtp_server
     fresh = subscribe(client, "new@example.org")
     assert first.status_code == again.status_code == fresh.status_code == 303
     assert first.headers["Location"] == again.headers["Location"] == fresh.headers["Location"]
-    assert client.get(again.headers["Location"]).data == client.get(fresh.headers["Location"]).data
+    page = again.headers["Location"]
+    assert without_nonce(client.get(page)) == without_nonce(client.get(fresh.headers["Location"]))
 
 
 def test_confirmation_mails_to_one_address_are_capped(client, db, smtp_server, celery_workers):

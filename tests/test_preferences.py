@@ -9,7 +9,7 @@ from mailer.audience.subscriptions import confirm_subscription, request_subscrip
 from mailer.audience.suppression import suppress
 from mailer.links import Links
 from mailer.models import ConsentEvent, Subscriber, Subscription, services_of
-from support.flows import confirm, manage_link, path_of, send_issue, sign_in, subscribe, write_issue
+from support.flows import confirm, manage_link, path_of, send_issue, sign_in, subscribe, without_nonce, write_issue
 
 
 def _person(db, email):
@@ -192,7 +192,7 @@ def test_email_me_a_link_answers_the_same_for_any_address(client, db, smtp_serve
         page = client.get("/manage")
         response = client.post("/manage", data={"csrf_token": csrf_from(page.data), "email": address})
         assert response.status_code == 200
-        answers.append(response.data)
+        answers.append(without_nonce(response))
     assert answers[0] == answers[1]
     [mail] = smtp_server.wait_for("known@example.org")
     assert mail.message["Subject"] == "Manage your subscriptions"

@@ -1,6 +1,6 @@
 """ORM models, one module per aggregate. Import from here so every table is registered."""
 
-from .admin import ROLES, AdminUser, ApiToken
+from .admin import ROLES, AdminSession, AdminUser, ApiToken
 from .audit import AuditEvent
 from .base import Base, utcnow
 from .content import Media, Update
@@ -43,6 +43,7 @@ __all__ = [
     "FREQUENCY_BITS",
     "FREQUENCY_LABELS",
     "ROLES",
+    "AdminSession",
     "AdminUser",
     "ApiToken",
     "Base",

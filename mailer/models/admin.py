@@ -1,4 +1,4 @@
-"""The comms team's accounts and API tokens."""
+"""The comms team's accounts, their sign-ins and API tokens."""
 
 from __future__ import annotations
 
@@ -61,3 +61,21 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     owner: Mapped[AdminUser | None] = relationship()
+
+
+class AdminSession(Base):
+    """One sign-in to the admin. The browser's cookie holds a random secret; only its SHA-256 is kept here.
+
+    A sign-in is live while it has not ended (signed out), was last seen within the idle timeout and began
+    less than the absolute lifetime ago: a copied cookie stops working the moment any of these fails.
+    """
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("admin_users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_reason: Mapped[str | None] = mapped_column(String(16))  # signed_out, idle, expired

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from flask import Flask, g, jsonify, render_template, request
 from flask_limiter import Limiter
@@ -13,10 +12,11 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import ChainableUndefined, ChoiceLoader, FileSystemLoader, PackageLoader
 from werkzeug.exceptions import HTTPException
 
+from ..accounts import SESSION_MAX_AGE
 from ..config import ROOT, Settings, load_settings
-from ..models import AdminUser
 from ..runtime import Runtime, set_runtime
 from ..tasks import configure_celery
+from . import security
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        PERMANENT_SESSION_LIFETIME=SESSION_MAX_AGE,
         WTF_CSRF_TIME_LIMIT=None,  # tied to the session instead, so a form left open does not fail
         MAX_CONTENT_LENGTH=10 * 1024 * 1024,
         RATELIMIT_STORAGE_URI=settings.redis_url,
@@ -110,15 +110,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _globals():
         return {"settings": settings, "service_name": "Trust Matters"}
 
-    @app.after_request
-    def _security_headers(response):
-        # Links carry signed tokens in their paths: never leak them to another site in a Referer.
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")  # no clickjacking of admin buttons
-        if request.path.startswith(("/admin", "/confirm", "/u/")):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    security.install(app, https=settings.base_url.startswith("https://"))
 
     @app.teardown_appcontext
     def _close_session(_exc):
@@ -132,12 +124,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 @login_manager.user_loader
 def _load_user(user_id: str):
-    session = db_session()
-    try:
-        user = session.get(AdminUser, int(user_id))
-    except (ValueError, OverflowError):
-        return None
-    return user if user is not None and user.active else None  # a deactivated account is signed out
+    from .sessions import load_user  # the sign-in must be live on the server, not just in the cookie
+
+    return load_user(user_id)
 
 
 def runtime_of_app() -> Runtime:
@@ -205,9 +194,11 @@ def _register_error_pages(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
+        # Keep what the exception says in its headers (Allow on a 405, WWW-Authenticate, Retry-After).
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
         if wants_json():
-            return jsonify(error=exc.description or exc.name), exc.code
-        return render_template("error.html", title=exc.name, message=exc.description), exc.code
+            return jsonify(error=exc.description or exc.name), exc.code, headers
+        return render_template("error.html", title=exc.name, message=exc.description), exc.code, headers
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -1,7 +1,7 @@
 """API tokens belong to a team member
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-01
 
 `api_tokens.owner_id`: the person a token acts for. Its role is capped at theirs, it stops while their account
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

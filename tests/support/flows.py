@@ -19,6 +19,11 @@ def path_of(url: str) -> str:
     return urlsplit(url).path
 
 
+def without_nonce(page) -> bytes:
+    """A page's body as every visitor gets it: only the per-response CSP nonce differs between two answers."""
+    return re.sub(rb' nonce="[^"]*"', b"", page.data)
+
+
 def subscribe(client, email: str, topics=("trust-matters",), **extra):
     page = client.get("/subscribe")
     data = {"csrf_token": csrf_from(page.data), "email": email, "topics": list(topics), "area": "hampshire", **extra}

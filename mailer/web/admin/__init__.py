@@ -6,11 +6,11 @@ import re
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from ... import audit
-from ...accounts import authenticate, has_role
+from ...accounts import has_role, sign_in
 from ...audience.emails import normalise_email
 from ...audience.rules import describe
 from ...audience.segments import audience_size, topic_names
@@ -38,7 +38,7 @@ from ...dev import mailcatcher
 from ...errors import Conflict, InvalidInput, NotFound
 from ...models import EDITABLE, AdminUser, AuditEvent, Issue
 from ...tasks import enqueue, plan_issue, send_test
-from .. import LOGIN_LIMIT, TEST_SEND_LIMIT, db_session, limiter, require_role, runtime_of_app
+from .. import LOGIN_LIMIT, TEST_SEND_LIMIT, db_session, limiter, require_role, runtime_of_app, sessions
 
 bp = Blueprint("admin", __name__)
 
@@ -59,11 +59,9 @@ def login():
     email = request.form.get("email", "")
     if request.method == "POST":
         with runtime_of_app().db.transaction() as session:
-            user = authenticate(session, email, request.form.get("password", ""))
-            if user is not None:
-                audit.record(session, Actor.user(user), "user.login", user)
-        if user is not None:
-            login_user(user)
+            signed_in = sign_in(session, email, request.form.get("password", ""))
+        if signed_in is not None:
+            sessions.begin(*signed_in)
             return redirect(_safe_next(request.args.get("next")), code=303)
         error = "Enter a correct email address and password"
     return render_template("admin/login.html", error=error, email=email), (400 if error else 200)
@@ -72,7 +70,7 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
-    logout_user()
+    sessions.end(current_user)
     return redirect(url_for("admin.login"), code=303)
 
 
