@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 
+from mailer.compose.blocks import Rendered
 from mailer.links import Links
 from mailer.models import utcnow
 from mailer.render import EmailContent, compile_message, markdown_to_html, markdown_to_text, render_email
@@ -37,11 +38,18 @@ def main() -> None:
         organisation="Hampshire and Isle of Wight Healthcare NHS Foundation Trust",
         contact_email="communications@example.nhs.uk",
         topic_name="Trust Matters",
+        extra={
+            "blocks": [Rendered("text", html=markdown_to_html(BODY), text=markdown_to_text(BODY))],
+            "framing": "",
+            "web_url": "https://mailer.example.nhs.uk/news/2026-11-trust-matters",
+            "reason": "You are getting this email because you subscribed to Trust Matters.",
+            "unsubscribe_label": "Unsubscribe from Trust Matters",
+        },
     )
     date = format_datetime(utcnow())
 
     t0 = time.perf_counter()
-    markers = markers_for(new_marker_prefix(), ("unsubscribe_url",))
+    markers = markers_for(new_marker_prefix(), ("unsubscribe_url", "manage_url"))
     html, text = render_email(content, markers)
     message = compile_message(
         subject=content.subject,
@@ -49,7 +57,7 @@ def main() -> None:
         html=html,
         text=text,
         body_markers=markers,
-        list_id="Trust Matters <trust-matters.example.nhs.uk>",
+        list_id=("Trust Matters", "trust-matters.example.nhs.uk"),
     )
     render_ms = (time.perf_counter() - t0) * 1000
 
@@ -64,6 +72,7 @@ def main() -> None:
                     "message_id": f"issue-1.{sid}@example.nhs.uk",
                     "list_unsubscribe": url,
                     "unsubscribe_url": url,
+                    "manage_url": links.manage_url(sid, "0" * 64),
                 }
             )
             size = len(data)
