@@ -64,7 +64,8 @@ def main() -> None:
     def fill_all(count: int) -> int:
         size = 0
         for sid in range(count):
-            url = links.unsubscribe_url(sid, 1)
+            public_id = f"{sid:032x}"
+            url = links.unsubscribe_url(public_id, 1)
             data = message.fill(
                 {
                     "to": f"reader{sid}@example.org",
@@ -72,7 +73,7 @@ def main() -> None:
                     "message_id": f"issue-1.{sid}@example.nhs.uk",
                     "list_unsubscribe": url,
                     "unsubscribe_url": url,
-                    "manage_url": links.manage_url(sid, "0" * 64),
+                    "manage_url": links.manage_url(public_id),
                 }
             )
             size = len(data)
@@ -92,7 +93,7 @@ def main() -> None:
     peer_n = max(n // 20, 200)
     t0 = time.perf_counter()
     for sid in range(peer_n):
-        url = links.unsubscribe_url(sid, 1)
+        url = links.unsubscribe_url(f"{sid:032x}", 1)
         msg = EmailMessage(policy=SMTP)
         msg["From"] = "Trust Matters <tm@example.nhs.uk>"
         msg["To"] = f"reader{sid}@example.org"
