@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import codecs
 import re
 
 from .content import clean_text
@@ -52,38 +51,47 @@ class UnsafeHeader(ValueError):
 # --- checking what people typed -------------------------------------------------------------------------
 
 
-def _decode_word(match: re.Match) -> str:
-    charset, kind, payload = match.group(1).partition("*")[0], match.group(2).lower(), match.group(3)
+def _word_bytes(match: re.Match) -> bytes | None:
+    kind, payload = match.group(2).lower(), match.group(3)
     try:
         if kind == "q":
-            data = binascii.a2b_qp(payload.encode("ascii", "replace"), header=True)
-        else:
-            data = base64.b64decode(payload + "=" * (-len(payload) % 4), validate=False)
+            return binascii.a2b_qp(payload.encode("ascii", "replace"), header=True)
+        return base64.b64decode(payload + "=" * (-len(payload) % 4), validate=False)
     except (binascii.Error, ValueError):
+        return None
+
+
+def _word_text(match: re.Match) -> str:
+    data = _word_bytes(match)
+    if data is None:
         return match.group(0)
-    # The raw bytes first: a charset we do not know could still put CR LF through a client that does.
-    text = data.decode("latin-1")
     try:
-        codecs.lookup(charset)
-        text += data.decode(charset, "replace")
-    except (LookupError, ValueError):
-        pass
-    return text
+        return data.decode(match.group(1).partition("*")[0], "replace")
+    except (LookupError, ValueError):  # a charset we do not know: its bytes as Latin-1
+        return data.decode("latin-1")
 
 
 def decoded(value: str) -> str:
-    """`value` with its encoded-words decoded, as leniently as any mail client might (three levels deep)."""
-    for _ in range(3):
-        after = ENCODED_WORD.sub(_decode_word, value)
-        if after == value:
-            break
-        value = after
-    return value
+    """`value` with its encoded-words decoded, as leniently as any mail client might."""
+    return ENCODED_WORD.sub(_word_text, value)
+
+
+_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def breaks_header(value: str) -> bool:
-    """True if `value`, as typed or once its encoded-words are decoded, holds a line break or control character."""
-    return bool(_BREAKING.search(value)) or bool(_BREAKING.search(decoded(value)))
+    """True if `value`, as typed or once its encoded-words are decoded (three levels deep, in any charset
+    a client might know, or as raw bytes for one it might not), holds a line break or control character."""
+    for _ in range(3):
+        if _BREAKING.search(value):
+            return True
+        words = list(ENCODED_WORD.finditer(value))
+        if not words:
+            return False
+        if any(_CONTROL_BYTES.search(_word_bytes(w) or b"") for w in words):
+            return True
+        value = decoded(value)
+    return bool(_BREAKING.search(value))
 
 
 def has_encoded_word(value: str) -> bool:
