@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 
+from mailer.compose.blocks import Rendered
 from mailer.links import Links
 from mailer.models import utcnow
 from mailer.render import EmailContent, compile_message, markdown_to_html, markdown_to_text, render_email
@@ -37,11 +38,18 @@ def main() -> None:
         organisation="Hampshire and Isle of Wight Healthcare NHS Foundation Trust",
         contact_email="communications@example.nhs.uk",
         topic_name="Trust Matters",
+        extra={
+            "blocks": [Rendered("text", html=markdown_to_html(BODY), text=markdown_to_text(BODY))],
+            "framing": "",
+            "web_url": "https://mailer.example.nhs.uk/news/2026-11-trust-matters",
+            "reason": "You are getting this email because you subscribed to Trust Matters.",
+            "unsubscribe_label": "Unsubscribe from Trust Matters",
+        },
     )
     date = format_datetime(utcnow())
 
     t0 = time.perf_counter()
-    markers = markers_for(new_marker_prefix(), ("unsubscribe_url",))
+    markers = markers_for(new_marker_prefix(), ("unsubscribe_url", "manage_url"))
     html, text = render_email(content, markers)
     message = compile_message(
         subject=content.subject,
@@ -49,14 +57,15 @@ def main() -> None:
         html=html,
         text=text,
         body_markers=markers,
-        list_id="Trust Matters <trust-matters.example.nhs.uk>",
+        list_id=("Trust Matters", "trust-matters.example.nhs.uk"),
     )
     render_ms = (time.perf_counter() - t0) * 1000
 
     def fill_all(count: int) -> int:
         size = 0
         for sid in range(count):
-            url = links.unsubscribe_url(sid, 1)
+            public_id = f"{sid:032x}"
+            url = links.unsubscribe_url(public_id, 1)
             data = message.fill(
                 {
                     "to": f"reader{sid}@example.org",
@@ -64,6 +73,7 @@ def main() -> None:
                     "message_id": f"issue-1.{sid}@example.nhs.uk",
                     "list_unsubscribe": url,
                     "unsubscribe_url": url,
+                    "manage_url": links.manage_url(public_id),
                 }
             )
             size = len(data)
@@ -83,7 +93,7 @@ def main() -> None:
     peer_n = max(n // 20, 200)
     t0 = time.perf_counter()
     for sid in range(peer_n):
-        url = links.unsubscribe_url(sid, 1)
+        url = links.unsubscribe_url(f"{sid:032x}", 1)
         msg = EmailMessage(policy=SMTP)
         msg["From"] = "Trust Matters <tm@example.nhs.uk>"
         msg["To"] = f"reader{sid}@example.org"

@@ -73,7 +73,9 @@ class Settings:
     @property
     def mail_domain(self) -> str:
         """The domain used in Message-IDs and List-Id: the sender's."""
-        return self.mail_from.rpartition("@")[2].strip(">").strip() or "localhost"
+        from .render.headers import parse_mailbox
+
+        return parse_mailbox(self.mail_from)[1].rpartition("@")[2]
 
     def with_overrides(self, **changes) -> Settings:
         return replace(self, **changes)
@@ -147,8 +149,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         smtp_url=smtp_url,
         base_url=base_url,
         secret_key=secret_key,
-        mail_from=env.get("MAIL_FROM") or "Trust Matters <trust-matters@example.nhs.uk>",
-        mail_reply_to=env.get("MAIL_REPLY_TO") or None,
+        mail_from=_mailbox(env, "MAIL_FROM") or "Trust Matters <trust-matters@example.nhs.uk>",
+        mail_reply_to=_mailbox(env, "MAIL_REPLY_TO"),
         port=port,
         var_dir=var_dir,
         production=production,
@@ -169,6 +171,20 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         anonymise_after_days=positive_int("ANONYMISE_AFTER_DAYS", 730),
         session_idle_minutes=positive_int("SESSION_IDLE_MINUTES", 30),
     )
+
+
+def _mailbox(env: dict[str, str], name: str) -> str | None:
+    """MAIL_FROM / MAIL_REPLY_TO: `Name <address>` or `address`, one line, going into every mail's headers."""
+    from .render.headers import parse_mailbox
+
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        parse_mailbox(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} {exc}, got {raw!r}") from exc
+    return raw
 
 
 WEEKDAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")

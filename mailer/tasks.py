@@ -30,7 +30,7 @@ from .delivery.ledger import Claimed
 from .delivery.rate import SendRate
 from .delivery.sender import send_batch as send_batch_service
 from .errors import NotFound
-from .models import Issue, email_hash, utcnow
+from .models import Issue, utcnow
 from .runtime import runtime, set_runtime
 from .transports import PermanentFailure, TemporaryFailure, smtp_transport_for
 
@@ -272,13 +272,13 @@ def send_batch(issue_id: int, lo: int, hi: int) -> dict:
     links, domain = rt.links, rt.settings.mail_domain
 
     def recipient_fields(claim: Claimed) -> dict[str, str]:
-        unsubscribe = links.unsubscribe_url(claim.subscriber_id, unsubscribe_topic)
+        unsubscribe = links.unsubscribe_url(claim.public_id, unsubscribe_topic)
         return {
             "to": claim.email,
             "message_id": f"issue-{issue_id}.{claim.subscriber_id}@{domain}",
             "list_unsubscribe": unsubscribe,
             "unsubscribe_url": unsubscribe,
-            "manage_url": links.manage_url(claim.subscriber_id, email_hash(claim.email)),
+            "manage_url": links.manage_url(claim.public_id),
         }
 
     report = send_batch_service(

@@ -134,7 +134,7 @@ def test_links_signed_with_a_retired_key_still_work(app, db, settings):
     with db.transaction() as s:
         outcome = request_subscription(s, email="old@example.org", topic_slugs=["careers"])
         confirm_subscription(s, outcome.request_id)
-    old_link = Links("the-old-key", settings.base_url).unsubscribe_token(outcome.subscriber_id, None)
+    old_link = Links("the-old-key", settings.base_url).unsubscribe_token(outcome.public_id, None)
     from mailer.web import create_app
 
     rotated = create_app(settings.with_overrides(secret_key="a-new-key", secret_key_fallbacks=("the-old-key",)))

@@ -43,16 +43,15 @@ def _active(db, email, topics=("trust-matters",)) -> int:
 
 
 def _manage_path(settings, subscriber_id) -> str:
-    with_hash = _hash_of(settings, subscriber_id)
-    return path_of(Links(settings.secret_key, settings.base_url).manage_url(subscriber_id, with_hash))
+    return path_of(Links(settings.secret_key, settings.base_url).manage_url(_public_id_of(settings, subscriber_id)))
 
 
-def _hash_of(settings, subscriber_id) -> str:
+def _public_id_of(settings, subscriber_id) -> str:
     from mailer.db import Database
 
     db = Database(settings.database_url)
     with db.sessions() as s:
-        value = s.get(Subscriber, subscriber_id).email_hash
+        value = s.get(Subscriber, subscriber_id).public_id
     db.dispose()
     return value
 
@@ -122,14 +121,14 @@ def test_a_tampered_or_foreign_manage_link_changes_nothing(client, db, settings)
     tampered = path[:-3] + ("aaa" if not path.endswith("aaa") else "bbb")
     page = client.get(tampered)
     assert page.status_code == 400 and b"Email me a new link" in page.data
-    # Signed with the right key but for another address's hash: not valid.
-    other = Links(settings.secret_key, settings.base_url).manage_url(person_id, "0" * 64)
+    # Signed with the right key but for a public id nobody has: not valid.
+    other = Links(settings.secret_key, settings.base_url).manage_url("0" * 32)
     assert client.get(path_of(other)).status_code == 400
     csrf = csrf_from(client.get(path).data)
     assert client.post(tampered, data={"csrf_token": csrf, "action": "unsubscribe-all"}).status_code == 400
     assert _person(db, "kim@example.org").status == "active"
     # Signed with another key: not valid either.
-    forged = Links("not-our-key", settings.base_url).manage_url(person_id, _hash_of(settings, person_id))
+    forged = Links("not-our-key", settings.base_url).manage_url(_public_id_of(settings, person_id))
     assert client.get(path_of(forged)).status_code == 400
 
 

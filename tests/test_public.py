@@ -21,6 +21,11 @@ def _active_subscriber(db, email="reader@example.org", topics=("trust-matters", 
         return outcome.subscriber_id, outcome.request_id
 
 
+def _public_id(db, subscriber_id):
+    with db.transaction() as s:
+        return s.get(Subscriber, subscriber_id).public_id
+
+
 def _open_topics(db, subscriber_id):
     with db.transaction() as s:
         return sorted(
@@ -88,7 +93,7 @@ def test_form_without_csrf_token_is_refused(client, db):
 def test_get_on_confirm_link_does_not_confirm(client, db, app):
     with db.transaction() as s:
         outcome = request_subscription(s, email="scanner@example.org", topic_slugs=["careers"])
-    token = app.extensions["mailer"].links.confirm_token(outcome.request_id)
+    token = app.extensions["mailer"].links.confirm_token(outcome.public_id, outcome.request_id)
     page = client.get(f"/confirm/{token}")
     assert page.status_code == 200 and b"Confirm my subscription" in page.data
     with db.transaction() as s:
@@ -101,7 +106,7 @@ def test_get_on_confirm_link_does_not_confirm(client, db, app):
 def test_confirming_twice_is_harmless(client, db, app):
     with db.transaction() as s:
         outcome = request_subscription(s, email="twice@example.org", topic_slugs=["careers"])
-    token = app.extensions["mailer"].links.confirm_token(outcome.request_id)
+    token = app.extensions["mailer"].links.confirm_token(outcome.public_id, outcome.request_id)
     csrf = csrf_from(client.get(f"/confirm/{token}").data)
     assert b"You are subscribed" in client.post(f"/confirm/{token}", data={"csrf_token": csrf}).data
     assert b"already subscribed" in client.post(f"/confirm/{token}", data={"csrf_token": csrf}).data
@@ -111,7 +116,7 @@ def test_confirming_twice_is_harmless(client, db, app):
 def test_tampered_confirm_link_gets_a_friendly_400_and_changes_nothing(client, db, app):
     with db.transaction() as s:
         outcome = request_subscription(s, email="tamper@example.org", topic_slugs=["careers"])
-    token = app.extensions["mailer"].links.confirm_token(outcome.request_id)
+    token = app.extensions["mailer"].links.confirm_token(outcome.public_id, outcome.request_id)
     forged = token[:-3] + ("aaa" if not token.endswith("aaa") else "bbb")
     page = client.get(f"/confirm/{forged}")
     assert page.status_code == 400 and b"This link does not work" in page.data
@@ -123,7 +128,9 @@ def test_tampered_confirm_link_gets_a_friendly_400_and_changes_nothing(client, d
 
 def test_get_on_unsubscribe_link_does_not_unsubscribe(client, db, app):
     subscriber_id, _ = _active_subscriber(db)
-    token = app.extensions["mailer"].links.unsubscribe_token(subscriber_id, _topic_id(db, "trust-matters"))
+    token = app.extensions["mailer"].links.unsubscribe_token(
+        _public_id(db, subscriber_id), _topic_id(db, "trust-matters")
+    )
     page = client.get(f"/u/{token}")
     assert page.status_code == 200 and b"Unsubscribe from Trust Matters" in page.data
     assert _open_topics(db, subscriber_id) == ["project-fusion", "trust-matters"]
@@ -131,7 +138,9 @@ def test_get_on_unsubscribe_link_does_not_unsubscribe(client, db, app):
 
 def test_one_click_post_urlencoded_without_csrf(client, db, app):
     subscriber_id, _ = _active_subscriber(db)
-    token = app.extensions["mailer"].links.unsubscribe_token(subscriber_id, _topic_id(db, "trust-matters"))
+    token = app.extensions["mailer"].links.unsubscribe_token(
+        _public_id(db, subscriber_id), _topic_id(db, "trust-matters")
+    )
     response = client.post(
         f"/u/{token}", data="List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
     )
@@ -144,7 +153,9 @@ def test_one_click_post_urlencoded_without_csrf(client, db, app):
 
 def test_one_click_post_multipart_without_csrf(client, db, app):
     subscriber_id, _ = _active_subscriber(db)
-    token = app.extensions["mailer"].links.unsubscribe_token(subscriber_id, _topic_id(db, "project-fusion"))
+    token = app.extensions["mailer"].links.unsubscribe_token(
+        _public_id(db, subscriber_id), _topic_id(db, "project-fusion")
+    )
     response = client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"}, content_type="multipart/form-data")
     assert response.status_code == 200
     assert _open_topics(db, subscriber_id) == ["trust-matters"]
@@ -155,7 +166,9 @@ def test_one_click_post_multipart_without_csrf(client, db, app):
 
 def test_unsubscribe_from_everything_from_the_page(client, db, app):
     subscriber_id, _ = _active_subscriber(db)
-    token = app.extensions["mailer"].links.unsubscribe_token(subscriber_id, _topic_id(db, "trust-matters"))
+    token = app.extensions["mailer"].links.unsubscribe_token(
+        _public_id(db, subscriber_id), _topic_id(db, "trust-matters")
+    )
     page = client.post(f"/u/{token}", data={"scope": "all"})
     assert page.status_code == 200 and b"You have been unsubscribed" in page.data
     assert _open_topics(db, subscriber_id) == []
@@ -165,9 +178,9 @@ def test_unsubscribe_from_everything_from_the_page(client, db, app):
 
 def test_tampered_unsubscribe_link_changes_nothing(client, db, app):
     subscriber_id, _ = _active_subscriber(db)
-    token = app.extensions["mailer"].links.unsubscribe_token(subscriber_id, None)
+    token = app.extensions["mailer"].links.unsubscribe_token(_public_id(db, subscriber_id), None)
     payload, _, signature = token.partition(".")
-    other = app.extensions["mailer"].links.unsubscribe_token(subscriber_id + 1, None).partition(".")[0]
+    other = app.extensions["mailer"].links.unsubscribe_token("0" * 32, None).partition(".")[0]
     forged = f"{other}.{signature}"
     assert client.get(f"/u/{forged}").status_code == 400
     assert client.post(f"/u/{forged}", data={"List-Unsubscribe": "One-Click"}).status_code == 400
@@ -178,7 +191,12 @@ def test_tampered_unsubscribe_link_changes_nothing(client, db, app):
 def test_confirm_token_is_not_an_unsubscribe_token(client, db, app):
     subscriber_id, request_id = _active_subscriber(db)
     links = app.extensions["mailer"].links
-    assert client.post(f"/u/{links.confirm_token(request_id)}", data={"scope": "all"}).status_code == 400
+    assert (
+        client.post(
+            f"/u/{links.confirm_token(_public_id(db, subscriber_id), request_id)}", data={"scope": "all"}
+        ).status_code
+        == 400
+    )
     assert _open_topics(db, subscriber_id) == ["project-fusion", "trust-matters"]
 
 
@@ -215,8 +233,10 @@ def test_subscribing_too_often_from_one_address_is_slowed_down(client, db):
 def test_an_old_confirmation_link_tells_the_truth_after_unsubscribing(client, db, app):
     subscriber_id, request_id = _active_subscriber(db)
     links = app.extensions["mailer"].links
-    client.post(f"/u/{links.unsubscribe_token(subscriber_id, _topic_id(db, 'project-fusion'))}", data={})
-    token = links.confirm_token(request_id)
+    client.post(
+        f"/u/{links.unsubscribe_token(_public_id(db, subscriber_id), _topic_id(db, 'project-fusion'))}", data={}
+    )
+    token = links.confirm_token(_public_id(db, subscriber_id), request_id)
     page = client.get(f"/confirm/{token}")
     assert b"You are already subscribed" in page.data
     assert b"Trust Matters" in page.data and b"Project Fusion updates" not in page.data
@@ -225,7 +245,9 @@ def test_an_old_confirmation_link_tells_the_truth_after_unsubscribing(client, db
 
 def test_unsubscribe_page_for_a_topic_already_left(client, db, app):
     subscriber_id, _ = _active_subscriber(db)
-    token = app.extensions["mailer"].links.unsubscribe_token(subscriber_id, _topic_id(db, "project-fusion"))
+    token = app.extensions["mailer"].links.unsubscribe_token(
+        _public_id(db, subscriber_id), _topic_id(db, "project-fusion")
+    )
     client.post(f"/u/{token}", data={})
     page = client.get(f"/u/{token}")
     assert b"You are not subscribed to Project Fusion updates" in page.data

@@ -207,9 +207,11 @@ def test_one_click_unsubscribe_during_a_send_stops_the_rest_for_that_address(clu
     wait_until(lambda: _sent_count(smtp_server) >= 100, 60, message="the send to get going")
     last = emails[-1]  # the last row in the ledger: not sent yet
     with db.transaction() as s:
-        subscriber_id = s.scalar(select(Subscriber.id).where(Subscriber.email_key == last))
+        subscriber_id, public_id = s.execute(
+            select(Subscriber.id, Subscriber.public_id).where(Subscriber.email_key == last)
+        ).one()
     links = app.extensions["mailer"].links
-    url = links.unsubscribe_url(subscriber_id, 1)
+    url = links.unsubscribe_url(public_id, 1)
     response = app.test_client().post(
         path_of(url.replace(cluster.settings.base_url, "http://mailer.test")), data={"List-Unsubscribe": "One-Click"}
     )

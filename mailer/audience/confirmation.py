@@ -98,9 +98,9 @@ def confirmation_mail(session: Session, request_id: int, settings: Settings, lin
         preheader="One click and you will start getting the updates you chose.",
         message_id=f"confirm-{request.id}",
         fields={
-            "confirm_url": links.confirm_url(request.id),
-            "unsubscribe_url": links.unsubscribe_url(subscriber.id, None),
-            "manage_url": links.manage_url(subscriber.id, subscriber.email_hash),
+            "confirm_url": links.confirm_url(subscriber.public_id, request.id),
+            "unsubscribe_url": links.unsubscribe_url(subscriber.public_id, None),
+            "manage_url": links.manage_url(subscriber.public_id),
         },
         extra={"topics": [t.name for t in topics]},
     )
@@ -119,8 +119,8 @@ def manage_link_mail(session: Session, subscriber_id: int, settings: Settings, l
         preheader="Change what you get from us, or unsubscribe.",
         message_id=f"manage-{subscriber.id}-{int(utcnow().timestamp())}",
         fields={
-            "manage_url": links.manage_url(subscriber.id, subscriber.email_hash),
-            "unsubscribe_url": links.unsubscribe_url(subscriber.id, None),
+            "manage_url": links.manage_url(subscriber.public_id),
+            "unsubscribe_url": links.unsubscribe_url(subscriber.public_id, None),
         },
     )
 

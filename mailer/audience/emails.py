@@ -6,6 +6,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from ..errors import InvalidInput
 from ..render.content import has_control_characters
+from ..render.headers import has_encoded_word
 
 
 def normalise_email(raw: str | None, field: str = "email") -> str:
@@ -13,7 +14,9 @@ def normalise_email(raw: str | None, field: str = "email") -> str:
     raw = (raw or "").strip()
     if not raw:
         raise InvalidInput({field: "Enter your email address"})
-    if has_control_characters(raw):
+    # An encoded-word (=?utf-8?q?…?=) is valid in an address's local part, but mail programs decode it into
+    # something else, line breaks included: an address goes into the To header, so it is refused.
+    if has_control_characters(raw) or has_encoded_word(raw):
         raise InvalidInput({field: "Enter an email address in the correct format, like name@example.com"})
     if len(raw) > 254:
         raise InvalidInput({field: "Email address must be 254 characters or fewer"})

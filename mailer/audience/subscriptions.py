@@ -47,6 +47,7 @@ class SubscribeOutcome:
     request_id: int
     # False when this address has had enough confirmation mails lately; the page says the same either way.
     send_confirmation: bool
+    public_id: str = ""  # what the person's links name
 
 
 def validate_topics(session: Session, slugs: list[str], field_name: str = "topics") -> list[Topic]:
@@ -143,7 +144,9 @@ def request_subscription(
     if send:
         subscriber.confirm_requested_at = now
     session.flush()
-    return SubscribeOutcome(subscriber_id=subscriber.id, request_id=request.id, send_confirmation=send)
+    return SubscribeOutcome(
+        subscriber_id=subscriber.id, request_id=request.id, send_confirmation=send, public_id=subscriber.public_id
+    )
 
 
 @dataclass

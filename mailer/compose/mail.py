@@ -63,8 +63,9 @@ def issue_content(issue: Issue, settings: Settings) -> EmailContent:
     )
 
 
-def list_id(issue: Issue, settings: Settings) -> str:
-    return f"{issue.topic.name} <{issue.topic.slug}.{settings.mail_domain}>"
+def list_id(issue: Issue, settings: Settings) -> tuple[str, str]:
+    """(label, id) of the topic's List-Id header."""
+    return issue.topic.name, f"{issue.topic.slug}.{settings.mail_domain}"
 
 
 def compile_issue(issue: Issue, settings: Settings, subject_prefix: str = "") -> CompiledMessage:

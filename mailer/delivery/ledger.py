@@ -82,6 +82,7 @@ class Claimed:
     attempts: int
     email: str
     name: str | None
+    public_id: str = ""  # what the recipient's links name (mailer/links.py)
 
 
 def new_claim_token() -> str:
@@ -146,14 +147,15 @@ def claim_batch(
     people = {
         row.id: row
         for row in session.execute(
-            select(Subscriber.id, Subscriber.email, Subscriber.name).where(
+            select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.public_id).where(
                 Subscriber.id.in_([c.subscriber_id for c in claimed])
             )
         )
     }
     rows = [
-        Claimed(c.id, c.subscriber_id, c.attempts, people[c.subscriber_id].email, people[c.subscriber_id].name)
+        Claimed(c.id, c.subscriber_id, c.attempts, person.email, person.name, person.public_id)
         for c in sorted(claimed, key=lambda c: c.id)
+        for person in (people[c.subscriber_id],)
     ]
     return rows, len(gone)
 

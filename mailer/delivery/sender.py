@@ -17,6 +17,7 @@ from sqlalchemy import Select
 from ..db import Database
 from ..models import utcnow
 from ..render import CompiledMessage
+from ..render.headers import UnsafeHeader
 from ..transports import PermanentFailure, TemporaryFailure, Transport
 from . import ledger
 
@@ -81,7 +82,12 @@ def send_batch(
             fields = recipient_fields(claim)
             fields["date"] = date
             try:
-                transport.send(message.envelope_from, claim.email, message.fill(fields))
+                data = message.fill(fields)
+            except UnsafeHeader as exc:  # an address stored before it could be checked: never retried
+                failures.append((claim, "failed", str(exc)))
+                continue
+            try:
+                transport.send(message.envelope_from, claim.email, data)
             except TemporaryFailure as exc:
                 if exc.stage == "connect":
                     # The server cannot be reached or refuses our login: nothing is known about these

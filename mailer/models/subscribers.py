@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from datetime import datetime
 
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import FunctionElement
 
 from .base import Base, BigId, Json, UTCDateTime, utcnow
 from .topics import Topic
@@ -69,10 +72,40 @@ def email_hash(email: str) -> str:
     return hashlib.sha256(email_key(email).encode()).hexdigest()
 
 
+def new_public_id() -> str:
+    """A random name for a person in signed links: 128 bits, never reused (see `Subscriber.public_id`)."""
+    return secrets.token_hex(16)
+
+
+class random_public_id(FunctionElement):  # noqa: N801 - an SQL function, named like one
+    """The database's own default for `public_id`, for rows written by plain SQL (a bench, psql)."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(random_public_id, "sqlite")
+def _random_public_id_sqlite(element, compiler, **kw) -> str:
+    return "(lower(hex(randomblob(16))))"
+
+
+@compiles(random_public_id, "postgresql")
+def _random_public_id_postgresql(element, compiler, **kw) -> str:
+    return "replace(gen_random_uuid()::text, '-', '')"
+
+
 class Subscriber(Base):
     __tablename__ = "subscribers"
+    # SQLite would otherwise hand a deleted row's id to the next person (retention deletes sign-ups); ids
+    # reach Message-IDs and old links, so they are never reused (PostgreSQL's sequences never reuse them).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # What signed links (unsubscribe, manage, confirm) name: random, unique, never reused, so a link can only
+    # ever reach the person it was sent to, whatever happens to row ids.
+    public_id: Mapped[str] = mapped_column(
+        String(32), unique=True, default=new_public_id, server_default=random_public_id()
+    )
     email: Mapped[str | None] = mapped_column(String(320))
     email_key: Mapped[str | None] = mapped_column(String(320), unique=True)
     # Kept after erasure, so the suppression list can still match the address without holding it.
@@ -170,6 +203,8 @@ class ConsentEvent(Base):
     """What someone agreed to, when, how, and under which wording; a subscribe request is one too."""
 
     __tablename__ = "consent_events"
+    # A subscribe request's id is in its confirmation link (with the person's public id): never reused.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)

@@ -14,10 +14,9 @@ import html as html_lib
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.policy import SMTP
 
-from .content import clean_text
+from . import headers
+from .headers import UnsafeHeader
 
 # Headers filled in per recipient (values must be plain ASCII: addresses, ids, URLs).
 HEADER_FIELDS = ("to", "message_id", "date", "list_unsubscribe")
@@ -110,9 +109,18 @@ def _text_value(value: str) -> bytes:
 
 
 def _header_value(value: str) -> bytes:
-    # Header fields are ASCII by construction; refuse CR/LF so no value can inject a header.
+    # Our own values (ids, URLs, a date) are ASCII by construction: refuse a line break all the same.
     if "\r" in value or "\n" in value:
-        raise ValueError("line break in a header value")
+        raise UnsafeHeader("line break in a header value")
+    return value.encode("ascii")
+
+
+def _address_value(value: str) -> bytes:
+    # The one value that came from a person (checked when it was typed): as the last line of defence, only
+    # printable ASCII and no encoded-word, so nothing can start a header or be decoded into one. Two C-level
+    # checks on a short string: the per-recipient path must stay as cheap as it is.
+    if not value.isprintable() or "=?" in value:
+        raise UnsafeHeader("an address that is not one line of plain text")
     return value.encode("ascii")
 
 
@@ -124,29 +132,30 @@ def compile_message(
     text: str,
     body_markers: dict[str, str],
     reply_to: str | None = None,
-    list_id: str | None = None,
+    list_id: tuple[str, str] | None = None,
     extra_headers: Mapping[str, str] | None = None,
     one_click: bool = True,
 ) -> CompiledMessage:
-    """Encode the message once. Per-recipient header fields: to, message_id, date, list_unsubscribe."""
-    head = EmailMessage(policy=SMTP)
-    head["From"] = mail_from
-    head["Subject"] = " ".join(clean_text(subject).split())  # one line, no control characters
+    """Encode the message once. Per-recipient header fields: to, message_id, date, list_unsubscribe.
+
+    `mail_from` and `reply_to` are `Name <address>` or `address`; `list_id` is (label, list id). Headers are
+    encoded by `headers`, never by the email package (see there why): the subject is one line whatever it
+    holds, and decodes back to exactly its text."""
+    from_name, envelope_from = headers.parse_mailbox(mail_from)
+    static = [headers.mailbox("From", from_name, envelope_from), headers.unstructured("Subject", subject)]
     if reply_to:
-        head["Reply-To"] = reply_to
+        static.append(headers.mailbox("Reply-To", *headers.parse_mailbox(reply_to)))
     if list_id:
-        head["List-Id"] = list_id
+        static.append(headers.list_id(*list_id))
     for name, value in (extra_headers or {}).items():
-        head[name] = value
-    static_headers = head.as_bytes(policy=SMTP)
-    static_headers = static_headers.rstrip(b"\r\n") + b"\r\n"
-    envelope_from = head["From"].addresses[0].addr_spec
+        static.append(headers.unstructured(name, value))
+    static_headers = b"".join(static)
 
     boundary = "=_tm_" + secrets.token_hex(12)
     segments: list = [
         static_headers,
         b"To: ",
-        ("to", _header_value),
+        ("to", _address_value),
         b"\r\n",
         b"Date: ",
         ("date", _header_value),

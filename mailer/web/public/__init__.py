@@ -9,11 +9,11 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from sqlalchemy import select, text
 
 from ...audience import wording
+from ...audience.signed_links import StaleLink, confirm_request, unsubscribe_target
 from ...audience.subscriptions import (
     confirm_subscription,
     hash_ip,
     is_confirmed,
-    load_request,
     open_topics,
     request_subscription,
     request_topics,
@@ -21,7 +21,7 @@ from ...audience.subscriptions import (
 )
 from ...errors import Conflict, InvalidInput, NotFound
 from ...links import BadLink
-from ...models import AREAS, AUDIENCES, FREQUENCY_LABELS, SERVICES, Subscriber, Topic
+from ...models import AREAS, AUDIENCES, FREQUENCY_LABELS, SERVICES, Topic
 from ...tasks import enqueue, send_confirmation
 from .. import ONE_CLICK_ADDRESS_LIMIT, ONE_CLICK_LINK_LIMIT, SUBSCRIBE_LIMIT, csrf, db_session, limiter, runtime_of_app
 
@@ -108,18 +108,14 @@ def check_email():
     return render_template("check_email.html")
 
 
-def _read_confirm(token: str) -> int:
-    return runtime_of_app().links.read_confirm(token)
-
-
 @bp.get("/confirm/<token>")
 def confirm_page(token: str):
     # GET never changes anything: mail scanners open links. The button POSTs.
     try:
-        request_id = _read_confirm(token)
+        link = runtime_of_app().links.read_confirm(token)
         session = db_session()
-        request_event = load_request(session, request_id)
-        if is_confirmed(session, request_id):
+        request_event = confirm_request(session, link)
+        if is_confirmed(session, request_event.id):
             topics = [t.name for t in open_topics(session, request_event.subscriber_id)]
             return render_template("confirmed.html", topics=topics, already=True)
         topics = request_topics(session, request_event)
@@ -132,9 +128,9 @@ def confirm_page(token: str):
 def confirm(token: str):
     rt = runtime_of_app()
     try:
-        request_id = _read_confirm(token)
+        link = rt.links.read_confirm(token)
         with rt.db.transaction() as session:
-            outcome = confirm_subscription(session, request_id, ip_hash=_ip_hash())
+            outcome = confirm_subscription(session, confirm_request(session, link).id, ip_hash=_ip_hash())
             topics = [t.name for t in outcome.topics]
             already = outcome.already_confirmed
     except (BadLink, NotFound):
@@ -144,22 +140,26 @@ def confirm(token: str):
     return render_template("confirmed.html", topics=topics, already=already)
 
 
-def _read_unsubscribe(token: str) -> tuple[int, int | None]:
-    return runtime_of_app().links.read_unsubscribe(token)
+BAD_UNSUBSCRIBE_LINK = "This unsubscribe link is not valid. Use the link in the most recent email we sent you."
+# A link from before public ids, where it could name someone else (mailer/audience/signed_links.py).
+STALE_UNSUBSCRIBE_LINK = (
+    "This unsubscribe link is from an older email, and we cannot be sure it is yours. "
+    "Ask for a new link below: we will email it to you, and you can unsubscribe from there."
+)
 
 
 @bp.get("/u/<token>")
 def unsubscribe_page(token: str):
     try:
-        subscriber_id, topic_id = _read_unsubscribe(token)
+        link = runtime_of_app().links.read_unsubscribe(token)
         session = db_session()
-        subscriber = session.get(Subscriber, subscriber_id)
-        if subscriber is None or subscriber.status == "erased":
-            raise NotFound
-        topic = session.get(Topic, topic_id) if topic_id else None
-        current = open_topics(session, subscriber_id)
+        subscriber = unsubscribe_target(session, link)
+        topic = session.get(Topic, link.topic_id) if link.topic_id else None
+        current = open_topics(session, subscriber.id)
+    except StaleLink:
+        return _bad_link(STALE_UNSUBSCRIBE_LINK, link_request=True)
     except (BadLink, NotFound):
-        return _bad_link("This unsubscribe link is not valid. Use the link in the most recent email we sent you.")
+        return _bad_link(BAD_UNSUBSCRIBE_LINK)
     return render_template(
         "unsubscribe.html",
         topic=topic,
@@ -191,21 +191,25 @@ def unsubscribe_post(token: str):
     scope_all = request.form.get("scope") == "all"
     rt = runtime_of_app()
     try:
-        subscriber_id, topic_id = _read_unsubscribe(token)
+        link = rt.links.read_unsubscribe(token)
         with rt.db.transaction() as session:
             outcome = unsubscribe(
                 session,
-                subscriber_id,
-                None if scope_all else topic_id,
+                unsubscribe_target(session, link).id,
+                None if scope_all else link.topic_id,
                 channel="one-click" if one_click else "web",
                 ip_hash=_ip_hash(),
             )
             topic_name = outcome.topic.name if outcome.topic else None
             remaining = [t.name for t in outcome.remaining]
+    except StaleLink:
+        if one_click:
+            abort(400, "This unsubscribe link is from an older email: use the link in the most recent one.")
+        return _bad_link(STALE_UNSUBSCRIBE_LINK, link_request=True)
     except (BadLink, NotFound):
         if one_click:
             abort(400, "This unsubscribe link is not valid.")
-        return _bad_link("This unsubscribe link is not valid. Use the link in the most recent email we sent you.")
+        return _bad_link(BAD_UNSUBSCRIBE_LINK)
     if one_click:
         return "You have been unsubscribed.\n", 200, {"Content-Type": "text/plain; charset=utf-8"}
     return render_template("unsubscribed.html", topic_name=topic_name, remaining=remaining, token=token)

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from ...audience import wording
 from ...audience.emails import normalise_email
+from ...audience.signed_links import manage_target
 from ...errors import InvalidInput, NotFound
 from ...links import BadLink
 from ...models import Subscriber, email_key
@@ -22,11 +23,7 @@ BAD_MANAGE_LINK = "This link to manage your subscriptions is not valid. Ask for 
 
 
 def _subscriber_for(session, token: str) -> Subscriber:
-    subscriber_id, hash_prefix = runtime_of_app().links.read_manage(token)
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None or subscriber.status == "erased" or not subscriber.email_hash.startswith(hash_prefix):
-        raise NotFound("no such subscriber")
-    return subscriber
+    return manage_target(session, runtime_of_app().links.read_manage(token))
 
 
 def _page(session, subscriber, token, values, errors=None, saved=False, status=200):
