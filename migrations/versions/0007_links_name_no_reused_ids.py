@@ -1,7 +1,7 @@
 """signed links name a random public id; SQLite never reuses subscriber or consent event ids
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0009
 Create Date: 2026-12-01
 
 Signed links named plain row ids, and SQLite hands the id of a deleted row (retention deletes unconfirmed
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
