@@ -157,7 +157,7 @@ def main() -> None:
                         # A different client address each time: the per-IP limits are not what is measured.
                         environ = {"REMOTE_ADDR": f"10.{i // 250 % 250}.{i % 250}.{1 if who == 'known' else 2}"}
                         elapsed, response, sql, commands = counter.measure(
-                            lambda d=data, e=environ: client.post(path, data=d, environ_base=e)
+                            lambda p=path, d=data, e=environ: client.post(p, data=d, environ_base=e)
                         )
                         assert response.status_code in (200, 303), (path, response.status_code)
                         times[who].append(elapsed)

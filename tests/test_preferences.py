@@ -50,7 +50,7 @@ def _manage_path(settings, subscriber_id) -> str:
 def _hash_of(settings, subscriber_id) -> str:
     from mailer.db import Database
 
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, email_hash_key=settings.email_hash_key)
     with db.sessions() as s:
         value = s.get(Subscriber, subscriber_id).email_hash
     db.dispose()
