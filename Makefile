@@ -17,6 +17,8 @@ bench: setup  ## measure speed and memory (see bench/README.md); BENCH_RECIPIENT
 	$(BIN)/python bench/send_bench.py
 	$(BIN)/python bench/audience_bench.py
 	$(BIN)/python bench/digest_bench.py
+	$(BIN)/python bench/enumeration_bench.py
+	$(BIN)/python bench/archive_bench.py
 
 setup: install assets init
 

@@ -88,6 +88,7 @@ def prepare_database(settings, n: int) -> dict:
     from mailer.schema import init_database
 
     db = Database(settings.database_url)
+    key = settings.email_hash_key
     if db.dialect == "postgresql":
         with db.engine.begin() as conn:
             conn.execute(text("DROP SCHEMA public CASCADE"))
@@ -104,7 +105,7 @@ def prepare_database(settings, n: int) -> dict:
                 group = i % (len(TOPIC_SETS) * len(areas))
                 email = email_of(i)
                 rows.append({
-                    "email": email, "email_key": email, "email_hash": email_hash(email), "status": "active",
+                    "email": email, "email_key": email, "email_hash": email_hash(email, key), "status": "active",
                     "area": areas[group % len(areas)], "services": TOPIC_SETS[group // len(areas)][1],
                     "created_at": long_ago, "subscribed_at": long_ago, "confirmed_at": long_ago,
                 })

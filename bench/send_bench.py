@@ -206,6 +206,7 @@ def prepare_database(settings, n: int) -> None:
     from mailer.schema import init_database
 
     db = Database(settings.database_url)
+    key = settings.email_hash_key
     if db.dialect == "postgresql":
         with db.engine.begin() as conn:
             conn.execute(text("DROP SCHEMA public CASCADE"))
@@ -217,7 +218,7 @@ def prepare_database(settings, n: int) -> None:
             emails = [f"reader{i:07d}@bench.example" for i in range(start, min(n, start + 20000))]
             s.execute(
                 insert(Subscriber),
-                [{"email": e, "email_key": e, "email_hash": email_hash(e), "status": "active"} for e in emails],
+                [{"email": e, "email_key": e, "email_hash": email_hash(e, key), "status": "active"} for e in emails],
             )
         s.execute(
             insert(Subscription).from_select(

@@ -21,7 +21,8 @@ def _settings():
 def _db():
     from .db import Database
 
-    return Database(_settings().database_url)
+    settings = _settings()
+    return Database(settings.database_url, email_hash_key=settings.email_hash_key)
 
 
 @click.group()
@@ -35,7 +36,7 @@ def init() -> None:
     from .schema import init_database
 
     settings = _settings()
-    added = init_database(settings.database_url)
+    added = init_database(settings.database_url, email_hash_key=settings.email_hash_key)
     click.echo(f"database ready ({settings.database_url.split('://')[0]}); {added} topic(s) added")
 
 

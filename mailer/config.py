@@ -50,6 +50,9 @@ class Settings:
     # Old SECRET_KEYs still accepted when verifying links and sessions, so a key can be rotated without
     # breaking the unsubscribe links already in people's inboxes.
     secret_key_fallbacks: tuple[str, ...] = ()
+    # Keys the one-way hashes of addresses kept on the suppression list and after erasure (HMAC). Separate
+    # from SECRET_KEY and never rotated: with another key nobody suppressed or erased would match any more.
+    email_hash_key: str = ""
     # How many reverse proxies in front of the web process set X-Forwarded-For (0: none, trust nothing).
     trusted_proxies: int = 0
     # Messages per second across every worker (a token bucket in Redis); None sends as fast as possible.
@@ -81,9 +84,9 @@ class Settings:
         return replace(self, **changes)
 
 
-def _dev_secret(var_dir: Path) -> str:
+def _dev_secret(var_dir: Path, name: str = "secret_key") -> str:
     """A secret generated once into var/ so dev links survive restarts; never used in production."""
-    path = var_dir / "secret_key"
+    path = var_dir / name
     if path.exists():
         return path.read_text().strip()
     var_dir.mkdir(parents=True, exist_ok=True)
@@ -129,6 +132,17 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             raise ConfigError("SECRET_KEY must be set when MAILER_ENV=production")
         secret_key = _dev_secret(var_dir)
 
+    email_hash_key = env.get("EMAIL_HASH_KEY") or ""
+    if not email_hash_key:
+        if production:
+            raise ConfigError(
+                "EMAIL_HASH_KEY must be set when MAILER_ENV=production: a random secret of 32 or more characters "
+                "(python3 -c 'import secrets; print(secrets.token_urlsafe(48))'), kept for good and never changed"
+            )
+        email_hash_key = _dev_secret(var_dir, "email_hash_key")
+    elif len(email_hash_key) < 32:
+        raise ConfigError("EMAIL_HASH_KEY must be at least 32 characters: generate a random one")
+
     base_url = (env.get("BASE_URL") or f"http://127.0.0.1:{port}").rstrip("/")
     if urlsplit(base_url).scheme not in {"http", "https"}:
         raise ConfigError(f"BASE_URL must be an http(s) URL, got {base_url!r}")
@@ -162,6 +176,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         batch_size=positive_int("BATCH_SIZE", 500),
         lease_seconds=positive_int("LEASE_SECONDS", 300),
         secret_key_fallbacks=tuple(k.strip() for k in (env.get("SECRET_KEY_FALLBACKS") or "").split(",") if k.strip()),
+        email_hash_key=email_hash_key,
         trusted_proxies=_whole_number(env, "TRUSTED_PROXIES", 0),
         send_rate=_rate(env),
         stall_seconds=positive_int("STALL_SECONDS", 90),

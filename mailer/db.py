@@ -46,15 +46,26 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
-class Database:
-    """An engine and its session factory."""
+EMAIL_HASH_KEY = "email_hash_key"
 
-    def __init__(self, url: str):
+
+class Database:
+    """An engine and its session factory.
+
+    `email_hash_key` (EMAIL_HASH_KEY) is what the address hashes stored in this database are keyed with; it
+    belongs with the database as its URL does, so every session carries it (`session.info`) and the services
+    that hash an address (`audience.emails.hash_address`) need no extra argument. Without it, hashing refuses.
+    """
+
+    def __init__(self, url: str, email_hash_key: str | None = None):
         self.url = url
         self.engine = make_engine(url)
+        info = {EMAIL_HASH_KEY: email_hash_key} if email_hash_key else {}
         # Read sessions (pages, lookups) and write sessions (units of work) share one pool.
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._writers = sessionmaker(self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False, info=info)
+        self._writers = sessionmaker(
+            self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False, info=info
+        )
 
     @property
     def dialect(self) -> str:

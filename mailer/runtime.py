@@ -23,7 +23,7 @@ class Runtime:
     def build(cls, settings: Settings) -> Runtime:
         return cls(
             settings=settings,
-            db=Database(settings.database_url),
+            db=Database(settings.database_url, email_hash_key=settings.email_hash_key),
             links=Links(settings.secret_key, settings.base_url, old_keys=settings.secret_key_fallbacks),
         )
 

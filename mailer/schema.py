@@ -12,16 +12,19 @@ from .db import Database
 from .models import SEED_TOPICS, Topic
 
 
-def alembic_config(database_url: str) -> Config:
+def alembic_config(database_url: str, email_hash_key: str | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(ROOT / "migrations"))
     cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    # Migration 0010 keys the address hashes already stored; without this it reads EMAIL_HASH_KEY from settings.
+    if email_hash_key:
+        cfg.attributes["email_hash_key"] = email_hash_key
     return cfg
 
 
-def migrate(database_url: str, revision: str = "head") -> None:
+def migrate(database_url: str, revision: str = "head", email_hash_key: str | None = None) -> None:
     """Bring the database schema up to `revision`."""
-    command.upgrade(alembic_config(database_url), revision)
+    command.upgrade(alembic_config(database_url, email_hash_key), revision)
 
 
 def seed_topics(session: Session) -> int:
@@ -36,13 +39,13 @@ def seed_topics(session: Session) -> int:
     return added
 
 
-def init_database(database_url: str) -> int:
+def init_database(database_url: str, email_hash_key: str | None = None) -> int:
     """Migrate and seed. Safe to run any number of times."""
     if database_url.startswith("sqlite:///"):
         from pathlib import Path
 
         Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    migrate(database_url)
+    migrate(database_url, email_hash_key=email_hash_key)
     db = Database(database_url)
     try:
         with db.transaction() as session:

@@ -18,6 +18,7 @@ from celery.schedules import crontab
 from celery.signals import worker_process_init
 from sqlalchemy.exc import OperationalError
 
+from .audience import requests as public_requests
 from .audience import retention, segments
 from .audience.confirmation import confirmation_mail, latest_request_id, manage_link_mail, mark_confirmation_sent
 from .audience.suppression import suppress
@@ -71,6 +72,7 @@ def configure_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=BULK,
         task_routes={
+            "mailer.act_on_request": {"queue": TRANSACTIONAL},
             "mailer.send_confirmation": {"queue": TRANSACTIONAL},
             "mailer.send_manage_link": {"queue": TRANSACTIONAL},
             "mailer.send_test": {"queue": TRANSACTIONAL},
@@ -117,7 +119,35 @@ def enqueue(task, *args, **options) -> bool:
         return False
 
 
-# --- confirmations -------------------------------------------------------------------------------
+# --- the public's forms and confirmations ---------------------------------------------------------
+
+
+@celery.task(
+    name="mailer.act_on_request",
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=8,
+)
+def act_on_request(request_id: int) -> str:
+    """A sign-up or "email me my link" the web request queued: look the address up, then mail if due."""
+    return _act_on_request(request_id)
+
+
+def _act_on_request(request_id: int) -> str:
+    rt = runtime()
+    with rt.db.transaction() as session:
+        followup = public_requests.act_on(
+            session, request_id, public_requests.manage_link_allowance(rt.settings.redis_url)
+        )
+    if followup is None:
+        return "already done"
+    # After the commit. A confirmation whose task is lost is resent by the sweeper (confirm_requested_at).
+    if followup.confirmation:
+        enqueue(send_confirmation, followup.confirmation)
+    if followup.manage_link:
+        enqueue(send_manage_link, followup.manage_link)
+    return "done"
 
 
 @celery.task(name="mailer.send_confirmation", bind=True, max_retries=8)
@@ -321,6 +351,14 @@ def sweep() -> dict:
         enqueue(plan_issue, issue_id)
     for issue_id, lo, hi in found.batches:
         enqueue(send_batch, issue_id, lo, hi)
+    # Sign-ups and link requests whose task never came (the broker was down when they were posted).
+    with rt.db.sessions() as session:
+        lost = public_requests.waiting(session)
+    for request_id in lost:
+        try:
+            _act_on_request(request_id)
+        except OperationalError:
+            log.exception("public request %s: the database refused; the next sweep tries again", request_id)
     for subscriber_id in found.confirmations:
         with rt.db.transaction() as session:
             request_id = latest_request_id(session, subscriber_id)
@@ -333,6 +371,7 @@ def sweep() -> dict:
         "plans": len(found.plan),
         "batches": len(found.batches),
         "confirmations": len(found.confirmations),
+        "public_requests": len(lost),
         "finished": found.finished,
     }
 

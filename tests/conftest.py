@@ -125,7 +125,7 @@ def settings(test_env):
 
 @pytest.fixture(scope="session")
 def db(settings):
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, email_hash_key=settings.email_hash_key)
     yield database
     database.dispose()
 

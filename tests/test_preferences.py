@@ -49,7 +49,7 @@ def _manage_path(settings, subscriber_id) -> str:
 def _public_id_of(settings, subscriber_id) -> str:
     from mailer.db import Database
 
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, email_hash_key=settings.email_hash_key)
     with db.sessions() as s:
         value = s.get(Subscriber, subscriber_id).public_id
     db.dispose()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.orm import Session
 
+from ..db import EMAIL_HASH_KEY
 from ..errors import InvalidInput
+from ..models import email_hash
 from ..render.content import has_control_characters
 from ..render.headers import has_encoded_word
 
@@ -25,3 +28,11 @@ def normalise_email(raw: str | None, field: str = "email") -> str:
     except EmailNotValidError as exc:
         raise InvalidInput({field: "Enter an email address in the correct format, like name@example.com"}) from exc
     return result.ascii_email or result.normalized
+
+
+def hash_address(session: Session, address: str) -> str:
+    """The keyed hash of `address` as this session's database stores it (Subscriber/Suppression.email_hash)."""
+    key = session.info.get(EMAIL_HASH_KEY)
+    if not key:
+        raise RuntimeError("this database was opened without EMAIL_HASH_KEY: Database(url, email_hash_key=...)")
+    return email_hash(address, key)

@@ -27,7 +27,6 @@ from ..models import (
     Subscription,
     Suppression,
     Topic,
-    email_hash,
     email_key,
     services_mask,
     services_of,
@@ -35,7 +34,7 @@ from ..models import (
 )
 from ..render.content import clean_text
 from . import wording
-from .emails import normalise_email
+from .emails import hash_address, normalise_email
 
 NAME_MAX = 200
 # How many confirmation emails one address may be sent in an hour: enough for "I lost the email",
@@ -364,7 +363,7 @@ class Known:
     @classmethod
     def load(cls, session: Session, addresses: list[str]) -> Known:
         keys = list({email_key(a) for a in addresses})
-        hashes = list({email_hash(a) for a in addresses})
+        hashes = list({hash_address(session, a) for a in addresses})
         known = cls()
         if not keys:
             return known
@@ -428,7 +427,7 @@ def add_subscriber(
     batch = known is not None
     if known is None:
         known = Known.load(session, [address])
-    hashed = email_hash(address)
+    hashed = hash_address(session, address)
     subscriber = known.by_key.get(email_key(address))
     refusal = refusal_reason(known, subscriber, hashed)
     if refusal:

@@ -16,14 +16,12 @@ each kind is honoured only where it cannot reach another person:
 
 from __future__ import annotations
 
-import hashlib
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import NotFound
 from ..links import ConfirmLink, ManageLink, UnsubscribeLink
-from ..models import ConsentEvent, Subscriber, email_key
+from ..models import ConsentEvent, Subscriber, address_digest
 
 
 class StaleLink(NotFound):
@@ -54,15 +52,11 @@ def unsubscribe_target(session: Session, link: UnsubscribeLink) -> Subscriber:
     return _reachable(session.get(Subscriber, link.person))
 
 
-def _legacy_hash_prefix(address: str) -> str:
-    return hashlib.sha256(email_key(address).encode()).hexdigest()[:12]
-
-
 def manage_target(session: Session, link: ManageLink) -> Subscriber:
     """The person a manage link was sent to, if they still have an address with us; NotFound otherwise."""
     if link.legacy:
         subscriber = session.get(Subscriber, link.person)
-        if subscriber is None or not subscriber.email or _legacy_hash_prefix(subscriber.email) != link.hash_prefix:
+        if subscriber is None or not subscriber.email or address_digest(subscriber.email)[:12] != link.hash_prefix:
             raise NotFound("We could not find those subscriptions")
     else:
         subscriber = _by_public_id(session, link.person)

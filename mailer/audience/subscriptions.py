@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -24,14 +25,13 @@ from ..models import (
     Subscription,
     Suppression,
     Topic,
-    email_hash,
     email_key,
     services_mask,
     utcnow,
 )
 from . import wording
-from .emails import normalise_email
-from .people import CONFIRMATIONS_PER_HOUR, clean_attributes, recent_requests
+from .emails import hash_address, normalise_email
+from .people import CONFIRMATIONS_PER_HOUR, Attributes, clean_attributes, recent_requests
 
 
 def hash_ip(ip: str | None, secret: str) -> str | None:
@@ -62,6 +62,52 @@ def validate_topics(session: Session, slugs: list[str], field_name: str = "topic
     return list(topics)
 
 
+@dataclass
+class SubscriptionForm:
+    """A sign-up that passed every check: what `request_subscription` records."""
+
+    address: str
+    topics: list[Topic]
+    attributes: Attributes
+    frequency: str
+
+
+def check_subscription(
+    session: Session,
+    *,
+    email: str,
+    topic_slugs: list[str],
+    name: str | None = None,
+    area: str | None = None,
+    audience: str | None = None,
+    services: list[str] | None = None,
+    frequency: str = "immediately",
+    area_required: bool = False,
+) -> SubscriptionForm:
+    """The sign-up in normal form, or InvalidInput naming every wrong field. Reads topics, never subscribers:
+    the answer is the same whoever the address belongs to."""
+    errors: dict[str, str] = {}
+    address = ""
+    try:
+        address = normalise_email(email)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    topics: list[Topic] = []
+    try:
+        topics = validate_topics(session, topic_slugs)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    attributes, attribute_errors = clean_attributes(
+        name=name, area=area, audience=audience, services=services or [], area_required=area_required
+    )
+    errors.update(attribute_errors)
+    if frequency not in FREQUENCIES:
+        errors["frequency"] = "Choose how often you would like to hear from us"
+    if errors:
+        raise InvalidInput(errors)
+    return SubscriptionForm(address=address, topics=topics, attributes=attributes, frequency=frequency)
+
+
 def request_subscription(
     session: Session,
     *,
@@ -75,39 +121,36 @@ def request_subscription(
     area_required: bool = False,
     channel: str = "web",
     ip_hash: str | None = None,
+    requested_at: datetime | None = None,
 ) -> SubscribeOutcome:
     """Record a request to subscribe and say whether to send a confirmation email.
 
     Creates a pending subscriber for a new address; for a known address nothing changes until the
     owner confirms. The request (topics, name, area) is kept as a consent event, which the confirmation
-    link names.
+    link names, dated `requested_at` (when the person asked; default now).
     """
-    errors: dict[str, str] = {}
-    try:
-        address = normalise_email(email)
-    except InvalidInput as exc:
-        errors.update(exc.errors)
-    try:
-        topics = validate_topics(session, topic_slugs)
-    except InvalidInput as exc:
-        errors.update(exc.errors)
-    attributes, attribute_errors = clean_attributes(
-        name=name, area=area, audience=audience, services=services or [], area_required=area_required
+    form = check_subscription(
+        session,
+        email=email,
+        topic_slugs=topic_slugs,
+        name=name,
+        area=area,
+        audience=audience,
+        services=services,
+        frequency=frequency,
+        area_required=area_required,
     )
-    errors.update(attribute_errors)
-    if frequency not in FREQUENCIES:
-        errors["frequency"] = "Choose how often you would like to hear from us"
-    if errors:
-        raise InvalidInput(errors)
+    address, topics, attributes = form.address, form.topics, form.attributes
+    asked = requested_at or utcnow()
 
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == email_key(address)))
     if subscriber is None:
         subscriber = Subscriber(
             email=address,
             email_key=email_key(address),
-            email_hash=email_hash(address),
+            email_hash=hash_address(session, address),
             status="pending",
-            subscribed_at=utcnow(),
+            subscribed_at=asked,
         )
         session.add(subscriber)
         try:
@@ -138,6 +181,7 @@ def request_subscription(
             "services": attributes.services,
         },
         ip_hash=ip_hash,
+        created_at=asked,
     )
     session.add(request)
     send = recent < CONFIRMATIONS_PER_HOUR and complained is None

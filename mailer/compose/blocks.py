@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from ..errors import InvalidInput
 from ..models import Media, Update
-from ..render.content import clean_text, has_control_characters, markdown_to_html, markdown_to_text
+from ..render.content import clean_text, has_control_characters, markdown_to_html, markdown_to_text, nesting_problem
+from ..render.web import issue_page_html
 
 BLOCK_TYPES = {
     "heading": "Heading",
@@ -35,6 +36,10 @@ FIELDS = {
 }
 MAX_BLOCKS = 60
 TEXT_MAX = 20_000
+# All the Markdown one issue may hold: far beyond a newsletter (~8,000 words; Gmail clips the email at 102 KB
+# of HTML long before), and it bounds what rendering one costs: markdown-it-py's worst input (`![` repeated)
+# takes ~25 ms a thousand characters, HTML and text, so ~1.3 s at this size (bench/archive_bench.py).
+ISSUE_TEXT_MAX = 50_000
 # Link text that says nothing out of context (screen reader users list links on their own).
 VAGUE_LINKS = {"click here", "here", "read more", "more", "this link", "link", "click", "find out more"}
 
@@ -98,6 +103,8 @@ def validate_blocks(session: Session, blocks) -> list[dict]:
                 errors[f"{where}.markdown"] = "Write the text, or remove the block"
             elif len(clean["markdown"]) > TEXT_MAX:
                 errors[f"{where}.markdown"] = f"Text must be {TEXT_MAX:,} characters or fewer"
+            elif problem := nesting_problem(clean["markdown"]):
+                errors[f"{where}.markdown"] = problem
         elif kind == "image":
             media = block.get("media")
             clean["media"] = (
@@ -135,6 +142,12 @@ def validate_blocks(session: Session, blocks) -> list[dict]:
                 errors[f"{where}.count"] = "Show between 1 and 10 updates"
             clean["count"] = count
         out.append(clean)
+    total = sum(len(b["markdown"]) for b in out if b["type"] == "text")
+    if total > ISSUE_TEXT_MAX and "blocks" not in errors:
+        errors["blocks"] = (
+            f"An issue can hold at most {ISSUE_TEXT_MAX:,} characters of text; this one has {total:,}. "
+            "Shorten it or split it into two issues"
+        )
     if errors:
         raise InvalidInput(errors)
     return out
@@ -165,8 +178,9 @@ def latest_updates(session: Session, count: int, topic_id: int | None = None) ->
     return list(session.scalars(query))
 
 
-def render_blocks(session: Session, blocks: list[dict], base_url: str) -> list[Rendered]:
-    """Blocks as safe HTML and text for the email and the archive. Updates are the latest at render time."""
+def render_blocks(session: Session, blocks: list[dict], base_url: str, with_text: bool = True) -> list[Rendered]:
+    """Blocks as safe HTML (and, `with_text`, text) for the email and the archive. Updates are the latest at
+    render time."""
     media = {m.id: m for m in session.scalars(select(Media).where(Media.id.in_([b.get("media") for b in blocks])))}
     out = []
     for block in blocks:
@@ -174,9 +188,8 @@ def render_blocks(session: Session, blocks: list[dict], base_url: str) -> list[R
         if kind == "heading":
             out.append(Rendered(kind, text=block["text"]))
         elif kind == "text":
-            out.append(
-                Rendered(kind, html=markdown_to_html(block["markdown"]), text=markdown_to_text(block["markdown"]))
-            )
+            text = markdown_to_text(block["markdown"]) if with_text else ""
+            out.append(Rendered(kind, html=markdown_to_html(block["markdown"]), text=text))
         elif kind == "image":
             item = media.get(block.get("media"))
             if item is None:
@@ -210,6 +223,12 @@ def render_blocks(session: Session, blocks: list[dict], base_url: str) -> list[R
         else:
             out.append(Rendered(kind))
     return out
+
+
+def archive_page(session: Session, blocks: list[dict]) -> str:
+    """The blocks as the archive page shows them, rendered once and kept (`Issue.archive_html`). Images and
+    updates are linked by site path, so the page is right whatever BASE_URL the site is reached at later."""
+    return issue_page_html(render_blocks(session, blocks, base_url="", with_text=False))
 
 
 def _item(update: Update, base_url: str) -> dict:

@@ -15,13 +15,13 @@ from ..audit import SYSTEM, Actor
 from ..delivery import ledger
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import EDITABLE, Issue, Segment, Topic, utcnow
-from ..render.content import clean_text, has_control_characters
+from ..render.content import clean_text, has_control_characters, nesting_problem
 from ..render.headers import breaks_header
-from .blocks import validate_blocks
+from .blocks import ISSUE_TEXT_MAX, archive_page, blocks_of, validate_blocks
 
 LONDON = ZoneInfo("Europe/London")
 SUBJECT_MAX = 200
-BODY_MAX = 200_000
+BODY_MAX = ISSUE_TEXT_MAX  # an issue written as one Markdown body holds what its text blocks could
 
 
 @dataclass
@@ -64,6 +64,8 @@ def _validated(session: Session, data: IssueInput) -> tuple[dict, Topic | None]:
         errors["body"] = "Write the body of the issue"
     elif len(body) > BODY_MAX:
         errors["body"] = f"Body must be {BODY_MAX:,} characters or fewer"
+    elif problem := nesting_problem(body):
+        errors["body"] = problem
     if len(preheader) > 200 or "\n" in preheader or has_control_characters(preheader):
         errors["preheader"] = "Preview text must be one line of 200 characters or fewer"
     topic = session.scalar(select(Topic).where(Topic.slug == (data.topic or "").strip())) if data.topic else None
@@ -128,6 +130,14 @@ def assign_slug(session: Session, issue: Issue) -> None:
         n += 1
         slug = f"{base}-{n}"
     issue.slug = slug
+
+
+def keep_archive_page(session: Session, issue: Issue) -> str:
+    """The issue's archive page content, rendered the first time it is asked for and kept on the issue: what
+    was sent, served as it is to every visitor. Called when the send starts."""
+    if issue.archive_html is None:
+        issue.archive_html = archive_page(session, blocks_of(issue))
+    return issue.archive_html
 
 
 def _written(issue: Issue) -> None:
@@ -283,6 +293,7 @@ def start_due(session: Session, now: datetime | None = None) -> list[int]:
         if won:
             audit.record(session, SYSTEM, "issue.send", issue, scheduled_for=issue.send_at.isoformat())
             assign_slug(session, issue)
+            keep_archive_page(session, issue)
             started.append(issue_id)
     session.flush()
     return started
@@ -313,6 +324,7 @@ def request_send(session: Session, issue_id: int, actor: Actor | None = None) ->
         raise Conflict(f"Issue {issue.id} is already {issue.status}")
     audit.record(session, actor, "issue.send", issue)
     assign_slug(session, issue)
+    keep_archive_page(session, issue)
     issue.status = "sending"
     issue.send_requested_at = utcnow()
     # The segment's rules as approved (see approve_issue).

@@ -14,7 +14,7 @@ from .. import audit
 from ..audit import Actor
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import AREAS, SERVICES, Issue, Topic, Update, services_mask, services_of, utcnow
-from ..render.content import clean_text, has_control_characters
+from ..render.content import clean_text, has_control_characters, markdown_to_html, nesting_problem
 from ..render.headers import breaks_header
 from .blocks import _url
 
@@ -49,6 +49,8 @@ def _validated(session: Session, data: UpdateInput) -> dict:
     body = clean_text(data.body or "")
     if len(body) > BODY_MAX:
         errors["body"] = f"The body must be {BODY_MAX:,} characters or fewer"
+    elif problem := nesting_problem(body):
+        errors["body"] = problem
     topic = session.scalar(select(Topic).where(Topic.slug == (data.topic or "").strip())) if data.topic else None
     if topic is None:
         errors["topic"] = "Choose a topic" if not data.topic else f"Unknown topic: {data.topic}"
@@ -125,6 +127,7 @@ def publish_update(session: Session, update_id: int, actor: Actor | None = None)
     now = utcnow()
     update.status = "published"
     update.published_at = now
+    keep_update_page(update)
     issue = Issue(
         kind="update",
         update_id=update.id,
@@ -143,6 +146,14 @@ def publish_update(session: Session, update_id: int, actor: Actor | None = None)
     session.flush()
     audit.record(session, actor, "update.publish", update, email_issue=issue.id)
     return issue
+
+
+def keep_update_page(update: Update) -> str:
+    """The update's body as its page shows it, rendered the first time it is asked for (on publishing) and
+    kept: its page never renders Markdown per view."""
+    if update.archive_html is None:
+        update.archive_html = markdown_to_html(update.body or "")
+    return update.archive_html
 
 
 def update_blocks(update: Update) -> list[dict]:

@@ -8,6 +8,7 @@ from .deliveries import DELIVERY_STATUSES, FINAL_STATUSES, Delivery
 from .digests import DigestRun, DigestRunSubscriber
 from .imports import Import
 from .issues import EDITABLE, ISSUE_STATUSES, Issue
+from .requests import REQUEST_KINDS, PublicRequest
 from .segments import Segment
 from .subscribers import (
     AREAS,
@@ -20,8 +21,10 @@ from .subscribers import (
     Subscriber,
     Subscription,
     Suppression,
+    address_digest,
     email_hash,
     email_key,
+    keyed_hash,
     services_mask,
     services_of,
 )
@@ -51,6 +54,8 @@ __all__ = [
     "Delivery",
     "Import",
     "Issue",
+    "PublicRequest",
+    "REQUEST_KINDS",
     "SEED_TOPICS",
     "SERVICES",
     "Segment",
@@ -58,8 +63,10 @@ __all__ = [
     "Subscription",
     "Suppression",
     "Topic",
+    "address_digest",
     "email_hash",
     "email_key",
+    "keyed_hash",
     "services_mask",
     "services_of",
     "utcnow",

@@ -42,6 +42,8 @@ class Update(Base):
     title: Mapped[str] = mapped_column(String(200))
     summary: Mapped[str] = mapped_column(Text, default="")
     body: Mapped[str] = mapped_column(Text, default="")  # Markdown
+    # The body as HTML, rendered once when it was published; the update's page serves it as it is.
+    archive_html: Mapped[str | None] = mapped_column(Text)
     topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
     areas: Mapped[list] = mapped_column(Json, default=list)  # area slugs it concerns; empty: everywhere
     services: Mapped[int] = mapped_column(Integer, default=0)  # service bits it concerns; 0: all

@@ -35,6 +35,9 @@ class Issue(Base):
     blocks: Mapped[list | None] = mapped_column(Json)
     # Its address in the public archive once sent: /news/<slug>
     slug: Mapped[str | None] = mapped_column(String(120), unique=True)
+    # Its content as the archive page ("view in browser") shows it, rendered once when the send started:
+    # what was sent, served as it is to every visitor instead of rendering the Markdown per view.
+    archive_html: Mapped[str | None] = mapped_column(Text)
     topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
     # Optional: only the topic's subscribers who also match this segment's rules.
     segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"))

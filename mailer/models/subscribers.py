@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from datetime import datetime
 
@@ -67,8 +68,9 @@ def email_key(email: str) -> str:
     return email.strip().lower()
 
 
-def email_hash(email: str) -> str:
-    """One-way hash kept on the suppression list (and after erasure) instead of the address."""
+def address_digest(email: str) -> str:
+    """SHA-256 of the address's identity: never stored on its own (a list of addresses would match it), only
+    keyed by `keyed_hash`. Manage links sent before migration 0010 carry a prefix of it."""
     return hashlib.sha256(email_key(email).encode()).hexdigest()
 
 
@@ -92,6 +94,20 @@ def _random_public_id_sqlite(element, compiler, **kw) -> str:
 @compiles(random_public_id, "postgresql")
 def _random_public_id_postgresql(element, compiler, **kw) -> str:
     return "replace(gen_random_uuid()::text, '-', '')"
+def keyed_hash(digest: str, key: str) -> str:
+    """HMAC-SHA256 of an `address_digest` under EMAIL_HASH_KEY. Keyed over the digest, not the address, so
+    migration 0010 could convert hashes stored bare without knowing the addresses behind them."""
+    if not key:
+        raise ValueError("an email hash needs EMAIL_HASH_KEY")
+    return hmac.new(key.encode(), digest.encode(), hashlib.sha256).hexdigest()
+
+
+def email_hash(email: str, key: str) -> str:
+    """The one-way hash kept on the suppression list (and after erasure) instead of the address.
+
+    Keyed with EMAIL_HASH_KEY (a secret kept out of the database), so a leaked database cannot be matched
+    against a list of addresses; the same address and key always give the same hash."""
+    return keyed_hash(address_digest(email), key)
 
 
 class Subscriber(Base):
@@ -108,7 +124,8 @@ class Subscriber(Base):
     )
     email: Mapped[str | None] = mapped_column(String(320))
     email_key: Mapped[str | None] = mapped_column(String(320), unique=True)
-    # Kept after erasure, so the suppression list can still match the address without holding it.
+    # Kept after erasure, so the suppression list can still match the address without holding it
+    # (`email_hash`: keyed with EMAIL_HASH_KEY).
     email_hash: Mapped[str] = mapped_column(String(64), index=True)
     name: Mapped[str | None] = mapped_column(String(200))
     area: Mapped[str | None] = mapped_column(String(32))

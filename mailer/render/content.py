@@ -62,6 +62,32 @@ def has_control_characters(value: str) -> bool:
     return bool(_CONTROL.search(value or ""))
 
 
+# How deep lists and block quotes may nest. Beyond markdown-it's limit (20 token levels: about nine lists
+# inside each other) it silently drops what is deeper; newsletters never need more than three or four.
+MAX_NESTING = 6
+_CONTAINER_OPENS = {"bullet_list_open", "ordered_list_open", "blockquote_open"}
+_CONTAINER_CLOSES = {"bullet_list_close", "ordered_list_close", "blockquote_close"}
+
+
+def nesting_depth(source: str) -> int:
+    """How many lists and block quotes the deepest part of `source` sits inside (0: none)."""
+    depth = deepest = 0
+    for token in _md.parse(clean_text(source)):
+        if token.type in _CONTAINER_OPENS:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token.type in _CONTAINER_CLOSES:
+            depth -= 1
+    return deepest
+
+
+def nesting_problem(source: str) -> str | None:
+    """Why `source` nests too deeply to keep, or None."""
+    if nesting_depth(source) > MAX_NESTING:
+        return f"This text is nested too deeply: lists and quotes can go at most {MAX_NESTING} levels deep"
+    return None
+
+
 def markdown_to_html(source: str) -> str:
     """Markdown → sanitised HTML fragment (links keep only http(s) and mailto)."""
     html = _md.render(clean_text(source))

@@ -12,9 +12,10 @@ from pathlib import Path
 import redis as redis_lib
 from sqlalchemy import insert, literal, select
 
+from mailer.audience.emails import hash_address
 from mailer.config import ROOT
 from mailer.dev.redis_server import server_args
-from mailer.models import Subscriber, Subscription, Topic, email_hash
+from mailer.models import Subscriber, Subscription, Topic
 
 
 def _wait(predicate, timeout: float, what: str):
@@ -131,7 +132,7 @@ def make_audience(db, count: int, topic_slug: str = "trust-matters", prefix: str
         topic_id = s.scalar(select(Topic.id).where(Topic.slug == topic_slug))
         s.execute(
             insert(Subscriber),
-            [{"email": e, "email_key": e, "email_hash": email_hash(e), "status": "active"} for e in emails],
+            [{"email": e, "email_key": e, "email_hash": hash_address(s, e), "status": "active"} for e in emails],
         )
         s.execute(
             insert(Subscription).from_select(

@@ -65,14 +65,20 @@ def openapi_document(base_url: str) -> dict:
                     "additionalProperties": False,
                     "properties": {
                         "subject": {"type": "string", "maxLength": 200},
-                        "body": {"type": "string", "description": "Markdown"},
+                        "body": {
+                            "type": "string",
+                            "maxLength": 50000,
+                            "description": "Markdown; lists and quotes nest at most 6 deep",
+                        },
                         "topic": {"type": "string", "description": "topic slug"},
                         "preheader": {"type": "string", "maxLength": 200},
                         "segment": {"type": "integer", "description": "send only to those who also match this segment"},
                         "blocks": {
                             "type": "array",
                             "description": "instead of body: heading {text}, text {markdown}, image {media, alt, link, "
-                            "caption}, button {label, url}, updates {count}, divider",
+                            "caption}, button {label, url}, updates {count}, divider; text at most 20,000 characters "
+                            "a block and 50,000 in all, lists and quotes nested at most 6 deep",
+                            "maxItems": 60,
                             "items": {"type": "object", "required": ["type"]},
                         },
                     },
@@ -445,7 +451,11 @@ def content_paths() -> dict:
             "title": {"type": "string", "maxLength": 200},
             "topic": {"type": "string"},
             "summary": {"type": "string"},
-            "body": {"type": "string", "description": "Markdown"},
+            "body": {
+                "type": "string",
+                "maxLength": 20000,
+                "description": "Markdown; lists and quotes nest at most 6 deep",
+            },
             "areas": {"type": "array", "items": {"type": "string"}, "description": "empty: everywhere"},
             "services": {"type": "array", "items": {"type": "string"}, "description": "empty: all"},
             "link": {"type": "string"},

@@ -9,20 +9,20 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from sqlalchemy import select, text
 
 from ...audience import wording
+from ...audience.requests import queue_subscription
 from ...audience.signed_links import StaleLink, confirm_request, unsubscribe_target
 from ...audience.subscriptions import (
     confirm_subscription,
     hash_ip,
     is_confirmed,
     open_topics,
-    request_subscription,
     request_topics,
     unsubscribe,
 )
 from ...errors import Conflict, InvalidInput, NotFound
 from ...links import BadLink
-from ...models import AREAS, AUDIENCES, FREQUENCY_LABELS, SERVICES, Topic
-from ...tasks import enqueue, send_confirmation
+from ...models import AREAS, AUDIENCES, FREQUENCY_LABELS, SERVICES, Issue, Topic, Update
+from ...tasks import act_on_request, enqueue
 from .. import ONE_CLICK_ADDRESS_LIMIT, ONE_CLICK_LINK_LIMIT, SUBSCRIBE_LIMIT, csrf, db_session, limiter, runtime_of_app
 
 bp = Blueprint("public", __name__)
@@ -82,8 +82,9 @@ def subscribe():
     }
     rt = runtime_of_app()
     try:
+        # The same work for every address (one row, one task): nothing here says who subscribes.
         with rt.db.transaction() as session:
-            outcome = request_subscription(
+            request_id = queue_subscription(
                 session,
                 email=values["email"],
                 topic_slugs=values["topics"],
@@ -98,8 +99,7 @@ def subscribe():
             )
     except InvalidInput as exc:
         return _subscribe_form(errors=exc.errors, values=values, status=400)
-    if outcome.send_confirmation:
-        enqueue(send_confirmation, outcome.request_id)
+    enqueue(act_on_request, request_id)  # if the broker is down, the sweeper acts on the row
     return redirect(url_for("public.check_email"), code=303)
 
 
@@ -272,28 +272,35 @@ def news():
     return render_template("news.html", entries=entries(db_session(), limit=50))
 
 
+# Pages are served as they were rendered when the issue was sent or the update published, never per view.
 @bp.get("/news/<slug>")
 def news_issue(slug: str):
     from ...archive import archived_issue
-    from ...compose.blocks import blocks_of, render_blocks
+    from ...compose.issues import keep_archive_page
 
-    session = db_session()
-    issue = archived_issue(session, slug)
+    issue = archived_issue(db_session(), slug)
     if issue is None:
         abort(404)
-    blocks = render_blocks(session, blocks_of(issue), runtime_of_app().settings.base_url)
-    return render_template("news_issue.html", issue=issue, blocks=blocks)
+    html = issue.archive_html
+    if html is None:  # sent before pages were kept (migration 0010): rendered this once
+        with runtime_of_app().db.transaction() as session:
+            html = keep_archive_page(session, session.get(Issue, issue.id))
+    return render_template("news_issue.html", issue=issue, archive_html=html)
 
 
 @bp.get("/news/updates/<slug>")
 def news_update(slug: str):
     from ...archive import published_update
-    from ...render.content import markdown_to_html
+    from ...compose.updates import keep_update_page
 
     update = published_update(db_session(), slug)
     if update is None:
         abort(404)
-    return render_template("news_update.html", update=update, body_html=markdown_to_html(update.body or ""))
+    html = update.archive_html
+    if html is None:  # published before pages were kept (migration 0010): rendered this once
+        with runtime_of_app().db.transaction() as session:
+            html = keep_update_page(session.get(Update, update.id))
+    return render_template("news_update.html", update=update, body_html=html)
 
 
 def _feed(kind: str):

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import redis
 from flask import redirect, render_template, request, url_for
-from sqlalchemy import select
 
 from ...audience import wording
-from ...audience.emails import normalise_email
+from ...audience.requests import queue_manage_link
 from ...audience.signed_links import manage_target
 from ...errors import InvalidInput, NotFound
 from ...links import BadLink
-from ...models import Subscriber, email_key
-from ...tasks import enqueue, send_manage_link
+from ...models import Subscriber
+from ...tasks import act_on_request, enqueue
 from .. import MANAGE_LINK_LIMIT, db_session, limiter, runtime_of_app
 from ..preferences import current_values, form_context, save_preferences
 from . import _bad_link, _ip_hash, bp
 
-# Manage-link emails one address may be sent per hour, whoever asks: enough to find it, too few to flood.
-MANAGE_LINKS_PER_HOUR = 3
 BAD_MANAGE_LINK = "This link to manage your subscriptions is not valid. Ask for a new one below."
 
 
@@ -69,22 +65,6 @@ def manage_save(token: str):
     return redirect(url_for("public.manage", token=token, saved=1), code=303)
 
 
-def _address_allowance(email: str) -> bool:
-    """Count a manage-link mail for this address; False once it has had MANAGE_LINKS_PER_HOUR this hour."""
-    settings = runtime_of_app().settings
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-    key = f"mailer:manage-link:{email_key(email)}"
-    try:
-        with client.pipeline() as pipe:
-            # The window starts with the first request (SET NX; EXPIRE NX needs Redis 7).
-            _, count = pipe.set(key, 0, ex=3600, nx=True).incr(key).execute()
-    except redis.RedisError:
-        return False  # without a count we cannot protect the inbox, so send nothing
-    finally:
-        client.close()
-    return count <= MANAGE_LINKS_PER_HOUR
-
-
 @bp.get("/manage")
 def manage_link_form():
     return render_template("manage_request.html", errors={}, values={})
@@ -95,12 +75,11 @@ def manage_link_form():
 def manage_link_request():
     raw = request.form.get("email", "")
     try:
-        address = normalise_email(raw)
+        # The same answer and the same work whether or not we know the address (one row, one task), so
+        # neither the page nor its timing tells anyone who subscribes; the task looks the address up.
+        with runtime_of_app().db.transaction() as session:
+            request_id = queue_manage_link(session, raw)
     except InvalidInput as exc:
         return render_template("manage_request.html", errors=exc.errors, values={"email": raw}), 400
-    session = db_session()
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == email_key(address)))
-    # The same answer whether or not we know the address, so the form cannot tell anyone who subscribes.
-    if subscriber is not None and subscriber.status != "erased" and _address_allowance(address):
-        enqueue(send_manage_link, subscriber.id)
+    enqueue(act_on_request, request_id)
     return render_template("manage_sent.html")

@@ -1,0 +1,22 @@
+"""The web version of an issue's content, for its archive page: rendered once when the send starts, then kept."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "web"
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+
+
+def issue_page_html(blocks: list) -> str:
+    """The rendered blocks (compose.blocks.Rendered: already safe values) as the archive page's HTML."""
+    return _env().get_template("_issue_blocks.html").render(blocks=blocks).strip() + "\n"

@@ -1,0 +1,185 @@
+"""The hashes kept instead of addresses (suppression list, erased and anonymised people) are keyed with
+EMAIL_HASH_KEY, so a copy of the database cannot be matched against a list of addresses; the key is its own
+setting, so rotating SECRET_KEY changes nothing about who is kept out; the upgrade converts stored hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import select, text
+
+from mailer.accounts import create_token
+from mailer.config import ConfigError, load_settings
+from mailer.db import Database
+from mailer.links import Links
+from mailer.models import Subscriber, Suppression
+from mailer.schema import migrate, seed_topics
+from support.flows import path_of
+
+
+def _bare(address: str) -> str:
+    return hashlib.sha256(address.lower().encode()).hexdigest()
+
+
+def _keyed(address: str, key: str) -> str:
+    return hmac.new(key.encode(), _bare(address).encode(), hashlib.sha256).hexdigest()
+
+
+def _token(db) -> dict:
+    with db.transaction() as s:
+        _row, secret = create_token(s, "hash tests", role="admin")
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def _add(client, headers, address: str) -> None:
+    response = client.post(
+        "/api/v1/subscribers",
+        json={
+            "email": address,
+            "subscriptions": [{"topic": "trust-matters"}],
+            "consent": {"source": "Paper form", "collected": True},
+        },
+        headers=headers,
+    )
+    assert response.status_code == 201, response.get_json()
+
+
+def _import(client, headers, *addresses: str) -> dict:
+    body = "email,topics,consent_source\n" + "".join(f"{a},careers,Paper form\n" for a in addresses)
+    response = client.post("/api/v1/subscribers/import", data=body, content_type="text/csv", headers=headers)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def test_the_hash_kept_after_erasure_is_keyed_not_bare_sha256(client, db, settings):
+    headers = _token(db)
+    _add(client, headers, "Erase.Me@example.org")
+    assert client.delete("/api/v1/subscribers/erase.me@example.org", headers=headers).status_code == 204
+    with db.sessions() as s:
+        [kept] = s.scalars(select(Subscriber.email_hash))
+        [suppressed] = s.scalars(select(Suppression.email_hash))
+    # A list of addresses hashed with SHA-256 (or any unkeyed hash) finds nobody in a copy of the database.
+    assert _bare("erase.me@example.org") not in (kept, suppressed)
+    assert kept == suppressed == _keyed("erase.me@example.org", settings.email_hash_key)
+    assert settings.email_hash_key != settings.secret_key
+
+
+def test_rotating_secret_key_keeps_erased_and_bounced_people_out(client, db, settings):
+    from mailer.audience.suppression import suppress
+    from mailer.web import create_app
+
+    headers = _token(db)
+    _add(client, headers, "gone@example.org")
+    _add(client, headers, "bounced@example.org")
+    assert client.delete("/api/v1/subscribers/gone@example.org", headers=headers).status_code == 204
+    with db.transaction() as s:
+        suppress(s, [s.scalar(select(Subscriber.id).where(Subscriber.email_key == "bounced@example.org"))], "bounced")
+
+    rotated = create_app(
+        settings.with_overrides(
+            secret_key="a-brand-new-secret-key-after-rotation-0123456789",
+            secret_key_fallbacks=(settings.secret_key,),
+        )
+    )
+    report = _import(rotated.test_client(), headers, "gone@example.org", "bounced@example.org", "new@example.org")
+    assert (report["imported"], report["skipped"]) == (1, 2)  # only the new person
+    with db.sessions() as s:
+        assert s.scalar(select(Subscriber.id).where(Subscriber.email_key == "gone@example.org")) is None
+
+
+def test_production_refuses_to_start_without_an_email_hash_key(tmp_path):
+    production = {"MAILER_ENV": "production", "SECRET_KEY": "s" * 48, "VAR_DIR": str(tmp_path)}
+    with pytest.raises(ConfigError, match="EMAIL_HASH_KEY must be set"):
+        load_settings(production)
+    with pytest.raises(ConfigError, match="at least 32 characters"):
+        load_settings({**production, "EMAIL_HASH_KEY": "short"})
+    assert load_settings({**production, "EMAIL_HASH_KEY": "k" * 40}).email_hash_key == "k" * 40
+
+    # Development makes one into var/ once, as it does the secret, and keeps using it.
+    first = load_settings({"VAR_DIR": str(tmp_path / "dev")})
+    assert len(first.email_hash_key) >= 32 and first.email_hash_key != first.secret_key
+    assert (tmp_path / "dev" / "email_hash_key").read_text() == first.email_hash_key
+    assert load_settings({"VAR_DIR": str(tmp_path / "dev")}).email_hash_key == first.email_hash_key
+
+
+@pytest.fixture()
+def database_at_0005(tmp_path):
+    """A database of its own, migrated to 0005: a SQLite file, or a schema in the PostgreSQL test database."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        yield f"sqlite:///{tmp_path / 'upgrade.db'}"
+        return
+    base = load_settings({"DATABASE_URL": url, "SECRET_KEY": "x"}).database_url
+    admin = Database(base)
+    with admin.engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS upgrade_0010 CASCADE"))
+        conn.execute(text("CREATE SCHEMA upgrade_0010"))
+    separator = "&" if "?" in base else "?"
+    yield f"{base}{separator}options={quote('-csearch_path=upgrade_0010')}"
+    with admin.engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA upgrade_0010 CASCADE"))
+    admin.dispose()
+
+
+def test_the_upgrade_keys_the_hashes_already_stored_and_old_manage_links_still_work(database_at_0005, settings):
+    from mailer.audience.people import Known, refusal_reason
+    from mailer.web import create_app
+
+    url = database_at_0005
+    migrate(url, "0005")
+    old = Database(url)
+    with old.engine.begin() as conn:
+        rows = [
+            (1, "Reader@example.org", "reader@example.org", _bare("reader@example.org"), "active"),
+            (2, None, None, _bare("erased@example.org"), "erased"),
+            (3, None, None, _bare("left-long-ago@example.org"), "unsubscribed"),
+        ]
+        for row in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO subscribers (id, email, email_key, email_hash, status, created_at) "
+                    "VALUES (:id, :email, :key, :hash, :status, CURRENT_TIMESTAMP)"
+                ),
+                dict(zip(("id", "email", "key", "hash", "status"), row, strict=True)),
+            )
+        for address, reason in (("erased@example.org", "erased"), ("bounced@example.org", "bounced")):
+            conn.execute(
+                text("INSERT INTO suppressions (email_hash, reason, created_at) VALUES (:h, :r, CURRENT_TIMESTAMP)"),
+                {"h": _bare(address), "r": reason},
+            )
+    with old.transaction() as s:
+        seed_topics(s)
+    old.dispose()
+
+    key = settings.email_hash_key
+    migrate(url, "head", email_hash_key=key)
+
+    db = Database(url, email_hash_key=key)
+    with db.sessions() as s:
+        stored = dict(s.execute(select(Subscriber.id, Subscriber.email_hash)).all())
+        suppressed = dict(s.execute(select(Suppression.reason, Suppression.email_hash)).all())
+        assert stored == {
+            1: _keyed("reader@example.org", key),
+            2: _keyed("erased@example.org", key),
+            3: _keyed("left-long-ago@example.org", key),
+        }
+        assert suppressed == {
+            "erased": _keyed("erased@example.org", key),
+            "bounced": _keyed("bounced@example.org", key),
+        }
+        # Still matched, without the address: no import brings any of them back.
+        addresses = ["erased@example.org", "bounced@example.org", "left-long-ago@example.org"]
+        known = Known.load(s, addresses)
+        for address in addresses:
+            assert refusal_reason(known, None, _keyed(address, key)), address
+
+    # A manage link sent before the upgrade carries a piece of the bare hash; it still opens the page.
+    app = create_app(settings.with_overrides(database_url=url))
+    old_link = Links(settings.secret_key, settings.base_url).manage_url(1, _bare("reader@example.org"))
+    assert app.test_client().get(path_of(old_link)).status_code == 200
+    app.extensions["mailer"].db.dispose()
+    db.dispose()
