@@ -97,3 +97,13 @@ def api_send(api_post, issue_id: int):
         response = api_post(f"/issues/{issue_id}/{action}")
         assert response.status_code == 200, (action, response.get_json())
     return api_post(f"/issues/{issue_id}/send")
+
+
+def legacy_token(settings, salt: str, payload, timed: bool = False) -> str:
+    """A link token as the code before public ids made it (same keys, salts and digest): links in old inboxes."""
+    import hashlib
+
+    from itsdangerous import URLSafeSerializer, URLSafeTimedSerializer
+
+    kind = URLSafeTimedSerializer if timed else URLSafeSerializer
+    return kind(settings.secret_key, salt=salt, signer_kwargs={"digest_method": hashlib.sha256}).dumps(payload)
