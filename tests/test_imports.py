@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from test_audience_api import _api, add, count, errors_by_row, parse_csv, person
+from test_browser import assert_accessible, browser, live_server, page  # noqa: F401 - fixtures for the browser test
 
 from conftest import csrf_from, wait_until
 from mailer import tasks
@@ -341,11 +342,11 @@ def test_the_admin_import_page_follows_the_import_then_shows_its_report(client, 
     queued = []  # held here, not published: the page is seen before any worker could take it
     monkeypatch.setattr(admin_audience, "enqueue", lambda task, *args: queued.append((task.name, *args)))
     sign_in(client, db, role="publisher", email="pub@hiow.nhs.uk")
-    page = client.get("/admin/import")
+    form = client.get("/admin/import")
     body = csv_text(people_file(3) + [["bad", "", "careers", "Fair"]]).encode("cp1252")
     response = client.post(
         "/admin/import",
-        data={"csrf_token": csrf_from(page.data), "file": (io.BytesIO(body), "fair.csv"), "consent_source": ""},
+        data={"csrf_token": csrf_from(form.data), "file": (io.BytesIO(body), "fair.csv"), "consent_source": ""},
         content_type="multipart/form-data",
     )
     assert response.status_code == 303
@@ -499,3 +500,37 @@ def test_the_migration_fails_imports_the_old_code_left_running_and_keeps_the_oth
     assert stuck.status == "failed" and "cannot be finished" in stuck.failure
     assert done.status == "finished" and done.failure is None and done.counts == {"imported": 5}
     assert (done.last_row, done.attempts, done.encoding, done.size) == (1, 0, "utf-8-sig", 0)
+
+
+# --- as the team sees it -----------------------------------------------------------------------------------
+
+
+def test_a_publisher_uploads_a_file_and_watches_it_import_in_the_browser(request, db, celery_workers, tmp_path):
+    """Upload through the form; the report page follows the worker on its own and ends on the report."""
+    from playwright.sync_api import expect
+
+    from mailer.accounts import create_admin
+
+    tab = request.getfixturevalue("page")
+    with db.transaction() as s:
+        create_admin(s, "publisher@hiow.nhs.uk", "a long enough password", role="publisher")
+    rows = people_file(4000) + [["not-an-address", "Bad", "careers", "Ryde fair"]]
+    upload = tmp_path / "ryde-fair.csv"
+    upload.write_bytes(codecs.BOM_UTF8 + csv_text(rows).encode())
+
+    tab.goto("/admin/login")
+    tab.get_by_label("Email address").fill("publisher@hiow.nhs.uk")
+    tab.get_by_label("Password").fill("a long enough password")
+    tab.get_by_role("button", name="Sign in").click()
+    tab.goto("/admin/import")
+    tab.get_by_label("CSV file").set_input_files(str(upload))
+    tab.get_by_role("button", name="Import").click()
+    expect(tab.get_by_role("heading", level=1)).to_have_text("Import report: ryde-fair.csv")
+    assert_accessible(tab, "an import's report page while it runs")
+    expect(tab.locator("#import-status")).to_have_text("Finished", timeout=120_000)
+    expect(tab.locator("[data-count=imported]")).to_have_text("4,000")
+    expect(
+        tab.get_by_role("cell", name="Enter an email address in the correct format, like name@example.com")
+    ).to_be_visible()
+    assert_accessible(tab, "an import's report")
+    assert count(db, Subscriber) == 4000

@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from ... import audit
 from ...audience.export import export_audience, export_csv
-from ...audience.importer import COLUMNS, IGNORED_COLUMNS, ImportFileError, import_status, receive_import
+from ...audience.import_file import COLUMNS, IGNORED_COLUMNS, ImportFileError
+from ...audience.importer import import_status, receive_import
 from ...audience.people import consent_history, erase, profile, subject_access
 from ...audience.rules import DATE_OPS, FIELD_LABELS, FIELDS, describe
 from ...audience.segments import (

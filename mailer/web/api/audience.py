@@ -7,7 +7,8 @@ from sqlalchemy import select
 
 from ... import audit
 from ...audience.export import export_audience, export_csv
-from ...audience.importer import ImportFileError, import_status, receive_import
+from ...audience.import_file import ImportFileError
+from ...audience.importer import import_status, receive_import
 from ...audience.people import (
     add_subscriber,
     clean_attributes,
