@@ -23,6 +23,7 @@ import io
 import logging
 import secrets
 import tempfile
+import time
 from array import array
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -49,6 +50,7 @@ REPORT_LIMIT = 1000  # rows listed in the report; counts are always complete
 MESSAGE_MAX = 300  # characters of one row's message (they quote what was in the cell)
 CHUNK = 1024 * 1024  # bytes of the file per stored piece
 HEAD = 256 * 1024  # bytes read to check the first row before anything is stored
+PROGRESS_SECONDS = 2.0  # at most this long between records of progress while a worker runs
 MAX_ATTEMPTS = 3  # workers lost on one import before it is failed rather than handed on again
 ACTIVE = ("queued", "running")
 
@@ -308,7 +310,14 @@ BATCH_ATTEMPTS = 3
 
 @dataclass
 class _Progress:
-    """The import as its worker holds it: what is committed, and how to commit a batch's share of it."""
+    """The import as its worker holds it: what is committed, and how to commit a batch's share of it.
+
+    A batch that writes rows commits its progress with them, so the import row never counts a row that is
+    not written, nor misses one that is. A batch that wrote nothing (re-imported rows, all unchanged) has
+    its progress recorded with the next commit, or within PROGRESS_SECONDS: until then a worker carrying the
+    import on would read those rows again, which changes nothing. On PostgreSQL a commit with nothing
+    written costs no WAL flush: recording every batch made re-importing unchanged rows about a quarter slower.
+    """
 
     import_id: int
     token: str
@@ -316,10 +325,20 @@ class _Progress:
     report: ImportReport  # as committed
     last_row: int  # the last row committed (the header is row 1)
     file: _StoredFile | None = None
+    pending: ImportReport | None = None  # with the batches since that wrote nothing
+    pending_row: int = 1
+    saved_at: float = field(default_factory=time.monotonic)
 
-    def save(self, session: Session, part: ImportReport, last_row: int) -> ImportReport:
-        """In the batch's transaction: the counts with the batch's, if this worker still holds the import."""
-        merged = self.report.merged(part)
+    def save(self, session: Session, part: ImportReport, last_row: int, *, wrote: bool) -> tuple[ImportReport, bool]:
+        """In the batch's transaction: the counts with the batch's, and whether they were recorded now."""
+        merged = (self.pending or self.report).merged(part)
+        if not wrote and time.monotonic() - self.saved_at < PROGRESS_SECONDS:
+            return merged, False
+        self.record(session, merged, last_row)
+        return merged, True
+
+    def record(self, session: Session, merged: ImportReport, last_row: int) -> None:
+        """Write the progress, if this worker still holds the import (_LostClaim if not)."""
         values = {
             "counts": merged.counts(),
             "last_row": last_row,
@@ -336,10 +355,12 @@ class _Progress:
         ).rowcount
         if held != 1:
             raise _LostClaim
-        return merged
 
-    def committed(self, merged: ImportReport, last_row: int) -> None:
-        self.report, self.last_row = merged, last_row
+    def committed(self, merged: ImportReport, last_row: int, recorded: bool) -> None:
+        if recorded:
+            self.report, self.last_row, self.pending, self.saved_at = merged, last_row, None, time.monotonic()
+        else:
+            self.pending, self.pending_row = merged, last_row
 
 
 def _apply_batch(
@@ -352,12 +373,12 @@ def _apply_batch(
     rolled back whole and tried again. `checked` holds the batch's rows refused before writing."""
     for attempt in range(1, BATCH_ATTEMPTS + 1):
         try:
-            merged = _write_batch(db, items, checked, progress, last_row)
+            merged, recorded = _write_batch(db, items, checked, progress, last_row)
         except OperationalError as exc:
             if attempt == BATCH_ATTEMPTS or getattr(exc.orig, "sqlstate", None) not in RETRY_SQLSTATES:
                 raise
             continue
-        progress.committed(merged, last_row)
+        progress.committed(merged, last_row, recorded)
         return
 
 
@@ -367,7 +388,7 @@ def _copy(report: ImportReport) -> ImportReport:
 
 def _write_batch(
     db: Database, items: list[_Checked], checked: ImportReport, progress: _Progress, last_row: int
-) -> ImportReport:
+) -> tuple[ImportReport, bool]:
     admin_user_id, import_id = progress.admin_user_id, progress.import_id
     try:
         with db.transaction() as session:
@@ -376,7 +397,7 @@ def _write_batch(
             for item in items:
                 _apply(session, item, part, import_id, admin_user_id, known)
             session.flush()
-            return progress.save(session, part, last_row)
+            return progress.save(session, part, last_row, wrote=_wrote(part))
     except (IntegrityError, DataError):
         pass
     with db.transaction() as session:
@@ -390,7 +411,11 @@ def _write_batch(
             except DataError as exc:
                 log.warning("import %s row %s refused by the database: %s", import_id, item.row, exc.orig)
                 part.error(item.row, "The database refused a value in this row: check it for unusual characters")
-        return progress.save(session, part, last_row)
+        return progress.save(session, part, last_row, wrote=_wrote(part))
+
+
+def _wrote(part: ImportReport) -> bool:
+    return bool(part.imported or part.updated)  # every other outcome leaves the database as it was
 
 
 def _normal(address: str) -> str:
@@ -606,6 +631,8 @@ def _end(session: Session, record: Import, status: str, failure: str | None = No
 
 def _finish(db: Database, progress: _Progress) -> None:
     with db.transaction() as session:
+        if progress.pending is not None:
+            progress.record(session, progress.pending, progress.pending_row)
         record = session.get(Import, progress.import_id, with_for_update=True)
         if record.claim != progress.token:
             raise _LostClaim
