@@ -105,7 +105,7 @@ class ImportReport:
         out.import_id = self.import_id
         for key in COUNTS:
             setattr(out, key, getattr(out, key) + getattr(part, key))
-        for entry in part.entries:
+        for entry in sorted(part.entries, key=lambda e: e["row"]):  # a batch notes refusals before outcomes
             out._note(entry)
         out.truncated = out.truncated or part.truncated
         return out
@@ -498,6 +498,7 @@ def receive_import(
             )
         finally:
             spool.close()
+    start = binary.tell()
     head = binary.read(HEAD)
     if not head.strip():
         raise ImportFileError("The file is empty: the first row must name the columns")
@@ -508,7 +509,7 @@ def receive_import(
     sniffer = EncodingSniffer()
     sniffer.feed(head)
     read_rows(text_of(io.BytesIO(head), sniffer.encoding()), consent_source)  # the first row: ImportFileError
-    binary.seek(0)
+    binary.seek(start)
     sniffer = EncodingSniffer()
     with db.transaction() as session:
         record = Import(
@@ -550,8 +551,8 @@ def process_import(db: Database, import_id: int, *, lease: timedelta = timedelta
         return "taken"
     except Exception as exc:
         log.exception("import %s failed after row %s", import_id, progress.last_row)
-        reason = str(exc) if isinstance(exc, ImportFileError) else f"an error on our side ({type(exc).__name__})"
-        _fail(db, import_id, progress.token, f"Stopped by {reason}. {_what_was_written(progress.last_row)}")
+        reason = f": {exc}" if isinstance(exc, ImportFileError) else f" by an error on our side ({type(exc).__name__})"
+        _fail(db, import_id, progress.token, f"Stopped{reason}. {_what_was_written(progress.last_row)}")
         return "failed"
     return "finished"
 
@@ -603,10 +604,12 @@ def _run(db: Database, progress: _Progress) -> None:
 
 
 def _actor(session: Session, record: Import) -> Actor | None:
-    if record.admin_user_id:
-        return Actor.user(session.get(AdminUser, record.admin_user_id))
-    if record.api_token_id:
-        token = session.get(ApiToken, record.api_token_id)
+    """Who started the import: its end is recorded as theirs."""
+    user = session.get(AdminUser, record.admin_user_id) if record.admin_user_id else None
+    if user is not None:
+        return Actor.user(user)
+    token = session.get(ApiToken, record.api_token_id) if record.api_token_id else None
+    if token is not None:
         return Actor.token({"id": token.id, "name": token.name})
     return None
 
