@@ -19,7 +19,8 @@
    Trust Matters and for one area (about a fifth as many rows), counting rows and bytes; the child's peak
    RSS (VmHWM, read by the child itself) against its RSS after start-up says if memory grows with the rows.
 3. Import: CSV files of 10,000 and BENCH_IMPORT_ROWS (default 100,000) new people (1% bad rows: a bad
-   address or an unknown topic) are imported with `run_import(..., channel="api")` into the same database,
+   address or an unknown topic) are imported with `run_import(..., channel="api")` (the upload stored in the
+   database, then imported as a worker does) into the same database,
    after the generated people, each in a child process; the bigger file is then imported again (every
    good row unchanged). Rows per second and the child's peak RSS; the ratio of the two peaks says if memory
    is flat. BENCH_PROFILE=1 runs the 10,000-row import under cProfile and prints where its time goes.
@@ -610,7 +611,7 @@ def child_export(url: str, spec: str) -> None:
 
 
 def child_import(url: str, path: str, profile: str = "") -> None:
-    from mailer.audience.importer import run_import, text_stream
+    from mailer.audience.importer import run_import
     from mailer.db import Database
 
     db = Database(url, email_hash_key=BENCH_EMAIL_HASH_KEY)
@@ -624,12 +625,12 @@ def child_import(url: str, path: str, profile: str = "") -> None:
             import pstats
 
             prof = cProfile.Profile()
-            report = prof.runcall(run_import, db, text_stream(f), channel="api", filename=Path(path).name)
+            report = prof.runcall(run_import, db, f, channel="api", filename=Path(path).name)
             stats = pstats.Stats(prof)
             stats.sort_stats("tottime").print_stats(25)
             stats.sort_stats("cumulative").print_stats(40)
         else:
-            report = run_import(db, text_stream(f), channel="api", filename=Path(path).name)
+            report = run_import(db, f, channel="api", filename=Path(path).name)
     seconds = time.perf_counter() - t
     counts = {k: v for k, v in report.as_dict().items() if isinstance(v, int)}
     print(

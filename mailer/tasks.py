@@ -18,8 +18,8 @@ from celery.schedules import crontab
 from celery.signals import worker_process_init
 from sqlalchemy.exc import OperationalError
 
+from .audience import importer, retention, segments
 from .audience import requests as public_requests
-from .audience import retention, segments
 from .audience.confirmation import confirmation_mail, latest_request_id, manage_link_mail, mark_confirmation_sent
 from .audience.suppression import suppress
 from .compose import digests
@@ -364,6 +364,10 @@ def sweep() -> dict:
             request_id = latest_request_id(session, subscriber_id)
         if request_id:
             enqueue(send_confirmation, request_id)
+    # An import whose worker died (or whose task never reached one) goes to another worker, or fails.
+    imports = importer.stalled_imports(rt.db, timedelta(seconds=rt.settings.lease_seconds))
+    for import_id in imports:
+        enqueue(run_import_task, import_id)
     return {
         "started": started,
         "digest_runs_resumed": len(stuck),
@@ -373,7 +377,18 @@ def sweep() -> dict:
         "confirmations": len(found.confirmations),
         "public_requests": len(lost),
         "finished": found.finished,
+        "imports": len(imports),
     }
+
+
+# --- imports -------------------------------------------------------------------------------------
+
+
+@celery.task(name="mailer.run_import")
+def run_import_task(import_id: int) -> str:
+    """Import an uploaded CSV file, or carry on one a lost worker left (audience.importer.process_import)."""
+    rt = runtime()
+    return importer.process_import(rt.db, import_id, lease=timedelta(seconds=rt.settings.lease_seconds))
 
 
 @celery.task(name="mailer.retention", **RETRY_DB)

@@ -1,9 +1,11 @@
-"""Streamed CSV export of an audience (a segment or a topic): constant memory, one page of people at a time."""
+"""Streamed CSV export of an audience (a segment or a topic): constant memory, one page of people at a time.
+
+The file is written for spreadsheets (`mailer.spreadsheet`): a byte order mark, and no cell a spreadsheet
+would run as a formula. Imported again (as is, or as Excel saves it back), it changes nothing.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 
 from sqlalchemy import Select, select
@@ -11,17 +13,12 @@ from sqlalchemy.orm import Session
 
 from ..db import Database
 from ..models import Subscriber, Subscription, Topic, services_of
+from ..spreadsheet import SpreadsheetCsv
 from .rules import compile_rules
 from .segments import reachable
 
 EXPORT_COLUMNS = ("email", "name", "topics", "area", "audience", "services", "subscribed_at", "confirmed_at")
 PAGE = 2000
-
-
-def spreadsheet_cell(value) -> str:
-    """A cell spreadsheet programs will show as text: one starting like a formula would be run."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def export_audience(topic_id: int | None = None, rules: dict | None = None) -> Select:
@@ -71,8 +68,8 @@ def _page(session: Session, audience: Select, after: int) -> list[list[str]]:
     return [
         [
             p.id,
-            p.email,  # a valid address cannot hold a formula (no spaces or brackets): kept exact for re-import
-            spreadsheet_cell(p.name),
+            p.email,
+            p.name,
             ";".join(topics.get(p.id, [])),
             p.area or "",
             p.audience or "",
@@ -86,19 +83,15 @@ def _page(session: Session, audience: Select, after: int) -> list[list[str]]:
 
 def export_csv(db: Database, audience: Select) -> Iterator[str]:
     """CSV text, a page at a time, in the import's column style (topics as slug or slug:frequency)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(EXPORT_COLUMNS)
-    yield buffer.getvalue()
+    out = SpreadsheetCsv(EXPORT_COLUMNS)
+    yield out.take()
     after = 0
     while True:
         with db.sessions() as session:  # a short read per page: a long export holds no snapshot or lock
             rows = _page(session, audience, after)
         if not rows:
             return
-        buffer.seek(0)
-        buffer.truncate()
         for row in rows:
-            writer.writerow(row[1:])
+            out.row(row[1:])
         after = rows[-1][0]
-        yield buffer.getvalue()
+        yield out.take()

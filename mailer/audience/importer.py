@@ -1,88 +1,143 @@
 """CSV import of subscribers whose consent was collected elsewhere (events, paper forms, old lists).
 
-Streams: rows are read, checked and written in batches, so memory does not grow with the file. Each row
-is applied whole or not at all; bad rows are reported by spreadsheet row number (the header is row 1)
-and the good ones kept. Re-importing the same file changes nothing. An address that unsubscribed,
-bounced, complained or was erased is never brought back, and each such row says so.
+An upload is checked (its first row must name the columns) and stored in the database, a piece at a time
+(`receive_import`); a Celery worker on any host then imports it (`process_import`). Rows are read with the
+standard `csv` module, checked and written in batches, so memory does not grow with the file. Each row is
+applied whole or not at all; bad rows are reported by spreadsheet row number (the header is row 1, a quoted
+cell over several lines is one row) and the good ones kept. Re-importing the same file changes nothing. An
+address that unsubscribed, bounced, complained or was erased is never brought back, and each such row says
+so.
+
+Each batch commits its rows together with the import's progress (the row reached and the counts so far), so
+what the import row says was written is what was written. An import ends `finished` or `failed`, with an
+audit row either way: an unexpected error fails it with the counts of the batches committed before; a worker
+that dies leaves it to the sweeper (`stalled_imports`), which hands it to another worker to carry on from
+the last committed row, or fails it after `MAX_ATTEMPTS`.
 """
 
 from __future__ import annotations
 
-import csv
+import codecs
 import hashlib
 import io
+import logging
+import secrets
+import tempfile
+import time
 from array import array
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import IO
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from .. import audit
 from ..audit import Actor
 from ..db import Database
 from ..errors import Conflict, InvalidInput
-from ..models import AdminUser, ApiToken, Import, Topic, utcnow
+from ..models import AdminUser, ApiToken, Import, ImportChunk, Topic, utcnow
+from ..render.content import clean_text
 from .emails import normalise_email
-from .people import Known, add_subscriber, clean_attributes, parse_consent_date, parse_subscriptions
+from .import_file import ENCODING_NAMES, EncodingSniffer, ImportFileError, read_rows, text_of
+from .people import SOURCE_MAX, Known, add_subscriber, clean_attributes, parse_consent_date, parse_subscriptions
 
-COLUMNS = ("email", "name", "topics", "area", "audience", "services", "consent_source", "consent_date")
-REQUIRED = ("email", "topics")  # and consent_source, unless the whole file has one (see run_import)
-MAX_RECORD = 64 * 1024  # a row longer than this is reported, not read into memory
+log = logging.getLogger(__name__)
+
 BATCH = 500
-REPORT_LIMIT = 1000  # rows listed in the answer; counts are always complete
+REPORT_LIMIT = 1000  # rows listed in the report; counts are always complete
+MESSAGE_MAX = 300  # characters of one row's message (they quote what was in the cell)
+CHUNK = 1024 * 1024  # bytes of the file per stored piece
+HEAD = 256 * 1024  # bytes read to check the first row before anything is stored
+PROGRESS_SECONDS = 2.0  # at most this long between records of progress while a worker runs
+MAX_ATTEMPTS = 3  # workers lost on one import before it is failed rather than handed on again
+ACTIVE = ("queued", "running")
 
 
-class ImportFileError(ValueError):
-    """The file as a whole cannot be imported (no header, unknown columns): nothing was written."""
+class _LostClaim(Exception):
+    """Another worker took this import over (this one was presumed dead): stop without writing."""
 
 
 @dataclass
 class ImportReport:
+    """What an import did so far: complete counts, and the first REPORT_LIMIT rows worth a look."""
+
     imported: int = 0
     updated: int = 0
     unchanged: int = 0
     skipped: int = 0
     rows: int = 0
-    errors: list = field(default_factory=list)
-    skipped_rows: list = field(default_factory=list)
     error_count: int = 0
+    entries: list = field(default_factory=list)  # {"row", "error"} and {"row", "reason"}, in file order
+    truncated: bool = False
     import_id: int | None = None
+    status: str | None = None
+    failure: str | None = None
+
+    def _note(self, entry: dict) -> None:
+        if len(self.entries) < REPORT_LIMIT:
+            self.entries.append(entry)
+        else:
+            self.truncated = True
 
     def error(self, row: int, message: str) -> None:
         self.error_count += 1
-        if len(self.errors) < REPORT_LIMIT:
-            self.errors.append({"row": row, "error": message})
+        self._note({"row": row, "error": _bounded(message)})
 
-    def skip(self, row: int, message: str) -> None:
-        self.skipped += 1
-        if len(self.skipped_rows) < REPORT_LIMIT:
-            self.skipped_rows.append({"row": row, "reason": message})
+    def skip(self, row: int, reason: str, *, counted: bool = True) -> None:
+        """A row not imported (counted), or a note on a row that was (not counted)."""
+        self.skipped += counted
+        self._note({"row": row, "reason": _bounded(reason)})
 
-    def merge(self, other: ImportReport) -> None:
-        self.imported += other.imported
-        self.updated += other.updated
-        self.unchanged += other.unchanged
-        for item in other.errors:
-            self.error(item["row"], item["error"])
-        for item in other.skipped_rows:
-            self.skip(item["row"], item["reason"])
-        self.skipped += other.skipped - len(other.skipped_rows)
+    @property
+    def errors(self) -> list[dict]:
+        return [e for e in self.entries if "error" in e]
+
+    @property
+    def skipped_rows(self) -> list[dict]:
+        return [e for e in self.entries if "reason" in e]
+
+    def merged(self, part: ImportReport) -> ImportReport:
+        """This report with a batch's added (a new report: this one stays what was committed)."""
+        out = ImportReport(**{k: getattr(self, k) for k in COUNTS}, truncated=self.truncated)
+        out.entries = list(self.entries)
+        out.import_id = self.import_id
+        for key in COUNTS:
+            setattr(out, key, getattr(out, key) + getattr(part, key))
+        for entry in sorted(part.entries, key=lambda e: e["row"]):  # a batch notes refusals before outcomes
+            out._note(entry)
+        out.truncated = out.truncated or part.truncated
+        return out
+
+    def counts(self) -> dict:
+        return {k: getattr(self, k) for k in COUNTS} | {"truncated": self.truncated}
+
+    @classmethod
+    def of(cls, record: Import) -> ImportReport:
+        """The report an import row holds: what its committed batches did."""
+        counts = record.counts or {}
+        report = cls(**{k: int(counts.get(k, 0)) for k in COUNTS}, truncated=bool(counts.get("truncated")))
+        report.entries = list(record.report or [])
+        report.import_id, report.status, report.failure = record.id, record.status, record.failure
+        return report
 
     def as_dict(self) -> dict:
         return {
             "import": self.import_id,
-            "rows": self.rows,
-            "imported": self.imported,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "skipped": self.skipped,
+            **self.counts(),
             "skipped_rows": self.skipped_rows,
             "errors": self.errors,
-            "error_count": self.error_count,
-            "truncated": self.error_count > len(self.errors) or self.skipped > len(self.skipped_rows),
         }
+
+
+COUNTS = ("imported", "updated", "unchanged", "skipped", "rows", "error_count")
+
+
+def _bounded(message: str) -> str:
+    """A message fit to keep and show: no control characters (PostgreSQL's JSON refuses NUL), not too long."""
+    text = " ".join(clean_text(message).split())
+    return text if len(text) <= MESSAGE_MAX else text[: MESSAGE_MAX - 1] + "…"
 
 
 class _SeenRows:
@@ -129,93 +184,39 @@ class _SeenRows:
         self._keys[slot], self._rows[slot] = key, row
 
 
-class _Records:
-    """The records of a CSV text stream, one string each (a quoted cell may span lines), at most
-    MAX_RECORD long. A record is complete at a line end where its double quotes are balanced, which holds
-    for any CSV that escapes a quote by doubling it. A longer record is drained without being kept and
-    stands as None, so one bad row can neither exhaust memory nor shift the rows after it."""
-
-    def __init__(self, stream: IO[str]):
-        self.stream = stream
-
-    def __iter__(self) -> Iterator[str | None]:
-        parts: list[str] = []
-        size, quotes, overlong = 0, 0, False
-        while True:
-            piece = self.stream.readline(MAX_RECORD + 1)
-            if not piece:
-                if parts or overlong:
-                    yield None if overlong else "".join(parts)
-                return
-            quotes += piece.count('"')
-            size += len(piece)
-            if size > MAX_RECORD:
-                overlong, parts = True, []
-            elif not overlong:
-                parts.append(piece)
-            if piece.endswith("\n") and quotes % 2 == 0:
-                yield None if overlong else "".join(parts)
-                parts, size, quotes, overlong = [], 0, 0, False
+# --- the stored file ---------------------------------------------------------------------------------
 
 
-def text_stream(binary: IO[bytes]) -> IO[str]:
-    """Decode an uploaded file: UTF-8 with or without a byte order mark, any line endings."""
-    return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
+class _StoredFile(io.RawIOBase):
+    """An import's stored file as a byte stream, a piece fetched at a time in a short read of its own."""
+
+    def __init__(self, db: Database, import_id: int):
+        self._db, self._import_id = db, import_id
+        self._seq, self._piece, self._at = 0, b"", 0
+        self.position = 0  # bytes handed out so far
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._at >= len(self._piece):
+            with self._db.sessions() as session:
+                data = session.scalar(
+                    select(ImportChunk.data).where(
+                        ImportChunk.import_id == self._import_id, ImportChunk.seq == self._seq
+                    )
+                )
+            if data is None:
+                return 0
+            self._piece, self._at, self._seq = bytes(data), 0, self._seq + 1
+        n = min(len(buffer), len(self._piece) - self._at)
+        buffer[:n] = self._piece[self._at : self._at + n]
+        self._at += n
+        self.position += n
+        return n
 
 
-def _parse(record: str) -> list[str]:
-    return next(csv.reader([record]), [])
-
-
-def read_rows(stream: IO[str], consent_source: str | None = None) -> Iterator[tuple[int, dict[str, str] | str]]:
-    """(spreadsheet row number, cells by column) for each record, or (row, what is wrong with it)."""
-    csv.field_size_limit(MAX_RECORD)
-    records = iter(_Records(stream))
-    first = next(records, None)
-    if first is None or not first.strip():
-        raise ImportFileError("The file is empty: the first row must name the columns")
-    try:
-        header = _parse(first)
-    except csv.Error as exc:
-        raise ImportFileError(f"The first row could not be read as CSV: {exc}") from None
-    names = [h.strip().lower().replace(" ", "_") for h in header]
-    while names and not names[-1]:
-        names.pop()  # spreadsheets often save empty columns after the last one
-    unknown = [h for h in names if h not in COLUMNS]
-    if unknown:
-        raise ImportFileError(f"Unknown column {unknown[0]!r}: the columns are {', '.join(COLUMNS)}")
-    missing = [c for c in REQUIRED if c not in names]
-    if not consent_source and "consent_source" not in names:
-        missing.append("consent_source")
-    if missing:
-        raise ImportFileError(
-            f"The file needs a column called {missing[0]!r}; the first row names the columns"
-            + (" (or say where consent was given for the whole file)" if missing[0] == "consent_source" else "")
-        )
-    if len(set(names)) != len(names):
-        raise ImportFileError("A column is named twice in the first row")
-    row = 1
-    for record in records:
-        row += 1
-        if record is None:
-            yield row, f"Row is longer than {MAX_RECORD // 1024} KB: no row needs that much, so it was not read"
-            continue
-        try:
-            cells = _parse(record)
-        except csv.Error as exc:
-            yield row, f"Row could not be read as CSV: {exc}"
-            continue
-        if not cells or all(not c.strip() for c in cells):
-            continue  # blank lines are not rows anyone means
-        while len(cells) > len(names) and not cells[-1].strip():
-            cells.pop()
-        if len(cells) != len(names):
-            yield row, f"Row has {len(cells)} cells but the first row names {len(names)} columns"
-            continue
-        if any("\ufffd" in c for c in cells):
-            yield row, "Row is not valid UTF-8 text: save the file as 'CSV UTF-8' and import it again"
-            continue
-        yield row, dict(zip(names, cells, strict=True))
+# --- checking and writing rows -------------------------------------------------------------------------
 
 
 @dataclass
@@ -294,19 +295,10 @@ def _apply(session, item: _Checked, report: ImportReport, import_id: int, admin_
     else:
         report.unchanged += 1
     if outcome.change.refused:
-        report.skip(item.row, f"Not re-added to {', '.join(outcome.change.refused)}: they unsubscribed from it")
-        report.skipped -= 1  # the row itself was applied; this is a note, not a skipped row
-
-
-def _batches(rows: Iterable, size: int) -> Iterator[list]:
-    batch = []
-    for item in rows:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+        # The row itself was applied; this is a note, not a skipped row.
+        report.skip(
+            item.row, f"Not re-added to {', '.join(outcome.change.refused)}: they unsubscribed from it", counted=False
+        )
 
 
 # PostgreSQL's "deadlock detected" and "could not serialize": the transaction was rolled back whole and
@@ -316,40 +308,114 @@ RETRY_SQLSTATES = ("40P01", "40001")
 BATCH_ATTEMPTS = 3
 
 
-def _apply_batch(db: Database, items: list[_Checked], report: ImportReport, import_id: int, admin_user_id) -> None:
-    """A batch in one transaction: what is known about its addresses is loaded in a few queries, rows are
-    applied in memory and written in one flush. If someone else added one of the addresses meanwhile (the
-    flush fails on the unique address), the batch is applied again row by row. A batch that lost a deadlock
-    is rolled back whole and tried again."""
+@dataclass
+class _Progress:
+    """The import as its worker holds it: what is committed, and how to commit a batch's share of it.
+
+    A batch that writes rows commits its progress with them, so the import row never counts a row that is
+    not written, nor misses one that is. A batch that wrote nothing (re-imported rows, all unchanged) has
+    its progress recorded with the next commit, or within PROGRESS_SECONDS: until then a worker carrying the
+    import on would read those rows again, which changes nothing. On PostgreSQL a commit with nothing
+    written costs no WAL flush: recording every batch made re-importing unchanged rows about a quarter slower.
+    """
+
+    import_id: int
+    token: str
+    admin_user_id: int | None
+    report: ImportReport  # as committed
+    last_row: int  # the last row committed (the header is row 1)
+    file: _StoredFile | None = None
+    pending: ImportReport | None = None  # with the batches since that wrote nothing
+    pending_row: int = 1
+    saved_at: float = field(default_factory=time.monotonic)
+
+    def save(self, session: Session, part: ImportReport, last_row: int, *, wrote: bool) -> tuple[ImportReport, bool]:
+        """In the batch's transaction: the counts with the batch's, and whether they were recorded now."""
+        merged = (self.pending or self.report).merged(part)
+        if not wrote and time.monotonic() - self.saved_at < PROGRESS_SECONDS:
+            return merged, False
+        self.record(session, merged, last_row)
+        return merged, True
+
+    def record(self, session: Session, merged: ImportReport, last_row: int) -> None:
+        """Write the progress, if this worker still holds the import (_LostClaim if not)."""
+        values = {
+            "counts": merged.counts(),
+            "last_row": last_row,
+            "bytes_read": self.file.position if self.file else 0,
+            "heartbeat_at": utcnow(),
+        }
+        if len(merged.entries) != len(self.report.entries):
+            values["report"] = merged.entries
+        held = session.execute(
+            update(Import)
+            .where(Import.id == self.import_id, Import.claim == self.token)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if held != 1:
+            raise _LostClaim
+
+    def committed(self, merged: ImportReport, last_row: int, recorded: bool) -> None:
+        if recorded:
+            self.report, self.last_row, self.pending, self.saved_at = merged, last_row, None, time.monotonic()
+        else:
+            self.pending, self.pending_row = merged, last_row
+
+
+def _apply_batch(
+    db: Database, items: list[_Checked], checked: ImportReport, progress: _Progress, last_row: int
+) -> None:
+    """A batch in one transaction, with the import's progress: what is known about its addresses is loaded
+    in a few queries, rows are applied in memory and written in one flush. If the flush fails on one row
+    (someone else added one of the addresses meanwhile, or the database refuses a value), the batch is
+    applied again row by row, each in a savepoint, and only that row fails. A batch that lost a deadlock is
+    rolled back whole and tried again. `checked` holds the batch's rows refused before writing."""
     for attempt in range(1, BATCH_ATTEMPTS + 1):
         try:
-            part = _write_batch(db, items, import_id, admin_user_id)
+            merged, recorded = _write_batch(db, items, checked, progress, last_row)
         except OperationalError as exc:
             if attempt == BATCH_ATTEMPTS or getattr(exc.orig, "sqlstate", None) not in RETRY_SQLSTATES:
                 raise
             continue
-        report.merge(part)
+        progress.committed(merged, last_row, recorded)
         return
 
 
-def _write_batch(db: Database, items: list[_Checked], import_id: int, admin_user_id) -> ImportReport:
-    part = ImportReport()
+def _copy(report: ImportReport) -> ImportReport:
+    return ImportReport().merged(report)
+
+
+def _write_batch(
+    db: Database, items: list[_Checked], checked: ImportReport, progress: _Progress, last_row: int
+) -> tuple[ImportReport, bool]:
+    admin_user_id, import_id = progress.admin_user_id, progress.import_id
     try:
         with db.transaction() as session:
+            part = _copy(checked)
             known = Known.load(session, [item.email for item in items])
             for item in items:
                 _apply(session, item, part, import_id, admin_user_id, known)
             session.flush()
-    except IntegrityError:
-        part = ImportReport()
-        with db.transaction() as session:
-            for item in items:
-                try:
-                    with session.begin_nested():
-                        _apply(session, item, part, import_id, admin_user_id, None)
-                except IntegrityError:
-                    part.error(item.row, "The address was added by someone else at the same moment: import it again")
-    return part
+            return progress.save(session, part, last_row, wrote=_wrote(part))
+    except (IntegrityError, DataError):
+        pass
+    with db.transaction() as session:
+        part = _copy(checked)
+        for item in items:
+            try:
+                with session.begin_nested():
+                    _apply(session, item, part, import_id, admin_user_id, None)
+            except IntegrityError:
+                part.error(item.row, "The address was added by someone else at the same moment: import it again")
+            except DataError as exc:
+                log.warning("import %s row %s refused by the database: %s", import_id, item.row, exc.orig)
+                part.error(item.row, "The database refused a value in this row: check it for unusual characters")
+        return progress.save(session, part, last_row, wrote=_wrote(part))
+
+
+def _wrote(part: ImportReport) -> bool:
+    return bool(part.imported or part.updated)  # every other outcome leaves the database as it was
 
 
 def _normal(address: str) -> str:
@@ -359,81 +425,315 @@ def _normal(address: str) -> str:
         return address.strip()
 
 
-def run_import(
+class _Sorter:
+    """Sorts a file's rows, in order, into those to write and those refused before writing. The same address
+    twice in one file: the second is refused. Replayed over the rows already committed when an import is
+    carried on by another worker, so duplicates are found across the two."""
+
+    def __init__(self, topics: dict, consent_source: str):
+        self.topics, self.consent_source = topics, consent_source
+        self.seen = _SeenRows()
+
+    def sort(self, row: int, cells: dict[str, str] | str, report: ImportReport) -> _Checked | None:
+        report.rows += 1
+        if isinstance(cells, str):
+            report.error(row, cells)
+            return None
+        # Normalised once here: the duplicate check, the batch's lookup and the row all use it.
+        address = _normal(cells.get("email", ""))
+        key = self.seen.key(address)
+        first_row = self.seen.get(key)
+        if first_row is not None:
+            report.error(row, f"Duplicate of row {first_row}: the same address is in the file twice")
+            return None
+        try:
+            item = _check(row, cells, address, self.topics, self.consent_source)
+        except InvalidInput as exc:
+            report.error(row, _message(exc))
+            return None  # a corrected copy of this row later in the file is welcome
+        self.seen.add(key, row)
+        return item
+
+
+# --- the import's life: upload, run, finish or fail ----------------------------------------------------
+
+
+def clean_consent_source(value: str | None) -> str | None:
+    """The file-wide consent source as given (None when blank), or InvalidInput."""
+    text = " ".join(clean_text(value or "").split()) or None
+    if text and len(text) > SOURCE_MAX:
+        raise InvalidInput({"consent_source": f"Consent source must be {SOURCE_MAX} characters or fewer"})
+    return text
+
+
+def _clean_filename(value: str | None) -> str | None:
+    name = " ".join(clean_text(value or "").replace("\\", "/").rsplit("/", 1)[-1].split())
+    return name[:255] or None
+
+
+def receive_import(
     db: Database,
-    stream: IO[str],
+    binary: IO[bytes],
     *,
     channel: str,
+    actor: Actor | None = None,
     filename: str | None = None,
-    admin_user_id: int | None = None,
-    api_token_id: int | None = None,
     consent_source: str | None = None,
-) -> ImportReport:
-    """Import a CSV text stream; ImportFileError (nothing written) if the file itself is unusable.
+) -> int:
+    """Check an uploaded CSV file's first row and store the file for a worker to import; the import's id.
 
-    `consent_source` applies to rows whose own consent_source cell is empty (or to a file without the column).
+    ImportFileError (or InvalidInput for the consent source) and nothing written if the file cannot be
+    imported at all. The caller enqueues the import after this returns (the file is committed then).
     """
-    report = ImportReport()
-    consent_source = " ".join((consent_source or "").split()) or None
-    rows = read_rows(stream, consent_source)
-    first = next(rows, None)  # reads the header: a bad file fails before anything is recorded
+    consent_source = clean_consent_source(consent_source)
+    if not binary.seekable():
+        # Stored in one transaction, so read from the client first: a slow upload must not hold SQLite's lock.
+        spool = tempfile.SpooledTemporaryFile(max_size=8 * CHUNK)  # noqa: SIM115 - closed below
+        while piece := binary.read(CHUNK):
+            spool.write(piece)
+        spool.seek(0)
+        try:
+            return receive_import(
+                db, spool, channel=channel, actor=actor, filename=filename, consent_source=consent_source
+            )
+        finally:
+            spool.close()
+    start = binary.tell()
+    head = binary.read(HEAD)
+    if not head.strip():
+        raise ImportFileError("The file is empty: the first row must name the columns")
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ImportFileError(
+            "The file is saved as UTF-16 ('Unicode Text'): save it as 'CSV UTF-8' and import it again"
+        )
+    sniffer = EncodingSniffer()
+    sniffer.feed(head)
+    read_rows(text_of(io.BytesIO(head), sniffer.encoding()), consent_source)  # the first row: ImportFileError
+    binary.seek(start)
+    sniffer = EncodingSniffer()
     with db.transaction() as session:
-        record = Import(filename=filename, channel=channel, admin_user_id=admin_user_id, api_token_id=api_token_id)
+        record = Import(
+            filename=_clean_filename(filename),
+            channel=channel,
+            admin_user_id=actor.id if actor and actor.type == "user" else None,
+            api_token_id=actor.id if actor and actor.type == "token" else None,
+            consent_source=consent_source,
+            status="queued",
+        )
         session.add(record)
         session.flush()
-        report.import_id = record.id
+        size = seq = 0
+        while piece := binary.read(CHUNK):
+            sniffer.feed(piece)
+            session.execute(insert(ImportChunk).values(import_id=record.id, seq=seq, data=piece))
+            size, seq = size + len(piece), seq + 1
+        record.size, record.encoding = size, sniffer.encoding()
+        audit.record(session, actor, "import.upload", record, filename=record.filename, bytes=size)
+        return record.id
+
+
+def process_import(db: Database, import_id: int, *, lease: timedelta = timedelta(minutes=5)) -> str:
+    """Import a stored file to the end, or carry on one another worker left; what became of it.
+
+    "finished" or "failed" (with an audit row, the file deleted); "taken" when another worker holds it (its
+    last commit is under `lease` old) or took it over meanwhile; "gone" when it has already ended.
+    Never raises for anything a file holds; if even marking it failed fails (the database is down), the
+    exception goes up and the sweeper finds the import later.
+    """
+    progress = _claim(db, import_id, lease)
+    if not isinstance(progress, _Progress):
+        return progress
+    try:
+        _run(db, progress)
+        _finish(db, progress)
+    except _LostClaim:
+        log.warning("import %s was taken over by another worker at row %s", import_id, progress.last_row)
+        return "taken"
+    except Exception as exc:
+        log.exception("import %s failed after row %s", import_id, progress.last_row)
+        reason = f": {exc}" if isinstance(exc, ImportFileError) else f" by an error on our side ({type(exc).__name__})"
+        _fail(db, import_id, progress.token, f"Stopped{reason}. {_what_was_written(progress.last_row)}")
+        return "failed"
+    return "finished"
+
+
+def _claim(db: Database, import_id: int, lease: timedelta) -> _Progress | str:
+    now = utcnow()
+    with db.transaction() as session:
+        record = session.get(Import, import_id, with_for_update=True)
+        if record is None or record.status not in ACTIVE:
+            return "gone"
+        if record.claim and record.heartbeat_at and record.heartbeat_at > now - lease:
+            return "taken"
+        if record.attempts >= MAX_ATTEMPTS:
+            _mark_failed(session, record, _lost_message(record))
+            return "failed"
+        token = secrets.token_hex(16)
+        record.status, record.claim, record.heartbeat_at = "running", token, now
+        record.attempts += 1
+        return _Progress(import_id, token, record.admin_user_id, ImportReport.of(record), record.last_row)
+
+
+def _run(db: Database, progress: _Progress) -> None:
     with db.sessions() as session:
+        record = session.get(Import, progress.import_id)
+        encoding, consent_source, size = record.encoding, record.consent_source, record.size
         topics = {t.slug: t for t in session.scalars(select(Topic))}
         for topic in topics.values():
             session.expunge(topic)
-    # The same address twice in one file: the second is reported, not applied.
-    seen = _SeenRows()
-    all_rows = rows if first is None else _chain(first, rows)
-    try:
-        for batch in _batches(all_rows, BATCH):
-            good = []
-            for row, cells in batch:
-                report.rows += 1
-                if isinstance(cells, str):
-                    report.error(row, cells)
-                    continue
-                # Normalised once here: the duplicate check, the batch's lookup and the row all use it.
-                address = _normal(cells.get("email", ""))
-                key = seen.key(address)
-                first_row = seen.get(key)
-                if first_row is not None:
-                    report.error(row, f"Duplicate of row {first_row}: the same address is in the file twice")
-                    continue
-                try:
-                    good.append(_check(row, cells, address, topics, consent_source or ""))
-                except InvalidInput as exc:
-                    report.error(row, _message(exc))
-                    continue  # a corrected copy of this row later in the file is welcome
-                seen.add(key, row)
-            if good:
-                _apply_batch(db, good, report, record.id, admin_user_id)
-    except OperationalError:
-        _finish(db, report, "failed")
-        raise
-    _finish(db, report, "finished")
-    return report
+    progress.file = _StoredFile(db, progress.import_id)
+    rows = read_rows(text_of(io.BufferedReader(progress.file, 64 * 1024), encoding), consent_source)
+    sorter = _Sorter(topics, consent_source or "")
+    resume_after, ignored = progress.last_row, ImportReport()
+    checked, good, last_row = ImportReport(), [], resume_after
+    for row, cells in rows:
+        if row <= resume_after:
+            sorter.sort(row, cells, ignored)  # committed already: only the duplicate check learns from it
+            continue
+        item = sorter.sort(row, cells, checked)
+        if item is not None:
+            good.append(item)
+        last_row = row
+        if checked.rows >= BATCH:
+            _apply_batch(db, good, checked, progress, last_row)
+            checked, good = ImportReport(), []
+    if checked.rows:
+        _apply_batch(db, good, checked, progress, last_row)
+    if progress.file.position != size:
+        raise RuntimeError(f"stored file ends at byte {progress.file.position} of {size}")
 
 
-def _chain(first, rest):
-    yield first
-    yield from rest
+def _actor(session: Session, record: Import) -> Actor | None:
+    """Who started the import: its end is recorded as theirs."""
+    user = session.get(AdminUser, record.admin_user_id) if record.admin_user_id else None
+    if user is not None:
+        return Actor.user(user)
+    token = session.get(ApiToken, record.api_token_id) if record.api_token_id else None
+    if token is not None:
+        return Actor.token(token)
+    return None
 
 
-def _finish(db: Database, report: ImportReport, status: str) -> None:
+def _end(session: Session, record: Import, status: str, failure: str | None = None) -> None:
+    record.status, record.failure = status, failure
+    record.finished_at, record.claim = utcnow(), None
+    session.execute(delete(ImportChunk).where(ImportChunk.import_id == record.id))
+    counts = record.counts or {}
+    audit.record(
+        session,
+        _actor(session, record),
+        "import.run",
+        record,
+        status=status,
+        rows=counts.get("rows", 0),
+        imported=counts.get("imported", 0),
+        updated=counts.get("updated", 0),
+        failure=failure,
+    )
+
+
+def _finish(db: Database, progress: _Progress) -> None:
     with db.transaction() as session:
-        record = session.get(Import, report.import_id)
-        actor = None
-        if record.admin_user_id:
-            actor = Actor.user(session.get(AdminUser, record.admin_user_id))
-        elif record.api_token_id:
-            actor = Actor.token(session.get(ApiToken, record.api_token_id))
-        audit.record(session, actor, "import.run", record, status=status, rows=report.rows, imported=report.imported)
-        record.status = status
-        record.finished_at = utcnow()
-        record.counts = {k: v for k, v in report.as_dict().items() if isinstance(v, int) and k != "import"}
-        record.report = (report.errors + report.skipped_rows)[:REPORT_LIMIT]
+        if progress.pending is not None:
+            progress.record(session, progress.pending, progress.pending_row)
+        record = session.get(Import, progress.import_id, with_for_update=True)
+        if record.claim != progress.token:
+            raise _LostClaim
+        _end(session, record, "finished")
+
+
+def _mark_failed(session: Session, record: Import, failure: str) -> None:
+    log.warning("import %s failed: %s", record.id, failure)
+    _end(session, record, "failed", failure)
+
+
+def _fail(db: Database, import_id: int, token: str, failure: str) -> None:
+    with db.transaction() as session:
+        record = session.get(Import, import_id, with_for_update=True)
+        if record is not None and record.status in ACTIVE and record.claim == token:
+            _mark_failed(session, record, failure)
+
+
+def _what_was_written(last_row: int) -> str:
+    if last_row <= 1:
+        return "Nothing from the file was written."
+    return (
+        f"Rows 2 to {last_row:,} were read and what this report counts was saved; nothing after row {last_row:,} "
+        "was written. Import the file again to finish: rows already imported are left as they are."
+    )
+
+
+def _lost_message(record: Import) -> str:
+    return (
+        f"Stopped after {record.attempts} tries, each time without finishing (the worker running it was lost). "
+        + _what_was_written(record.last_row)
+    )
+
+
+def stalled_imports(db: Database, lease: timedelta, now: datetime | None = None) -> list[int]:
+    """Imports nobody has moved for `lease` (a worker died, or the task never reached one): each is freed
+    for the next worker and its id returned to enqueue, or, after MAX_ATTEMPTS workers, marked failed."""
+    now = now or utcnow()
+    cutoff = now - lease
+    stale = (
+        Import.status.in_(ACTIVE),
+        or_(Import.heartbeat_at < cutoff, and_(Import.heartbeat_at.is_(None), Import.created_at < cutoff)),
+    )
+    with db.sessions() as session:  # most sweeps find none: no write transaction for them
+        if session.scalar(select(Import.id).where(*stale).limit(1)) is None:
+            return []
+    again = []
+    with db.transaction() as session:
+        stalled = session.scalars(select(Import).where(*stale).order_by(Import.id).with_for_update()).all()
+        for record in stalled:
+            if record.attempts >= MAX_ATTEMPTS:
+                _mark_failed(session, record, _lost_message(record))
+            else:
+                # Freed, and the clock restarted so the next sweep waits a lease before trying it again.
+                record.claim, record.heartbeat_at = None, now
+                again.append(record.id)
+    return again
+
+
+def import_status(record: Import) -> dict:
+    """What the API and the admin show of an import: where it is, its counts and the rows to look at."""
+    report = ImportReport.of(record)
+    total = record.size or 0
+    read = min(record.bytes_read or 0, total)
+    percent = 100 if record.status == "finished" else (100 * read // total if total else 0)
+    return {
+        "id": record.id,
+        "status": record.status,
+        "filename": record.filename,
+        "channel": record.channel,
+        "created_at": record.created_at.isoformat(),
+        "finished_at": record.finished_at.isoformat() if record.finished_at else None,
+        "encoding": ENCODING_NAMES.get(record.encoding, record.encoding),
+        "progress": {
+            "rows": report.rows,
+            "last_row": record.last_row,
+            "bytes_read": read,
+            "bytes_total": total,
+            "percent": percent,
+        },
+        "failure": record.failure,
+        **report.as_dict(),
+    }
+
+
+def run_import(
+    db: Database,
+    binary: IO[bytes],
+    *,
+    channel: str,
+    filename: str | None = None,
+    actor: Actor | None = None,
+    consent_source: str | None = None,
+) -> ImportReport:
+    """Store a file and import it in this process (benchmarks, scripts): the report of how it ended."""
+    import_id = receive_import(
+        db, binary, channel=channel, actor=actor, filename=filename, consent_source=consent_source
+    )
+    process_import(db, import_id)
+    with db.sessions() as session:
+        return ImportReport.of(session.get(Import, import_id))

@@ -323,6 +323,7 @@ def parse_consent_date(value, field_name: str = "consent_date") -> datetime | No
     if not isinstance(value, str):
         raise InvalidInput({field_name: "Consent date must be a date like 2026-03-31 or 31/03/2026"})
     text = value.strip()
+    shown = text if len(text) <= 40 else text[:40] + "…"
     try:
         if _UK_DATE.fullmatch(text):  # how spreadsheets in the UK write dates: day first
             day, month, year = (int(part) for part in text.split("/"))
@@ -332,9 +333,10 @@ def parse_consent_date(value, field_name: str = "consent_date") -> datetime | No
     except ValueError:
         try:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidInput({field_name: f"{text!r} is not a date like 2026-03-31 or 31/03/2026"}) from None
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+            # An offset can carry a moment past the calendar's ends (0001-01-01T00:00+01:00): OverflowError.
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        except (ValueError, OverflowError):
+            raise InvalidInput({field_name: f"{shown!r} is not a date like 2026-03-31 or 31/03/2026"}) from None
     if moment > utcnow():
         raise InvalidInput({field_name: "Consent date is in the future"})
     if moment.year < 2000:

@@ -6,7 +6,7 @@ from .base import Base, utcnow
 from .content import Media, Update
 from .deliveries import DELIVERY_STATUSES, FINAL_STATUSES, Delivery
 from .digests import DigestRun, DigestRunSubscriber
-from .imports import Import
+from .imports import IMPORT_STATUSES, Import, ImportChunk
 from .issues import EDITABLE, ISSUE_STATUSES, Issue
 from .requests import REQUEST_KINDS, PublicRequest
 from .segments import Segment
@@ -53,6 +53,8 @@ __all__ = [
     "ConsentEvent",
     "Delivery",
     "Import",
+    "ImportChunk",
+    "IMPORT_STATUSES",
     "Issue",
     "PublicRequest",
     "REQUEST_KINDS",

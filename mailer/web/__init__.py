@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 from flask import Flask, g, jsonify, render_template, request
 from flask_limiter import Limiter
@@ -212,14 +213,12 @@ def _register_error_pages(app: Flask) -> None:
         ), 500
 
 
-def csv_download(audience, filename: str):
-    """An audience streamed as a CSV attachment, a page of people at a time."""
+def csv_download(pieces: Iterator[str], filename: str):
+    """CSV text (from `mailer.spreadsheet`, so BOM-led and formula-safe) streamed as an attachment."""
     from flask import Response, stream_with_context
 
-    from ..audience.export import export_csv
-
     return Response(
-        stream_with_context(export_csv(runtime_of_app().db, audience)),
-        mimetype="text/csv",
+        stream_with_context(pieces),
+        content_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

@@ -11,8 +11,9 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from ... import audit
-from ...audience.export import export_audience
-from ...audience.importer import COLUMNS, ImportFileError, run_import, text_stream
+from ...audience.export import export_audience, export_csv
+from ...audience.import_file import COLUMNS, IGNORED_COLUMNS, ImportFileError
+from ...audience.importer import import_status, receive_import
 from ...audience.people import consent_history, erase, profile, subject_access
 from ...audience.rules import DATE_OPS, FIELD_LABELS, FIELDS, describe
 from ...audience.segments import (
@@ -38,6 +39,7 @@ from ...models import (
     Subscriber,
     Topic,
 )
+from ...tasks import enqueue, run_import_task
 from .. import csv_download, db_session, require_role, runtime_of_app
 from ..preferences import current_values, form_context, save_preferences
 from . import bp
@@ -306,7 +308,9 @@ def remove_segment(segment_id: int):
 @require_role("publisher")
 def export_segment(segment_id: int):
     segment = _load_segment(segment_id)
-    return csv_download(export_audience(rules=segment.rules), f"segment-{segment.id}.csv")
+    return csv_download(
+        export_csv(runtime_of_app().db, export_audience(rules=segment.rules)), f"segment-{segment.id}.csv"
+    )
 
 
 @bp.get("/topics/<slug>/export.csv")
@@ -315,7 +319,7 @@ def export_topic(slug: str):
     topic = db_session().scalar(select(Topic).where(Topic.slug == slug))
     if topic is None:
         abort(404, f"There is no topic {slug}.")
-    return csv_download(export_audience(topic_id=topic.id), f"topic-{topic.slug}.csv")
+    return csv_download(export_csv(runtime_of_app().db, export_audience(topic_id=topic.id)), f"topic-{topic.slug}.csv")
 
 
 # --- subscribers ------------------------------------------------------------------------------------------
@@ -441,41 +445,64 @@ def subscriber_erase(subscriber_id: int):
 # --- import ----------------------------------------------------------------------------------------------
 
 
+def _import_form(error: str | None = None, status: int = 200):
+    recent = list(db_session().scalars(select(Import).order_by(Import.id.desc()).limit(20)))
+    page = render_template("admin/import.html", columns=COLUMNS, ignored=IGNORED_COLUMNS, recent=recent, error=error)
+    return page, status
+
+
 @bp.get("/import")
 @require_role("publisher")
 def import_form():
-    recent = list(db_session().scalars(select(Import).order_by(Import.id.desc()).limit(20)))
-    return render_template("admin/import.html", columns=COLUMNS, recent=recent, error=None)
+    return _import_form()
 
 
 @bp.post("/import")
 @require_role("publisher")
 def import_upload():
+    """Store the file for a worker to import, then show its report page, which follows its progress."""
     request.max_content_length = 512 * 1024 * 1024
     upload = request.files.get("file")
-    recent = list(db_session().scalars(select(Import).order_by(Import.id.desc()).limit(20)))
     if upload is None or not upload.filename:
-        return render_template(
-            "admin/import.html", columns=COLUMNS, recent=recent, error="Choose a CSV file to import"
-        ), 400
+        return _import_form("Choose a CSV file to import", 400)
     try:
-        report = run_import(
+        import_id = receive_import(
             runtime_of_app().db,
-            text_stream(upload.stream),
+            upload.stream,
             channel="admin",
-            filename=upload.filename[:255],
-            admin_user_id=current_user.id,
-            consent_source=request.form.get("consent_source") or None,
+            actor=Actor.user(current_user),
+            filename=upload.filename,
+            consent_source=request.form.get("consent_source"),
         )
     except ImportFileError as exc:
-        return render_template("admin/import.html", columns=COLUMNS, recent=recent, error=str(exc)), 400
-    return redirect(url_for("admin.import_report", import_id=report.import_id), code=303)
+        return _import_form(str(exc), 400)
+    except InvalidInput as exc:
+        return _import_form(_message(exc), 400)
+    enqueue(run_import_task, import_id)
+    return redirect(url_for("admin.import_report", import_id=import_id), code=303)
+
+
+def _message(exc: InvalidInput) -> str:
+    return "; ".join(exc.errors.values())
+
+
+def _load_import(import_id: int) -> Import:
+    record = db_session().get(Import, import_id) if 0 < import_id <= MAX_ID else None
+    if record is None:
+        abort(404, f"There is no import {import_id}.")
+    return record
 
 
 @bp.get("/imports/<int:import_id>")
 @require_role("publisher")
 def import_report(import_id: int):
-    record = db_session().get(Import, import_id) if 0 < import_id <= MAX_ID else None
-    if record is None:
-        abort(404, f"There is no import {import_id}.")
-    return render_template("admin/import_report.html", record=record)
+    record = _load_import(import_id)
+    return render_template("admin/import_report.html", record=record, status=import_status(record))
+
+
+@bp.get("/imports/<int:import_id>/progress.json")
+@require_role("publisher")
+def import_progress_json(import_id: int):
+    """What the report page polls while the import runs: status, progress and counts."""
+    status = import_status(_load_import(import_id))
+    return jsonify({k: v for k, v in status.items() if k not in ("errors", "skipped_rows")})

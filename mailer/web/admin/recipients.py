@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
+from flask import abort, render_template, request
 
-from flask import Response, abort, render_template, request, stream_with_context
-
-from ...audience.export import spreadsheet_cell as _cell
 from ...compose.issues import issue_progress
 from ...delivery import ledger
 from ...models import DELIVERY_STATUSES
-from .. import db_session, require_role, runtime_of_app
+from ...spreadsheet import SpreadsheetCsv
+from .. import csv_download, db_session, require_role, runtime_of_app
 from . import _load_issue, bp
 
 PAGE = 100
@@ -56,9 +53,8 @@ def issue_recipients_csv(issue_id: int):
     db = runtime_of_app().db
 
     def generate():
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["email", "status", "attempts", "sent_at", "reason"])
+        out = SpreadsheetCsv(["email", "status", "attempts", "sent_at", "reason"])
+        yield out.take()
         after = 0
         with db.sessions() as session:  # its own session: streaming outlives the request's
             while True:
@@ -66,23 +62,16 @@ def issue_recipients_csv(issue_id: int):
                 if not rows:
                     break
                 for row in rows:
-                    writer.writerow(
+                    out.row(
                         [
-                            _cell(row.email or "(erased)"),
+                            row.email or "(erased)",
                             row.status,
                             row.attempts,
                             row.sent_at.isoformat() if row.sent_at else "",
-                            _cell(row.last_error),
+                            row.last_error,
                         ]
                     )
                 after = rows[-1].delivery_id
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
+                yield out.take()
 
-    name = f"issue-{issue.id}-recipients{'-' + status if status else ''}.csv"
-    return Response(
-        stream_with_context(generate()),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    return csv_download(generate(), f"issue-{issue.id}-recipients{'-' + status if status else ''}.csv")

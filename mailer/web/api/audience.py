@@ -6,8 +6,9 @@ from flask import g, jsonify, request, url_for
 from sqlalchemy import select
 
 from ... import audit
-from ...audience.export import export_audience
-from ...audience.importer import ImportFileError, run_import, text_stream
+from ...audience.export import export_audience, export_csv
+from ...audience.import_file import ImportFileError
+from ...audience.importer import import_status, receive_import
 from ...audience.people import (
     add_subscriber,
     clean_attributes,
@@ -22,8 +23,8 @@ from ...audience.segments import count, delete_segment, get_segment, save_segmen
 from ...audit import Actor
 from ...compose.issues import MAX_ID
 from ...errors import InvalidInput, NotFound
-from ...models import Segment, Topic
-from ...tasks import enqueue, send_confirmation
+from ...models import Import, Segment, Topic
+from ...tasks import enqueue, run_import_task, send_confirmation
 from .. import csv_download, db_session, runtime_of_app
 from . import ApiError, bp, json_body, token_required
 
@@ -133,7 +134,9 @@ def segments_preview_count():
 def segments_export(segment_id: int):
     session = db_session()
     segment = get_segment(session, _segment_id(segment_id))
-    return csv_download(export_audience(rules=segment.rules), f"segment-{segment.id}.csv")
+    return csv_download(
+        export_csv(runtime_of_app().db, export_audience(rules=segment.rules)), f"segment-{segment.id}.csv"
+    )
 
 
 @bp.get("/topics/<slug>/export")
@@ -142,7 +145,7 @@ def topics_export(slug: str):
     topic = db_session().scalar(select(Topic).where(Topic.slug == slug))
     if topic is None:
         raise NotFound(f"No topic {slug!r}")
-    return csv_download(export_audience(topic_id=topic.id), f"topic-{topic.slug}.csv")
+    return csv_download(export_csv(runtime_of_app().db, export_audience(topic_id=topic.id)), f"topic-{topic.slug}.csv")
 
 
 # --- subscribers -----------------------------------------------------------------------------------------
@@ -237,18 +240,34 @@ def subscribers_erase(email: str):
 @bp.post("/subscribers/import")
 @token_required(role="publisher")
 def subscribers_import():
+    """Store the CSV body for a worker to import: 202 with the import's status and its Location to poll."""
     if request.mimetype != "text/csv":
         raise ApiError(415, "Send the CSV file as the body with Content-Type: text/csv")
     request.max_content_length = IMPORT_MAX_BYTES
     try:
-        report = run_import(
+        import_id = receive_import(
             runtime_of_app().db,
-            text_stream(request.stream),
+            request.stream,
             channel="api",
-            filename=request.args.get("filename") or None,
-            api_token_id=g.api_token["id"],
-            consent_source=request.args.get("consent_source") or None,
+            actor=Actor.token(g.api_token),
+            filename=request.args.get("filename"),
+            consent_source=request.args.get("consent_source"),
         )
     except ImportFileError as exc:
         raise ApiError(400, str(exc)) from exc
-    return jsonify(report.as_dict())
+    enqueue(run_import_task, import_id)
+    with runtime_of_app().db.sessions() as session:  # its own read: the request's began before the upload
+        response = jsonify(import_status(session.get(Import, import_id)))
+    response.status_code = 202
+    response.headers["Location"] = url_for("api.subscribers_import_status", import_id=import_id)
+    return response
+
+
+@bp.get("/subscribers/imports/<int:import_id>")
+@token_required(role="publisher")
+def subscribers_import_status(import_id: int):
+    """Where an import is: status, progress, counts so far, the rows to look at and, if it failed, why."""
+    record = db_session().get(Import, import_id) if 0 < import_id <= MAX_ID else None
+    if record is None:
+        raise NotFound(f"No import {import_id}")
+    return jsonify(import_status(record))

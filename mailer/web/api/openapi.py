@@ -308,6 +308,44 @@ def audience_paths() -> dict:
     }
     obj = {"type": "object"}
     csv_body = {"content": {"text/csv": {"schema": {"type": "string"}}}}
+    counted = {"type": "integer", "minimum": 0}
+    rows_listed = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["row"],
+            "properties": {"row": {"type": "integer"}, "error": {"type": "string"}, "reason": {"type": "string"}},
+        },
+    }
+    import_status = {
+        "type": "object",
+        "required": ["id", "status", "progress", "rows", "imported", "updated", "unchanged", "skipped", "errors"],
+        "properties": {
+            "id": {"type": "integer"},
+            "import": {"type": "integer", "description": "the id again (as before imports ran in the background)"},
+            "status": {"enum": ["queued", "running", "finished", "failed"]},
+            "filename": {"type": ["string", "null"]},
+            "channel": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "finished_at": {"type": ["string", "null"], "format": "date-time"},
+            "encoding": {"type": "string", "description": "how the file was read: UTF-8 or Windows-1252"},
+            "progress": {
+                "type": "object",
+                "properties": {
+                    "rows": counted,
+                    "last_row": {"type": "integer", "description": "spreadsheet row reached; the header is row 1"},
+                    "bytes_read": counted,
+                    "bytes_total": counted,
+                    "percent": {"type": "integer", "minimum": 0, "maximum": 100},
+                },
+            },
+            "failure": {"type": ["string", "null"], "description": "why a failed import stopped and what was saved"},
+            **{key: counted for key in ("rows", "imported", "updated", "unchanged", "skipped", "error_count")},
+            "truncated": {"type": "boolean", "description": "more rows to look at than are listed"},
+            "errors": rows_listed,
+            "skipped_rows": rows_listed,
+        },
+    }
     csv_ok = {"200": {"description": "CSV, streamed", "content": {"text/csv": {"schema": {"type": "string"}}}}}
     subscriber_input = {
         "type": "object",
@@ -430,10 +468,39 @@ def audience_paths() -> dict:
         },
         "/subscribers/import": {
             "post": _op(
-                "Import a CSV (email, name, topics, area, audience, services, consent_source, consent_date)",
-                {"200": {"description": "{imported, updated, unchanged, skipped, skipped_rows, errors}", **_json(obj)}},
+                "Upload a CSV (email, name, topics, area, audience, services, consent_source, consent_date) for a "
+                "worker to import; poll the Location for progress and the report",
+                {
+                    "202": {
+                        "description": "Stored and queued",
+                        "headers": {"Location": {"schema": {"type": "string"}, "description": "the import's status"}},
+                        **_json(import_status),
+                    }
+                },
                 (400, 401, 403, 415),
+                [
+                    {
+                        "name": "filename",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "shown in reports",
+                    },
+                    {
+                        "name": "consent_source",
+                        "in": "query",
+                        "schema": {"type": "string", "maxLength": 500},
+                        "description": "where consent was given, for rows without a consent_source of their own",
+                    },
+                ],
                 body=csv_body,
+            )
+        },
+        "/subscribers/imports/{import_id}": {
+            "get": _op(
+                "An import: status, progress, counts so far, the rows to look at and, if it failed, why",
+                {"200": {"description": "The import", **_json(import_status)}},
+                (401, 403, 404),
+                [{"name": "import_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
             )
         },
     }
