@@ -112,6 +112,8 @@ def test_env(database_url, redis_url, smtp_server, var_dir) -> dict[str, str]:
         "SMTP_URL": f"smtp://127.0.0.1:{smtp_server.port}",
         "BASE_URL": BASE_URL,
         "SECRET_KEY": "test-secret-key-not-for-production",
+        # Given, not generated into var/: the https site (MAILER_ENV=production) shares this database.
+        "EMAIL_HASH_KEY": "test-email-hash-key-not-for-production-0123456789",
         "MAIL_FROM": "Trust Matters <trust-matters@mailer.test>",
         "VAR_DIR": str(var_dir),
         "BATCH_SIZE": "50",

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 import pytest
 from sqlalchemy import select, text
+from test_audience_api import Api
 
 from mailer.accounts import create_token
 from mailer.config import ConfigError, load_settings
@@ -49,8 +50,8 @@ def _add(client, headers, address: str) -> None:
 
 def _import(client, headers, *addresses: str) -> dict:
     body = "email,topics,consent_source\n" + "".join(f"{a},careers,Paper form\n" for a in addresses)
-    response = client.post("/api/v1/subscribers/import", data=body, content_type="text/csv", headers=headers)
-    assert response.status_code == 200, response.get_json()
+    response = Api(client, headers["Authorization"].removeprefix("Bearer ")).import_csv(body)
+    assert response.status_code == 200 and response.get_json()["status"] == "finished", response.get_json()
     return response.get_json()
 
 

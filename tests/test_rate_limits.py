@@ -30,7 +30,8 @@ def _subscriber(db, email="reader@example.org", topics=("trust-matters", "projec
 def _link(app, db, subscriber_id, topic: str | None) -> str:
     with db.transaction() as s:
         topic_id = s.scalar(select(Topic.id).where(Topic.slug == topic)) if topic else None
-    return "/u/" + app.extensions["mailer"].links.unsubscribe_token(subscriber_id, topic_id)
+        public_id = s.get(Subscriber, subscriber_id).public_id
+    return "/u/" + app.extensions["mailer"].links.unsubscribe_token(public_id, topic_id)
 
 
 def _unsubscribe_events(db, subscriber_id) -> list[dict]:
