@@ -36,6 +36,7 @@ from ..models import (
 from ..render.content import clean_text
 from . import wording
 from .emails import normalise_email
+from .segments import topics_by_slug
 
 NAME_MAX = 200
 # How many confirmation emails one address may be sent in an hour: enough for "I lost the email",
@@ -130,7 +131,7 @@ def parse_subscriptions(
             raise InvalidInput({field_name: f"Topic {slug} is listed twice with different frequencies"})
         wanted[slug] = frequency
     if topics is None:
-        topics = {t.slug: t for t in session.scalars(select(Topic).where(Topic.slug.in_(list(wanted))))}
+        topics = topics_by_slug(session)
     unknown = [s for s in wanted if s not in topics]
     if unknown:
         raise InvalidInput({field_name: f"Unknown topic: {', '.join(unknown)}"})

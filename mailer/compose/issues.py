@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .. import audit
+from ..audience.segments import topics_by_slug, usable_rules
 from ..audit import SYSTEM, Actor
 from ..delivery import ledger
 from ..errors import Conflict, InvalidInput, NotFound
@@ -60,15 +61,20 @@ def _validated(session: Session, data: IssueInput) -> tuple[dict, Topic | None]:
         errors["body"] = f"Body must be {BODY_MAX:,} characters or fewer"
     if len(preheader) > 200 or "\n" in preheader or has_control_characters(preheader):
         errors["preheader"] = "Preview text must be one line of 200 characters or fewer"
-    topic = session.scalar(select(Topic).where(Topic.slug == (data.topic or "").strip())) if data.topic else None
+    topic = topics_by_slug(session).get(data.topic.strip()) if isinstance(data.topic, str) and data.topic else None
     if topic is None:
         errors["topic"] = "Choose a topic" if not data.topic else f"Unknown topic: {data.topic}"
     segment_id = data.segment
     if segment_id is not None:
         if isinstance(segment_id, bool) or not isinstance(segment_id, int) or not 0 < segment_id <= MAX_ID:
             errors["segment"] = "Segment must be the id of a segment"
-        elif session.get(Segment, segment_id) is None:
+        elif (segment := session.get(Segment, segment_id)) is None:
             errors["segment"] = f"No segment with id {segment_id}"
+        else:
+            try:
+                usable_rules(session, segment.rules, f"segment {segment.name!r}")
+            except Conflict as exc:
+                errors["segment"] = str(exc)
     if errors:
         raise InvalidInput(errors)
     values = {"subject": subject, "body": body, "preheader": preheader, "segment_id": segment_id, "blocks": blocks}
@@ -159,10 +165,13 @@ def approve_issue(session: Session, issue_id: int, actor: Actor | None = None, *
             raise Conflict("A second person must approve this issue, signed in to the admin (not with an API token)")
         if actor.id in (issue.submitted_by_id, issue.created_by_id):
             raise Conflict("Someone other than the person who wrote or submitted this issue must approve it")
+    # Who it goes to is part of what was approved: later edits to the segment do not widen this send.
+    rules = None
+    if issue.segment is not None:
+        rules = usable_rules(session, issue.segment.rules, f"segment {issue.segment.name!r}")
     issue.status = "approved"
     issue.approved_at = utcnow()
-    # Who it goes to is part of what was approved: later edits to the segment do not widen this send.
-    issue.audience_rules = issue.segment.rules if issue.segment is not None else None
+    issue.audience_rules = rules
     issue.approved_by_id = actor.id if actor and actor.type == "user" else None
     audit.record(session, actor, "issue.approve", issue)
     session.flush()
@@ -225,11 +234,20 @@ def uk_time(moment: datetime | None) -> str:
     return f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M} ({local.tzname()})"
 
 
+def _audience_rules(session: Session, issue: Issue) -> dict | None:
+    """The approved audience rules, checked again: rules approved before validation refused what they hold
+    (a date like 9999-12-31) are a Conflict before the send starts, not an issue stuck sending to nobody."""
+    if not issue.audience_rules:
+        return None
+    return usable_rules(session, issue.audience_rules, f"issue {issue.id}'s segment")
+
+
 def schedule_issue(session: Session, issue_id: int, send_at: datetime, actor: Actor | None = None) -> Issue:
     """approved → scheduled: beat starts it at `send_at` (a polled row, so restarts cannot lose or repeat it)."""
     issue = _locked(session, issue_id)
     if issue.status not in ("approved", "scheduled"):
         raise Conflict(f"Only an approved issue can be scheduled; issue {issue.id} is {issue.status}")
+    _audience_rules(session, issue)
     issue.status = "scheduled"
     issue.send_at = send_at
     audit.record(session, actor, "issue.schedule", issue, send_at=send_at.isoformat())
@@ -261,6 +279,11 @@ def start_due(session: Session, now: datetime | None = None) -> list[int]:
     started = []
     for issue_id in due:
         issue = session.get(Issue, issue_id)
+        try:
+            _audience_rules(session, issue)
+        except Conflict as exc:
+            _not_started(session, issue, str(exc))
+            continue
         won = session.execute(
             update(Issue)
             .where(Issue.id == issue_id, Issue.status == "scheduled")
@@ -274,6 +297,38 @@ def start_due(session: Session, now: datetime | None = None) -> list[int]:
             started.append(issue_id)
     session.flush()
     return started
+
+
+def _not_started(session: Session, issue: Issue, reason: str) -> None:
+    """A scheduled issue that cannot go: back to approved, with the reason in the audit log and on its page."""
+    won = session.execute(
+        update(Issue)
+        .where(Issue.id == issue.id, Issue.status == "scheduled")
+        .values(status="approved", send_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if won:
+        audit.record(session, SYSTEM, "issue.not_sent", issue, reason=reason)
+        session.refresh(issue)
+
+
+def stop_unsendable(session: Session, issue_id: int) -> bool:
+    """Before planning: an issue sending to rules that can no longer be used (approved before validation
+    refused them) is cancelled with the reason recorded, instead of staying `sending` with nobody planned.
+    Returns whether it was stopped."""
+    issue = session.get(Issue, issue_id, with_for_update=True) if 0 < issue_id <= MAX_ID else None
+    if issue is None or issue.status != "sending" or issue.planned_at is not None:
+        return False
+    try:
+        _audience_rules(session, issue)
+    except Conflict as exc:
+        issue.status = "cancelled"
+        issue.cancelled_at = issue.finished_at = utcnow()
+        issue.recipient_count = 0
+        audit.record(session, SYSTEM, "issue.not_sent", issue, reason=str(exc))
+        session.flush()
+        return True
+    return False
 
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database; anything larger cannot exist
@@ -299,6 +354,7 @@ def request_send(session: Session, issue_id: int, actor: Actor | None = None) ->
         raise Conflict(f"Issue {issue.id} is {issue.status.replace('_', ' ')}: it must be approved before it is sent")
     if issue.status not in ("approved", "scheduled"):
         raise Conflict(f"Issue {issue.id} is already {issue.status}")
+    _audience_rules(session, issue)
     audit.record(session, actor, "issue.send", issue)
     assign_slug(session, issue)
     issue.status = "sending"

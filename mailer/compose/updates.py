@@ -11,9 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import audit
+from ..audience.segments import topics_by_slug
 from ..audit import Actor
 from ..errors import Conflict, InvalidInput, NotFound
-from ..models import AREAS, SERVICES, Issue, Topic, Update, services_mask, services_of, utcnow
+from ..models import AREAS, SERVICES, Issue, Update, services_mask, services_of, utcnow
 from ..render.content import clean_text, has_control_characters
 from .blocks import _url
 
@@ -46,7 +47,7 @@ def _validated(session: Session, data: UpdateInput) -> dict:
     body = clean_text(data.body or "")
     if len(body) > BODY_MAX:
         errors["body"] = f"The body must be {BODY_MAX:,} characters or fewer"
-    topic = session.scalar(select(Topic).where(Topic.slug == (data.topic or "").strip())) if data.topic else None
+    topic = topics_by_slug(session).get(data.topic.strip()) if isinstance(data.topic, str) and data.topic else None
     if topic is None:
         errors["topic"] = "Choose a topic" if not data.topic else f"Unknown topic: {data.topic}"
     areas = list(dict.fromkeys(data.areas or []))
