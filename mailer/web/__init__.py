@@ -17,7 +17,7 @@ from ..config import ROOT, Settings, load_settings
 from ..models import AdminUser
 from ..runtime import Runtime, set_runtime
 from ..tasks import configure_celery
-from .request_limits import BoundedRequest, IdConverter, refuse_nul_in_address
+from .request_limits import BoundedJSONProvider, IdConverter, refuse_nul_in_address
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app = Flask(__name__, static_folder="static", static_url_path="/static")
     # No input reaches a view unbounded (request_limits.py): JSON depth and size, NUL characters, huge ids.
-    app.request_class = BoundedRequest
+    app.json = BoundedJSONProvider(app)
     app.url_map.converters["int"] = IdConverter
     app.before_request(refuse_nul_in_address)
     if settings.trusted_proxies:

@@ -6,8 +6,8 @@
 - The path and the query string hold no NUL character. They only ever carry ids, slugs, filters and searches,
   and PostgreSQL refuses NUL in text, so `/news/%00` or a search with one was a 500 there. (Free text in forms
   and JSON keeps the services' rule: invisible characters are cleaned out, identifiers with them refused.)
-- Whole numbers in paths (`<int:...>`) are at most 2**31 - 1, the largest id a row can have; a longer number is a
-  404 like any other id that does not exist, not an overflow in the database driver.
+- Whole numbers in paths (`<int:...>`) have at most ten digits; a longer one is a 404 like any other id that does
+  not exist, not an overflow in the database driver (SQLite's integers stop at 2**63).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import json
 import math
 from typing import Any
 
-from flask import Request, request
+from flask import request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
 
@@ -24,7 +25,6 @@ from werkzeug.routing import IntegerConverter
 MAX_DEPTH = 32
 # The largest issue (200,000 characters of Markdown, every one escaped) fits with room to spare.
 MAX_BYTES = 2 * 1024 * 1024
-MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
 
 
 class UnreadableJSON(ValueError):
@@ -77,32 +77,28 @@ def parse_json(data: str | bytes) -> Any:
     return value
 
 
-class _BoundedJSON:
-    """What `Request.get_json` parses with: `parse_json`, its refusals a 400 (or 413) saying why."""
+class BoundedJSONProvider(DefaultJSONProvider):
+    """The app's JSON: what `request.get_json` parses goes through `parse_json`, its refusals a 400 (or a 413)
+    saying why. Flask's own callers that pass parser options (none do today) get the standard parser."""
 
-    @staticmethod
-    def loads(data: str | bytes) -> Any:
-        if len(data) > MAX_BYTES:
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        if kwargs:
+            return super().loads(s, **kwargs)
+        if len(s) > MAX_BYTES:
             raise RequestEntityTooLarge(f"JSON bodies may be at most {MAX_BYTES // (1024 * 1024)} MB")
         try:
-            return parse_json(data)
+            return parse_json(s)
         except UnreadableJSON as exc:
             # Not a ValueError any more: get_json(silent=True) must not turn this into "no body".
             raise BadRequest(str(exc)) from None
 
 
-class BoundedRequest(Request):
-    """Flask's request, reading JSON bodies through `parse_json`."""
-
-    json_module = _BoundedJSON
-
-
 class IdConverter(IntegerConverter):
-    """`<int:...>` in our routes: 1 to MAX_ID; anything longer does not match (a 404)."""
+    """`<int:...>` in our routes: at most ten digits, so a longer number matches no route (a 404). Refused by
+    the pattern, not by `max=`: werkzeug answers a converter's refusal with a 405 when the same path has other
+    methods. Ten digits fit every database's integers; the services answer 404 for ids no row has."""
 
-    def __init__(self, map, *args, **kwargs):  # noqa: A002 - werkzeug's name
-        kwargs.setdefault("max", MAX_ID)
-        super().__init__(map, *args, **kwargs)
+    regex = r"\d{1,10}"
 
 
 def refuse_nul_in_address() -> None:
