@@ -439,8 +439,8 @@ def _filled(rule, number: str, text: str) -> str:
 
 
 def test_no_page_or_form_answers_a_500_whatever_it_is_sent(app, client, db):
-    """Every admin and public route, signed in as an admin, with huge ids, NUL characters, long and
-    line-breaking values in every form field and query parameter the views read."""
+    """Every admin and public route, signed in as an admin, with huge ids, NUL characters, long, line-breaking
+    and repeated values in every form field and query parameter the views read."""
     sign_in(client, db, role="admin")
     real_issue = _issue_to(db, None)
     app.config["WTF_CSRF_ENABLED"] = False  # CSRF has its own tests; here the values must reach the views
@@ -452,15 +452,16 @@ def test_no_page_or_form_answers_a_500_whatever_it_is_sent(app, client, db):
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
                 for number, text in [(HUGE, "x"), (str(real_issue), "\x00"), ("1", "careers")]:
                     path = _filled(rule, number, text)
-                    for value in ["\x00", "a\x00b", "x" * 3000, "\r\nX: y", "-1", "1e400"]:
+                    for value in ["\x00", "a\x00b", "x" * 3000, "\r\nX: y", "-1", "1e400", ["a", "b"]]:
+                        query = {k: value if isinstance(value, list) else value.replace("\x00", "") for k in QUERY}
                         response = client.open(
                             path,
                             method=method,
-                            query_string={k: value.replace("\x00", "") for k in QUERY},
+                            query_string=query,
                             data={k: value for k in FORM_FIELDS} if method == "POST" else None,
                         )
                         if response.status_code >= 500:
-                            failures.append((method, path, value[:10], response.status_code))
+                            failures.append((method, path, str(value)[:10], response.status_code))
                         response.close()
     finally:
         app.config["WTF_CSRF_ENABLED"] = True

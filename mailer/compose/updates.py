@@ -34,6 +34,15 @@ class UpdateInput:
     link: str | None = None
 
 
+def _choices(values, allowed) -> list[str] | None:
+    """The distinct values, in the order given, if it is a list of allowed strings (None: it is not)."""
+    if values is None:
+        return []
+    if not isinstance(values, list) or not all(isinstance(v, str) and v in allowed for v in values):
+        return None
+    return list(dict.fromkeys(values))
+
+
 def _validated(session: Session, data: UpdateInput) -> dict:
     errors: dict[str, str] = {}
     title = " ".join(clean_text(data.title or "").split())
@@ -50,11 +59,10 @@ def _validated(session: Session, data: UpdateInput) -> dict:
     topic = topics_by_slug(session).get(data.topic.strip()) if isinstance(data.topic, str) and data.topic else None
     if topic is None:
         errors["topic"] = "Choose a topic" if not data.topic else f"Unknown topic: {data.topic}"
-    areas = list(dict.fromkeys(data.areas or []))
-    if not isinstance(data.areas, list) or any(a not in AREAS for a in areas):
+    areas, services = _choices(data.areas, AREAS), _choices(data.services, SERVICES)
+    if areas is None:
         errors["areas"] = f"Areas must be from: {', '.join(AREAS)}"
-    services = list(dict.fromkeys(data.services or []))
-    if not isinstance(data.services, list) or any(s not in SERVICES for s in services):
+    if services is None:
         errors["services"] = f"Services must be from: {', '.join(SERVICES)}"
     link = None
     try:
