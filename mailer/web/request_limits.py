@@ -31,15 +31,19 @@ class UnreadableJSON(ValueError):
     """Not JSON we accept; the message says why in a sentence for a person."""
 
 
+class BeyondLimits(UnreadableJSON):
+    """JSON, but deeper, larger or with numbers beyond what we read."""
+
+
 def _finite(text: str) -> float:
     number = float(text)
     if not math.isfinite(number):  # 1e400 reads as infinity, which no field means and JSON cannot carry back
-        raise UnreadableJSON(f"The number {text[:20]} is too large")
+        raise BeyondLimits(f"The number {text[:20]} is too large")
     return number
 
 
 def _no_constants(name: str):
-    raise UnreadableJSON(f"{name} is not a JSON value")
+    raise BeyondLimits(f"{name} is not a JSON value")
 
 
 def _too_deep(value: Any) -> bool:
@@ -63,23 +67,24 @@ def parse_json(data: str | bytes) -> Any:
     """`data` as JSON, or UnreadableJSON saying what is wrong: not JSON, larger than MAX_BYTES, nested deeper
     than MAX_DEPTH, or holding NaN, Infinity or a number too large for a float."""
     if len(data) > MAX_BYTES:
-        raise UnreadableJSON(f"JSON bodies may be at most {MAX_BYTES // (1024 * 1024)} MB")
+        raise BeyondLimits(f"JSON bodies may be at most {MAX_BYTES // (1024 * 1024)} MB")
     try:
         value = json.loads(data, parse_float=_finite, parse_constant=_no_constants)
     except RecursionError:
-        raise UnreadableJSON(f"JSON may nest arrays and objects at most {MAX_DEPTH} deep") from None
+        raise BeyondLimits(f"JSON may nest arrays and objects at most {MAX_DEPTH} deep") from None
     except UnreadableJSON:
         raise
     except ValueError as exc:  # JSONDecodeError, bad UTF-8, an integer of over 4,300 digits
         raise UnreadableJSON(f"The body is not valid JSON: {str(exc)[:200]}") from None
     if _too_deep(value):
-        raise UnreadableJSON(f"JSON may nest arrays and objects at most {MAX_DEPTH} deep")
+        raise BeyondLimits(f"JSON may nest arrays and objects at most {MAX_DEPTH} deep")
     return value
 
 
 class BoundedJSONProvider(DefaultJSONProvider):
-    """The app's JSON: what `request.get_json` parses goes through `parse_json`, its refusals a 400 (or a 413)
-    saying why. Flask's own callers that pass parser options (none do today) get the standard parser."""
+    """The app's JSON: what `request.get_json` parses goes through `parse_json`. Beyond the limits is a 400 (or a
+    413) saying why; JSON that does not parse stays a ValueError, so each endpoint answers it as it always has.
+    Flask's own callers that pass parser options (none do today) get the standard parser."""
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         if kwargs:
@@ -88,7 +93,7 @@ class BoundedJSONProvider(DefaultJSONProvider):
             raise RequestEntityTooLarge(f"JSON bodies may be at most {MAX_BYTES // (1024 * 1024)} MB")
         try:
             return parse_json(s)
-        except UnreadableJSON as exc:
+        except BeyondLimits as exc:
             # Not a ValueError any more: get_json(silent=True) must not turn this into "no body".
             raise BadRequest(str(exc)) from None
 
