@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from conftest import csrf_from
 from mailer.accounts import create_token
 from mailer.audit import Actor
-from mailer.compose.issues import IssueInput, create_issue, start_due
+from mailer.compose.issues import IssueInput, create_issue, request_send, return_issue, start_due, submit_issue
 from mailer.models import AuditEvent, Delivery, Issue, Segment, utcnow
 from support.flows import sign_in
 
@@ -185,11 +185,23 @@ def test_no_issue_can_be_written_or_approved_for_an_unusable_segment(api, client
 def test_an_issue_approved_with_unusable_rules_is_refused_before_its_send_starts(api, db, unusable_segment):
     issue_id = _issue_to(db, unusable_segment, status="approved", audience_rules=UNUSABLE, approved_at=utcnow())
     sent = api.post(f"/issues/{issue_id}/send")
-    assert sent.status_code == 409 and "can no longer be used" in sent.get_json()["error"]
+    assert sent.status_code == 409
+    assert "can no longer be used" in sent.get_json()["error"]
+    assert "send the issue back and approve it again" in sent.get_json()["error"]
     scheduled = api.post(f"/issues/{issue_id}/schedule", {"send_at": (utcnow() + timedelta(days=2)).isoformat()})
     assert scheduled.status_code == 409
     assert api.get(f"/issues/{issue_id}").get_json()["status"] == "approved"
     assert _count(db, Delivery) == 0
+
+    # What the refusal says to do works: fix the segment, send the issue back, approve it again, send.
+    fixed = {"all": [{"field": "subscribed_at", "op": "after", "value": "2026-01-01"}]}
+    assert api.open("PUT", f"/segments/{unusable_segment}", json={"rules": fixed}).status_code == 200
+    with db.transaction() as s:
+        return_issue(s, issue_id, WRITER, note="segment fixed")
+        submit_issue(s, issue_id, WRITER)
+    assert api.post(f"/issues/{issue_id}/approve").status_code == 200
+    with db.transaction() as s:  # the service, not the API: nothing is queued for the suite's workers
+        assert request_send(s, issue_id, WRITER).status == "sending"
 
 
 def test_a_scheduled_issue_with_unusable_rules_goes_back_to_approved_saying_why(client, db, unusable_segment):

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .. import audit
-from ..audience.segments import topics_by_slug, usable_rules
+from ..audience.segments import check_rules, topics_by_slug, usable_rules
 from ..audit import SYSTEM, Actor
 from ..delivery import ledger
 from ..errors import Conflict, InvalidInput, NotFound
@@ -239,7 +239,13 @@ def _audience_rules(session: Session, issue: Issue) -> dict | None:
     (a date like 9999-12-31) are a Conflict before the send starts, not an issue stuck sending to nobody."""
     if not issue.audience_rules:
         return None
-    return usable_rules(session, issue.audience_rules, f"issue {issue.id}'s segment")
+    try:
+        return check_rules(session, issue.audience_rules)
+    except InvalidInput as exc:
+        raise Conflict(
+            f"Issue {issue.id} was approved for segment rules that can no longer be used ({exc}): change the "
+            "segment, send the issue back and approve it again"
+        ) from exc
 
 
 def schedule_issue(session: Session, issue_id: int, send_at: datetime, actor: Actor | None = None) -> Issue:

@@ -162,7 +162,9 @@ def _workflow(session, issue) -> dict:
         else None,
         "send_at_local": local,
         # Why the system did not send it (its segment's rules could no longer be used), until it is sent.
-        "not_sent": not_sent.details.get("reason") if not_sent and issue.status in ("approved", "cancelled") else None,
+        "not_sent": not_sent.details.get("reason")
+        if not_sent and issue.status in ("approved", "cancelled") and not_sent.at >= (issue.approved_at or not_sent.at)
+        else None,
     }
 
 

@@ -206,7 +206,7 @@ def schemas() -> dict:
                 "id": {"type": "integer"},
                 "name": {"type": "string"},
                 "description": {"type": "string"},
-                "rules": {"type": "object"},
+                "rules": _ref("Rules"),
                 "summary": {"type": "string", "description": "the rules in words"},
                 "created_at": DATE_TIME,
                 "updated_at": DATE_TIME,
