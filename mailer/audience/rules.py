@@ -112,6 +112,12 @@ def _shown(value: Any) -> str:
     return kinds.get(type(value), "a value of another type")
 
 
+def _unknown(key: str, value: Any) -> str:
+    if isinstance(value, str):
+        return f"unknown {key} {_shown(value)}"
+    return f"{key} must be a string, not {_shown(value)}"
+
+
 def validate_rules(rules: Any, topic_slugs: list[str]) -> dict:
     """Check a rule tree; return it normalised (slugs trimmed) or raise InvalidInput naming each problem."""
     errors: dict[str, str] = {}
@@ -156,10 +162,10 @@ def validate_rules(rules: Any, topic_slugs: list[str]) -> dict:
         field, op, value = node.get("field"), node.get("op"), node.get("value")
         # JSON gives lists, objects, numbers and null as readily as strings: name the key, never hash them.
         if not isinstance(field, str) or field not in FIELDS:
-            errors[f"{path}.field"] = f"unknown field {_shown(field)}; use one of {', '.join(FIELDS)}"
+            errors[f"{path}.field"] = f"{_unknown('field', field)}; use one of {', '.join(FIELDS)}"
             return None
         if not isinstance(op, str) or op not in FIELDS[field]:
-            errors[f"{path}.op"] = f"unknown op {_shown(op)} for {field}; use one of {', '.join(FIELDS[field])}"
+            errors[f"{path}.op"] = f"{_unknown('op', op)} for {field}; use one of {', '.join(FIELDS[field])}"
             return None
         if op in DATE_OPS:
             try:
