@@ -124,6 +124,20 @@ def test_a_rule_part_of_the_wrong_type_is_400_naming_its_path(api, db, condition
     assert _count(db, Segment) == 0
 
 
+@pytest.mark.parametrize("frequency", [{}, [], 0, False, ["weekly"]])
+def test_a_subscription_frequency_of_the_wrong_type_is_refused_not_taken_as_the_default(api, db, frequency):
+    response = api.post(
+        "/subscribers",
+        {
+            "email": "jo@example.org",
+            "subscriptions": [{"topic": "careers", "frequency": frequency}],
+            "consent": {"source": "Paper form", "collected": True},
+        },
+    )
+    assert response.status_code == 400
+    assert "Unknown frequency" in response.get_json()["fields"]["subscriptions"]
+
+
 # --- rules stored before validation refused them ------------------------------------------------------------
 
 

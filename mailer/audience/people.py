@@ -119,11 +119,14 @@ def parse_subscriptions(
         if isinstance(item, str):
             slug, _, frequency = item.strip().partition(":")
         elif isinstance(item, dict) and set(item) <= {"topic", "frequency"} and isinstance(item.get("topic"), str):
-            slug, frequency = item["topic"], item.get("frequency") or ""
+            # A frequency that is not a string (a list, an object, a number) is refused below, not defaulted.
+            slug, frequency = item["topic"], "" if item.get("frequency") is None else item["frequency"]
         else:
             raise InvalidInput({field_name: 'Each subscription is {"topic": slug, "frequency": ...}'})
-        slug, frequency = slug.strip(), (frequency or "immediately").strip() if isinstance(frequency, str) else None
-        if frequency not in FREQUENCIES:
+        if isinstance(frequency, str):
+            frequency = (frequency or "immediately").strip()
+        slug = slug.strip()
+        if not isinstance(frequency, str) or frequency not in FREQUENCIES:
             raise InvalidInput(
                 {field_name: f"Unknown frequency {frequency!r} for {slug}: use {', '.join(FREQUENCIES)}"}
             )

@@ -25,6 +25,7 @@ from ...models import (
 from ...models.subscribers import SUBSCRIBER_STATUSES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
+ONE_LINE = "^[^\\n\\r\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff]*$"
 MAX_ID = 2**31 - 1
 BIG = 2**63 - 1
 TOPIC_SLUGS = [slug for slug, _name, _description in SEED_TOPICS]
@@ -84,9 +85,10 @@ def _id_param(name: str) -> dict:
 def schemas() -> dict:
     """The components every operation refers to."""
     counts = _object({status: {"type": "integer", "minimum": 0} for status in DELIVERY_STATUSES})
-    line = {"type": "string", "maxLength": issues.SUBJECT_MAX, "pattern": "^[^\\r\\n]*$"}
+    # One line with no invisible control characters (what `has_control_characters` refuses).
+    line = {"type": "string", "maxLength": issues.SUBJECT_MAX, "pattern": ONE_LINE}
     blocks = {
-        "heading": ({"text": line}, ["text"]),
+        "heading": ({"text": {"type": "string", "description": "line breaks become spaces"}}, ["text"]),
         "text": ({"markdown": {"type": "string", "maxLength": TEXT_MAX}}, ["markdown"]),
         "image": (
             {
@@ -442,13 +444,25 @@ def audience_paths() -> dict:
             "name": STRING_OR_NULL | {"maxLength": NAME_MAX},
             "area": {"enum": [*AREAS, None], "description": "a slug (or its label, such as 'Isle of Wight')"},
             "audience": {"enum": [*AUDIENCES, None], "description": "a slug (or its label)"},
-            "services": {"type": "array", "items": {"enum": list(SERVICES)}},
+            "services": {
+                "anyOf": [
+                    {"type": "array", "items": {"enum": list(SERVICES)}},
+                    {"type": "string", "description": "slugs or labels separated by ;"},
+                ]
+            },
             "subscriptions": {
                 "type": "array",
                 "minItems": 1,
-                "items": _object(
-                    {"topic": {"enum": TOPIC_SLUGS}, "frequency": {"enum": list(FREQUENCIES)}}, ["topic"], closed=True
-                ),
+                "items": {
+                    "anyOf": [
+                        _object(
+                            {"topic": {"enum": TOPIC_SLUGS}, "frequency": {"enum": [*FREQUENCIES, "", None]}},
+                            ["topic"],
+                            closed=True,
+                        ),
+                        {"type": "string", "description": "slug or slug:frequency", "examples": ["careers:weekly"]},
+                    ]
+                },
             },
             "consent": _object(
                 {
@@ -613,7 +627,7 @@ def content_paths() -> dict:
     published = {"allOf": [update, _object({"email_issue": INT_OR_NULL | {"description": "the issue emailing it"}})]}
     update_input = _object(
         {
-            "title": {"type": "string", "minLength": 1, "maxLength": updates.TITLE_MAX, "pattern": "^[^\\r\\n]*$"},
+            "title": {"type": "string", "minLength": 1, "maxLength": updates.TITLE_MAX},
             "topic": {"enum": TOPIC_SLUGS},
             "summary": {"type": "string", "maxLength": updates.SUMMARY_MAX},
             "body": {"type": "string", "maxLength": updates.BODY_MAX, "description": "Markdown"},
