@@ -1,24 +1,30 @@
 """The API against its own description: schemathesis calls every operation in /api/v1/openapi.json and checks each
 answer, and the documented response properties are compared with what each resource really carries.
 
-Every operation runs three times: with generated ids, with the ids of rows that exist (a draft, an approved, a
-sending and a sent issue, a segment, updates, a subscriber), and with input that breaks the description (negative
-mode). Each run is at most 25 calls, derandomized (the same calls every time) and never shrunk, so the whole file
-takes about a minute. Checks: no 5xx, every status and content type documented, every body valid against its
-documented schema. (Not schemathesis's negative_data_rejection: the services clean invisible characters out of
-free text before they measure it, so 601 characters of which two are invisible is a valid 599-character summary
-that no schema can describe.)
+Two runs, both over rows that exist (issues in every state, a segment, updates, subscribers):
+- `schemathesis run`, as CI would run it, against the app served on a local port: every phase (the schema's
+  examples, boundary values of every constraint, 25 generated calls per operation with valid and with invalid
+  input, and chains of calls), generated deterministically, so it makes the same ~3,800 calls every time.
+- every operation with a path parameter, called 25 times with the ids of those rows (generated ids mostly find
+  nothing), through schemathesis's Python API.
+Checks: no 5xx, every status and content type documented, every body valid against its documented schema. (Not
+negative_data_rejection: the services clean invisible characters out of free text before they measure it, so 601
+characters of which two are invisible is a valid 599-character summary, which no schema can say.) Nothing shrinks.
 
 Operations that send are harmless here: the app under test queues its tasks in a Redis of its own that no worker
 reads (and that stops with the test module), and a queue that is not answering is tolerated by design (`enqueue`
-logs and the sweeper finds the work later). It runs on whichever database the suite uses: PostgreSQL refuses what
-SQLite stores (NUL characters, out-of-range integers), so CI's PostgreSQL run exercises it again, cheaply.
+logs and the sweeper finds the work later). The whole file takes about a minute, so it runs on whichever database
+the suite uses: PostgreSQL refuses what SQLite stores (NUL characters, integers out of range), so CI's PostgreSQL
+run is worth the minute.
 """
 
 from __future__ import annotations
 
 import subprocess
+import sys
+import threading
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import redis as redis_lib
@@ -145,25 +151,47 @@ def rows(db) -> dict[str, list]:
         }
 
 
-def _strategy(operation, mode: GenerationMode, ids: dict | None):
-    if ids is None:
-        return operation.as_strategy(generation_mode=mode)
+def _on_rows(operation, ids: dict):
+    """Valid calls of the operation whose path parameters name rows that exist."""
     names = [p.name for p in operation.path_parameters]
-    choices = st.fixed_dictionaries({name: st.sampled_from(ids[name]) for name in names})
-    return choices.flatmap(lambda chosen: operation.as_strategy(generation_mode=mode, path_parameters=chosen))
+    chosen = st.fixed_dictionaries({name: st.sampled_from(ids[name]) for name in names})
+    mode = GenerationMode.POSITIVE
+    return chosen.flatmap(lambda params: operation.as_strategy(generation_mode=mode, path_parameters=params))
 
 
-@pytest.mark.parametrize("label", [label for label, _op in OPERATIONS])
-@pytest.mark.parametrize("run", ["generated", "existing", "negative"])
-def test_every_operation_answers_as_described(contract_app, db, rows, label, run):
+def test_schemathesis_run_finds_no_server_error_and_no_answer_outside_the_description(
+    contract_app, db, rows, tmp_path
+):
+    """What CI's schemathesis run is: the command line against a served app (on this test's database)."""
+    from werkzeug.serving import make_server
+
+    with db.transaction() as s:
+        token = create_token(s, "schemathesis", role="admin")[1]
+    server = make_server("127.0.0.1", free_port(), contract_app)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_port}/api/v1"
+    command = [str(Path(sys.executable).parent / "schemathesis"), "run", f"{base}/openapi.json", "--url", base]
+    command += ["--header", f"Authorization: Bearer {token}", "--checks", ",".join(c.__name__ for c in CHECKS)]
+    command += ["--max-examples", "25", "--generation-deterministic", "--no-shrink", "--no-color"]
+    try:
+        # cwd: whatever it writes stays out of the checkout
+        result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=240)
+    finally:
+        server.shutdown()
+        thread.join(10)
+    assert result.returncode == 0, result.stdout[-20_000:] + result.stderr[-5_000:]
+
+
+@pytest.mark.parametrize("label", [label for label, op in OPERATIONS if op.get("parameters")])
+def test_every_operation_on_rows_that_exist_answers_as_described(contract_app, db, rows, label):
     with db.transaction() as s:
         token = create_token(s, "schemathesis", role="admin")[1]
     operation = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", contract_app).find_operation_by_label(label)
-    if run == "existing" and not list(operation.path_parameters):
-        pytest.skip("no path parameters: the generated run covers it")
-    mode = GenerationMode.NEGATIVE if run == "negative" else GenerationMode.POSITIVE
+    if not list(operation.path_parameters):
+        pytest.skip("only query parameters: the schemathesis run covers it")
 
-    @given(case=_strategy(operation, mode, rows if run == "existing" else None))
+    @given(case=_on_rows(operation, rows))
     @BOUNDED
     def call(case):
         case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=CHECKS)
