@@ -6,15 +6,20 @@ this file with TEST_DATABASE_URL too.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from conftest import csrf_from
 from mailer.accounts import create_token
+from mailer.audience.export import export_audience
+from mailer.audience.segments import check_rules, count, segment_audience
 from mailer.audit import Actor
 from mailer.compose.issues import IssueInput, create_issue, request_send, return_issue, start_due, submit_issue
+from mailer.errors import InvalidInput
 from mailer.models import AuditEvent, Delivery, Issue, Segment, utcnow
 from support.flows import sign_in
 
@@ -76,6 +81,42 @@ def test_a_rule_date_outside_1900_to_2999_is_refused_wherever_rules_are_saved_or
     changed = api.open("PUT", f"/segments/{saved.get_json()['id']}", json={"rules": rules})
     assert changed.status_code == 400
     assert api.get(f"/segments/{saved.get_json()['id']}").get_json()["rules"] == {"all": [GOOD_RULE]}
+
+
+def _any_moment_text():
+    """Dates and times anywhere Python can hold them, with any offset, written as people and programs write them."""
+    offsets = st.integers(-23 * 60 - 59, 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
+    two_days = timedelta(days=2)
+    near = [  # around each end of what Python and the rules allow
+        st.datetimes(max_value=datetime.min + two_days),
+        st.datetimes(datetime(1900, 1, 1) - two_days, datetime(1900, 1, 1) + two_days),
+        st.datetimes(datetime(3000, 1, 1) - two_days, datetime(3000, 1, 1) + two_days),
+        st.datetimes(min_value=datetime.max - two_days),
+    ]
+    moments = st.one_of(st.datetimes(), *near).flatmap(
+        lambda m: st.none().map(lambda _: m) | offsets.map(lambda tz: m.replace(tzinfo=tz))
+    )
+    return st.one_of(
+        moments.map(lambda m: m.date().isoformat()),
+        moments.map(lambda m: m.isoformat()),
+        moments.map(lambda m: m.isoformat(sep=" ", timespec="minutes")),
+        moments.filter(lambda m: m.tzinfo is None).map(lambda m: m.isoformat() + "Z"),
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["subscribed_at", "confirmed_at"]), st.sampled_from(["before", "after"]), _any_moment_text())
+def test_every_date_rule_validation_accepts_can_be_counted_on_this_database(db, field, op, when):
+    """Validation either refuses a date rule with a message or the rule compiles and its count runs."""
+    rules = {"all": [{"field": field, "op": op, "value": when}]}
+    with db.transaction() as s:
+        try:
+            checked = check_rules(s, rules)
+        except InvalidInput as exc:
+            assert list(exc.errors) == ["rules.all[0].value"]
+            return
+        assert count(s, segment_audience(checked)) == 0
+        assert count(s, export_audience(rules=checked)) == 0
 
 
 @pytest.mark.parametrize(("op", "value"), BAD_DATES[:2])
