@@ -397,19 +397,20 @@ def test_sign_in_never_sends_anyone_anywhere_but_our_admin(client, db, target):
     assert response.headers["Location"] == "/admin/"
 
 
-def test_sign_in_returns_to_the_admin_page_asked_for(client, db):
+@pytest.mark.parametrize("page", ["/admin/audit?action=issue.send", "/admin/issues/7?test_to=me@hiow.nhs.uk"])
+def test_sign_in_returns_to_the_admin_page_asked_for(client, db, page):
     from mailer.accounts import create_admin
 
     with db.transaction() as s:
         create_admin(s, "editor@hiow.nhs.uk", "a long enough password", role="editor")
-    asked = client.get("/admin/audit?action=issue.send")
+    asked = client.get(page)
     assert asked.status_code == 302
     login = client.get(asked.headers["Location"])
     response = client.post(
         asked.headers["Location"],
         data={"csrf_token": csrf_from(login.data), "email": "editor@hiow.nhs.uk", "password": "a long enough password"},
     )
-    assert response.headers["Location"] == "/admin/audit?action=issue.send"
+    assert response.headers["Location"] == page
 
 
 # --- ids, paging and NUL characters ---------------------------------------------------------------------------

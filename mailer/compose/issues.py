@@ -234,18 +234,23 @@ def uk_time(moment: datetime | None) -> str:
     return f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M} ({local.tzname()})"
 
 
-def _audience_rules(session: Session, issue: Issue) -> dict | None:
-    """The approved audience rules, checked again: rules approved before validation refused what they hold
-    (a date like 9999-12-31) are a Conflict before the send starts, not an issue stuck sending to nobody."""
+def _unusable(session: Session, issue: Issue) -> str | None:
+    """What is wrong with the approved audience rules, checked again before a send: rules approved before
+    validation refused what they hold (a date like 9999-12-31); None when they can be used."""
     if not issue.audience_rules:
         return None
     try:
-        return check_rules(session, issue.audience_rules)
+        check_rules(session, issue.audience_rules)
     except InvalidInput as exc:
-        raise Conflict(
-            f"Issue {issue.id} was approved for segment rules that can no longer be used ({exc}): change the "
-            "segment, send the issue back and approve it again"
-        ) from exc
+        return f"Issue {issue.id} was approved for segment rules that can no longer be used ({exc})"
+    return None
+
+
+def _audience_rules(session: Session, issue: Issue) -> None:
+    """A Conflict before the send starts, not an issue stuck sending to nobody, if the rules cannot be used."""
+    problem = _unusable(session, issue)
+    if problem:
+        raise Conflict(f"{problem}: change the segment, send the issue back and approve it again")
 
 
 def schedule_issue(session: Session, issue_id: int, send_at: datetime, actor: Actor | None = None) -> Issue:
@@ -285,10 +290,10 @@ def start_due(session: Session, now: datetime | None = None) -> list[int]:
     started = []
     for issue_id in due:
         issue = session.get(Issue, issue_id)
-        try:
-            _audience_rules(session, issue)
-        except Conflict as exc:
-            _not_started(session, issue, str(exc))
+        problem = _unusable(session, issue)
+        if problem:
+            reason = f"{problem}, so it was not started: change the segment, send the issue back and approve it again"
+            _not_started(session, issue, reason)
             continue
         won = session.execute(
             update(Issue)
@@ -325,16 +330,15 @@ def stop_unsendable(session: Session, issue_id: int) -> bool:
     issue = session.get(Issue, issue_id, with_for_update=True) if 0 < issue_id <= MAX_ID else None
     if issue is None or issue.status != "sending" or issue.planned_at is not None:
         return False
-    try:
-        _audience_rules(session, issue)
-    except Conflict as exc:
-        issue.status = "cancelled"
-        issue.cancelled_at = issue.finished_at = utcnow()
-        issue.recipient_count = 0
-        audit.record(session, SYSTEM, "issue.not_sent", issue, reason=str(exc))
-        session.flush()
-        return True
-    return False
+    problem = _unusable(session, issue)
+    if problem is None:
+        return False
+    issue.status = "cancelled"
+    issue.cancelled_at = issue.finished_at = utcnow()
+    issue.recipient_count = 0
+    audit.record(session, SYSTEM, "issue.not_sent", issue, reason=f"{problem}, so it was cancelled: nobody got it")
+    session.flush()
+    return True
 
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database; anything larger cannot exist

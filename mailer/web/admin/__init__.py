@@ -45,7 +45,7 @@ bp = Blueprint("admin", __name__)
 # Where sign-in may return to: an admin page, its path and query spelled in plain URL characters. Anything else
 # goes to the dashboard: another host, a backslash (browsers read `/\evil.example` as `//evil.example`), CR/LF
 # (a Location with a line break was a 500), other control characters, raw or percent-encoded, and dot segments.
-_NEXT = re.compile(r"/admin(?:/[A-Za-z0-9._~-]+)*/?(?:\?[A-Za-z0-9._~=&+%-]*)?")
+_NEXT = re.compile(r"/admin(?:/[A-Za-z0-9._~-]+)*/?(?:\?[A-Za-z0-9._~=&+%:@,;/!$*()'-]*)?")
 _NEXT_FORBIDDEN = re.compile(r"%(?:[01][0-9a-f]|7f)|/\.\.?(?:/|\?|$)", re.IGNORECASE)
 
 
