@@ -23,7 +23,7 @@ from .audience import requests as public_requests
 from .audience.confirmation import confirmation_mail, latest_request_id, manage_link_mail, mark_confirmation_sent
 from .audience.suppression import suppress
 from .compose import digests
-from .compose.issues import start_due
+from .compose.issues import start_due, stop_unsendable
 from .compose.mail import compile_issue
 from .config import Settings
 from .delivery import dispatch
@@ -253,6 +253,9 @@ RETRY_DB = {"autoretry_for": (OperationalError,), "retry_backoff": 2, "retry_bac
 @celery.task(name="mailer.plan_issue", **RETRY_DB)
 def plan_issue(issue_id: int) -> int:
     rt = runtime()
+    with rt.db.transaction() as session:
+        if stop_unsendable(session, issue_id):
+            return 0
     ranges = dispatch.plan_issue(rt.db, issue_id, _issue_audience, rt.settings.batch_size)
     for lo, hi in ranges:
         enqueue(send_batch, issue_id, lo, hi)

@@ -35,6 +35,7 @@ from ..models import (
 from ..render.content import clean_text
 from . import wording
 from .emails import hash_address, normalise_email
+from .segments import topics_by_slug
 
 NAME_MAX = 200
 # How many confirmation emails one address may be sent in an hour: enough for "I lost the email",
@@ -117,11 +118,14 @@ def parse_subscriptions(
         if isinstance(item, str):
             slug, _, frequency = item.strip().partition(":")
         elif isinstance(item, dict) and set(item) <= {"topic", "frequency"} and isinstance(item.get("topic"), str):
-            slug, frequency = item["topic"], item.get("frequency") or ""
+            # A frequency that is not a string (a list, an object, a number) is refused below, not defaulted.
+            slug, frequency = item["topic"], "" if item.get("frequency") is None else item["frequency"]
         else:
             raise InvalidInput({field_name: 'Each subscription is {"topic": slug, "frequency": ...}'})
-        slug, frequency = slug.strip(), (frequency or "immediately").strip() if isinstance(frequency, str) else None
-        if frequency not in FREQUENCIES:
+        if isinstance(frequency, str):
+            frequency = (frequency or "immediately").strip()
+        slug = slug.strip()
+        if not isinstance(frequency, str) or frequency not in FREQUENCIES:
             raise InvalidInput(
                 {field_name: f"Unknown frequency {frequency!r} for {slug}: use {', '.join(FREQUENCIES)}"}
             )
@@ -129,7 +133,7 @@ def parse_subscriptions(
             raise InvalidInput({field_name: f"Topic {slug} is listed twice with different frequencies"})
         wanted[slug] = frequency
     if topics is None:
-        topics = {t.slug: t for t in session.scalars(select(Topic).where(Topic.slug.in_(list(wanted))))}
+        topics = topics_by_slug(session)
     unknown = [s for s in wanted if s not in topics]
     if unknown:
         raise InvalidInput({field_name: f"Unknown topic: {', '.join(unknown)}"})

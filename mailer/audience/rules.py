@@ -8,7 +8,7 @@ A rule is `{"all": [...]}` or `{"any": [...]}` (nestable) whose leaves are condi
 - `area`, `audience`: the subscriber's answer; `is_not`/`not_in` include people who did not answer.
 - `service`: interested in that service (`is`/`in`: any of them), or not (`is_not`/`not_in`: none of them).
 - `subscribed_at`, `confirmed_at`: `before`/`after` a date (`YYYY-MM-DD`, a whole day in UTC) or an ISO
-  datetime; a person with no such date matches neither.
+  datetime, in the years 1900 to 2999; a person with no such date matches neither.
 
 Validation says exactly where a rule is wrong (`rules.all[2].op: ...`), so an API caller or the admin form
 can point at it. Compilation never touches the database: topic slugs are turned into bits in the query.
@@ -59,6 +59,11 @@ OP_LABELS = {
 }
 MAX_DEPTH = 6
 MAX_CONDITIONS = 200
+# Dates a rule may name. Wider than any subscription can have, narrow enough that "the day after" and any UTC
+# offset stay inside what Python, SQLite and PostgreSQL can all hold (a rule dated 9999-12-31 once broke every
+# count, export and send that used it), and a mistyped year like 3026 is caught when the rule is saved.
+FIRST_DATE = datetime(1900, 1, 1, tzinfo=UTC)
+LAST_DATE = datetime(3000, 1, 1, tzinfo=UTC)
 
 
 def field_choices(topic_slugs: list[str] | None = None) -> dict[str, list[str]]:
@@ -73,21 +78,44 @@ def field_choices(topic_slugs: list[str] | None = None) -> dict[str, list[str]]:
 
 
 def parse_when(value: Any) -> tuple[datetime, bool]:
-    """A rule's date value as an aware UTC datetime, and whether it named a whole day."""
+    """A rule's date value as an aware UTC datetime, and whether it named a whole day.
+
+    ValueError (with a sentence for a person) for anything else, including dates outside 1900-2999."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError("give a date as YYYY-MM-DD or an ISO date and time")
     text = value.strip()
+    whole_day = True
     try:
-        return datetime.combine(date.fromisoformat(text), time(), UTC), True
+        moment = datetime.combine(date.fromisoformat(text), time(), UTC)
     except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD) or an ISO date and time") from None
+        whole_day = False
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{text[:40]!r} is not a date (YYYY-MM-DD) or an ISO date and time") from None
+    if not FIRST_DATE.year <= moment.year < LAST_DATE.year:
+        raise ValueError(f"give a date in the years {FIRST_DATE.year} to {LAST_DATE.year - 1}")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC), False
+    return moment.astimezone(UTC), whole_day
+
+
+def _shown(value: Any) -> str:
+    """A value someone sent, as an error message names it: a string quoted (and cut short), others by kind."""
+    if isinstance(value, str):
+        return repr(value[:40] + "…" if len(value) > 40 else value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    kinds = {dict: "an object", list: "a list", int: "a number", float: "a number"}
+    return kinds.get(type(value), "a value of another type")
+
+
+def _unknown(key: str, value: Any) -> str:
+    if isinstance(value, str):
+        return f"unknown {key} {_shown(value)}"
+    return f"{key} must be a string, not {_shown(value)}"
 
 
 def validate_rules(rules: Any, topic_slugs: list[str]) -> dict:
@@ -132,11 +160,12 @@ def validate_rules(rules: Any, topic_slugs: list[str]) -> dict:
             errors[path] = f"unknown key {extra[0]!r}; a condition has field, op and value"
             return None
         field, op, value = node.get("field"), node.get("op"), node.get("value")
-        if field not in FIELDS:
-            errors[f"{path}.field"] = f"unknown field {field!r}; use one of {', '.join(FIELDS)}"
+        # JSON gives lists, objects, numbers and null as readily as strings: name the key, never hash them.
+        if not isinstance(field, str) or field not in FIELDS:
+            errors[f"{path}.field"] = f"{_unknown('field', field)}; use one of {', '.join(FIELDS)}"
             return None
-        if op not in FIELDS[field]:
-            errors[f"{path}.op"] = f"unknown op {op!r} for {field}; use one of {', '.join(FIELDS[field])}"
+        if not isinstance(op, str) or op not in FIELDS[field]:
+            errors[f"{path}.op"] = f"{_unknown('op', op)} for {field}; use one of {', '.join(FIELDS[field])}"
             return None
         if op in DATE_OPS:
             try:
@@ -158,11 +187,16 @@ def validate_rules(rules: Any, topic_slugs: list[str]) -> dict:
             values = [v.strip() for v in value]
         unknown = [v for v in values if v not in allowed]
         if unknown:
-            errors[f"{path}.value"] = f"unknown {field} {unknown[0]!r}; use one of {', '.join(allowed)}"
+            errors[f"{path}.value"] = f"unknown {field} {_shown(unknown[0])}; use one of {', '.join(allowed)}"
             return None
         return {"field": field, "op": op, "value": values[0] if op in ("is", "is_not") else values}
 
     normalised = group(rules, "rules", 1)
+    if not errors:
+        try:
+            compile_rules(normalised)  # what is saved must be what a count, an export or a send can use
+        except (ValueError, OverflowError) as exc:
+            errors["rules"] = f"these rules cannot be used: {exc}"
     if errors:
         raise InvalidInput(errors)
     return normalised

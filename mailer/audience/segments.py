@@ -68,6 +68,12 @@ def topic_slugs(session: Session) -> list[str]:
     return list(session.scalars(select(Topic.slug).order_by(Topic.position)))
 
 
+def topics_by_slug(session: Session) -> dict[str, Topic]:
+    """Every topic by its slug (a CHECK keeps them to 62 rows). Slugs someone sent are looked up here, never put
+    in SQL: PostgreSQL refuses a NUL character in text, so a slug holding one was a 500 there."""
+    return {topic.slug: topic for topic in session.scalars(select(Topic))}
+
+
 def topic_names(session: Session) -> dict[str, str]:
     return {slug: name for slug, name in session.execute(select(Topic.slug, Topic.name))}
 
@@ -75,6 +81,17 @@ def topic_names(session: Session) -> dict[str, str]:
 def check_rules(session: Session, rules) -> dict:
     """Validated, normalised rules (InvalidInput naming each problem)."""
     return validate_rules(rules, topic_slugs(session))
+
+
+def usable_rules(session: Session, rules, what: str = "the segment") -> dict:
+    """Stored rules checked again before a count, an export or a send uses them.
+
+    Rules saved before validation refused what they hold (a date like 9999-12-31) are a Conflict saying what to
+    change, never a 500 and never a send that cannot start."""
+    try:
+        return check_rules(session, rules)
+    except InvalidInput as exc:
+        raise Conflict(f"The rules of {what} can no longer be used ({exc}): change them and save again") from exc
 
 
 def _clean_name(name) -> str:
@@ -138,6 +155,11 @@ def delete_segment(session: Session, segment_id: int) -> None:
         raise Conflict(f"Issue {used} uses this segment, so it cannot be deleted")
     session.delete(segment)
     session.flush()
+
+
+def segment_rules(session: Session, segment: Segment) -> dict:
+    """A stored segment's rules, ready to compile (Conflict if they can no longer be used)."""
+    return usable_rules(session, segment.rules, f"segment {segment.name!r}")
 
 
 def segment_summary(session: Session, segment: Segment) -> dict:

@@ -32,6 +32,7 @@ from ..models import (
 from . import wording
 from .emails import hash_address, normalise_email
 from .people import CONFIRMATIONS_PER_HOUR, Attributes, clean_attributes, recent_requests
+from .segments import topics_by_slug
 
 
 def hash_ip(ip: str | None, secret: str) -> str | None:
@@ -55,8 +56,9 @@ def validate_topics(session: Session, slugs: list[str], field_name: str = "topic
     slugs = [s.strip() for s in slugs if s and s.strip()]
     if not slugs:
         raise InvalidInput({field_name: "Select at least one thing you would like to hear about"})
-    topics = session.scalars(select(Topic).where(Topic.slug.in_(slugs)).order_by(Topic.position)).all()
-    unknown = sorted(set(slugs) - {t.slug for t in topics})
+    known = topics_by_slug(session)
+    topics = sorted({known[s] for s in slugs if s in known}, key=lambda t: t.position)
+    unknown = sorted(set(slugs) - set(known))
     if unknown:
         raise InvalidInput({field_name: f"Unknown topic: {', '.join(unknown)}"})
     return list(topics)

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .. import audit
+from ..audience.segments import check_rules, topics_by_slug, usable_rules
 from ..audit import SYSTEM, Actor
 from ..delivery import ledger
 from ..errors import Conflict, InvalidInput, NotFound
@@ -68,15 +69,20 @@ def _validated(session: Session, data: IssueInput) -> tuple[dict, Topic | None]:
         errors["body"] = problem
     if len(preheader) > 200 or "\n" in preheader or has_control_characters(preheader):
         errors["preheader"] = "Preview text must be one line of 200 characters or fewer"
-    topic = session.scalar(select(Topic).where(Topic.slug == (data.topic or "").strip())) if data.topic else None
+    topic = topics_by_slug(session).get(data.topic.strip()) if isinstance(data.topic, str) and data.topic else None
     if topic is None:
         errors["topic"] = "Choose a topic" if not data.topic else f"Unknown topic: {data.topic}"
     segment_id = data.segment
     if segment_id is not None:
         if isinstance(segment_id, bool) or not isinstance(segment_id, int) or not 0 < segment_id <= MAX_ID:
             errors["segment"] = "Segment must be the id of a segment"
-        elif session.get(Segment, segment_id) is None:
+        elif (segment := session.get(Segment, segment_id)) is None:
             errors["segment"] = f"No segment with id {segment_id}"
+        else:
+            try:
+                usable_rules(session, segment.rules, f"segment {segment.name!r}")
+            except Conflict as exc:
+                errors["segment"] = str(exc)
     if errors:
         raise InvalidInput(errors)
     values = {"subject": subject, "body": body, "preheader": preheader, "segment_id": segment_id, "blocks": blocks}
@@ -181,10 +187,14 @@ def approve_issue(session: Session, issue_id: int, actor: Actor | None = None, *
             )
         if actor.person_id in (issue.submitted_by_id, issue.created_by_id):
             raise Conflict("Someone other than the person who wrote or submitted this issue must approve it")
+    # Who it goes to is part of what was approved: later edits to the segment do not widen this send.
+    rules = None
+    if issue.segment is not None:
+        rules = usable_rules(session, issue.segment.rules, f"segment {issue.segment.name!r}")
     issue.status = "approved"
     issue.approved_at = utcnow()
     # Who it goes to is part of what was approved: later edits to the segment do not widen this send.
-    issue.audience_rules = issue.segment.rules if issue.segment is not None else None
+    issue.audience_rules = rules
     issue.approved_by_id = actor.person_id if actor else None
     audit.record(session, actor, "issue.approve", issue)
     session.flush()
@@ -247,11 +257,31 @@ def uk_time(moment: datetime | None) -> str:
     return f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M} ({local.tzname()})"
 
 
+def _unusable(session: Session, issue: Issue) -> str | None:
+    """What is wrong with the approved audience rules, checked again before a send: rules approved before
+    validation refused what they hold (a date like 9999-12-31); None when they can be used."""
+    if not issue.audience_rules:
+        return None
+    try:
+        check_rules(session, issue.audience_rules)
+    except InvalidInput as exc:
+        return f"Issue {issue.id} was approved for segment rules that can no longer be used ({exc})"
+    return None
+
+
+def _audience_rules(session: Session, issue: Issue) -> None:
+    """A Conflict before the send starts, not an issue stuck sending to nobody, if the rules cannot be used."""
+    problem = _unusable(session, issue)
+    if problem:
+        raise Conflict(f"{problem}: change the segment, send the issue back and approve it again")
+
+
 def schedule_issue(session: Session, issue_id: int, send_at: datetime, actor: Actor | None = None) -> Issue:
     """approved → scheduled: beat starts it at `send_at` (a polled row, so restarts cannot lose or repeat it)."""
     issue = _locked(session, issue_id)
     if issue.status not in ("approved", "scheduled"):
         raise Conflict(f"Only an approved issue can be scheduled; issue {issue.id} is {issue.status}")
+    _audience_rules(session, issue)
     issue.status = "scheduled"
     issue.send_at = send_at
     audit.record(session, actor, "issue.schedule", issue, send_at=send_at.isoformat())
@@ -283,6 +313,11 @@ def start_due(session: Session, now: datetime | None = None) -> list[int]:
     started = []
     for issue_id in due:
         issue = session.get(Issue, issue_id)
+        problem = _unusable(session, issue)
+        if problem:
+            reason = f"{problem}, so it was not started: change the segment, send the issue back and approve it again"
+            _not_started(session, issue, reason)
+            continue
         won = session.execute(
             update(Issue)
             .where(Issue.id == issue_id, Issue.status == "scheduled")
@@ -297,6 +332,37 @@ def start_due(session: Session, now: datetime | None = None) -> list[int]:
             started.append(issue_id)
     session.flush()
     return started
+
+
+def _not_started(session: Session, issue: Issue, reason: str) -> None:
+    """A scheduled issue that cannot go: back to approved, with the reason in the audit log and on its page."""
+    won = session.execute(
+        update(Issue)
+        .where(Issue.id == issue.id, Issue.status == "scheduled")
+        .values(status="approved", send_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if won:
+        audit.record(session, SYSTEM, "issue.not_sent", issue, reason=reason)
+        session.refresh(issue)
+
+
+def stop_unsendable(session: Session, issue_id: int) -> bool:
+    """Before planning: an issue sending to rules that can no longer be used (approved before validation
+    refused them) is cancelled with the reason recorded, instead of staying `sending` with nobody planned.
+    Returns whether it was stopped."""
+    issue = session.get(Issue, issue_id, with_for_update=True) if 0 < issue_id <= MAX_ID else None
+    if issue is None or issue.status != "sending" or issue.planned_at is not None:
+        return False
+    problem = _unusable(session, issue)
+    if problem is None:
+        return False
+    issue.status = "cancelled"
+    issue.cancelled_at = issue.finished_at = utcnow()
+    issue.recipient_count = 0
+    audit.record(session, SYSTEM, "issue.not_sent", issue, reason=f"{problem}, so it was cancelled: nobody got it")
+    session.flush()
+    return True
 
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database; anything larger cannot exist
@@ -322,6 +388,7 @@ def request_send(session: Session, issue_id: int, actor: Actor | None = None) ->
         raise Conflict(f"Issue {issue.id} is {issue.status.replace('_', ' ')}: it must be approved before it is sent")
     if issue.status not in ("approved", "scheduled"):
         raise Conflict(f"Issue {issue.id} is already {issue.status}")
+    _audience_rules(session, issue)
     audit.record(session, actor, "issue.send", issue)
     assign_slug(session, issue)
     keep_archive_page(session, issue)

@@ -11,9 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import audit
+from ..audience.segments import topics_by_slug
 from ..audit import Actor
 from ..errors import Conflict, InvalidInput, NotFound
-from ..models import AREAS, SERVICES, Issue, Topic, Update, services_mask, services_of, utcnow
+from ..models import AREAS, SERVICES, Issue, Update, services_mask, services_of, utcnow
 from ..render.content import clean_text, has_control_characters, markdown_to_html, nesting_problem
 from ..render.headers import breaks_header
 from .blocks import _url
@@ -34,6 +35,15 @@ class UpdateInput:
     link: str | None = None
 
 
+def _choices(values, allowed) -> list[str] | None:
+    """The distinct values, in the order given, if it is a list of allowed strings (None: it is not)."""
+    if values is None:
+        return []
+    if not isinstance(values, list) or not all(isinstance(v, str) and v in allowed for v in values):
+        return None
+    return list(dict.fromkeys(values))
+
+
 def _validated(session: Session, data: UpdateInput) -> dict:
     errors: dict[str, str] = {}
     title = " ".join(clean_text(data.title or "").split())
@@ -51,14 +61,13 @@ def _validated(session: Session, data: UpdateInput) -> dict:
         errors["body"] = f"The body must be {BODY_MAX:,} characters or fewer"
     elif problem := nesting_problem(body):
         errors["body"] = problem
-    topic = session.scalar(select(Topic).where(Topic.slug == (data.topic or "").strip())) if data.topic else None
+    topic = topics_by_slug(session).get(data.topic.strip()) if isinstance(data.topic, str) and data.topic else None
     if topic is None:
         errors["topic"] = "Choose a topic" if not data.topic else f"Unknown topic: {data.topic}"
-    areas = list(dict.fromkeys(data.areas or []))
-    if not isinstance(data.areas, list) or any(a not in AREAS for a in areas):
+    areas, services = _choices(data.areas, AREAS), _choices(data.services, SERVICES)
+    if areas is None:
         errors["areas"] = f"Areas must be from: {', '.join(AREAS)}"
-    services = list(dict.fromkeys(data.services or []))
-    if not isinstance(data.services, list) or any(s not in SERVICES for s in services):
+    if services is None:
         errors["services"] = f"Services must be from: {', '.join(SERVICES)}"
     link = None
     try:

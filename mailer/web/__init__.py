@@ -18,6 +18,7 @@ from ..config import ROOT, Settings, load_settings
 from ..runtime import Runtime, set_runtime
 from ..tasks import configure_celery
 from . import security
+from .request_limits import BoundedJSONProvider, IdConverter, refuse_nul_in_address
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_celery(settings)
 
     app = Flask(__name__, static_folder="static", static_url_path="/static")
+    # No input reaches a view unbounded (request_limits.py): JSON depth and size, NUL characters, huge ids.
+    app.json = BoundedJSONProvider(app)
+    app.url_map.converters["int"] = IdConverter
+    app.before_request(refuse_nul_in_address)
     if settings.trusted_proxies:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
@@ -13,7 +12,7 @@ from ... import audit
 from ...accounts import has_role, sign_in
 from ...audience.emails import normalise_email
 from ...audience.rules import describe
-from ...audience.segments import audience_size, topic_names
+from ...audience.segments import audience_size, topic_names, usable_rules
 from ...audit import Actor
 from ...compose.blocks import blocks_of, checks
 from ...compose.issues import (
@@ -43,9 +42,16 @@ from .. import LOGIN_LIMIT, TEST_SEND_LIMIT, db_session, limiter, require_role, 
 bp = Blueprint("admin", __name__)
 
 
+# Where sign-in may return to: an admin page, its path and query spelled in plain URL characters. Anything else
+# goes to the dashboard: another host, a backslash (browsers read `/\evil.example` as `//evil.example`), CR/LF
+# (a Location with a line break was a 500), other control characters, raw or percent-encoded, and dot segments.
+_NEXT = re.compile(r"/admin(?:/[A-Za-z0-9._~-]+)*/?(?:\?[A-Za-z0-9._~=&+%:@,;/!$*()'-]*)?")
+_NEXT_FORBIDDEN = re.compile(r"%(?:[01][0-9a-f]|7f)|/\.\.?(?:/|\?|$)", re.IGNORECASE)
+
+
 def _safe_next(target: str | None) -> str:
-    # Only same-site paths: never bounce a freshly signed-in user to another host.
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+    """The page to show after sign-in: `target` if it is one of our admin pages, otherwise the dashboard."""
+    if isinstance(target, str) and _NEXT.fullmatch(target) and not _NEXT_FORBIDDEN.search(target):
         return target
     return url_for("admin.dashboard")
 
@@ -96,13 +102,20 @@ def issue(issue_id: int):
     html, text = preview(issue, runtime_of_app().settings)
     size = len(html.encode())
     rules = issue.segment.rules if issue.segment is not None else None
-    audience = audience_size(session, issue.topic_id, rules) if issue.status in EDITABLE + ("scheduled",) else None
+    audience = audience_problem = None
+    if issue.status in EDITABLE + ("scheduled",):
+        try:
+            usable = usable_rules(session, rules, f"segment {issue.segment.name!r}") if rules else None
+            audience = audience_size(session, issue.topic_id, usable)
+        except Conflict as exc:  # rules saved before validation refused them: say so, the page still works
+            audience_problem = str(exc)
     return render_template(
         "admin/issue.html",
         issue=issue,
         progress=issue_progress(session, issue),
         preview_text=text,
         audience=audience,
+        audience_problem=audience_problem,
         segment_summary=describe(issue.audience_rules or rules, topic_names(session))
         if rules or issue.audience_rules
         else None,
@@ -128,6 +141,13 @@ def _workflow(session, issue) -> dict:
         .order_by(AuditEvent.id.desc())
         .limit(1)
     )
+    not_sent = session.scalar(
+        select(AuditEvent)
+        .where(AuditEvent.action == "issue.not_sent", AuditEvent.target_type == "issue")
+        .where(AuditEvent.target_id == issue.id)
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    )
     local = issue.send_at.astimezone(LONDON).strftime("%Y-%m-%dT%H:%M") if issue.send_at else ""
     return {
         "submitted": who(issue.submitted_by_id, issue.submitted_at),
@@ -139,6 +159,10 @@ def _workflow(session, issue) -> dict:
         if returned and issue.status == "draft"
         else None,
         "send_at_local": local,
+        # Why the system did not send it (its segment's rules could no longer be used), until it is sent.
+        "not_sent": not_sent.details.get("reason")
+        if not_sent and issue.status in ("approved", "cancelled") and not_sent.at >= (issue.approved_at or not_sent.at)
+        else None,
     }
 
 

@@ -22,6 +22,7 @@ from ...audience.segments import (
     delete_segment,
     save_segment,
     segment_audience,
+    segment_rules,
     topic_names,
 )
 from ...audit import Actor
@@ -42,6 +43,7 @@ from ...models import (
 from ...tasks import enqueue, run_import_task
 from .. import csv_download, db_session, require_role, runtime_of_app
 from ..preferences import current_values, form_context, save_preferences
+from ..request_limits import UnreadableJSON, parse_json
 from . import bp
 
 MAX_ROWS = 30
@@ -188,7 +190,11 @@ def new_segment():
 def segment(segment_id: int):
     segment = _load_segment(segment_id)
     match, rows, flat = _rows_from_rules(segment.rules)
-    audience = count(db_session(), segment_audience(segment.rules))
+    try:
+        audience, errors = count(db_session(), segment_audience(check_rules(db_session(), segment.rules))), None
+    except InvalidInput as exc:  # saved before validation refused it: point at what to change, never fail
+        audience = None
+        errors = _row_errors(exc, list(range(len(rows)))) if flat else {"rules_json": f"Change these rules: {exc}"}
     return _segment_form(
         segment,
         name=segment.name,
@@ -197,6 +203,7 @@ def segment(segment_id: int):
         rows=rows,
         flat=flat,
         audience=audience,
+        errors=errors,
     )
 
 
@@ -256,9 +263,9 @@ def update_segment(segment_id: int):
     if "rules_json" in request.form:
         # A nested segment (made through the API) is edited as its JSON.
         try:
-            rules = json.loads(request.form["rules_json"])
-        except ValueError:
-            flash("The rules are not valid JSON.")
+            rules = parse_json(request.form["rules_json"])
+        except UnreadableJSON as exc:
+            flash(f"The rules are not JSON we can read: {exc}")
             return redirect(url_for("admin.segment", segment_id=segment_id), code=303)
         try:
             with runtime_of_app().db.transaction() as session:
@@ -308,9 +315,12 @@ def remove_segment(segment_id: int):
 @require_role("publisher")
 def export_segment(segment_id: int):
     segment = _load_segment(segment_id)
-    return csv_download(
-        export_csv(runtime_of_app().db, export_audience(rules=segment.rules)), f"segment-{segment.id}.csv"
-    )
+    try:
+        rules = segment_rules(db_session(), segment)
+    except Conflict as exc:
+        flash(str(exc))
+        return redirect(url_for("admin.segment", segment_id=segment_id), code=303)
+    return csv_download(export_csv(runtime_of_app().db, export_audience(rules=rules)), f"segment-{segment.id}.csv")
 
 
 @bp.get("/topics/<slug>/export.csv")

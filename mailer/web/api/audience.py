@@ -19,7 +19,15 @@ from ...audience.people import (
     profile,
     subject_access,
 )
-from ...audience.segments import count, delete_segment, get_segment, save_segment, segment_audience, segment_summary
+from ...audience.segments import (
+    count,
+    delete_segment,
+    get_segment,
+    save_segment,
+    segment_audience,
+    segment_rules,
+    segment_summary,
+)
 from ...audit import Actor
 from ...compose.issues import MAX_ID
 from ...errors import InvalidInput, NotFound
@@ -113,7 +121,7 @@ def segments_delete(segment_id: int):
 def segments_count(segment_id: int):
     session = db_session()
     segment = get_segment(session, _segment_id(segment_id))
-    return jsonify({"id": segment.id, "count": count(session, segment_audience(segment.rules))})
+    return jsonify({"id": segment.id, "count": count(session, segment_audience(segment_rules(session, segment)))})
 
 
 @bp.post("/segments/count")
@@ -134,9 +142,8 @@ def segments_preview_count():
 def segments_export(segment_id: int):
     session = db_session()
     segment = get_segment(session, _segment_id(segment_id))
-    return csv_download(
-        export_csv(runtime_of_app().db, export_audience(rules=segment.rules)), f"segment-{segment.id}.csv"
-    )
+    rules = segment_rules(session, segment)
+    return csv_download(export_csv(runtime_of_app().db, export_audience(rules=rules)), f"segment-{segment.id}.csv")
 
 
 @bp.get("/topics/<slug>/export")
