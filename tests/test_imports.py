@@ -369,10 +369,13 @@ def test_the_admin_import_page_follows_the_import_then_shows_its_report(client, 
 
 
 def test_a_consent_source_or_file_name_with_control_characters_cannot_break_the_upload(publisher, db):
-    response = publisher.upload_csv(csv_text(people_file(1)), query="?filename=a%00b.csv&consent_source=" + "x" * 501)
+    response = publisher.upload_csv(csv_text(people_file(1)), query="?consent_source=" + "x" * 501)
     assert response.status_code == 400 and "consent_source" in response.get_json()["fields"]
+    # A NUL anywhere in the address is refused before any view (mailer/web/request_limits.py).
+    response = publisher.upload_csv(csv_text(people_file(1)), query="?filename=a%00b.csv")
+    assert response.status_code == 400 and "error" in response.get_json()
     response = publisher.import_csv(
-        "email,topics\na@example.org,careers\n", query="?filename=..%2Fa%00b.csv&consent_source=Fair%00%0D%0A"
+        "email,topics\na@example.org,careers\n", query="?filename=..%2Fa%07b.csv&consent_source=Fair%0D%0A"
     )
     assert response.get_json()["status"] == "finished" and response.get_json()["filename"] == "ab.csv"
     with db.sessions() as s:
