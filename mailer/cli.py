@@ -272,7 +272,7 @@ def processes(settings) -> dict[str, str]:
         f"{py} -m gunicorn --bind 127.0.0.1:{settings.port} --workers 2 --threads 4 --access-logfile - web:app"
     )
     procs["worker"] = (
-        f"{py} -m celery -A worker worker --queues bulk --concurrency 2 --hostname bulk@%h --loglevel INFO"
+        f"{py} -m celery -A worker worker --queues bulk,imports --concurrency 2 --hostname bulk@%h --loglevel INFO"
     )
     procs["transactional"] = (
         f"{py} -m celery -A worker worker --queues transactional --concurrency 1 --hostname tx@%h --loglevel INFO"

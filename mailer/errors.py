@@ -10,6 +10,11 @@ class InvalidInput(ValueError):
         self.errors = errors
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
 
+    @property
+    def sentences(self) -> str:
+        """The errors as one line for a person, without the field names (a flash message, a report row)."""
+        return "; ".join(self.errors.values())
+
 
 class NotFound(LookupError):
     """The thing named does not exist (or is not visible to the caller)."""

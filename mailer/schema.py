@@ -16,7 +16,7 @@ def alembic_config(database_url: str, email_hash_key: str | None = None) -> Conf
     cfg = Config()
     cfg.set_main_option("script_location", str(ROOT / "migrations"))
     cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
-    # Migration 0010 keys the address hashes already stored; without this it reads EMAIL_HASH_KEY from settings.
+    # Migration 0009 keys the address hashes already stored; without this it reads EMAIL_HASH_KEY from settings.
     if email_hash_key:
         cfg.attributes["email_hash_key"] = email_hash_key
     return cfg

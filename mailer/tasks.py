@@ -41,6 +41,9 @@ celery = Celery("mailer")
 
 TRANSACTIONAL = "transactional"
 BULK = "bulk"
+# Imports have a queue of their own, read by the bulk workers too: Celery's Redis transport takes from its
+# queues in turn, so an import starts after at most one batch of a large send instead of after all of them.
+IMPORTS = "imports"
 SWEEP_SECONDS = 30.0
 RETENTION_SECONDS = 3600.0
 
@@ -76,6 +79,7 @@ def configure_celery(settings: Settings) -> Celery:
             "mailer.send_confirmation": {"queue": TRANSACTIONAL},
             "mailer.send_manage_link": {"queue": TRANSACTIONAL},
             "mailer.send_test": {"queue": TRANSACTIONAL},
+            "mailer.run_import": {"queue": IMPORTS},
         },
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
         timezone="Europe/London",
@@ -338,50 +342,78 @@ def send_batch(issue_id: int, lo: int, hi: int) -> dict:
 
 @celery.task(name="mailer.sweep")
 def sweep() -> dict:
+    """Recover lost work, one step after another. A step that fails is logged and the others still run: one
+    bad row must not stop confirmations being resent or stalled sends and imports being carried on."""
     rt = runtime()
+    report: dict = {}
+    for step in (_start_scheduled, _resume_digest_runs, _recover_sends, _act_on_lost_requests, _hand_on_imports):
+        try:
+            report.update(step(rt))
+        except Exception:
+            log.exception("sweep: %s failed; the other steps ran, the next sweep tries it again", step.__name__)
+            report[step.__name__.lstrip("_")] = "failed"
+    return report
+
+
+def _start_scheduled(rt) -> dict:
     # Scheduled issues whose time has come: started once however many beats fire (compare-and-set).
     with rt.db.transaction() as session:
         started = start_due(session)
     for issue_id in started:
         enqueue(plan_issue, issue_id)
+    return {"started": started}
+
+
+def _resume_digest_runs(rt) -> dict:
     # A digest run whose planning process died (a SIGKILL, a deploy) is carried on from where it stopped.
     with rt.db.sessions() as session:
         stuck = digests.stuck_runs(session, timedelta(seconds=rt.settings.stall_seconds * 2))
     for frequency, cutoff in stuck:
         enqueue(run_digest_task, frequency, cutoff.isoformat())
+    return {"digest_runs_resumed": len(stuck)}
+
+
+def _recover_sends(rt) -> dict:
     found = dispatch.sweep(rt.db, rt.settings.batch_size, timedelta(seconds=rt.settings.stall_seconds))
     for issue_id in found.plan:
         enqueue(plan_issue, issue_id)
     for issue_id, lo, hi in found.batches:
         enqueue(send_batch, issue_id, lo, hi)
-    # Sign-ups and link requests whose task never came (the broker was down when they were posted).
-    with rt.db.sessions() as session:
-        lost = public_requests.waiting(session)
-    for request_id in lost:
-        try:
-            _act_on_request(request_id)
-        except OperationalError:
-            log.exception("public request %s: the database refused; the next sweep tries again", request_id)
     for subscriber_id in found.confirmations:
         with rt.db.transaction() as session:
             request_id = latest_request_id(session, subscriber_id)
         if request_id:
             enqueue(send_confirmation, request_id)
-    # An import whose worker died (or whose task never reached one) goes to another worker, or fails.
-    imports = importer.stalled_imports(rt.db, timedelta(seconds=rt.settings.lease_seconds))
-    for import_id in imports:
-        enqueue(run_import_task, import_id)
     return {
-        "started": started,
-        "digest_runs_resumed": len(stuck),
         "requeued_rows": found.requeued_rows,
         "plans": len(found.plan),
         "batches": len(found.batches),
         "confirmations": len(found.confirmations),
-        "public_requests": len(lost),
         "finished": found.finished,
-        "imports": len(imports),
     }
+
+
+def _act_on_lost_requests(rt) -> dict:
+    # Sign-ups and link requests whose task never came (the broker was down when they were posted). Each in a
+    # transaction of its own: one that fails stays queued for the next sweep and holds up none of the others.
+    with rt.db.sessions() as session:
+        lost = public_requests.waiting(session)
+    failed = 0
+    for request_id in lost:
+        try:
+            _act_on_request(request_id)
+        except Exception:
+            failed += 1
+            log.exception("public request %s could not be acted on; the next sweep tries again", request_id)
+    return {"public_requests": len(lost), "public_requests_failed": failed}
+
+
+def _hand_on_imports(rt) -> dict:
+    # An import whose worker died (or whose task never reached one) goes to another worker, or fails.
+    imports = importer.stalled_imports(rt.db, timedelta(seconds=rt.settings.lease_seconds))
+    for import_id in imports:
+        enqueue(run_import_task, import_id)
+    return {"imports": len(imports)}
 
 
 # --- imports -------------------------------------------------------------------------------------

@@ -199,11 +199,11 @@ def client(app):
 
 @pytest.fixture(scope="session")
 def celery_workers(test_env, tmp_path_factory):
-    """Real Celery worker processes (bulk and transactional queues) on the test Redis and database."""
+    """Real Celery worker processes (bulk and imports, and transactional queues) on the test Redis and database."""
     log_dir = tmp_path_factory.mktemp("celery")
     env = {**os.environ, **test_env, "PYTHONUNBUFFERED": "1"}
     procs = []
-    for name, queues, concurrency in (("bulk", "bulk", "2"), ("tx", "transactional", "1")):
+    for name, queues, concurrency in (("bulk", "bulk,imports", "2"), ("tx", "transactional", "1")):
         log = open(log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed at teardown
         procs.append(
             (

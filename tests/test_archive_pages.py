@@ -80,7 +80,7 @@ def test_an_update_page_is_rendered_when_published_and_served_as_kept(client, db
 def test_a_page_sent_before_pages_were_kept_is_rendered_on_its_first_view_and_kept(client, db):
     issue = _send(db, [{"type": "text", "markdown": "Sent *long ago*."}])
     slug = _publish(db, "An old update")
-    with db.transaction() as s:  # as the rows of issues sent before migration 0010 are
+    with db.transaction() as s:  # as the rows of issues sent before migration 0009 are
         s.execute(update(Issue).values(archive_html=None))
         s.execute(update(Update).values(archive_html=None))
     assert "Sent <em>long ago</em>." in client.get(f"/news/{issue.slug}").data.decode()

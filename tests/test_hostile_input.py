@@ -415,10 +415,13 @@ def test_sign_in_returns_to_the_admin_page_asked_for(client, db, page):
 
 # --- ids, paging and NUL characters ---------------------------------------------------------------------------
 
-HUGE = "99999999999999999999"
+HUGE = "99999999999999999999"  # more digits than any route takes
+TEN_DIGITS = "3000000000"  # a route's id, but above PostgreSQL's integers (MAX_ID)
 
 
-def test_ids_too_large_to_exist_are_a_404_everywhere(api, client, db):
+@pytest.mark.parametrize("huge", [HUGE, TEN_DIGITS])
+def test_ids_too_large_to_exist_are_a_404_everywhere(api, client, db, huge):
+    HUGE = huge  # noqa: N806 - the paths below name it
     sign_in(client, db, role="admin")
     client.application.config["WTF_CSRF_ENABLED"] = False
     try:

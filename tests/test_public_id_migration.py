@@ -1,4 +1,4 @@
-"""Migration 0007 on a database with people in it: everyone gets their own public id, nothing else changes,
+"""Migration 0008 on a database with people in it: everyone gets their own public id, nothing else changes,
 the subscription summary triggers still work, and SQLite stops reusing ids."""
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def test_upgrade_from_0005_keeps_everyone_and_gives_each_their_own_public_id(emp
                 conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), 105)"))
         before = conn.execute(text("SELECT id, email, status, topic_mask, frequency_mask FROM subscribers")).all()
         events = conn.execute(text("SELECT id, subscriber_id, kind, confirms_id FROM consent_events")).all()
-    migrate(empty_database, "0007")  # 0010 (keyed hashes) cannot be undone: stop before it
+    migrate(empty_database, "0008")  # 0009 (keyed hashes) cannot be undone: stop before it
 
     with engine.begin() as conn:
         rows = conn.execute(
@@ -134,4 +134,4 @@ def test_upgrade_from_0005_keeps_everyone_and_gives_each_their_own_public_id(emp
 
     # And back down and up again.
     command.downgrade(alembic_config(empty_database), "0005")
-    migrate(empty_database, "0007")
+    migrate(empty_database, "0008")

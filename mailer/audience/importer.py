@@ -261,10 +261,6 @@ def _check(row: int, cells: dict[str, str], address: str, topics: dict, default_
     )
 
 
-def _message(exc: InvalidInput) -> str:
-    return "; ".join(exc.errors.values())
-
-
 def _apply(session, item: _Checked, report: ImportReport, import_id: int, admin_user_id, known: Known | None) -> None:
     """One row. Every refusal happens before anything is written, so a refused row leaves no trace."""
     try:
@@ -283,7 +279,7 @@ def _apply(session, item: _Checked, report: ImportReport, import_id: int, admin_
             known=known,
         )
     except InvalidInput as exc:
-        report.error(item.row, _message(exc))
+        report.error(item.row, exc.sentences)
         return
     except Conflict as exc:
         report.skip(item.row, str(exc))
@@ -449,7 +445,7 @@ class _Sorter:
         try:
             item = _check(row, cells, address, self.topics, self.consent_source)
         except InvalidInput as exc:
-            report.error(row, _message(exc))
+            report.error(row, exc.sentences)
             return None  # a corrected copy of this row later in the file is welcome
         self.seen.add(key, row)
         return item

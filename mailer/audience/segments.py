@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import Conflict, InvalidInput, NotFound
-from ..models import Issue, Segment, Subscriber, Subscription, Suppression, Topic
+from ..models import MAX_ID, Issue, Segment, Subscriber, Subscription, Suppression, Topic
 from ..render.content import clean_text
 from .rules import compile_rules, describe, validate_rules
 
@@ -141,7 +141,7 @@ def save_segment(
 
 
 def get_segment(session: Session, segment_id) -> Segment:
-    segment = session.get(Segment, segment_id) if isinstance(segment_id, int) else None
+    segment = session.get(Segment, segment_id) if isinstance(segment_id, int) and 0 < segment_id <= MAX_ID else None
     if segment is None:
         raise NotFound("No such segment")
     return segment

@@ -1,7 +1,7 @@
 """Who a signed link names: the person (or subscribe request) it was made for, or nobody.
 
 Links name a person's random `public_id`, which is never given to anyone else, so a link can only reach the
-person it was sent to. Links made before public ids (migration 0007) named row ids, and SQLite handed the id
+person it was sent to. Links made before public ids (migration 0008) named row ids, and SQLite handed the id
 of a deleted row to the next row, so an old link could reach someone else. Those links are still in inboxes;
 each kind is honoured only where it cannot reach another person:
 
@@ -29,7 +29,7 @@ class StaleLink(NotFound):
 
 
 def ids_never_reused(session: Session) -> bool:
-    """True where row ids were never handed out twice, even before migration 0007: PostgreSQL's sequences."""
+    """True where row ids were never handed out twice, even before migration 0008: PostgreSQL's sequences."""
     return session.get_bind().dialect.name == "postgresql"
 
 

@@ -15,7 +15,7 @@ from ..audience.segments import check_rules, topics_by_slug, usable_rules
 from ..audit import SYSTEM, Actor
 from ..delivery import ledger
 from ..errors import Conflict, InvalidInput, NotFound
-from ..models import EDITABLE, Issue, Segment, Topic, utcnow
+from ..models import EDITABLE, MAX_ID, Issue, Segment, Topic, utcnow
 from ..render.content import clean_text, has_control_characters, nesting_problem
 from ..render.headers import breaks_header
 from .blocks import ISSUE_TEXT_MAX, archive_page, blocks_of, validate_blocks
@@ -365,7 +365,6 @@ def stop_unsendable(session: Session, issue_id: int) -> bool:
     return True
 
 
-MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database; anything larger cannot exist
 
 
 def get_issue(session: Session, issue_id: int) -> Issue:

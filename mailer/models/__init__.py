@@ -2,7 +2,7 @@
 
 from .admin import ROLES, AdminSession, AdminUser, ApiToken
 from .audit import AuditEvent
-from .base import Base, utcnow
+from .base import MAX_ID, Base, utcnow
 from .content import Media, Update
 from .deliveries import DELIVERY_STATUSES, FINAL_STATUSES, Delivery
 from .digests import DigestRun, DigestRunSubscriber
@@ -50,6 +50,7 @@ __all__ = [
     "AdminUser",
     "ApiToken",
     "Base",
+    "MAX_ID",
     "ConsentEvent",
     "Delivery",
     "Import",

@@ -44,6 +44,10 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC)
 
 
+# Row ids are 32-bit integers on PostgreSQL (SQLite's reach 2**63): no row has an id above this, so a larger
+# number typed into a path or a body is an id that does not exist, never an overflow in the driver.
+MAX_ID = 2**31 - 1
+
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key for the big tables.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 Json = JSON().with_variant(JSONB(), "postgresql")

@@ -70,8 +70,24 @@ def email_key(email: str) -> str:
 
 def address_digest(email: str) -> str:
     """SHA-256 of the address's identity: never stored on its own (a list of addresses would match it), only
-    keyed by `keyed_hash`. Manage links sent before migration 0010 carry a prefix of it."""
+    keyed by `keyed_hash`. Manage links sent before migration 0008 carry a prefix of it."""
     return hashlib.sha256(email_key(email).encode()).hexdigest()
+
+
+def keyed_hash(digest: str, key: str) -> str:
+    """HMAC-SHA256 of an `address_digest` under EMAIL_HASH_KEY. Keyed over the digest, not the address, so
+    migration 0009 could convert hashes stored bare without knowing the addresses behind them."""
+    if not key:
+        raise ValueError("an email hash needs EMAIL_HASH_KEY")
+    return hmac.new(key.encode(), digest.encode(), hashlib.sha256).hexdigest()
+
+
+def email_hash(email: str, key: str) -> str:
+    """The one-way hash kept on the suppression list (and after erasure) instead of the address.
+
+    Keyed with EMAIL_HASH_KEY (a secret kept out of the database), so a leaked database cannot be matched
+    against a list of addresses; the same address and key always give the same hash."""
+    return keyed_hash(address_digest(email), key)
 
 
 def new_public_id() -> str:
@@ -94,20 +110,6 @@ def _random_public_id_sqlite(element, compiler, **kw) -> str:
 @compiles(random_public_id, "postgresql")
 def _random_public_id_postgresql(element, compiler, **kw) -> str:
     return "replace(gen_random_uuid()::text, '-', '')"
-def keyed_hash(digest: str, key: str) -> str:
-    """HMAC-SHA256 of an `address_digest` under EMAIL_HASH_KEY. Keyed over the digest, not the address, so
-    migration 0010 could convert hashes stored bare without knowing the addresses behind them."""
-    if not key:
-        raise ValueError("an email hash needs EMAIL_HASH_KEY")
-    return hmac.new(key.encode(), digest.encode(), hashlib.sha256).hexdigest()
-
-
-def email_hash(email: str, key: str) -> str:
-    """The one-way hash kept on the suppression list (and after erasure) instead of the address.
-
-    Keyed with EMAIL_HASH_KEY (a secret kept out of the database), so a leaked database cannot be matched
-    against a list of addresses; the same address and key always give the same hash."""
-    return keyed_hash(address_digest(email), key)
 
 
 class Subscriber(Base):

@@ -6,8 +6,9 @@
 - The path and the query string hold no NUL character. They only ever carry ids, slugs, filters and searches,
   and PostgreSQL refuses NUL in text, so `/news/%00` or a search with one was a 500 there. (Free text in forms
   and JSON keeps the services' rule: invisible characters are cleaned out, identifiers with them refused.)
-- Whole numbers in paths (`<int:...>`) have at most ten digits; a longer one is a 404 like any other id that does
-  not exist, not an overflow in the database driver (SQLite's integers stop at 2**63).
+- Whole numbers in paths (`<int:...>`) have at most ten digits (a longer one matches no route: a 404), and one
+  above `MAX_ID` reaches the view as 0, an id no row has: a 404 like any other id that does not exist, never an
+  overflow in the database driver (PostgreSQL's integers stop at 2**31 - 1).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from flask import request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
+
+from ..models import MAX_ID
 
 # Deeper than anything the API takes (a segment's rules nest at most 6 groups, about 15 levels of JSON).
 MAX_DEPTH = 32
@@ -99,11 +102,15 @@ class BoundedJSONProvider(DefaultJSONProvider):
 
 
 class IdConverter(IntegerConverter):
-    """`<int:...>` in our routes: at most ten digits, so a longer number matches no route (a 404). Refused by
-    the pattern, not by `max=`: werkzeug answers a converter's refusal with a 405 when the same path has other
-    methods. Ten digits fit every database's integers; the services answer 404 for ids no row has."""
+    """`<int:...>` in our routes: at most ten digits, so a longer number matches no route (a 404), and one above
+    MAX_ID becomes 0, which no row has. Not refused with `max=`: werkzeug answers a converter's refusal with a
+    405 when the same path has other methods."""
 
     regex = r"\d{1,10}"
+
+    def to_python(self, value: str) -> int:
+        number = super().to_python(value)
+        return number if number <= MAX_ID else 0
 
 
 def refuse_nul_in_address() -> None:

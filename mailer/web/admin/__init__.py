@@ -265,7 +265,7 @@ def issue_action(issue_id: int, action: str):
     except NotFound:
         abort(404, f"There is no issue {issue_id}.")
     except (Conflict, InvalidInput) as exc:
-        flash(str(exc) if isinstance(exc, Conflict) else "; ".join(exc.errors.values()))
+        flash(str(exc) if isinstance(exc, Conflict) else exc.sentences)
         return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
     if plan:
         enqueue(plan_issue, issue_id)

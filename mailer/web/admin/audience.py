@@ -26,7 +26,6 @@ from ...audience.segments import (
     topic_names,
 )
 from ...audit import Actor
-from ...compose.issues import MAX_ID
 from ...errors import Conflict, InvalidInput, NotFound
 from ...models import (
     AREAS,
@@ -173,7 +172,7 @@ def segments():
 
 
 def _load_segment(segment_id: int) -> Segment:
-    segment = db_session().get(Segment, segment_id) if 0 < segment_id <= MAX_ID else None
+    segment = db_session().get(Segment, segment_id)
     if segment is None:
         abort(404, f"There is no segment {segment_id}.")
     return segment
@@ -358,7 +357,7 @@ def subscribers():
 
 
 def _load_subscriber(subscriber_id: int) -> Subscriber:
-    subscriber = db_session().get(Subscriber, subscriber_id) if 0 < subscriber_id <= MAX_ID else None
+    subscriber = db_session().get(Subscriber, subscriber_id)
     if subscriber is None:
         abort(404, f"There is no subscriber {subscriber_id}.")
     return subscriber
@@ -487,17 +486,13 @@ def import_upload():
     except ImportFileError as exc:
         return _import_form(str(exc), 400)
     except InvalidInput as exc:
-        return _import_form(_message(exc), 400)
+        return _import_form(exc.sentences, 400)
     enqueue(run_import_task, import_id)
     return redirect(url_for("admin.import_report", import_id=import_id), code=303)
 
 
-def _message(exc: InvalidInput) -> str:
-    return "; ".join(exc.errors.values())
-
-
 def _load_import(import_id: int) -> Import:
-    record = db_session().get(Import, import_id) if 0 < import_id <= MAX_ID else None
+    record = db_session().get(Import, import_id)
     if record is None:
         abort(404, f"There is no import {import_id}.")
     return record

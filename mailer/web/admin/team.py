@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from ... import audit
@@ -54,6 +54,8 @@ def add_user():
 @bp.post("/team/users/<int:user_id>")
 @require_role("admin")
 def update_user(user_id: int):
+    if db_session().get(AdminUser, user_id) is None:
+        abort(404, f"There is no account {user_id}.")
     role = request.form.get("role") or None
     active = {"on": True, "off": False}.get(request.form.get("active", ""))
     try:
@@ -61,7 +63,7 @@ def update_user(user_id: int):
             user = change_account(session, user_id, role=role, active=active)
             audit.record(session, _actor(), "user.change", user, role=role, active=active)
     except (InvalidInput, Conflict) as exc:
-        flash(str(exc) if isinstance(exc, Conflict) else "; ".join(exc.errors.values()))
+        flash(str(exc) if isinstance(exc, Conflict) else exc.sentences)
     else:
         flash(f"{user.email}: {'switched off' if active is False else 'saved'}.")
     return redirect(url_for("admin.team"), code=303)
@@ -92,7 +94,9 @@ def add_token():
 def remove_token(token_id: int):
     with runtime_of_app().db.transaction() as session:
         row = session.get(ApiToken, token_id)
-        if row is not None and row.revoked_at is None:
+        if row is None:
+            abort(404, f"There is no token {token_id}.")
+        if row.revoked_at is None:
             revoke_token(session, row.prefix)
             audit.record(session, _actor(), "token.revoke", row, name=row.name)
             flash(f"Token {row.prefix}… revoked: it stops working now.")

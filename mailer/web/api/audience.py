@@ -29,7 +29,6 @@ from ...audience.segments import (
     segment_summary,
 )
 from ...audit import Actor
-from ...compose.issues import MAX_ID
 from ...errors import InvalidInput, NotFound
 from ...models import Import, Segment, Topic
 from ...tasks import enqueue, run_import_task, send_confirmation
@@ -75,17 +74,11 @@ def segments_create():
     return response
 
 
-def _segment_id(segment_id: int) -> int:
-    if not 0 < segment_id <= MAX_ID:
-        raise NotFound("No such segment")
-    return segment_id
-
-
 @bp.get("/segments/<int:segment_id>")
 @token_required
 def segments_show(segment_id: int):
     session = db_session()
-    return jsonify(segment_summary(session, get_segment(session, _segment_id(segment_id))))
+    return jsonify(segment_summary(session, get_segment(session, segment_id)))
 
 
 @bp.put("/segments/<int:segment_id>")
@@ -94,7 +87,7 @@ def segments_update(segment_id: int):
     data = json_body()
     _only(data, {"name", "rules", "description"})
     with runtime_of_app().db.transaction() as session:
-        segment = get_segment(session, _segment_id(segment_id))
+        segment = get_segment(session, segment_id)
         segment = save_segment(
             session,
             name=data.get("name", segment.name),
@@ -111,7 +104,7 @@ def segments_update(segment_id: int):
 @token_required
 def segments_delete(segment_id: int):
     with runtime_of_app().db.transaction() as session:
-        delete_segment(session, _segment_id(segment_id))
+        delete_segment(session, segment_id)
         audit.record(session, Actor.token(g.api_token), "segment.delete", None, segment=segment_id)
     return "", 204
 
@@ -120,7 +113,7 @@ def segments_delete(segment_id: int):
 @token_required
 def segments_count(segment_id: int):
     session = db_session()
-    segment = get_segment(session, _segment_id(segment_id))
+    segment = get_segment(session, segment_id)
     return jsonify({"id": segment.id, "count": count(session, segment_audience(segment_rules(session, segment)))})
 
 
@@ -141,7 +134,7 @@ def segments_preview_count():
 @token_required(role="publisher")
 def segments_export(segment_id: int):
     session = db_session()
-    segment = get_segment(session, _segment_id(segment_id))
+    segment = get_segment(session, segment_id)
     rules = segment_rules(session, segment)
     return csv_download(export_csv(runtime_of_app().db, export_audience(rules=rules)), f"segment-{segment.id}.csv")
 
@@ -274,7 +267,7 @@ def subscribers_import():
 @token_required(role="publisher")
 def subscribers_import_status(import_id: int):
     """Where an import is: status, progress, counts so far, the rows to look at and, if it failed, why."""
-    record = db_session().get(Import, import_id) if 0 < import_id <= MAX_ID else None
+    record = db_session().get(Import, import_id)
     if record is None:
         raise NotFound(f"No import {import_id}")
     return jsonify(import_status(record))

@@ -18,7 +18,9 @@ from ...models import (
     AUDIENCES,
     DELIVERY_STATUSES,
     FREQUENCIES,
+    IMPORT_STATUSES,
     ISSUE_STATUSES,
+    MAX_ID,
     SEED_TOPICS,
     SERVICES,
 )
@@ -26,7 +28,6 @@ from ...models.subscribers import SUBSCRIBER_STATUSES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 ONE_LINE = "^[^\\n\\r\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff]*$"
-MAX_ID = 2**31 - 1
 BIG = 2**63 - 1
 TOPIC_SLUGS = [slug for slug, _name, _description in SEED_TOPICS]
 DATE_TIME = {"type": "string", "format": "date-time"}
@@ -455,7 +456,7 @@ def audience_paths() -> dict:
         "properties": {
             "id": {"type": "integer"},
             "import": {"type": "integer", "description": "the id again (as before imports ran in the background)"},
-            "status": {"enum": ["queued", "running", "finished", "failed"]},
+            "status": {"enum": list(IMPORT_STATUSES)},
             "filename": {"type": ["string", "null"]},
             "channel": {"type": "string"},
             "created_at": {"type": "string", "format": "date-time"},

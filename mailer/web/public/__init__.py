@@ -282,7 +282,7 @@ def news_issue(slug: str):
     if issue is None:
         abort(404)
     html = issue.archive_html
-    if html is None:  # sent before pages were kept (migration 0010): rendered this once
+    if html is None:  # sent before pages were kept (migration 0009): rendered this once
         with runtime_of_app().db.transaction() as session:
             html = keep_archive_page(session, session.get(Issue, issue.id))
     return render_template("news_issue.html", issue=issue, archive_html=html)
@@ -297,7 +297,7 @@ def news_update(slug: str):
     if update is None:
         abort(404)
     html = update.archive_html
-    if html is None:  # published before pages were kept (migration 0010): rendered this once
+    if html is None:  # published before pages were kept (migration 0009): rendered this once
         with runtime_of_app().db.transaction() as session:
             html = keep_update_page(session.get(Update, update.id))
     return render_template("news_update.html", update=update, body_html=html)

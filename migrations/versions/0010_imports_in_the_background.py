@@ -1,7 +1,7 @@
 """imports run in the background
 
-Revision ID: 0008
-Revises: 0010
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-08
 
 An upload is stored in the database (`import_chunks`, in pieces) for a Celery worker on any host to import;
@@ -17,8 +17,8 @@ from alembic import op
 
 import mailer.models.base
 
-revision = "0008"
-down_revision = "0010"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

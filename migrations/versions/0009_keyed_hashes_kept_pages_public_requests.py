@@ -1,7 +1,7 @@
 """keyed address hashes, archive pages kept, queued public requests
 
-Revision ID: 0010
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-08
 
 - The address hashes kept on the suppression list and after erasure (`subscribers.email_hash`,
@@ -26,8 +26,8 @@ from sqlalchemy.dialects import postgresql
 
 import mailer.models.base
 
-revision = "0010"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -89,6 +89,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     raise RuntimeError(
-        "0010 cannot be undone: the address hashes are keyed now and the bare ones cannot be recovered "
+        "0009 cannot be undone: the address hashes are keyed now and the bare ones cannot be recovered "
         "(restore a backup taken before the upgrade instead)"
     )

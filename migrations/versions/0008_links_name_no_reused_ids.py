@@ -1,7 +1,7 @@
 """signed links name a random public id; SQLite never reuses subscriber or consent event ids
 
-Revision ID: 0007
-Revises: 0009
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-01
 
 Signed links named plain row ids, and SQLite hands the id of a deleted row (retention deletes unconfirmed
@@ -15,6 +15,11 @@ dropped first and created again after, from 0005's own statements. Ids used by r
 upgrade may be given out once more (SQLite kept no record of them): links made before it are handled for
 that in mailer/audience/signed_links.py.
 
+A later migration that recreates either table on SQLite (any `batch_alter_table` that rebuilds it) must pass
+`table_kwargs={"sqlite_autoincrement": True}`: SQLAlchemy does not read AUTOINCREMENT back from the schema, so a
+plain rebuild silently drops it (and, for `subscribers`, must drop and re-create the 0005 triggers as here).
+tests/test_schema.py checks both at head.
+
 On PostgreSQL ids come from sequences and are never reused: only the column is added. Filling it rewrites
 the table under an exclusive lock (about 3 s for a million subscribers).
 """
@@ -22,8 +27,8 @@ the table under an exclusive lock (about 3 s for a million subscribers).
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0009"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

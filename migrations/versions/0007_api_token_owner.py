@@ -1,6 +1,6 @@
 """API tokens belong to a team member
 
-Revision ID: 0009
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-01
 
@@ -16,7 +16,7 @@ APPROVAL_BY_ANOTHER is off, and are refused while it is on, until an admin issue
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
