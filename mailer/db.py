@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -59,6 +60,7 @@ class Database:
 
     def __init__(self, url: str, email_hash_key: str | None = None):
         self.url = url
+        self.email_hash_key = email_hash_key
         self.engine = make_engine(url)
         info = {EMAIL_HASH_KEY: email_hash_key} if email_hash_key else {}
         # Read sessions (pages, lookups) and write sessions (units of work) share one pool.
@@ -83,6 +85,35 @@ class Database:
             raise
         finally:
             session.close()
+
+    def check_email_hash_key(self) -> None:
+        """Refuse (ConfigError) a key other than the one this database's address hashes were made with; record
+        the key's fingerprint the first time. With another key nobody suppressed or erased would be recognised
+        any more, and an import could bring them back, so starting is refused rather than carrying on quietly.
+        A database not yet migrated has nothing to check."""
+        from .config import ConfigError
+        from .models import EMAIL_HASH, KeyFingerprint, key_fingerprint
+
+        key = self.email_hash_key
+        if not key or not inspect(self.engine).has_table(KeyFingerprint.__tablename__):
+            return
+        wanted = key_fingerprint(key)
+        try:
+            with self.transaction() as session:
+                row = session.get(KeyFingerprint, EMAIL_HASH)
+                if row is None:
+                    session.add(KeyFingerprint(name=EMAIL_HASH, fingerprint=wanted))
+                    return
+        except IntegrityError:  # another process recorded it at the same moment: check against theirs
+            with self.sessions() as session:
+                row = session.get(KeyFingerprint, EMAIL_HASH)
+        if row.fingerprint != wanted:
+            raise ConfigError(
+                f"EMAIL_HASH_KEY is not the key this database's address hashes were made with (recorded "
+                f"{row.created_at:%Y-%m-%d}): with it nobody suppressed or erased would be recognised, and an import "
+                "could bring them back. Set EMAIL_HASH_KEY to the key used before (in development it is in "
+                "var/email_hash_key), or start from an empty database."
+            )
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -21,9 +21,12 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
+        """A runtime for `settings`; ConfigError if EMAIL_HASH_KEY is not the key the database was keyed with."""
+        db = Database(settings.database_url, email_hash_key=settings.email_hash_key)
+        db.check_email_hash_key()
         return cls(
             settings=settings,
-            db=Database(settings.database_url, email_hash_key=settings.email_hash_key),
+            db=db,
             links=Links(settings.secret_key, settings.base_url, old_keys=settings.secret_key_fallbacks),
         )
 

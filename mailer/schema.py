@@ -46,8 +46,9 @@ def init_database(database_url: str, email_hash_key: str | None = None) -> int:
 
         Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     migrate(database_url, email_hash_key=email_hash_key)
-    db = Database(database_url)
+    db = Database(database_url, email_hash_key=email_hash_key)
     try:
+        db.check_email_hash_key()
         with db.transaction() as session:
             return seed_topics(session)
     finally:

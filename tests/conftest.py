@@ -143,17 +143,33 @@ def clean_database(request, db, smtp_server):
     must agree with the subscriptions themselves, whatever path the test wrote them by."""
     yield
     stale = stale_summaries(db)
-    with db.engine.begin() as conn:
-        tables = [t for t in _tables(conn) if t not in KEEP_TABLES]
-        if db.dialect == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            for table in tables:
-                conn.execute(text(f"DELETE FROM {table}"))
-            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+    _empty_tables(db)
     smtp_server.reset()
     assert not stale, f"subscribers.topic_mask / frequency_mask out of step with their subscriptions: {stale}"
+
+
+def _empty_tables(db, attempts: int = 10) -> None:
+    """Delete every row but the seeded topics. A worker may still be finishing a test's last task (a sign-up's
+    request, a batch): on PostgreSQL TRUNCATE's exclusive locks can then deadlock with it, and on SQLite the
+    file can be locked a moment, so try again rather than leave the next test with this one's rows."""
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            with db.engine.begin() as conn:
+                tables = [t for t in _tables(conn) if t not in KEEP_TABLES]
+                if db.dialect == "postgresql":
+                    conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+                else:
+                    conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                    for table in tables:
+                        conn.execute(text(f"DELETE FROM {table}"))
+                    conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            return
+        except OperationalError:
+            if attempt == attempts:
+                raise
+            time.sleep(0.1 * attempt)
 
 
 def stale_summaries(db) -> dict[int, dict]:

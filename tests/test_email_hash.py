@@ -183,3 +183,31 @@ def test_the_upgrade_keys_the_hashes_already_stored_and_old_manage_links_still_w
     assert app.test_client().get(f"/manage/{old_token}").status_code == 200
     app.extensions["mailer"].db.dispose()
     db.dispose()
+
+
+def test_a_database_refuses_a_key_other_than_the_one_its_hashes_were_made_with(database_at_0005, settings):
+    """A trial run in development, then production on the same database with a fresh key: before, everyone
+    erased or suppressed stopped being recognised and an import brought them back. Now nothing starts."""
+    from mailer.schema import init_database
+    from mailer.web import create_app
+
+    url = database_at_0005
+    trial, fresh = "t" * 40, "f" * 40
+    init_database(url, email_hash_key=trial)
+    app = create_app(settings.with_overrides(database_url=url, email_hash_key=trial))
+    headers = _token(app.extensions["mailer"].db)
+    client = app.test_client()
+    _add(client, headers, "gone@example.org")
+    assert client.delete("/api/v1/subscribers/gone@example.org", headers=headers).status_code == 204
+    app.extensions["mailer"].db.dispose()
+
+    for start in (
+        lambda: init_database(url, email_hash_key=fresh),
+        lambda: create_app(settings.with_overrides(database_url=url, email_hash_key=fresh)),
+    ):
+        with pytest.raises(ConfigError, match="EMAIL_HASH_KEY is not the key"):
+            start()
+    again = create_app(settings.with_overrides(database_url=url, email_hash_key=trial))  # the right key still works
+    report = _import(again.test_client(), headers, "gone@example.org")
+    assert report["imported"] == 0 and report["skipped"] == 1
+    again.extensions["mailer"].db.dispose()

@@ -127,7 +127,9 @@ def _issue(api, subject="Trust Matters: November") -> int:
 def test_a_subject_that_decodes_to_a_line_break_is_refused_with_a_400(api, db, subject):
     response = api.post("/issues", json={"subject": subject, "body": "Hello", "topic": "trust-matters"})
     assert response.status_code == 400, response.get_json()
-    assert "subject" in response.get_json()["fields"]
+    message = response.get_json()["fields"]["subject"]
+    # The message names what is wrong: encoded text only where there is some.
+    assert ("encoded text" in message) == ("=?" in subject), message
     with db.transaction() as s:
         assert s.execute(text("SELECT count(*) FROM issues")).scalar() == 0
 

@@ -75,13 +75,23 @@ def test_same_origin_post_over_https_is_accepted(https_client):
 def test_cross_site_post_over_https_is_refused(https_client, db, headers):
     from sqlalchemy import func, select
 
-    from mailer.models import Subscriber
+    from mailer.models import PublicRequest, Subscriber
 
     response = _subscribe_over_https(https_client, headers)
     assert response.status_code == 400
     assert b"Your form has expired" in response.data
-    with db.sessions() as s:
+    with db.sessions() as s:  # nothing queued for a worker either (a sign-up is a queued request first)
+        assert s.scalar(select(func.count()).select_from(PublicRequest)) == 0
         assert s.scalar(select(func.count()).select_from(Subscriber)) == 0
+
+
+def test_a_post_refused_for_its_origin_tells_the_operator_which_host_it_claimed(https_client, caplog):
+    """Behind nginx with `Host $host` on port 8443 every form failed this way and nothing was logged."""
+    refused = _subscribe_over_https(https_client, {"Referer": "https://localhost:8443/subscribe"})
+    assert refused.status_code == 400
+    [warning] = [r for r in caplog.records if r.getMessage().startswith("form refused")]
+    assert "https://localhost:8443/subscribe" in warning.getMessage() and HTTPS in warning.getMessage()
+    assert "proxy_set_header Host $http_host" in warning.getMessage()
 
 
 def test_foreign_origin_is_refused_over_http_too(client):

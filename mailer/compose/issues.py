@@ -17,7 +17,7 @@ from ..delivery import ledger
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import EDITABLE, MAX_ID, Issue, Segment, Topic, utcnow
 from ..render.content import clean_text, has_control_characters, nesting_problem
-from ..render.headers import breaks_header
+from ..render.headers import header_problem
 from .blocks import ISSUE_TEXT_MAX, archive_page, blocks_of, validate_blocks
 
 LONDON = ZoneInfo("Europe/London")
@@ -46,11 +46,8 @@ def _validated(session: Session, data: IssueInput) -> tuple[dict, Topic | None]:
         errors["subject"] = f"Subject must be one line of {SUBJECT_MAX} characters or fewer"
     elif has_control_characters(subject):
         errors["subject"] = "Subject contains invisible control characters: retype it"
-    elif breaks_header(subject):
-        # Encoded text (=?utf-8?q?…?=) that mail programs would decode into a line break: never a subject.
-        errors["subject"] = (
-            "Subject contains encoded text (=?…?=) that hides a line break: type the subject as it should read"
-        )
+    elif problem := header_problem(subject):
+        errors["subject"] = f"Subject {problem}"
     blocks = None
     if data.blocks is not None:
         try:

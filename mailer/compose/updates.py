@@ -16,7 +16,7 @@ from ..audit import Actor
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import AREAS, SERVICES, Issue, Update, services_mask, services_of, utcnow
 from ..render.content import clean_text, has_control_characters, markdown_to_html, nesting_problem
-from ..render.headers import breaks_header
+from ..render.headers import header_problem
 from .blocks import _url
 
 TITLE_MAX = 200
@@ -51,8 +51,8 @@ def _validated(session: Session, data: UpdateInput) -> dict:
         errors["title"] = "Give the update a title"
     elif len(title) > TITLE_MAX or has_control_characters(title):
         errors["title"] = f"The title must be one line of {TITLE_MAX} characters or fewer"
-    elif breaks_header(title):  # the title is the email's subject
-        errors["title"] = "The title contains encoded text (=?…?=) that hides a line break: type it as it should read"
+    elif problem := header_problem(title):  # the title is the email's subject
+        errors["title"] = f"The title {problem}"
     summary = " ".join(clean_text(data.summary or "").split())
     if len(summary) > SUMMARY_MAX:
         errors["summary"] = f"The summary must be {SUMMARY_MAX} characters or fewer"

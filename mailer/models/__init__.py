@@ -8,6 +8,7 @@ from .deliveries import DELIVERY_STATUSES, FINAL_STATUSES, Delivery
 from .digests import DigestRun, DigestRunSubscriber
 from .imports import IMPORT_STATUSES, Import, ImportChunk
 from .issues import EDITABLE, ISSUE_STATUSES, Issue
+from .keys import EMAIL_HASH, KeyFingerprint, key_fingerprint
 from .requests import REQUEST_KINDS, PublicRequest
 from .segments import Segment
 from .subscribers import (
@@ -50,6 +51,9 @@ __all__ = [
     "AdminUser",
     "ApiToken",
     "Base",
+    "EMAIL_HASH",
+    "KeyFingerprint",
+    "key_fingerprint",
     "MAX_ID",
     "ConsentEvent",
     "Delivery",

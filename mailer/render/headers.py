@@ -98,6 +98,15 @@ def has_encoded_word(value: str) -> bool:
     return ENCODED_WORD.search(value) is not None
 
 
+def header_problem(value: str) -> str | None:
+    """Why `value` cannot go into a header, as the end of a sentence for whoever typed it; None if it can."""
+    if not breaks_header(value):
+        return None
+    if has_encoded_word(value):  # what mail programs would decode into a line break
+        return "contains encoded text (=?…?=) that hides a line break: type it as it should read"
+    return "contains a line break (or a line or paragraph separator): make it one line"
+
+
 # --- encoding -------------------------------------------------------------------------------------------
 
 

@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     }
 
     csrf.init_app(app)
+    security.retry_after_only_on_refusals(app)
     limiter.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "admin.login"
@@ -177,6 +178,20 @@ def wants_json() -> bool:
 def _register_error_pages(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(exc):
+        description = exc.description or ""
+        if "referrer" in description or "origin" in description:
+            # Behind a proxy that passes Host without the port (nginx's $host), or no X-Forwarded-Proto, every
+            # form fails here while the page looks fine: say which host the request claimed, for whoever reads
+            # the log (the person gets the usual page: the cause is not theirs to fix).
+            log.warning(
+                "form refused: %s (the request is for %s, BASE_URL is %s; Origin %r, Referer %r). Behind a proxy, "
+                "pass the Host header with its port (nginx: proxy_set_header Host $http_host) and X-Forwarded-Proto",
+                description,
+                request.host_url.rstrip("/"),
+                runtime_of_app().settings.base_url,
+                request.headers.get("Origin"),
+                request.headers.get("Referer"),
+            )
         if wants_json():
             return jsonify(error=exc.description), 400
         return render_template(

@@ -85,6 +85,18 @@ def install(app: Flask, *, https: bool) -> None:
         return response
 
 
+def retry_after_only_on_refusals(app: Flask) -> None:
+    """Flask-Limiter puts Retry-After on every limited answer, but it means "come back later" (RFC 9110): only
+    a refusal carries it; the X-RateLimit-* headers still tell a client where it stands. Register this before
+    the limiter: Flask runs after-request functions last-registered first, so this one sees its headers."""
+
+    @app.after_request
+    def _retry_after(response: Response) -> Response:
+        if response.status_code not in (429, 503):
+            response.headers.pop("Retry-After", None)
+        return response
+
+
 def _own_origin() -> str:
     parts = urlsplit(request.host_url)
     return f"{parts.scheme}://{parts.netloc}"
