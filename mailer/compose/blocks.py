@@ -34,6 +34,8 @@ FIELDS = {
     "updates": ("count",),
     "divider": (),
 }
+# What a latest-updates block is headed with, unless the block right above it is a heading of the writer's.
+UPDATES_HEADING = "Latest updates"
 MAX_BLOCKS = 60
 TEXT_MAX = 20_000
 # All the Markdown one issue may hold: far beyond a newsletter (~8,000 words; Gmail clips the email at 102 KB
@@ -169,6 +171,7 @@ class Rendered:
     height: int = 0
     items: list | None = None
     groups: list | None = None  # for a digest: [{"topic": name, "items": [...]}]
+    heading: str = ""  # the updates block's own heading; none right under a heading the writer gave it
 
 
 def latest_updates(session: Session, count: int, topic_id: int | None = None) -> list[Update]:
@@ -183,7 +186,7 @@ def render_blocks(session: Session, blocks: list[dict], base_url: str, with_text
     render time."""
     media = {m.id: m for m in session.scalars(select(Media).where(Media.id.in_([b.get("media") for b in blocks])))}
     out = []
-    for block in blocks:
+    for i, block in enumerate(blocks):
         kind = block["type"]
         if kind == "heading":
             out.append(Rendered(kind, text=block["text"]))
@@ -219,7 +222,8 @@ def render_blocks(session: Session, blocks: list[dict], base_url: str, with_text
             out.append(Rendered(kind, groups=list(groups.values())))
         elif kind == "updates":
             items = [_item(u, base_url) for u in latest_updates(session, block.get("count", 3))]
-            out.append(Rendered(kind, items=items))
+            under_heading = i > 0 and blocks[i - 1]["type"] == "heading"
+            out.append(Rendered(kind, items=items, heading="" if under_heading else UPDATES_HEADING))
         else:
             out.append(Rendered(kind))
     return out
