@@ -15,7 +15,15 @@ from sqlalchemy.orm import Session
 
 from ..errors import InvalidInput
 from ..models import Media, Update
-from ..render.content import clean_text, has_control_characters, markdown_to_html, markdown_to_text, nesting_problem
+from ..render.content import (
+    clean_text,
+    has_control_characters,
+    markdown_to_html,
+    markdown_to_text,
+    narrowest_table_width,
+    nesting_problem,
+    tables_in,
+)
 from ..render.web import issue_page_html
 
 BLOCK_TYPES = {
@@ -42,6 +50,8 @@ TEXT_MAX = 20_000
 # of HTML long before), and it bounds what rendering one costs: markdown-it-py's worst input (`![` repeated)
 # takes ~25 ms a thousand characters, HTML and text, so ~1.3 s at this size (bench/archive_bench.py).
 ISSUE_TEXT_MAX = 50_000
+# How wide the email's content is on the narrowest phone in common use: 320 px less the 24 px margins.
+PHONE_CONTENT_WIDTH = 272
 # Link text that says nothing out of context (screen reader users list links on their own).
 VAGUE_LINKS = {"click here", "here", "read more", "more", "this link", "link", "click", "find out more"}
 
@@ -258,6 +268,15 @@ def checks(subject: str, blocks: list[dict], html_size: int) -> list[tuple[str, 
             for label in _link_labels(block.get("markdown") or ""):
                 if label.strip().lower() in VAGUE_LINKS:
                     found.append(("warning", f"Block {i}: a link says “{label}”: say where it goes"))
+            for rows in tables_in(block.get("markdown") or ""):
+                if narrowest_table_width(rows) > PHONE_CONTENT_WIDTH:
+                    found.append(
+                        (
+                            "warning",
+                            f"Block {i}: a table with {len(rows[0])} columns is wider than a phone screen: readers "
+                            "will scroll sideways. Use fewer columns or shorter words, or a list",
+                        )
+                    )
         for key in ("url", "link"):
             if (block.get(key) or "").startswith("http://"):
                 found.append(("warning", f"Block {i}: {block[key]} is not https"))
@@ -270,7 +289,7 @@ def _link_labels(markdown: str) -> list[str]:
     from markdown_it import MarkdownIt
 
     labels = []
-    for token in MarkdownIt("commonmark").parse(markdown):
+    for token in MarkdownIt("commonmark").enable("table").parse(markdown):
         children = token.children or []
         inside, label = False, []
         for child in children:

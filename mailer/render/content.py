@@ -153,6 +153,34 @@ def email_html(fragment: str) -> str:
     return css_inline.inline_fragment(fragment, EMAIL_CSS, load_remote_stylesheets=False, minify_css=True)
 
 
+def tables_in(source: str) -> list[list[list[str]]]:
+    """Each Markdown table in `source` as rows of cell texts, the header row first."""
+    tables: list[list[list[str]]] = []
+    inside = False
+    for token in _md.parse(clean_text(source)):
+        if token.type == "table_open":
+            tables.append([])
+            inside = True
+        elif token.type == "table_close":
+            inside = False
+        elif inside and token.type == "tr_open":
+            tables[-1].append([])
+        elif inside and token.type == "inline":
+            tables[-1][-1].append(" ".join(_inline_text(token).split()))
+    return tables
+
+
+def narrowest_table_width(rows: list[list[str]]) -> float:
+    """Roughly how many CSS pixels wide `rows` must be in the email, words unbroken: each column as wide as
+    its longest word (~7.5 px a character at the table's 15px Arial) plus its 16px padding and a border."""
+    columns = max((len(row) for row in rows), default=0)
+    longest = [0] * columns
+    for row in rows:
+        for n, cell in enumerate(row):
+            longest[n] = max([longest[n], *(len(word) for word in cell.split())])
+    return sum(7.5 * chars + 17 for chars in longest)
+
+
 def markdown_to_text(source: str, width: int = 76) -> str:
     """Markdown → plain text for the text/plain part, read in a plain-text client or by a screen reader.
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from html import escape as html_escape
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from functools import lru_cache
+from html import escape as html_escape
 from pathlib import Path
 
 import jinja2
