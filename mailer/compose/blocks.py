@@ -15,7 +15,15 @@ from sqlalchemy.orm import Session
 
 from ..errors import InvalidInput
 from ..models import Media, Update
-from ..render.content import clean_text, has_control_characters, markdown_to_html, markdown_to_text, nesting_problem
+from ..render.content import (
+    clean_text,
+    has_control_characters,
+    markdown_to_html,
+    markdown_to_text,
+    narrowest_table_width,
+    nesting_problem,
+    tables_in,
+)
 from ..render.web import issue_page_html
 
 BLOCK_TYPES = {
@@ -34,12 +42,16 @@ FIELDS = {
     "updates": ("count",),
     "divider": (),
 }
+# What a latest-updates block is headed with, unless the block right above it is a heading of the writer's.
+UPDATES_HEADING = "Latest updates"
 MAX_BLOCKS = 60
 TEXT_MAX = 20_000
 # All the Markdown one issue may hold: far beyond a newsletter (~8,000 words; Gmail clips the email at 102 KB
 # of HTML long before), and it bounds what rendering one costs: markdown-it-py's worst input (`![` repeated)
 # takes ~25 ms a thousand characters, HTML and text, so ~1.3 s at this size (bench/archive_bench.py).
 ISSUE_TEXT_MAX = 50_000
+# How wide the email's content is on the narrowest phone in common use: 320 px less the 24 px margins.
+PHONE_CONTENT_WIDTH = 272
 # Link text that says nothing out of context (screen reader users list links on their own).
 VAGUE_LINKS = {"click here", "here", "read more", "more", "this link", "link", "click", "find out more"}
 
@@ -169,6 +181,7 @@ class Rendered:
     height: int = 0
     items: list | None = None
     groups: list | None = None  # for a digest: [{"topic": name, "items": [...]}]
+    heading: str = ""  # the updates block's own heading; none right under a heading the writer gave it
 
 
 def latest_updates(session: Session, count: int, topic_id: int | None = None) -> list[Update]:
@@ -183,7 +196,7 @@ def render_blocks(session: Session, blocks: list[dict], base_url: str, with_text
     render time."""
     media = {m.id: m for m in session.scalars(select(Media).where(Media.id.in_([b.get("media") for b in blocks])))}
     out = []
-    for block in blocks:
+    for i, block in enumerate(blocks):
         kind = block["type"]
         if kind == "heading":
             out.append(Rendered(kind, text=block["text"]))
@@ -219,7 +232,8 @@ def render_blocks(session: Session, blocks: list[dict], base_url: str, with_text
             out.append(Rendered(kind, groups=list(groups.values())))
         elif kind == "updates":
             items = [_item(u, base_url) for u in latest_updates(session, block.get("count", 3))]
-            out.append(Rendered(kind, items=items))
+            under_heading = i > 0 and blocks[i - 1]["type"] == "heading"
+            out.append(Rendered(kind, items=items, heading="" if under_heading else UPDATES_HEADING))
         else:
             out.append(Rendered(kind))
     return out
@@ -254,6 +268,15 @@ def checks(subject: str, blocks: list[dict], html_size: int) -> list[tuple[str, 
             for label in _link_labels(block.get("markdown") or ""):
                 if label.strip().lower() in VAGUE_LINKS:
                     found.append(("warning", f"Block {i}: a link says “{label}”: say where it goes"))
+            for rows in tables_in(block.get("markdown") or ""):
+                if narrowest_table_width(rows) > PHONE_CONTENT_WIDTH:
+                    found.append(
+                        (
+                            "warning",
+                            f"Block {i}: a table with {len(rows[0])} columns is wider than a phone screen: readers "
+                            "will scroll sideways. Use fewer columns or shorter words, or a list",
+                        )
+                    )
         for key in ("url", "link"):
             if (block.get(key) or "").startswith("http://"):
                 found.append(("warning", f"Block {i}: {block[key]} is not https"))
@@ -266,7 +289,7 @@ def _link_labels(markdown: str) -> list[str]:
     from markdown_it import MarkdownIt
 
     labels = []
-    for token in MarkdownIt("commonmark").parse(markdown):
+    for token in MarkdownIt("commonmark").enable("table").parse(markdown):
         children = token.children or []
         inside, label = False, []
         for child in children:

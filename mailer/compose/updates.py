@@ -172,7 +172,8 @@ def update_blocks(update: Update) -> list[dict]:
     if update.body:
         blocks.append({"type": "text", "markdown": update.body})
     if update.link:
-        blocks.append({"type": "button", "label": "Find out more", "url": update.link})
+        # Link text that says where it goes, as the update's page does (a screen reader lists links alone).
+        blocks.append({"type": "button", "label": f"Find out more about {update.title}", "url": update.link})
     return blocks
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import textwrap
 
+import css_inline
 import nh3
 from markdown_it import MarkdownIt
 
@@ -42,7 +43,7 @@ ALLOWED_TAGS = {
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
     "img": {"src", "alt", "width", "height"},
-    "th": {"align"},
+    "th": {"align", "scope"},
     "td": {"align"},
 }
 
@@ -89,8 +90,17 @@ def nesting_problem(source: str) -> str | None:
 
 
 def markdown_to_html(source: str) -> str:
-    """Markdown → sanitised HTML fragment (links keep only http(s) and mailto)."""
-    html = _md.render(clean_text(source))
+    """Markdown → sanitised HTML fragment (links keep only http(s) and mailto). Table columns keep their
+    alignment as `align` (a `style` attribute would break the archive page's Content-Security-Policy)."""
+    tokens = _md.parse(clean_text(source))
+    for token in tokens:
+        if token.type in ("th_open", "td_open"):
+            style = token.attrs.pop("style", "")
+            if isinstance(style, str) and style.startswith("text-align:"):
+                token.attrSet("align", style.removeprefix("text-align:"))
+            if token.type == "th_open":
+                token.attrSet("scope", "col")
+    html = _md.renderer.render(tokens, _md.options, {})
     return nh3.clean(
         html,
         tags=ALLOWED_TAGS,
@@ -100,54 +110,190 @@ def markdown_to_html(source: str) -> str:
     )
 
 
+# How Markdown content looks in an email, written onto each element (`email_html`): Gmail's apps with a
+# non-Google account, and other clients, drop <style> blocks, so a rule that lives only there is lost.
+# Only what matters where <style> is gone (MJML's own p margins and the text colour of the column stay as they
+# are): each rule is repeated on every element it matches, and Gmail clips an email at 102 KB. NHS colours:
+# links #005eb8 on white 6.4:1 (5.8:1 on the #f0f4f5 of table headers and code), text #212b32 14.4:1, the
+# footer #4c6272 on #f0f4f5 5.8:1: all above the 4.5:1 WCAG AA asks of body text.
+EMAIL_CSS = """
+a { color: #005eb8; }
+h1, h2, h3, h4 { line-height: 1.25; margin: 0 0 12px; }
+h1 { font-size: 24px; }
+h2 { font-size: 22px; }
+h3 { font-size: 19px; }
+h4 { font-size: 17px; }
+ul, ol { margin: 13px 0; padding: 0 0 0 24px; }
+li > ul, li > ol { margin: 4px 0; }
+blockquote { margin: 16px 0; padding: 0 0 0 16px; border-left: 4px solid #005eb8; }
+code { font-family: Consolas, Menlo, monospace; font-size: 15px; background-color: #f0f4f5; }
+pre { white-space: pre-wrap; margin: 13px 0; padding: 8px; background-color: #f0f4f5; }
+img { max-width: 100%; height: auto; border: 0; }
+hr { border: 0; border-top: 1px solid #d8dde0; margin: 16px 0; }
+table { border-collapse: collapse; width: 100%; margin: 13px 0; font-size: 15px; line-height: 1.4; }
+th, td { padding: 8px; border: 1px solid #d8dde0; vertical-align: top; word-break: normal; }
+th { text-align: left; background-color: #f0f4f5; }
+th[align="center"], td[align="center"] { text-align: center; }
+th[align="right"], td[align="right"] { text-align: right; }
+"""
+# Tables: a real <table> (its header cells read out with each value by screen readers), cells padded and
+# bordered in the cells' own style (the one place Outlook for Windows honours padding and borders), and
+# `word-break: normal`, which undoes the `break-word` MJML puts on every text column: with it, a narrow
+# phone broke words in the middle ("Statu s") to squeeze columns; without it a column is as wide as its
+# longest word. No scrolling box around the table: Gmail for Android cannot scroll one (caniemail), so
+# content would be hidden there; a table too wide for a phone widens the email instead, which every
+# client can still scroll. Stacking cells needs media queries in <style>, which are stripped where it matters.
+
+
+def email_html(fragment: str) -> str:
+    """`fragment` (sanitised HTML from markdown_to_html) with the email's look written into style attributes."""
+    if not fragment.strip():
+        return fragment
+    return css_inline.inline_fragment(fragment, EMAIL_CSS, load_remote_stylesheets=False, minify_css=True)
+
+
+def tables_in(source: str) -> list[list[list[str]]]:
+    """Each Markdown table in `source` as rows of cell texts, the header row first."""
+    tables: list[list[list[str]]] = []
+    inside = False
+    for token in _md.parse(clean_text(source)):
+        if token.type == "table_open":
+            tables.append([])
+            inside = True
+        elif token.type == "table_close":
+            inside = False
+        elif inside and token.type == "tr_open":
+            tables[-1].append([])
+        elif inside and token.type == "inline":
+            tables[-1][-1].append(" ".join(_inline_text(token).split()))
+    return tables
+
+
+def narrowest_table_width(rows: list[list[str]]) -> float:
+    """Roughly how many CSS pixels wide `rows` must be in the email, words unbroken: each column as wide as
+    its longest word (~7.5 px a character at the table's 15px Arial) plus its 16px padding and a border."""
+    columns = max((len(row) for row in rows), default=0)
+    longest = [0] * columns
+    for row in rows:
+        for n, cell in enumerate(row):
+            longest[n] = max([longest[n], *(len(word) for word in cell.split())])
+    return sum(7.5 * chars + 17 for chars in longest)
+
+
 def markdown_to_text(source: str, width: int = 76) -> str:
-    """Markdown → plain text for the text/plain part: links become `label (url)`, lists keep bullets."""
-    tokens = _md.parse(clean_text(source))
-    out: list[str] = []
-    list_stack: list[list] = []  # each: [ordered, counter]
-    pending_prefix = ""
-    for i, tok in enumerate(tokens):
-        if tok.type in ("bullet_list_open", "ordered_list_open"):
-            list_stack.append([tok.type == "ordered_list_open", int(tok.attrGet("start") or 1)])
-        elif tok.type in ("bullet_list_close", "ordered_list_close"):
-            list_stack.pop()
-            if not list_stack:
-                out.append("")
-        elif tok.type == "list_item_open":
-            ordered, counter = list_stack[-1]
-            pending_prefix = f"{counter}. " if ordered else "* "
-            if ordered:
-                list_stack[-1][1] += 1
-        elif tok.type == "hr":
-            out.extend(["-" * 20, ""])
-        elif tok.type == "inline":
-            text = _inline_text(tok)
-            block = tokens[i - 1].type if i else ""
-            indent = "  " * max(len(list_stack) - 1, 0)
-            if block == "heading_open":
-                out.extend([text.upper() if tokens[i - 1].tag in ("h1", "h2") else text, ""])
-            elif pending_prefix:
-                out.append(
-                    textwrap.fill(
-                        text,
-                        width,
-                        initial_indent=indent + pending_prefix,
-                        subsequent_indent=indent + " " * len(pending_prefix),
-                        break_long_words=False,
-                        break_on_hyphens=False,
-                    )
+    """Markdown → plain text for the text/plain part, read in a plain-text client or by a screen reader.
+
+    Links become `label (url)`; lists keep their bullets and numbers; headings are underlined (`===` for the
+    top two levels, `---` below); quotes keep `> ` on every line; code is indented; emphasis is dropped (a
+    screen reader would read out `*`). A table becomes one record per row, each cell as `Header: value`:
+    columns aligned with spaces fall apart in the proportional fonts most mail apps show plain text in, and
+    a screen reader reading a row of them loses which header each value belongs to."""
+    return _PlainText(width).render(_md.parse(clean_text(source)))
+
+
+class _PlainText:
+    """Walks markdown-it's tokens, writing lines with the prefix of the quotes and lists they sit in."""
+
+    def __init__(self, width: int):
+        self.width = width
+        self.lines: list[str] = []
+        self.quotes = 0
+        self.indents: list[int] = []  # how far each enclosing list item's content is indented
+        self.lists: list[list] = []  # each: [ordered, next number, tight]
+        self.marker = ""  # the bullet or number waiting for the first line of a list item
+        self.table: list[list[str]] | None = None
+
+    def render(self, tokens) -> str:
+        for i, tok in enumerate(tokens):
+            kind = tok.type
+            if kind in ("bullet_list_open", "ordered_list_open"):
+                if not (self.lists and self.lists[-1][2]):
+                    self.gap()
+                tight = next((t.hidden for t in tokens[i:] if t.type == "paragraph_open"), True)
+                self.lists.append([kind == "ordered_list_open", int(tok.attrGet("start") or 1), tight])
+            elif kind in ("bullet_list_close", "ordered_list_close"):
+                self.lists.pop()
+            elif kind == "list_item_open":
+                ordered, number, tight = self.lists[-1]
+                if not tight:
+                    self.gap()
+                self.marker = f"{number}. " if ordered else "* "
+                self.lists[-1][1] += 1
+                self.indents.append(len(self.marker))
+            elif kind == "list_item_close":
+                self.indents.pop()
+            elif kind == "blockquote_open":
+                self.gap()
+                self.quotes += 1
+            elif kind == "blockquote_close":
+                self.quotes -= 1
+            elif kind == "paragraph_open" and not tok.hidden and not self.marker:
+                self.gap()
+            elif kind == "heading_open":
+                self.gap()
+            elif kind == "inline" and self.table is not None:
+                self.table[-1].append(" ".join(_inline_text(tok).split()))
+            elif kind == "inline" and i and tokens[i - 1].type == "heading_open":
+                text = " ".join(_inline_text(tok).split())
+                self.write([text, ("=" if tokens[i - 1].tag in ("h1", "h2") else "-") * len(text)])
+            elif kind == "inline":
+                self.write(self.wrap(_inline_text(tok)))
+            elif kind in ("fence", "code_block"):
+                if not self.marker:
+                    self.gap()
+                self.write(["    " + line if line else "" for line in tok.content.rstrip("\n").split("\n")])
+            elif kind == "hr":
+                self.gap()
+                self.write(["-" * 20])
+            elif kind == "table_open":
+                self.gap()
+                self.table = []
+            elif kind == "tr_open":
+                self.table.append([])
+            elif kind == "table_close":
+                self.write_table(self.table)
+                self.table = None
+        return re.sub(r"\n{3,}", "\n\n", "\n".join(self.lines)).strip("\n") + "\n"
+
+    def prefix(self) -> str:
+        return "> " * self.quotes
+
+    def gap(self) -> None:
+        """One blank line (inside a quote, a bare `>`) before the next block, unless there is one already."""
+        if self.lines and self.lines[-1].strip(" >"):
+            self.lines.append(self.prefix().rstrip())
+
+    def wrap(self, text: str, subsequent: str = "") -> list[str]:
+        room = max(self.width - len(self.prefix()) - sum(self.indents), 20) if self.width else 0
+        lines: list[str] = []
+        for part in text.split("\n"):  # hard line breaks stay
+            if not room:
+                lines.append(part)
+                continue
+            lines.extend(
+                textwrap.wrap(
+                    part, room, subsequent_indent=subsequent, break_long_words=False, break_on_hyphens=False
                 )
-                pending_prefix = ""
-            else:
-                out.append(
-                    textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False) if width else text
-                )
-                if not list_stack:
-                    out.append("")
-        elif tok.type in ("fence", "code_block"):
-            out.extend([tok.content.rstrip("\n"), ""])
-    text = "\n".join(out)
-    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+                or [""]
+            )
+        return lines
+
+    def write(self, lines: list[str]) -> None:
+        for line in lines:
+            lead = " " * (sum(self.indents) - len(self.marker)) + self.marker
+            self.marker = ""
+            self.lines.append((self.prefix() + lead + line).rstrip() if line else self.prefix().rstrip())
+
+    def write_table(self, rows: list[list[str]]) -> None:
+        header, body = (rows[0], rows[1:]) if rows else ([], [])
+        for n, row in enumerate(body):
+            if n:
+                self.gap()
+            record: list[str] = []
+            for column, value in enumerate(row):
+                name = header[column] if column < len(header) else ""
+                record.extend(self.wrap(f"{name}: {value}" if name else value, subsequent="  "))
+            self.write(record)
 
 
 def _inline_text(token) -> str:
@@ -172,5 +318,5 @@ def _inline_text(token) -> str:
         elif child.type == "image":
             alt = child.content or child.attrGet("alt") or ""
             if alt:
-                parts.append(f"[{alt}]")
+                parts.append(f"[Image: {alt}]")
     return "".join(parts)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from functools import lru_cache
+from html import escape as html_escape
 from pathlib import Path
 
 import jinja2
 from mjml import mjml2html
 
-from .content import clean_text
+from .content import clean_text, email_html
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "email"
 
@@ -36,12 +37,14 @@ class EmailContent:
 
 @lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=jinja2.select_autoescape(enabled_extensions=("mjml", "html"), default_for_string=False),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
+    env.filters["email_html"] = email_html
+    return env
 
 
 def render_email(content: EmailContent, placeholders: dict[str, str]) -> tuple[str, str]:
@@ -60,8 +63,9 @@ def render_email(content: EmailContent, placeholders: dict[str, str]) -> tuple[s
         html = mjml2html(mjml_source, fonts={}, disable_comments=True)
     except Exception as exc:  # mjml-python raises a bare exception type for invalid MJML
         raise TemplateError(f"email template {content.template!r} is not valid MJML: {exc}") from exc
+    html = _image_heights(_fix_aria_labels(html), context.get("blocks") or [])
     # Block templates leave blank lines where an optional part is empty: at most one in a row.
-    return _fix_aria_labels(html), _BLANK_RUNS.sub("\n\n", text)
+    return html, _BLANK_RUNS.sub("\n\n", text)
 
 
 def _cleaned(value):
@@ -81,6 +85,35 @@ def _cleaned(value):
 _BLANK_RUNS = re.compile(r"\n[ \t]*(?:\n[ \t]*){2,}")
 _ARIA = re.compile(r'aria-label="([^"]*)"')
 _RUST_ESCAPE = re.compile(r"\\u\{([0-9a-fA-F]{1,6})\}")
+
+
+_IMG = re.compile(r"<img\b[^>]*>")
+
+
+def _image_heights(html: str, blocks) -> str:
+    """Each image block's <img> with its real height as the `height` attribute.
+
+    templates/email/blocks/image.mjml asks MJML for `height="auto"`, so the image's CSS is `height:auto;
+    width:100%` and it keeps its shape at every width (a fixed CSS height squashed it on phones). MJML writes
+    the HTML attribute as `height="auto"` too, which is not valid HTML; the number (with `width`) is what
+    Outlook for Windows sizes the picture by, and what other clients use to keep its space while it loads or
+    when images are blocked."""
+    sizes = {
+        f'src="{html_escape(b.image_url)}"': b.height
+        for b in blocks
+        if getattr(b, "type", None) == "image" and getattr(b, "height", 0)
+    }
+    if not sizes:
+        return html
+
+    def fix(match: re.Match) -> str:
+        tag = match.group(0)
+        for src, height in sizes.items():
+            if src in tag:
+                return tag.replace('height="auto"', f'height="{height}"', 1)
+        return tag
+
+    return _IMG.sub(fix, html)
 
 
 def _fix_aria_labels(html: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     london = ZoneInfo("Europe/London")
     app.jinja_env.filters["uk"] = lambda moment: moment.astimezone(london) if moment else moment
+    app.jinja_env.filters["readable_details"] = readable_details
 
     @app.context_processor
     def _globals():
@@ -242,3 +244,23 @@ def csv_download(pieces: Iterator[str], filename: str):
         content_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+def readable_details(details) -> list[tuple[str, str]]:
+    """An audit or consent record's details as (name, value) lines a person reads: text as it was written
+    (never `\\u0027`-style escapes, which `tojson` makes for use inside scripts), lists joined with commas."""
+    if not isinstance(details, dict):
+        return [] if details in (None, "", [], {}) else [("", _readable(details))]
+    return [(str(name), _readable(value)) for name, value in details.items()]
+
+
+def _readable(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        return ", ".join(str(v) for v in value)
+    return json.dumps(value, ensure_ascii=False)
