@@ -302,7 +302,8 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
         if time.perf_counter() - start > 1800:
             raise SystemExit("the send did not finish within 30 minutes")
         if workers.poll() is not None:
-            raise SystemExit(f"the workers stopped (the scratch folder goes with the run):\n{(work / 'worker.log').read_text()[-3000:]}")
+            log_tail = (work / "worker.log").read_text()[-3000:]  # the scratch folder goes with the run
+            raise SystemExit(f"the workers stopped:\n{log_tail}")
     seconds = time.perf_counter() - start
     wait_quiet(counter, n)
     ours = {k: v for k, v in counter.counts.items() if k != LIMIT_RCPT}
