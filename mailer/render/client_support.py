@@ -17,6 +17,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import date
 from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
@@ -46,7 +47,7 @@ PLATFORM_NAMES = {
 # What a feature's lack means for the reader, said so the comms team can act on it. Keyed by caniemail title.
 PLAIN_WORDS: dict[str, str] = {
     "border-radius": "shows buttons with square corners",
-    "webP image format": "does not show WebP pictures, or turns them into JPEG: upload the picture as JPEG or PNG",
+    "webP image format": "does not show WebP pictures: upload the picture as JPEG or PNG",
     "Animated PNG image format": "shows only the first frame of an animated PNG",
     "AVIF image format": "does not show AVIF pictures: upload the picture as JPEG or PNG",
     "SVG image format": "does not show SVG pictures: upload the picture as PNG",
@@ -294,7 +295,11 @@ def _report(html: str) -> ClientSupport:
             reason="The data on what mail programs support (npm package caniemail) is not installed here: "
             "run make setup.",
         )
-    report = ClientSupport(checked=True, data_date=data.date[:10])
+    try:
+        day = date.fromisoformat(data.date[:10])
+        report = ClientSupport(checked=True, data_date=f"{day.day} {day:%B %Y}")
+    except ValueError:
+        report = ClientSupport(checked=True)
     for client, (family, platforms) in CLIENTS.items():
         said: dict[str, ClientWarning] = {}
         minor = []
