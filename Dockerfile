@@ -44,6 +44,8 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 
 COPY . .
 COPY --from=assets /out/nhsuk/ mailer/web/static/nhsuk/
+# caniemail's data on what each mail program supports, read by the admin preview (mailer/render/client_support.py).
+COPY --from=assets /build/node_modules/caniemail/data/caniemail.json node_modules/caniemail/data/caniemail.json
 # Registers the package (and the `mailer` command) pointing at /app/mailer; dependencies are already installed.
 RUN pip install --no-deps -e .
 

@@ -36,6 +36,7 @@ from ...compose.mail import preview
 from ...dev import mailcatcher
 from ...errors import Conflict, InvalidInput, NotFound
 from ...models import EDITABLE, AdminUser, AuditEvent, Issue
+from ...render.client_support import CLIENTS, client_support
 from ...tasks import enqueue, plan_issue, send_test
 from .. import LOGIN_LIMIT, TEST_SEND_LIMIT, db_session, limiter, require_role, runtime_of_app, sessions
 
@@ -122,6 +123,9 @@ def issue(issue_id: int):
         can_publish=has_role(current_user.role, "publisher"),
         size_kb=size / 1024,
         checks=checks(issue.subject, blocks_of(issue), size),
+        # What Gmail, Outlook, Apple Mail and Yahoo do with this HTML (caniemail's data), worked out once per HTML.
+        client_support=client_support(html),
+        client_names=list(CLIENTS),
         test_to=request.args.get("test_to") or current_user.email,
         workflow=_workflow(session, issue),
         uk_time=uk_time,
