@@ -36,27 +36,11 @@ WITH_IMAGES = ("newsletter", "test_send")
 HIDDEN_TEXT_RULES = {"HTML_FONT_LOW_CONTRAST", "HTML_FONT_TINY_NORDNS", "HTML_ENTITY_ASCII_TINY"}
 
 
-def layout_fix(item: int, what: str):
-    """A check that fails only because of templates the layout branch of issue 13 fixes: expected to fail here,
-    and to pass (so the mark must go) once that branch is merged."""
-    return pytest.mark.xfail(strict=True, reason=f"issue 13 item {item}: fixed on the layout branch ({what})")
-
-
-SQUASHED = layout_fix(1, "the image block's fixed pixel height")
-TABLE = layout_fix(2, "Markdown tables without email styles")
-PREHEADER = layout_fix(6, "the preheader's contrast and mso-hide:all")
-INLINE = layout_fix(7, "link, heading and footer styles only in a <style> block")
-
-
-def cases(marks: dict, widths=None):
-    """pytest params for every kind (× width), with the marks of the cases known to fail today."""
+def cases(widths=None):
+    """pytest params for every kind (× width)."""
     if widths is None:
-        return [pytest.param(kind, marks=marks.get(kind, ()), id=kind) for kind in KINDS]
-    return [
-        pytest.param(kind, width, marks=marks.get((kind, width), marks.get(kind, ())), id=f"{kind}-{width}")
-        for kind in KINDS
-        for width in widths
-    ]
+        return [pytest.param(kind, id=kind) for kind in KINDS]
+    return [pytest.param(kind, width, id=f"{kind}-{width}") for kind in KINDS for width in widths]
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +89,7 @@ def findings(sent):
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize(("kind", "width"), cases({(k, w): SQUASHED for k in WITH_IMAGES for w in WIDTHS}, WIDTHS))
+@pytest.mark.parametrize(("kind", "width"), cases(WIDTHS))
 def test_every_image_keeps_its_shape(layouts, kind, width):
     layout = layouts[kind][width]
     if kind in WITH_IMAGES:
@@ -119,7 +103,7 @@ def test_every_image_keeps_its_shape(layouts, kind, width):
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize(("kind", "width"), cases({}, WIDTHS))
+@pytest.mark.parametrize(("kind", "width"), cases(WIDTHS))
 def test_nothing_is_wider_than_the_screen(layouts, kind, width):
     layout = layouts[kind][width]
     assert layout.width == width
@@ -134,7 +118,7 @@ def test_nothing_is_wider_than_the_screen(layouts, kind, width):
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize(("kind", "width"), cases({(k, w): TABLE for k in WITH_IMAGES for w in (320, 375)}, WIDTHS))
+@pytest.mark.parametrize(("kind", "width"), cases(WIDTHS))
 def test_no_word_is_split_over_two_lines(layouts, kind, width):
     broken = layouts[kind][width].broken_words
     assert not broken, f"{kind} at {width} px: words broken in the middle:\n" + "\n".join(
@@ -143,13 +127,13 @@ def test_no_word_is_split_over_two_lines(layouts, kind, width):
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("kind", cases({}))
+@pytest.mark.parametrize("kind", cases())
 def test_an_email_fetches_nothing_but_its_own_images(layouts, kind):
     assert layouts[kind][WIDTHS[0]].refused_requests == []
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("kind", cases(dict.fromkeys(KINDS, INLINE)))
+@pytest.mark.parametrize("kind", cases())
 def test_what_matters_is_inline_for_clients_that_drop_style_blocks(sent, chromium, settings, kind):
     html = sent.html(kind)
     with_styles = looks(chromium, html, PHONE, sent.media_paths, settings.base_url)
@@ -168,13 +152,13 @@ def test_what_matters_is_inline_for_clients_that_drop_style_blocks(sent, chromiu
 # --- SpamAssassin -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", cases({}))
+@pytest.mark.parametrize("kind", cases())
 def test_spamassassin_scores_every_email_below_one(spam, kind):
     report = spam[kind]
     assert report.score < SPAM_LIMIT, f"{kind} scores {report.score} in SpamAssassin:\n{report.hits()}"
 
 
-@pytest.mark.parametrize("kind", cases(dict.fromkeys(KINDS, PREHEADER)))
+@pytest.mark.parametrize("kind", cases())
 def test_spamassassin_sees_no_text_hidden_by_its_colour(spam, kind):
     """Filters read text in the colour of its background as a trick; the preview text must be hidden otherwise."""
     hidden = [r for r in spam[kind].rules if r[1] in HIDDEN_TEXT_RULES]
@@ -186,7 +170,7 @@ def test_spamassassin_sees_no_text_hidden_by_its_colour(spam, kind):
 
 @pytest.mark.parametrize(
     "kind",
-    cases({**dict.fromkeys(KINDS, PREHEADER), **dict.fromkeys(WITH_IMAGES, [PREHEADER, SQUASHED])}),
+    cases(),
 )
 def test_caniemail_finds_nothing_that_breaks_the_layout_or_hides_content(findings, kind):
     open_findings = sorted({str(f) for f in findings[kind] if accepted(f) is None})
@@ -197,19 +181,12 @@ def test_caniemail_finds_nothing_that_breaks_the_layout_or_hides_content(finding
     )
 
 
-ALLOWANCES_FOR_FIXES = {
-    # Written for the templates as the layout branch leaves them; no email needs them until it is merged.
-    i: layout_fix(item, what)
-    for i, a in enumerate(ALLOWANCES)
-    for item, what in ((6, "the preheader's mso-hide:all"),)
-    if a.where and "mso-hide" in a.where
-}
 
 
 @pytest.mark.parametrize(
     "index",
     [
-        pytest.param(i, marks=ALLOWANCES_FOR_FIXES.get(i, ()), id=f"{i}-{'/'.join(a.titles)[:40]}")
+        pytest.param(i, id=f"{i}-{'/'.join(a.titles)[:40]}")
         for i, a in enumerate(ALLOWANCES)
     ],
 )
@@ -254,7 +231,7 @@ def test_spamassassin_and_caniemail_are_read_right(sent):
     assert outlook and outlook[0].support == "none" and accepted(outlook[0]) is None
 
 
-@pytest.mark.parametrize("kind", cases({}))
+@pytest.mark.parametrize("kind", cases())
 def test_the_admin_preview_reads_each_email_as_caniemail_does(sent, findings, kind):
     """The admin preview reads caniemail's data in Python (no node on a web request): for everything it looks
     at, it must find what caniemail's own linter finds."""
