@@ -194,9 +194,7 @@ def resolve_blocks(
     topic (`groups`). An image gets its stored file and size (`file`, `pixels`); one whose upload is gone is
     left out. Blocks already resolved come back as they are, so resolving is done once and kept."""
     media_ids = [b.get("media") for b in blocks if b["type"] == "image" and "file" not in b]
-    media = (
-        {m.id: m for m in session.scalars(select(Media).where(Media.id.in_(media_ids)))} if media_ids else {}
-    )
+    media = {m.id: m for m in session.scalars(select(Media).where(Media.id.in_(media_ids)))} if media_ids else {}
     out = []
     for block in blocks:
         kind = block["type"]
@@ -269,9 +267,7 @@ def render_blocks(
             out.append(Rendered(kind, label=block["label"], url=block["url"]))
         elif kind == "updates" and block.get("groups") is not None:
             # Links are made here, by the process that renders, so they point at this site's BASE_URL.
-            groups = [
-                {"topic": g["topic"], "items": [_item(i, base_url) for i in g["items"]]} for g in block["groups"]
-            ]
+            groups = [{"topic": g["topic"], "items": [_item(i, base_url) for i in g["items"]]} for g in block["groups"]]
             out.append(Rendered(kind, groups=groups))
         elif kind == "updates":
             out.append(Rendered(kind, items=[_item(i, base_url) for i in block["items"]]))

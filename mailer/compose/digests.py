@@ -101,9 +101,7 @@ def _run(session: Session, frequency: str, at: datetime) -> DigestRun:
     return run
 
 
-def run_digest(
-    db: Database, frequency: str, at: datetime | None = None, settings: Settings | None = None
-) -> RunReport:
+def run_digest(db: Database, frequency: str, at: datetime | None = None, settings: Settings | None = None) -> RunReport:
     """Plan the digest for the period containing `at` (default now). Safe to call any number of times.
 
     Each email's content is frozen as it starts sending (and, given the settings, rendered: once per distinct
