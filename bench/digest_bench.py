@@ -4,12 +4,13 @@ Builds (set-based) BENCH_SUBSCRIBERS active subscribers (default 100,000) in 20 
 weekly topic set x an area (and a services mask), and 50 updates published over the last few days across the five
 topics and areas, laid out so that every group gets a different set of updates: 20 distinct contents. Then:
 
-* plans the run in this process with `run_digest(db, "weekly")` and times it (`plan_seconds`); checks that the
-  distinct renders it made equal the distinct preference sets built;
+* plans the run in this process with `run_digest(db, "weekly", settings=...)`, as beat's task does, and times it
+  (`plan_seconds`, which includes rendering and freezing each distinct email once); checks that the distinct
+  renders it made equal the distinct preference sets built;
 * sends every digest email through the delivery engine, as beat's `run_digest` task would (`plan_issue` per
-  email, Celery over a redis-server, MJML rendering, SMTP into Postfix's smtp-sink on localhost) and times it
-  from the first enqueue until every digest issue is `sent`; the workers log each `compile_issue` they make,
-  so `worker_compiles` is how often an email was actually rendered (once per email per process at best);
+  email, Celery over a redis-server, SMTP into Postfix's smtp-sink on localhost) and times it from the first
+  enqueue until every digest issue is `sent`; the workers log every MJML render they make (`worker_renders`:
+  0, since the emails were frozen when the run started them);
 * runs `run_digest` a second time for the same week: it must process nobody and send nothing more;
 * measures the wire's limit as send_bench does: smtp-source, as many messages of the digests' size, same sink.
 
@@ -40,7 +41,9 @@ from send_bench import (  # noqa: E402 - bench/ is put on the path first
     SOURCE,
     bench_rig,
     children,
+    counting_worker,
     ensure_postfix_tools,
+    renders_in,
     rss_kb,
     wait_quiet,
 )
@@ -150,25 +153,6 @@ def prepare_database(settings, n: int) -> dict:
     return {"groups": len(TOPIC_SETS) * len(areas), "updates": len(updates)}
 
 
-def worker_command(concurrency: int, compiles_log: Path) -> list[str]:
-    """The Celery worker of `celery -A worker worker`, with compile_issue counted (one line per render)."""
-    shim = f"""
-import os, sys
-sys.path.insert(0, {str(ROOT)!r})
-import worker
-import mailer.tasks as tasks
-fd = os.open({str(compiles_log)!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-compile_issue = tasks.compile_issue
-def counted(issue, *args, **kwargs):
-    os.write(fd, f"{{issue.id}} {{os.getpid()}}\\n".encode())
-    return compile_issue(issue, *args, **kwargs)
-tasks.compile_issue = counted
-worker.app.worker_main(["worker", "--queues", "bulk", "--concurrency", "{concurrency}", "--loglevel", "WARNING",
-                        "--without-mingle", "--without-gossip"])
-"""
-    return [sys.executable, "-c", shim]
-
-
 def main() -> None:
     n = int(os.environ.get("BENCH_SUBSCRIBERS", "100000"))
     cores = os.cpu_count() or 2
@@ -184,16 +168,18 @@ def main() -> None:
     print(json.dumps(result))
 
 
-def plan_run(db, profile: bool):
+def plan_run(db, settings, profile: bool):
+    """`run_digest` as beat's task calls it: with the settings, so each distinct email is rendered (and frozen)
+    once here, in the planning, and never by the workers."""
     from mailer.compose.digests import run_digest
 
     if not profile:
-        return run_digest(db, "weekly")
+        return run_digest(db, "weekly", settings=settings)
     import cProfile
     import pstats
 
     prof = cProfile.Profile()
-    report = prof.runcall(run_digest, db, "weekly")
+    report = prof.runcall(run_digest, db, "weekly", settings=settings)
     pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
     return report
 
@@ -212,10 +198,10 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
     print(f"database ({database}): {n:,} subscribers in {built['groups']} preference groups, "
           f"{built['updates']} updates, in {setup_seconds:.1f} s", flush=True)
 
-    compiles_log = work / "compiles.log"
+    renders_log = work / "renders.log"
     log = open(work / "worker.log", "w")  # noqa: SIM115 - the process outlives this function's frames
-    workers = subprocess.Popen(worker_command(concurrency, compiles_log), cwd=ROOT, env={**os.environ, **env},
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    workers = subprocess.Popen(counting_worker("bulk", concurrency, renders_log), cwd=ROOT,
+                               env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     STARTED.append(workers)
     from mailer.runtime import Runtime, set_runtime
     from mailer.tasks import configure_celery, enqueue, plan_issue
@@ -225,7 +211,7 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
     db = Database(settings.database_url)
 
     t = time.perf_counter()
-    report = plan_run(db, os.environ.get("BENCH_PROFILE") == "1")
+    report = plan_run(db, settings, os.environ.get("BENCH_PROFILE") == "1")
     plan_seconds = time.perf_counter() - t
     with db.sessions() as s:
         placed = s.scalar(select(func.count()).select_from(DigestRunSubscriber)
@@ -251,7 +237,7 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
         t = time.perf_counter()
         message_sizes = [len(compile_issue(s.get(Issue, i), settings).fill({"to": email_of(0), **fields}))
                          for i in report.emails]
-        render_ms = (time.perf_counter() - t) * 1000 / max(len(report.emails), 1)
+        encode_ms = (time.perf_counter() - t) * 1000 / max(len(report.emails), 1)
     weights = [audience.get(i, 0) for i in report.emails]
     mean_size = sum(w * size for w, size in zip(weights, message_sizes, strict=True)) / max(sum(weights), 1)
     time.sleep(3)  # let the workers finish starting before the clock runs
@@ -297,18 +283,16 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
     duplicates = sum(v - 1 for v in ours.values() if v > 1)
     strangers = len(set(ours) - expected)
     rate = expected_total / seconds
-    compiles = [line.split() for line in compiles_log.read_text().splitlines()] if compiles_log.exists() else []
-    processes = len({pid for _issue, pid in compiles})
+    renders = renders_in(renders_log)
     print(f"send: {expected_total:,} digests ({mean_size / 1024:.1f} KB on average, {min(message_sizes) / 1024:.1f}–"
-          f"{max(message_sizes) / 1024:.1f} KB, {render_ms:.0f} ms to render one) in {seconds:.1f} s = "
+          f"{max(message_sizes) / 1024:.1f} KB, {encode_ms:.0f} ms to encode one) in {seconds:.1f} s = "
           f"{rate:,.0f} msg/s; missing {missing}, duplicates {duplicates}, unexpected {strangers}; "
-          f"workers compiled {len(compiles)} times ({len({i for i, _p in compiles})} distinct emails, "
-          f"{processes} processes)", flush=True)
+          f"workers rendered MJML {len(renders)} times ({len(set(renders))} processes)", flush=True)
 
     # Run it again for the same week: nobody is processed twice, nothing more goes.
     before = counter.total
     t = time.perf_counter()
-    again = plan_run(db, False)
+    again = plan_run(db, settings, False)
     again_seconds = time.perf_counter() - t
     for issue_id in again.emails:
         enqueue(plan_issue, issue_id)
@@ -342,8 +326,8 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
         "with_news": report.with_news,
         "distinct_contents": report.renders,
         "emails": len(report.emails),
-        "worker_compiles": len(compiles),
-        "render_ms": round(render_ms, 1),
+        "worker_renders": len(renders),
+        "encode_ms": round(encode_ms, 1),
         "all_planned_after_s": round(all_planned, 2),
         "seconds": round(seconds, 2),
         "msgs_per_s": round(rate),

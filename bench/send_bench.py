@@ -235,6 +235,31 @@ def prepare_database(settings, n: int) -> None:
 STARTED: list[subprocess.Popen] = []
 
 
+def counting_worker(queues: str, concurrency: int, renders_log: Path) -> list[str]:
+    """The Celery worker of `celery -A worker worker`, with every MJML render its processes make written to
+    `renders_log` (one line each: the process id). A send started with its email frozen needs none."""
+    shim = f"""
+import os, sys
+sys.path.insert(0, {str(ROOT)!r})
+import worker
+import mailer.render.email as email
+fd = os.open({str(renders_log)!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+mjml2html = email.mjml2html
+def counted(*args, **kwargs):
+    os.write(fd, f"{{os.getpid()}}\\n".encode())
+    return mjml2html(*args, **kwargs)
+email.mjml2html = counted
+worker.app.worker_main(["worker", "--queues", {queues!r}, "--concurrency", "{concurrency}", "--loglevel", "WARNING",
+                        "--without-mingle", "--without-gossip"])
+"""
+    return [sys.executable, "-c", shim]
+
+
+def renders_in(renders_log: Path) -> list[str]:
+    """The process ids of every MJML render the workers made."""
+    return renders_log.read_text().split() if renders_log.exists() else []
+
+
 def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
     from mailer.compose.issues import IssueInput, approve_issue, create_issue, request_send, submit_issue
     from mailer.compose.mail import compile_issue
@@ -247,9 +272,9 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
           flush=True)
 
     log = open(work / "worker.log", "w")  # noqa: SIM115 - the process outlives this function's frames
+    renders_log = work / "renders.log"
     workers = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker", "worker", "--queues", "bulk", "--concurrency",
-         str(concurrency), "--loglevel", "WARNING", "--without-mingle", "--without-gossip"],
+        counting_worker("bulk", concurrency, renders_log),
         cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     STARTED.append(workers)
@@ -279,7 +304,11 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
     with db.transaction() as s:
         submit_issue(s, issue_id)
         approve_issue(s, issue_id)
-        request_send(s, issue_id)
+    # As the admin and the API start a send: with the settings, so the email is rendered and frozen here.
+    t = time.perf_counter()
+    with db.transaction() as s:
+        request_send(s, issue_id, settings=settings)
+    send_start_ms = (time.perf_counter() - t) * 1000
     start = time.perf_counter()
     enqueue(plan_issue, issue_id)
     status, planned = "sending", None
@@ -311,8 +340,11 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
     missing = len(expected - set(ours))
     duplicates = sum(v - 1 for v in ours.values() if v > 1)
     rate = n / seconds
+    renders = renders_in(renders_log)
     print(f"ours: {n:,} messages ({len(sample) / 1024:.1f} KB each) in {seconds:.1f} s = {rate:,.0f} msg/s; "
-          f"planning {planned or 0:.2f} s; missing {missing}, duplicates {duplicates}", flush=True)
+          f"planning {planned or 0:.2f} s; missing {missing}, duplicates {duplicates}; starting the send took "
+          f"{send_start_ms:.0f} ms; the workers rendered MJML {len(renders)} times in "
+          f"{len(set(renders))} processes", flush=True)
 
     # The wire's limit: the same count and size, smtp-source over reused connections into the same sink.
     before = counter.total
@@ -337,6 +369,8 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
         "duplicates": duplicates,
         "peak_worker_rss_mb": round(peak_total / 1024, 1),
         "plan_seconds": round(planned or 0, 2),
+        "send_start_ms": round(send_start_ms, 1),
+        "worker_renders": len(renders),
         "message_kb": round(len(sample) / 1024, 1),
         "concurrency": concurrency,
         "database": settings.database_url.split(":")[0].split("+")[0],

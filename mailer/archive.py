@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
-from xml.sax.saxutils import escape
+from xml.etree import ElementTree as ET
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -68,56 +68,62 @@ def published_update(session: Session, slug: str) -> Update | None:
     return session.scalar(select(Update).where(Update.slug == slug, Update.status == "published"))
 
 
+ATOM = "http://www.w3.org/2005/Atom"
+
+
+def _xml(root: ET.Element) -> str:
+    """The document as UTF-8 XML text. ElementTree escapes every text and attribute value (`&`, `<`, `>` and
+    `"` included), so a title or topic name can never end an attribute or open an element."""
+    ET.indent(root)  # one element a line, for people reading it; only whitespace between elements changes
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attributes: str) -> ET.Element:
+    element = ET.SubElement(parent, tag, attributes)
+    if text is not None:
+        element.text = text
+    return element
+
+
 def atom(items: list[Entry], base_url: str, title: str) -> str:
+    """An Atom 1.0 feed (RFC 4287) of `items`."""
     updated = items[0].at if items else datetime(2026, 1, 1).astimezone()
-    parts = [
-        '<?xml version="1.0" encoding="utf-8"?>',
-        '<feed xmlns="http://www.w3.org/2005/Atom">',
-        f"<title>{escape(title)}</title>",
-        f'<link rel="alternate" type="text/html" href="{escape(base_url)}/news"/>',
-        f'<link rel="self" type="application/atom+xml" href="{escape(base_url)}/news/feed.atom"/>',
-        f"<id>{escape(base_url)}/news</id>",
-        f"<updated>{updated.isoformat()}</updated>",
-    ]
+    feed = ET.Element("feed", {"xmlns": ATOM})
+    _sub(feed, "title", title)
+    _sub(feed, "link", rel="alternate", type="text/html", href=f"{base_url}/news")
+    _sub(feed, "link", rel="self", type="application/atom+xml", href=f"{base_url}/news/feed.atom")
+    _sub(feed, "id", f"{base_url}/news")
+    _sub(feed, "updated", updated.isoformat())
     for item in items:
-        url = escape(base_url + item.path)
-        parts += [
-            "<entry>",
-            f"<title>{escape(item.title)}</title>",
-            f'<link rel="alternate" type="text/html" href="{url}"/>',
-            f"<id>{url}</id>",
-            f"<updated>{item.at.isoformat()}</updated>",
-            f"<published>{item.at.isoformat()}</published>",
-            f'<category term="{escape(item.topic)}"/>',
-            f"<summary>{escape(item.summary or item.title)}</summary>",
-            f"<author><name>{escape(title)}</name></author>",
-            "</entry>",
-        ]
-    parts.append("</feed>")
-    return "\n".join(parts) + "\n"
+        url = base_url + item.path
+        entry = _sub(feed, "entry")
+        _sub(entry, "title", item.title)
+        _sub(entry, "link", rel="alternate", type="text/html", href=url)
+        _sub(entry, "id", url)
+        _sub(entry, "updated", item.at.isoformat())
+        _sub(entry, "published", item.at.isoformat())
+        _sub(entry, "category", term=item.topic)
+        _sub(entry, "summary", item.summary or item.title)
+        _sub(_sub(entry, "author"), "name", title)
+    return _xml(feed)
 
 
 def rss(items: list[Entry], base_url: str, title: str, description: str) -> str:
-    parts = [
-        '<?xml version="1.0" encoding="utf-8"?>',
-        '<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom"><channel>',
-        f"<title>{escape(title)}</title>",
-        f"<link>{escape(base_url)}/news</link>",
-        f"<description>{escape(description)}</description>",
-        "<language>en-gb</language>",
-        f'<atom:link href="{escape(base_url)}/news/feed.rss" rel="self" type="application/rss+xml"/>',
-    ]
+    """An RSS 2.0 feed of `items`, pointing at itself with atom:link as validators ask."""
+    root = ET.Element("rss", {"version": "2.0", "xmlns:atom": ATOM})
+    channel = _sub(root, "channel")
+    _sub(channel, "title", title)
+    _sub(channel, "link", f"{base_url}/news")
+    _sub(channel, "description", description)
+    _sub(channel, "language", "en-gb")
+    _sub(channel, "atom:link", href=f"{base_url}/news/feed.rss", rel="self", type="application/rss+xml")
     for item in items:
-        url = escape(base_url + item.path)
-        parts += [
-            "<item>",
-            f"<title>{escape(item.title)}</title>",
-            f"<link>{url}</link>",
-            f'<guid isPermaLink="true">{url}</guid>',
-            f"<pubDate>{format_datetime(item.at)}</pubDate>",
-            f"<category>{escape(item.topic)}</category>",
-            f"<description>{escape(item.summary or item.title)}</description>",
-            "</item>",
-        ]
-    parts.append("</channel></rss>")
-    return "\n".join(parts) + "\n"
+        url = base_url + item.path
+        entry = _sub(channel, "item")
+        _sub(entry, "title", item.title)
+        _sub(entry, "link", url)
+        _sub(entry, "guid", url, isPermaLink="true")
+        _sub(entry, "pubDate", format_datetime(item.at))
+        _sub(entry, "category", item.topic)
+        _sub(entry, "description", item.summary or item.title)
+    return _xml(root)

@@ -224,7 +224,7 @@ def digests_run(frequency: str, at: str | None) -> None:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=ZoneInfo("Europe/London"))
     settings = _settings()
-    report = run_digest(_db(), frequency, moment)
+    report = run_digest(_db(), frequency, moment, settings=settings)
     configure_celery(settings)
     unsent = [issue_id for issue_id in report.emails if not enqueue(plan_issue, issue_id)]
     click.echo(

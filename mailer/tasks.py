@@ -24,7 +24,7 @@ from .audience.confirmation import confirmation_mail, latest_request_id, manage_
 from .audience.suppression import suppress
 from .compose import digests
 from .compose.issues import start_due, stop_unsendable
-from .compose.mail import compile_issue
+from .compose.mail import message_for_test, sent_message
 from .config import Settings
 from .delivery import dispatch
 from .delivery.ledger import Claimed
@@ -200,11 +200,7 @@ def send_test(self, issue_id: int, addresses: list[str]) -> dict:
         issue = session.get(Issue, issue_id)
         if issue is None:
             return {"skipped": "no such issue"}
-        message = compile_issue(issue, rt.settings, subject_prefix="[TEST] ")
-    example = {
-        "unsubscribe_url": f"{rt.settings.base_url}/manage",
-        "manage_url": f"{rt.settings.base_url}/manage",
-    }
+        message, example = message_for_test(issue, rt.settings)
     outcomes, again = {}, []
     transport = smtp_transport_for(rt.settings.smtp_url)
     for address in addresses:
@@ -213,7 +209,6 @@ def send_test(self, issue_id: int, addresses: list[str]) -> dict:
                 "to": address,
                 "date": format_datetime(utcnow()),
                 "message_id": f"test-{issue_id}-{secrets.token_hex(6)}@{rt.settings.mail_domain}",
-                "list_unsubscribe": example["unsubscribe_url"],
                 **example,
             }
         )
@@ -269,14 +264,14 @@ def plan_issue(issue_id: int) -> int:
 _compiled: OrderedDict = OrderedDict()
 
 
-def _compiled_issue(issue: Issue, settings: Settings):
-    """Render each issue once per worker process (MJML is the expensive part), keep the last few."""
-    # An issue's content is fixed once it is sending (it can no longer be edited), so (id, created_at) is
-    # the key. Not updated_at: every batch's heartbeat moves that, and each batch would render it again.
-    key = (issue.id, issue.created_at)
+def _compiled_issue(key: tuple, db, settings: Settings):
+    """Each issue's frozen email, encoded once per worker process; keep the last few. Nothing is rendered
+    here: the email was rendered when the send started (compose.mail.sent_message)."""
+    # What an issue sends is frozen once it is sending, so (id, created_at) is the key. Not updated_at: every
+    # batch's heartbeat moves that, and each batch would encode it again.
     message = _compiled.get(key)
     if message is None:
-        message = _compiled[key] = compile_issue(issue, settings)
+        message = _compiled[key] = sent_message(db, key[0], settings)
         while len(_compiled) > 8:
             _compiled.popitem(last=False)
     return message
@@ -303,8 +298,8 @@ def send_batch(issue_id: int, lo: int, hi: int) -> dict:
         issue = session.get(Issue, issue_id)
         if issue is None or issue.status != "sending":
             return {"skipped": "issue not sending"}
-        topic_id, kind = issue.topic_id, issue.kind
-        message = _compiled_issue(issue, rt.settings)
+        topic_id, kind, key = issue.topic_id, issue.kind, (issue.id, issue.created_at)
+    message = _compiled_issue(key, rt.db, rt.settings)
     unsubscribe_topic = None if kind == "digest" else topic_id
     links, domain = rt.links, rt.settings.mail_domain
 
@@ -358,7 +353,7 @@ def sweep() -> dict:
 def _start_scheduled(rt) -> dict:
     # Scheduled issues whose time has come: started once however many beats fire (compare-and-set).
     with rt.db.transaction() as session:
-        started = start_due(session)
+        started = start_due(session, settings=rt.settings)
     for issue_id in started:
         enqueue(plan_issue, issue_id)
     return {"started": started}
@@ -449,7 +444,7 @@ def run_digest_task(frequency: str, at: str | None = None) -> dict:
     """Beat's weekly and monthly digest (or one asked for): plan the run, then send its emails."""
     rt = runtime()
     moment = datetime.fromisoformat(at) if at else None
-    report = digests.run_digest(rt.db, frequency, moment)
+    report = digests.run_digest(rt.db, frequency, moment, settings=rt.settings)
     for issue_id in report.emails:
         enqueue(plan_issue, issue_id)
     return report.as_dict()

@@ -30,9 +30,9 @@ def _publish(db, title: str) -> str:
         return made.slug
 
 
-def _send(db, blocks: list[dict], subject="Trust Matters: December") -> Issue:
+def _send(db, blocks: list[dict], subject="Trust Matters: December", topic="trust-matters") -> Issue:
     with db.transaction() as s:
-        issue = create_issue(s, IssueInput(subject=subject, body="", topic="trust-matters", blocks=blocks))
+        issue = create_issue(s, IssueInput(subject=subject, body="", topic=topic, blocks=blocks))
         submit_issue(s, issue.id)
         approve_issue(s, issue.id)
         request_send(s, issue.id)
@@ -50,7 +50,8 @@ def api(client, db):
 
 def test_an_issue_page_is_what_was_sent_kept_from_the_moment_the_send_started(client, db):
     first = _publish(db, "Ward move agreed")
-    issue = _send(db, [{"type": "text", "markdown": "Hello **all**."}, {"type": "updates", "count": 3}])
+    blocks = [{"type": "text", "markdown": "Hello **all**."}, {"type": "updates", "count": 3}]
+    issue = _send(db, blocks, topic="project-fusion")
     assert "<strong>all</strong>" in issue.archive_html and f"/news/updates/{first}" in issue.archive_html
 
     later = _publish(db, "Clinic opens in Ryde")  # published after the issue went out

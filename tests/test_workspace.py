@@ -77,10 +77,11 @@ def test_compose_blocks_without_javascript_then_save(client, db):
         },
     )
     assert response.data.index(b"Project Fusion this month") < response.data.index(b"Hello **all**.")
-    # Save with every kind of block; the image uploads with the same post.
+    # Save with every kind of block; the image uploads with the same post. Latest updates are the topic's.
     response = _compose(
         client,
         {
+            "topic": "project-fusion",
             "block-0-type": "heading",
             "block-0-text": "Project Fusion this month",
             "block-1-type": "text",

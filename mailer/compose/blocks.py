@@ -8,6 +8,7 @@ made safe by nh3; nothing a writer types reaches the email or a page as markup o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -184,19 +185,78 @@ class Rendered:
     heading: str = ""  # the updates block's own heading; none right under a heading the writer gave it
 
 
-def latest_updates(session: Session, count: int, topic_id: int | None = None) -> list[Update]:
-    query = select(Update).where(Update.status == "published").order_by(Update.published_at.desc()).limit(count)
+def latest_updates(
+    session: Session, count: int, topic_id: int | None = None, before: datetime | None = None
+) -> list[Update]:
+    """The `count` most recent published updates, in the topic if given, published at or before `before`."""
+    query = select(Update).where(Update.status == "published", Update.published_at.is_not(None))
     if topic_id is not None:
         query = query.where(Update.topic_id == topic_id)
-    return list(session.scalars(query))
+    if before is not None:
+        query = query.where(Update.published_at <= before)
+    return list(session.scalars(query.order_by(Update.published_at.desc(), Update.id.desc()).limit(count)))
 
 
-def render_blocks(session: Session, blocks: list[dict], base_url: str, with_text: bool = True) -> list[Rendered]:
-    """Blocks as safe HTML (and, `with_text`, text) for the email and the archive. Updates are the latest at
-    render time."""
-    media = {m.id: m for m in session.scalars(select(Media).where(Media.id.in_([b.get("media") for b in blocks])))}
+def resolve_blocks(
+    session: Session | None, blocks: list[dict], *, topic_id: int | None = None, before: datetime | None = None
+) -> list[dict]:
+    """The blocks with what they pull in written into them, as plain JSON to keep (`FrozenContent.blocks`).
+
+    A "latest updates" block gets its updates (`items`: id, title, summary, slug): the newest in the issue's
+    topic published at or before `before` (when the send started). A digest's block (`ids`) gets them by
+    topic (`groups`). An image gets its stored file and size (`file`, `pixels`); one whose upload is gone is
+    left out. Blocks already resolved come back as they are, so resolving is done once and kept."""
+    media_ids = [b.get("media") for b in blocks if b["type"] == "image" and "file" not in b]
+    media = {m.id: m for m in session.scalars(select(Media).where(Media.id.in_(media_ids)))} if media_ids else {}
     out = []
     for i, block in enumerate(blocks):
+        kind = block["type"]
+        if kind == "image" and "file" not in block:
+            item = media.get(block.get("media"))
+            if item is None:
+                continue
+            block = {**block, "file": item.stored_name, "pixels": [item.width, item.height]}
+        elif kind == "updates" and "items" not in block and "groups" not in block:
+            if block.get("ids"):
+                # A digest's chosen updates, grouped by topic in display order.
+                chosen = {u.id: u for u in session.scalars(select(Update).where(Update.id.in_(block["ids"])))}
+                groups: dict[int, dict] = {}
+                for update in sorted((chosen[i] for i in block["ids"] if i in chosen), key=lambda u: u.topic.position):
+                    group = groups.setdefault(update.topic_id, {"topic": update.topic.name, "items": []})
+                    group["items"].append(_kept_item(update))
+                block = {**block, "groups": list(groups.values())}
+            else:
+                found = latest_updates(session, block.get("count", 3), topic_id, before)
+                block = {**block, "items": [_kept_item(u) for u in found]}
+        out.append(block)
+    return out
+
+
+def _kept_item(update: Update) -> dict:
+    return {"id": update.id, "title": update.title, "summary": update.summary or "", "slug": update.slug}
+
+
+@dataclass
+class _Picture:
+    stored_name: str
+    width: int
+    height: int
+
+
+def render_blocks(
+    session: Session | None,
+    blocks: list[dict],
+    base_url: str,
+    with_text: bool = True,
+    *,
+    topic_id: int | None = None,
+    before: datetime | None = None,
+) -> list[Rendered]:
+    """Blocks as safe HTML (and, `with_text`, text) for the email and the archive. Blocks not yet resolved are
+    resolved first (see `resolve_blocks`); resolved ones need no database (`session` may then be None)."""
+    out = []
+    resolved = resolve_blocks(session, blocks, topic_id=topic_id, before=before)
+    for i, block in enumerate(resolved):
         kind = block["type"]
         if kind == "heading":
             out.append(Rendered(kind, text=block["text"]))
@@ -204,9 +264,7 @@ def render_blocks(session: Session, blocks: list[dict], base_url: str, with_text
             text = markdown_to_text(block["markdown"]) if with_text else ""
             out.append(Rendered(kind, html=markdown_to_html(block["markdown"]), text=text))
         elif kind == "image":
-            item = media.get(block.get("media"))
-            if item is None:
-                continue
+            item = _Picture(block["file"], *block["pixels"])
             width = min(item.width, 592)
             out.append(
                 Rendered(
@@ -221,32 +279,30 @@ def render_blocks(session: Session, blocks: list[dict], base_url: str, with_text
             )
         elif kind == "button":
             out.append(Rendered(kind, label=block["label"], url=block["url"]))
-        elif kind == "updates" and block.get("ids"):
-            # A digest's chosen updates, grouped by topic in display order. Links are made here, by the
-            # process that renders, so they always point at this site's BASE_URL.
-            chosen = {u.id: u for u in session.scalars(select(Update).where(Update.id.in_(block["ids"])))}
-            groups: dict[int, dict] = {}
-            for update in sorted((chosen[i] for i in block["ids"] if i in chosen), key=lambda u: u.topic.position):
-                group = groups.setdefault(update.topic_id, {"topic": update.topic.name, "items": []})
-                group["items"].append(_item(update, base_url))
-            out.append(Rendered(kind, groups=list(groups.values())))
+        elif kind == "updates" and block.get("groups") is not None:
+            # Links are made here, by the process that renders, so they point at this site's BASE_URL.
+            groups = [
+                {"topic": g["topic"], "items": [_item(item, base_url) for item in g["items"]]} for g in block["groups"]
+            ]
+            out.append(Rendered(kind, groups=groups))
         elif kind == "updates":
-            items = [_item(u, base_url) for u in latest_updates(session, block.get("count", 3))]
-            under_heading = i > 0 and blocks[i - 1]["type"] == "heading"
+            items = [_item(item, base_url) for item in block["items"]]
+            under_heading = i > 0 and resolved[i - 1]["type"] == "heading"
             out.append(Rendered(kind, items=items, heading="" if under_heading else UPDATES_HEADING))
         else:
             out.append(Rendered(kind))
     return out
 
 
-def archive_page(session: Session, blocks: list[dict]) -> str:
+def archive_page(session: Session | None, blocks: list[dict]) -> str:
     """The blocks as the archive page shows them, rendered once and kept (`Issue.archive_html`). Images and
-    updates are linked by site path, so the page is right whatever BASE_URL the site is reached at later."""
+    updates are linked by site path, so the page is right whatever BASE_URL the site is reached at later.
+    Given resolved blocks (`resolve_blocks`, as frozen when the send started), it shows exactly what they say."""
     return issue_page_html(render_blocks(session, blocks, base_url="", with_text=False))
 
 
-def _item(update: Update, base_url: str) -> dict:
-    return {"title": update.title, "summary": update.summary, "url": f"{base_url}/news/updates/{update.slug}"}
+def _item(kept: dict, base_url: str) -> dict:
+    return {"title": kept["title"], "summary": kept["summary"], "url": f"{base_url}/news/updates/{kept['slug']}"}
 
 
 def checks(subject: str, blocks: list[dict], html_size: int) -> list[tuple[str, str]]:

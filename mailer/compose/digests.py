@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from .. import audit
 from ..audit import SYSTEM
+from ..config import Settings
 from ..db import Database
 from ..delivery.ledger import plan_deliveries
 from ..errors import InvalidInput
@@ -35,6 +36,8 @@ from ..models import (
     Update,
     utcnow,
 )
+from .mail import freeze
+from .updates import _escape_md
 
 LONDON = ZoneInfo("Europe/London")
 DIGEST_FREQUENCIES = ("weekly", "monthly")
@@ -98,8 +101,11 @@ def _run(session: Session, frequency: str, at: datetime) -> DigestRun:
     return run
 
 
-def run_digest(db: Database, frequency: str, at: datetime | None = None) -> RunReport:
-    """Plan the digest for the period containing `at` (default now). Safe to call any number of times."""
+def run_digest(db: Database, frequency: str, at: datetime | None = None, settings: Settings | None = None) -> RunReport:
+    """Plan the digest for the period containing `at` (default now). Safe to call any number of times.
+
+    Each email's content is frozen as it starts sending (and, given the settings, rendered: once per distinct
+    content, never again by the workers), so someone placed on it later gets the same mail."""
     at = at or utcnow()
     period_of(frequency, at)  # validates the frequency
     with db.transaction() as session:
@@ -117,6 +123,7 @@ def run_digest(db: Database, frequency: str, at: datetime | None = None) -> RunR
         for issue in session.scalars(select(Issue).where(Issue.digest_run_id == run.id, Issue.status == "draft")):
             issue.status = "sending"
             issue.send_requested_at = now
+            freeze(session, issue, settings)
         # A rerun that placed someone late onto an email already planned (or sent) adds them to its ledger;
         # the ledger's unique (issue, subscriber) means nobody already on it gets it twice.
         for issue in session.scalars(
@@ -268,6 +275,22 @@ def _plan_chunk(session: Session, run: DigestRun, report: RunReport, after: int)
     return ids[-1] if len(ids) == CHUNK else None
 
 
+def digest_intro(chosen: list[Update]) -> str:
+    """The digest's first line (Markdown): how many updates, and every topic they are in, by name.
+
+    'Here are the 3 updates since your last digest: 2 in Project Fusion updates and 1 in Careers.'"""
+    counts: dict[int, list] = {}
+    for update in sorted(chosen, key=lambda u: (u.topic.position, u.topic_id)):
+        counts.setdefault(update.topic_id, [_escape_md(update.topic.name), 0])[1] += 1
+    opening = "Here is the 1 update" if len(chosen) == 1 else f"Here are the {len(chosen)} updates"
+    if len(counts) == 1:
+        [(name, _count)] = counts.values()
+        where = f"in {name}" if len(chosen) == 1 else f"all in {name}"
+        return f"{opening} since your last digest, {where}."
+    parts = [f"{count} in {name}" for name, count in counts.values()]
+    return f"{opening} since your last digest: {', '.join(parts[:-1])} and {parts[-1]}."
+
+
 def _digest_issue(session: Session, run: DigestRun, content: tuple[int, ...], updates: list[Update]) -> int:
     """The run's email for this exact set of updates, made once (a later chunk finds it by its key)."""
     key = hashlib.sha256(",".join(map(str, content)).encode()).hexdigest()
@@ -276,11 +299,7 @@ def _digest_issue(session: Session, run: DigestRun, content: tuple[int, ...], up
         return found
     chosen = [u for u in updates if u.id in set(content)]
     blocks: list[dict] = [
-        {
-            "type": "text",
-            "markdown": f"Here {'is' if len(chosen) == 1 else 'are'} the {len(chosen)} "
-            f"update{'' if len(chosen) == 1 else 's'} since your last digest.",
-        },
+        {"type": "text", "markdown": digest_intro(chosen)},
         {"type": "updates", "ids": [u.id for u in chosen]},
     ]
     label = "weekly" if run.frequency == "weekly" else "monthly"

@@ -13,12 +13,14 @@ from sqlalchemy.orm import Session
 from .. import audit
 from ..audience.segments import check_rules, topics_by_slug, usable_rules
 from ..audit import SYSTEM, Actor
+from ..config import Settings
 from ..delivery import ledger
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import EDITABLE, MAX_ID, Issue, Segment, Topic, utcnow
 from ..render.content import clean_text, has_control_characters, nesting_problem
 from ..render.headers import header_problem
-from .blocks import ISSUE_TEXT_MAX, archive_page, blocks_of, validate_blocks
+from .blocks import ISSUE_TEXT_MAX, archive_page, blocks_of, resolve_blocks, validate_blocks
+from .mail import freeze
 
 LONDON = ZoneInfo("Europe/London")
 SUBJECT_MAX = 200
@@ -137,10 +139,26 @@ def assign_slug(session: Session, issue: Issue) -> None:
 
 def keep_archive_page(session: Session, issue: Issue) -> str:
     """The issue's archive page content, rendered the first time it is asked for and kept on the issue: what
-    was sent, served as it is to every visitor. Called when the send starts."""
+    was sent, served as it is to every visitor. Called when the send starts, after `freeze`, so the page shows
+    exactly the blocks and updates the email carries. (An issue sent before contents were frozen gets its
+    topic's updates as they were when its send started.)"""
     if issue.archive_html is None:
-        issue.archive_html = archive_page(session, blocks_of(issue))
+        if issue.frozen is not None:
+            issue.archive_html = archive_page(None, issue.frozen.blocks)
+        else:
+            blocks = resolve_blocks(session, blocks_of(issue), topic_id=issue.topic_id, before=issue.send_requested_at)
+            issue.archive_html = archive_page(None, blocks)
     return issue.archive_html
+
+
+def _start_sending(session: Session, issue: Issue, now: datetime, settings: Settings | None) -> None:
+    """What every send start does: the archive address, and what goes out frozen (see compose.mail.freeze)
+    with its archive page made from the same blocks. Given the settings, the email is rendered now too."""
+    issue.status = "sending"
+    issue.send_requested_at = now
+    assign_slug(session, issue)
+    freeze(session, issue, settings)
+    keep_archive_page(session, issue)
 
 
 def _written(issue: Issue) -> None:
@@ -297,8 +315,9 @@ def unschedule_issue(session: Session, issue_id: int, actor: Actor | None = None
     return issue
 
 
-def start_due(session: Session, now: datetime | None = None) -> list[int]:
-    """Scheduled issues whose time has come become `sending`; returns their ids for planning.
+def start_due(session: Session, now: datetime | None = None, settings: Settings | None = None) -> list[int]:
+    """Scheduled issues whose time has come become `sending`, their content frozen (and, given the settings,
+    their email rendered); returns their ids for planning.
 
     The status change is a compare-and-set, so two beats firing together start each issue once."""
     now = now or utcnow()
@@ -324,8 +343,7 @@ def start_due(session: Session, now: datetime | None = None) -> list[int]:
         ).rowcount
         if won:
             audit.record(session, SYSTEM, "issue.send", issue, scheduled_for=issue.send_at.isoformat())
-            assign_slug(session, issue)
-            keep_archive_page(session, issue)
+            _start_sending(session, issue, now, settings)
             started.append(issue_id)
     session.flush()
     return started
@@ -377,8 +395,12 @@ def list_issues(session: Session, limit: int = 100) -> list[Issue]:
     return list(session.scalars(select(Issue).order_by(Issue.id.desc()).limit(limit)))
 
 
-def request_send(session: Session, issue_id: int, actor: Actor | None = None) -> Issue:
-    """Send an approved issue now. The caller enqueues planning after its transaction commits."""
+def request_send(
+    session: Session, issue_id: int, actor: Actor | None = None, settings: Settings | None = None
+) -> Issue:
+    """Send an approved issue now: its content is frozen (and, given the settings, its email rendered) in
+    this transaction, so what goes out is what was approved at this moment. The caller enqueues planning
+    after its transaction commits."""
     issue = _locked(session, issue_id)
     if issue.status in ("draft", "in_review"):
         raise Conflict(f"Issue {issue.id} is {issue.status.replace('_', ' ')}: it must be approved before it is sent")
@@ -386,11 +408,7 @@ def request_send(session: Session, issue_id: int, actor: Actor | None = None) ->
         raise Conflict(f"Issue {issue.id} is already {issue.status}")
     _audience_rules(session, issue)
     audit.record(session, actor, "issue.send", issue)
-    assign_slug(session, issue)
-    keep_archive_page(session, issue)
-    issue.status = "sending"
-    issue.send_requested_at = utcnow()
-    # The segment's rules as approved (see approve_issue).
+    _start_sending(session, issue, utcnow(), settings)
     session.flush()
     return issue
 

@@ -1,20 +1,31 @@
-"""An issue as mail: rendered with MJML once per issue, filled in per recipient by delivery."""
+"""An issue as mail: frozen when its send starts, then filled in per recipient by delivery.
+
+When a send starts, `freeze` keeps what the issue says (its blocks with the updates and images they pulled in)
+and how it looks (the email's HTML and text from MJML, with markers where each recipient's links go). Every
+batch, resume, late recipient, test send and preview of that issue is made from what was kept, never from the
+issue's rows, the updates or the templates as they are later: one issue is one mail for its whole send.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import object_session
+import html as html_lib
+
+from sqlalchemy.orm import Session, object_session
 
 from ..config import Settings
-from ..models import Issue
+from ..db import Database
+from ..models import FrozenContent, Issue, utcnow
 from ..render import CompiledMessage, EmailContent, compile_message, render_email
 from ..render.message import markers_for, new_marker_prefix
-from .blocks import blocks_of, render_blocks
+from .blocks import blocks_of, render_blocks, resolve_blocks
 
 BODY_FIELDS = ("unsubscribe_url", "manage_url")
 FRAMING = {
     "project-fusion": "Bringing community, mental health and learning disability services together across "
     "Hampshire and the Isle of Wight.",
 }
+# Digests carry updates of several topics: they are a list of their own, never their first update's topic's.
+DIGEST_LIST = ("Trust Matters digest", "digest")
 
 
 def web_url(issue: Issue, settings: Settings) -> str | None:
@@ -42,21 +53,29 @@ def footer(issue: Issue, settings: Settings) -> dict:
     }
 
 
-def issue_content(issue: Issue, settings: Settings) -> EmailContent:
-    session = object_session(issue)
-    blocks = render_blocks(session, blocks_of(issue), settings.base_url)
+def issue_content(issue: Issue, settings: Settings, frozen: FrozenContent | None = None) -> EmailContent:
+    """What the layout needs for `issue`: from its frozen blocks when given, otherwise as the issue is now
+    (latest updates: its topic's, published by now)."""
+    if frozen is not None:
+        blocks = render_blocks(None, frozen.blocks, settings.base_url)
+        subject = frozen.subject
+    else:
+        blocks = render_blocks(
+            object_session(issue), blocks_of(issue), settings.base_url, topic_id=issue.topic_id, before=utcnow()
+        )
+        subject = issue.subject
     return EmailContent(
-        subject=issue.subject,
+        subject=subject,
         preheader=issue.preheader or "",
         body_html="",
         body_text="",
         template="newsletter",
         organisation=settings.organisation,
         contact_email=settings.contact_email,
-        topic_name=issue.subject if issue.kind == "digest" else issue.topic.name,
+        topic_name=subject if issue.kind == "digest" else issue.topic.name,
         extra={
             "blocks": blocks,
-            "framing": FRAMING.get(issue.topic.slug, ""),
+            "framing": "" if issue.kind == "digest" else FRAMING.get(issue.topic.slug, ""),
             "web_url": web_url(issue, settings),
             **footer(issue, settings),
         },
@@ -64,27 +83,131 @@ def issue_content(issue: Issue, settings: Settings) -> EmailContent:
 
 
 def list_id(issue: Issue, settings: Settings) -> tuple[str, str]:
-    """(label, id) of the topic's List-Id header."""
+    """(label, id) of the List-Id header: the topic's list, or for a digest the digests' own."""
+    if issue.kind == "digest":
+        return DIGEST_LIST[0], f"{DIGEST_LIST[1]}.{settings.mail_domain}"
     return issue.topic.name, f"{issue.topic.slug}.{settings.mail_domain}"
 
 
-def compile_issue(issue: Issue, settings: Settings, subject_prefix: str = "") -> CompiledMessage:
-    """The issue's whole message, encoded once; recipients differ only in the filled-in fields."""
-    markers = markers_for(new_marker_prefix(), BODY_FIELDS)
-    html, text = render_email(issue_content(issue, settings), markers)
+def freeze(session: Session, issue: Issue, settings: Settings | None = None) -> FrozenContent:
+    """Keep what `issue` says now, once: its blocks with the updates and images they pull in (the newest of
+    its topic published by the moment the send started), and, given the settings rendering needs, the email
+    itself. Called when the send starts, inside its transaction; calling it again changes nothing already
+    kept. The caller holds the issue's row lock (or SQLite's write lock), so two processes keep one version."""
+    frozen = issue.frozen
+    if frozen is None:
+        before = issue.send_requested_at or utcnow()
+        frozen = FrozenContent(
+            issue_id=issue.id,
+            subject=issue.subject,
+            blocks=resolve_blocks(session, blocks_of(issue), topic_id=issue.topic_id, before=before),
+        )
+        issue.frozen = frozen
+        session.add(frozen)
+    if settings is not None and frozen.html is None:
+        markers = markers_for(new_marker_prefix(), BODY_FIELDS)
+        frozen.html, frozen.text = render_email(issue_content(issue, settings, frozen), markers)
+        frozen.markers = markers
+        frozen.list_label, frozen.list_id = list_id(issue, settings)
+        frozen.rendered_at = utcnow()
+    session.flush()
+    return frozen
+
+
+def _rendered(issue: Issue) -> FrozenContent | None:
+    frozen = issue.frozen
+    return frozen if frozen is not None and frozen.html is not None else None
+
+
+def _encoded(
+    settings: Settings,
+    *,
+    subject: str,
+    html: str,
+    text: str,
+    markers: dict[str, str],
+    list_header: tuple[str, str],
+    subject_prefix: str = "",
+    unsubscribe_post: bool = True,
+) -> CompiledMessage:
     return compile_message(
-        subject=subject_prefix + issue.subject,
+        subject=subject_prefix + subject,
         mail_from=settings.mail_from,
         reply_to=settings.mail_reply_to,
         html=html,
         text=text,
         body_markers=markers,
-        list_id=list_id(issue, settings),
+        list_id=list_header,
+        unsubscribe_post=unsubscribe_post,
     )
 
 
+def _kept(frozen: FrozenContent) -> dict:
+    return {
+        "subject": frozen.subject,
+        "html": frozen.html,
+        "text": frozen.text,
+        "markers": frozen.markers,
+        "list_header": (frozen.list_label, frozen.list_id),
+    }
+
+
+def compile_issue(
+    issue: Issue, settings: Settings, subject_prefix: str = "", *, unsubscribe_post: bool = True
+) -> CompiledMessage:
+    """The issue's whole message, encoded once; recipients differ only in the filled-in fields. A sending or
+    sent issue is its frozen email, with no rendering; a draft is rendered as it stands now."""
+    frozen = _rendered(issue)
+    if frozen is not None:
+        return _encoded(settings, **_kept(frozen), subject_prefix=subject_prefix, unsubscribe_post=unsubscribe_post)
+    markers = markers_for(new_marker_prefix(), BODY_FIELDS)
+    html, text = render_email(issue_content(issue, settings), markers)
+    return _encoded(
+        settings,
+        subject=issue.subject,
+        html=html,
+        text=text,
+        markers=markers,
+        list_header=list_id(issue, settings),
+        subject_prefix=subject_prefix,
+        unsubscribe_post=unsubscribe_post,
+    )
+
+
+def sent_message(db: Database, issue_id: int, settings: Settings) -> CompiledMessage:
+    """The message a worker sends for `issue_id`: its frozen email, read and encoded, never rendered. A send
+    begun without it rendered (started without settings, or already under way when migration 0012 ran) is
+    rendered and kept here once, under the issue's lock, so every worker sends the same."""
+    with db.sessions() as session:
+        frozen = session.get(FrozenContent, issue_id)
+        if frozen is not None and frozen.html is not None:
+            return _encoded(settings, **_kept(frozen))
+    with db.transaction() as session:
+        issue = session.get(Issue, issue_id, with_for_update=True)
+        return _encoded(settings, **_kept(freeze(session, issue, settings)))
+
+
+def message_for_test(issue: Issue, settings: Settings) -> tuple[CompiledMessage, dict[str, str]]:
+    """A test of the issue for the team, marked [TEST], and the example links it is filled with.
+
+    A test goes to a colleague, not a subscriber: there is nothing its links could unsubscribe them from. So
+    they go to the page where anyone asks for their own preference link (it works for whoever opens it), and
+    the mail carries List-Unsubscribe without List-Unsubscribe-Post: RFC 8058 allows the one-click header
+    only where a POST to the link really unsubscribes, which a test's cannot."""
+    example = {name: f"{settings.base_url}/manage" for name in BODY_FIELDS}
+    message = compile_issue(issue, settings, subject_prefix="[TEST] ", unsubscribe_post=False)
+    return message, {"list_unsubscribe": example["unsubscribe_url"], **example}
+
+
 def preview(issue: Issue, settings: Settings) -> tuple[str, str]:
-    """(html, text) as a recipient would see them, with sample unsubscribe and manage links."""
+    """(html, text) as a recipient would see them, with sample unsubscribe and manage links: for a sending
+    or sent issue, the frozen email itself."""
     sample = {"unsubscribe_url": f"{settings.base_url}/u/example", "manage_url": f"{settings.base_url}/manage/example"}
-    html, text = render_email(issue_content(issue, settings), sample)
+    frozen = _rendered(issue)
+    if frozen is None:
+        return render_email(issue_content(issue, settings), sample)
+    html, text = frozen.html, frozen.text
+    for name, marker in frozen.markers.items():
+        html = html.replace(marker, html_lib.escape(sample.get(name, ""), quote=True))
+        text = text.replace(marker, sample.get(name, ""))
     return html, text

@@ -13,11 +13,13 @@ from sqlalchemy.orm import Session
 from .. import audit
 from ..audience.segments import topics_by_slug
 from ..audit import Actor
+from ..config import Settings
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import AREAS, SERVICES, Issue, Update, services_mask, services_of, utcnow
 from ..render.content import clean_text, has_control_characters, markdown_to_html, nesting_problem
 from ..render.headers import header_problem
 from .blocks import _url
+from .mail import freeze
 
 TITLE_MAX = 200
 SUMMARY_MAX = 600
@@ -124,10 +126,13 @@ def get_update(session: Session, update_id: int) -> Update:
     return update
 
 
-def publish_update(session: Session, update_id: int, actor: Actor | None = None) -> Issue:
+def publish_update(
+    session: Session, update_id: int, actor: Actor | None = None, settings: Settings | None = None
+) -> Issue:
     """Publish: archive, feeds, digests from now on, and an email to the "as it happens" subscribers now.
 
-    The email is an issue of kind `update` in `sending`; the caller enqueues its planning after commit."""
+    The email is an issue of kind `update` in `sending`, its content frozen (and, given the settings, its
+    email rendered) now; the caller enqueues its planning after commit."""
     update = session.get(Update, update_id, with_for_update=True) if 0 < update_id <= 2**31 - 1 else None
     if update is None:
         raise NotFound(f"No update with id {update_id}")
@@ -153,6 +158,7 @@ def publish_update(session: Session, update_id: int, actor: Actor | None = None)
     )
     session.add(issue)
     session.flush()
+    freeze(session, issue, settings)
     audit.record(session, actor, "update.publish", update, email_issue=issue.id)
     return issue
 

@@ -7,7 +7,7 @@ from .content import Media, Update
 from .deliveries import DELIVERY_STATUSES, FINAL_STATUSES, Delivery
 from .digests import DigestRun, DigestRunSubscriber
 from .imports import IMPORT_STATUSES, Import, ImportChunk
-from .issues import EDITABLE, ISSUE_STATUSES, Issue
+from .issues import EDITABLE, ISSUE_STATUSES, FrozenContent, Issue
 from .keys import EMAIL_HASH, KeyFingerprint, key_fingerprint
 from .requests import REQUEST_KINDS, PublicRequest
 from .segments import Segment
@@ -60,6 +60,7 @@ __all__ = [
     "Import",
     "ImportChunk",
     "IMPORT_STATUSES",
+    "FrozenContent",
     "Issue",
     "PublicRequest",
     "REQUEST_KINDS",

@@ -65,3 +65,33 @@ class Issue(Base):
     topic: Mapped[Topic] = relationship()
     segment: Mapped[Segment | None] = relationship()
     progress_update: Mapped[Update | None] = relationship()
+    # Set once the send starts: what every recipient gets (see FrozenContent).
+    frozen: Mapped[FrozenContent | None] = relationship(uselist=False, lazy="select")
+
+
+class FrozenContent(Base):
+    """What an issue said and how it looked when its send started, kept for the whole send.
+
+    Every batch, a resume after a pause, anyone added to the send later, the admin preview and the web version
+    use this, never the issue's blocks, the updates or the templates as they are now: one issue is the same mail
+    for everyone who gets it, whatever is published, edited or deployed meanwhile. Written once, never changed.
+    """
+
+    __tablename__ = "frozen_contents"
+
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id"), primary_key=True)
+    frozen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    subject: Mapped[str] = mapped_column(String(200))
+    # The blocks with what they pulled in when the send started: each "latest updates" block's updates (ids,
+    # titles, summaries and addresses as sent), a digest's updates by topic, each image's stored file and size.
+    blocks: Mapped[list] = mapped_column(Json)
+    # The email as MJML rendered it, with markers where each recipient's links go (`markers`: field → marker);
+    # empty until rendered, which is at the start of the send or, for a send begun without the settings that
+    # rendering needs, by the first worker to send it (in a transaction, so every worker uses the same).
+    html: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    markers: Mapped[dict | None] = mapped_column(Json)
+    # The List-Id header's label and id as sent.
+    list_label: Mapped[str | None] = mapped_column(String(200))
+    list_id: Mapped[str | None] = mapped_column(String(255))
+    rendered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -135,8 +135,12 @@ def compile_message(
     list_id: tuple[str, str] | None = None,
     extra_headers: Mapping[str, str] | None = None,
     one_click: bool = True,
+    unsubscribe_post: bool = True,
 ) -> CompiledMessage:
     """Encode the message once. Per-recipient header fields: to, message_id, date, list_unsubscribe.
+
+    `one_click` writes List-Unsubscribe; `unsubscribe_post` adds List-Unsubscribe-Post, which RFC 8058 allows
+    only where one POST to that link unsubscribes (not for a test send, whose link cannot).
 
     `mail_from` and `reply_to` are `Name <address>` or `address`; `list_id` is (label, list id). Headers are
     encoded by `headers`, never by the email package (see there why): the subject is one line whatever it
@@ -169,8 +173,9 @@ def compile_message(
             b"List-Unsubscribe: <",
             ("list_unsubscribe", _header_value),
             b">\r\n",
-            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
         ]
+        if unsubscribe_post:
+            segments.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
     segments.append(
         (
             "MIME-Version: 1.0\r\n"

@@ -236,6 +236,11 @@ def _approve(session, issue_id: int, actor: Actor):
     return approve_issue(session, issue_id, actor, by_another=runtime_of_app().settings.approval_by_another)
 
 
+def _send(session, issue_id: int, actor: Actor):
+    # The settings let the send's start render the email it freezes (compose.mail.freeze).
+    return request_send(session, issue_id, actor, settings=runtime_of_app().settings)
+
+
 def _return(session, issue_id: int, actor: Actor):
     return return_issue(session, issue_id, actor, note=request.form.get("note", ""))
 
@@ -247,7 +252,7 @@ _ACTIONS = {
     "return": (_return, "publisher", "Sent back to its writer as a draft.", False),
     "schedule": (_schedule, "publisher", "Scheduled.", False),
     "unschedule": (unschedule_issue, "publisher", "No longer scheduled: it is approved and waiting.", False),
-    "send": (request_send, "publisher", "Sending has started.", True),
+    "send": (_send, "publisher", "Sending has started.", True),
     "pause": (pause_issue, "publisher", "Sending is paused. Nobody else gets it until you resume.", False),
     "resume": (resume_issue, "publisher", "Sending has resumed. Nobody who already got it will get it again.", True),
     "cancel": (cancel_issue, "publisher", "Sending is cancelled. Nobody else will get this issue.", False),

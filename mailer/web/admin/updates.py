@@ -121,7 +121,7 @@ def update(update_id: int):
 def publish(update_id: int):
     try:
         with runtime_of_app().db.transaction() as session:
-            issue_id = publish_update(session, update_id, _actor()).id
+            issue_id = publish_update(session, update_id, _actor(), runtime_of_app().settings).id
     except NotFound:
         abort(404, f"There is no update {update_id}.")
     except Conflict as exc:

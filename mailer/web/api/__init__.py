@@ -191,7 +191,7 @@ def _actor() -> Actor:
 @token_required(role="publisher")
 def send(issue_id: int):
     with runtime_of_app().db.transaction() as session:
-        issue = request_send(session, issue_id, _actor())
+        issue = request_send(session, issue_id, _actor(), settings=runtime_of_app().settings)
         body = issue_progress(session, issue)
     enqueue(plan_issue, issue_id)
     return jsonify(body), 202

@@ -53,7 +53,7 @@ def updates_create():
     actor = Actor.token(g.api_token)
     with runtime_of_app().db.transaction() as session:
         update = create_update(session, update_input, actor)
-        issue = publish_update(session, update.id, actor) if publish else None
+        issue = publish_update(session, update.id, actor, runtime_of_app().settings) if publish else None
         body = update_json(update) | {"email_issue": issue.id if issue else None}
     if issue is not None:
         enqueue(plan_issue, issue.id)
@@ -73,7 +73,7 @@ def updates_show(update_id: int):
 @token_required(role="publisher")
 def updates_publish(update_id: int):
     with runtime_of_app().db.transaction() as session:
-        issue = publish_update(session, update_id, Actor.token(g.api_token))
+        issue = publish_update(session, update_id, Actor.token(g.api_token), runtime_of_app().settings)
         body = update_json(get_update(session, update_id)) | {"email_issue": issue.id}
     enqueue(plan_issue, issue.id)
     return jsonify(body)
