@@ -154,6 +154,23 @@ ALLOWANCES: tuple[Allowance, ...] = (
         "(left to right).",
         where=r"^<(div aria-label=|div class=\"mj-|td style=\"direction:ltr)",
     ),
+    Allowance(
+        ("role attribute", "lang attribute", "dir attribute"),
+        EVERY,
+        'The document\'s own lang="en" dir="auto" and MJML\'s role="presentation" on layout tables and cells, '
+        "which tell screen readers the tables only lay the email out. Where a client drops them (Yahoo keeps role "
+        "on tables only) the email looks the same; it is English, left to right.",
+        where=r"^<html\b|role=\"presentation\"",
+    ),
+    Allowance(
+        ("word-break",),
+        EVERY,
+        "word-break:normal on the cells of a Markdown table undoes MJML's break-word there, so at 320 px words wrap "
+        "whole instead of breaking mid-word. Yahoo ignores word-break (and so MJML's break-word too: the same "
+        "result); Gmail, Apple Mail and Outlook.com add word-wrap:break-word to every cell, so only a word longer "
+        "than its column breaks there, as in all their mail, and the preview warns of a table too wide for a phone.",
+        where=r"^<t[dh]\b[^>]*border:1px solid #d8dde0[^>]*word-break:normal",
+    ),
     # --- Properties these clients support in part: we use none of the unsupported values -------------------------
     Allowance(
         ("margin",),

@@ -23,7 +23,8 @@ const excerpt = (source, position, until) => {
   if (!position) return null;
   const start = offsetOf(source, position.start);
   const end = until === '>' ? source.indexOf('>', start) + 1 : offsetOf(source, position.end) + 1;
-  return source.slice(start, Math.min(end > start ? end : start + 200, start + 400)).replace(/\s+/g, ' ').trim();
+  // The whole opening tag (an allowance's `where` may name an attribute after a long link), within reason.
+  return source.slice(start, Math.min(end > start ? end : start + 200, start + 4000)).replace(/\s+/g, ' ').trim();
 };
 
 const found = (result, where) => {
