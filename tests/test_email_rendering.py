@@ -207,6 +207,14 @@ FAULTY = """<!doctype html><html><body style="margin:0">
 </body></html>"""
 
 
+@pytest.mark.parametrize("kind", ["newsletter", "test_send"])
+def test_the_newsletter_checked_carries_every_kind_of_block(sent, kind):
+    """What the checks above see: a picture, both tables (one as records), a quote and latest updates."""
+    html = sent.html(kind)
+    assert html.count("/news/updates/") >= 2, "the latest-updates block lists the topic's updates"
+    assert "/media/" in html and "<blockquote" in html and "<th " in html and 'class="tm-record"' in html
+
+
 @pytest.mark.browser
 def test_the_layout_checks_see_what_a_reader_would(chromium, sent, settings):
     media = {"/media/photo.jpg": next(iter(sent.media_paths.values()))}

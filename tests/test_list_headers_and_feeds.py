@@ -128,3 +128,24 @@ def test_a_test_mail_offers_no_one_click_unsubscribe_and_its_link_works(client, 
 def _status(db, issue_id) -> str:
     with db.sessions() as s:
         return s.get(Issue, issue_id).status
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        'Café & "events" <2027>',  # not ASCII: encoded-words
+        AWKWARD + " for carers, families and everyone who supports them",  # too long for a quoted-string
+    ],
+)
+def test_a_list_label_that_must_be_encoded_never_reads_as_another_list_id(label):
+    """A parser that decodes encoded-words before it reads the address (Python's policy.default, then
+    parseaddr) must still find the real list id, whatever brackets and quotes the topic's name has."""
+    from email import message_from_bytes, policy
+
+    from mailer.render.headers import DECODED_LOOKALIKES, list_id
+
+    raw = list_id(label, "get-involved.mailer.test") + b"\r\n\r\n"
+    header = message_from_bytes(raw, policy=policy.default)["List-Id"]
+    name, identifier = parseaddr(str(header))
+    assert identifier == "get-involved.mailer.test", header
+    assert name.translate(str.maketrans({v: k for k, v in DECODED_LOOKALIKES.items()})) == label

@@ -5,6 +5,8 @@ the send started."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
@@ -81,6 +83,12 @@ def update_links(html: str) -> list[str]:
         m.removeprefix(BASE_URL)
         for m in re.findall(r'href="((?:' + re.escape(BASE_URL) + r')?/news/updates/[^"]+)"', html)
     ]
+
+
+def html_of(compiled) -> str:
+    """The HTML part of a compiled message, as a client shows it."""
+    message = email.message_from_bytes(compiled.unstuff(compiled.fill({})), policy=email.policy.default)
+    return message.get_body(("html",)).get_content()
 
 
 def body_parts(mail) -> tuple[str, str]:
@@ -284,3 +292,46 @@ def test_a_digest_is_kept_as_it_started_and_someone_placed_on_it_later_gets_the_
     plan_and_wait(db, *again.emails)
     [late] = smtp_server.wait_for("late@example.org")
     assert body_parts(late) == body_parts(early)
+
+
+def test_an_issue_sent_before_contents_were_frozen_shows_every_topics_updates_as_of_its_send_everywhere(
+    client, db, settings, smtp_server, in_process_batches
+):
+    """Before migration 0012 an issue's latest updates came from every topic, as of its send's start; one still
+    sending when 0012 ran must go on like that for the rest of its recipients, its preview and a test of it, as
+    its kept web page does: the topic-only rule applies only to sends that froze their contents."""
+    from mailer.compose.issues import keep_archive_page
+    from mailer.compose.mail import compile_issue, preview
+    from mailer.delivery import dispatch
+    from mailer.tasks import _issue_audience, send_batch
+
+    for i in range(2):
+        person(db, f"reader{i}@example.org", "project-fusion")
+    publish(db, "Fusion milestone reached")
+    publish(db, "Drop-in at Ryde", topic="get-involved")
+    issue_id = approved_issue(db, [{"type": "updates", "count": 3}])
+    start(db, issue_id)
+    with db.transaction() as s:  # as a send under way when migration 0012 ran has it: no frozen row
+        s.execute(delete(FrozenContent).where(FrozenContent.issue_id == issue_id))
+        s.execute(update(Issue).where(Issue.id == issue_id).values(archive_html=None))
+    publish(db, "Published after the send began")
+    [first, *rest] = dispatch.plan_issue(db, issue_id, _issue_audience, 1)
+    with db.transaction() as s:  # what its first recipients and its page got (no frozen row yet)
+        issue = s.get(Issue, issue_id)
+        assert issue.frozen is None
+        before_freezing = {"preview": preview(issue, settings)[0], "test": html_of(compile_issue(issue, settings))}
+        page = keep_archive_page(s, issue)
+    send_batch(issue_id, *first)
+    in_process_batches(issue_id)
+    wanted = ["/news/updates/drop-in-at-ryde", "/news/updates/fusion-milestone-reached"]
+    assert sorted(update_links(page)) == wanted
+    for name, html in before_freezing.items():
+        assert sorted(update_links(html)) == wanted, name
+    for i in range(2):
+        [mail] = smtp_server.messages_to(f"reader{i}@example.org")
+        assert sorted(update_links(mail.html())) == wanted
+    with db.sessions() as s:
+        issue = s.get(Issue, issue_id)
+        assert sorted(update_links(preview(issue, settings)[0])) == wanted
+        assert sorted(update_links(html_of(compile_issue(issue, settings)))) == wanted
+    assert sorted(update_links(web_content(client.get(f"/news/{_issue(db, issue_id).slug}").data.decode()))) == wanted

@@ -146,7 +146,8 @@ def keep_archive_page(session: Session, issue: Issue) -> str:
         if issue.frozen is not None:
             issue.archive_html = archive_page(None, issue.frozen.blocks)
         else:
-            blocks = resolve_blocks(session, blocks_of(issue), topic_id=issue.topic_id, before=issue.send_requested_at)
+            # Sent before contents were frozen: its email took the newest updates of every topic then.
+            blocks = resolve_blocks(session, blocks_of(issue), topic_id=None, before=issue.send_requested_at)
             issue.archive_html = archive_page(None, blocks)
     return issue.archive_html
 

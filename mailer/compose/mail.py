@@ -9,6 +9,7 @@ issue's rows, the updates or the templates as they are later: one issue is one m
 from __future__ import annotations
 
 import html as html_lib
+from datetime import datetime
 
 from sqlalchemy.orm import Session, object_session
 
@@ -54,15 +55,17 @@ def footer(issue: Issue, settings: Settings) -> dict:
 
 
 def issue_content(issue: Issue, settings: Settings, frozen: FrozenContent | None = None) -> EmailContent:
-    """What the layout needs for `issue`: from its frozen blocks when given, otherwise as the issue is now
-    (latest updates: its topic's, published by now)."""
+    """What the layout needs for `issue`: from its frozen blocks (given, or kept on the issue); for an issue sent
+    before contents were frozen, as its send began (`_updates_of`); otherwise as the issue is now (latest updates:
+    its topic's, published by now)."""
+    frozen = frozen if frozen is not None else issue.frozen
     if frozen is not None:
         blocks = render_blocks(None, frozen.blocks, settings.base_url)
         subject = frozen.subject
     else:
-        blocks = render_blocks(
-            object_session(issue), blocks_of(issue), settings.base_url, topic_id=issue.topic_id, before=utcnow()
-        )
+        topic_id, before = _updates_of(issue)
+        session = object_session(issue)
+        blocks = render_blocks(session, blocks_of(issue), settings.base_url, topic_id=topic_id, before=before)
         subject = issue.subject
     return EmailContent(
         subject=subject,
@@ -82,6 +85,16 @@ def issue_content(issue: Issue, settings: Settings, frozen: FrozenContent | None
     )
 
 
+def _updates_of(issue: Issue) -> tuple[int | None, datetime]:
+    """(topic, published by) of the updates an issue with no frozen contents shows. Every send freezes its
+    contents when it starts, so an issue whose send began without them began before migration 0012: its
+    emails and its web page then took the newest updates of every topic as of the send's start, and the rest
+    of its recipients (and its preview, and a test of it) get the same. A draft: its topic's, as of now."""
+    if issue.send_requested_at is not None:
+        return None, issue.send_requested_at
+    return issue.topic_id, utcnow()
+
+
 def list_id(issue: Issue, settings: Settings) -> tuple[str, str]:
     """(label, id) of the List-Id header: the topic's list, or for a digest the digests' own."""
     if issue.kind == "digest":
@@ -89,18 +102,22 @@ def list_id(issue: Issue, settings: Settings) -> tuple[str, str]:
     return issue.topic.name, f"{issue.topic.slug}.{settings.mail_domain}"
 
 
-def freeze(session: Session, issue: Issue, settings: Settings | None = None) -> FrozenContent:
+def freeze(
+    session: Session, issue: Issue, settings: Settings | None = None, *, starting: bool = True
+) -> FrozenContent:
     """Keep what `issue` says now, once: its blocks with the updates and images they pull in (the newest of
     its topic published by the moment the send started), and, given the settings rendering needs, the email
     itself. Called when the send starts, inside its transaction; calling it again changes nothing already
-    kept. The caller holds the issue's row lock (or SQLite's write lock), so two processes keep one version."""
+    kept. The caller holds the issue's row lock (or SQLite's write lock), so two processes keep one version.
+    `starting=False`: a send already under way without frozen contents (begun before migration 0012) is kept
+    as its first recipients got it (`_updates_of`)."""
     frozen = issue.frozen
     if frozen is None:
-        before = issue.send_requested_at or utcnow()
+        topic_id, before = (issue.topic_id, issue.send_requested_at or utcnow()) if starting else _updates_of(issue)
         frozen = FrozenContent(
             issue_id=issue.id,
             subject=issue.subject,
-            blocks=resolve_blocks(session, blocks_of(issue), topic_id=issue.topic_id, before=before),
+            blocks=resolve_blocks(session, blocks_of(issue), topic_id=topic_id, before=before),
         )
         issue.frozen = frozen
         session.add(frozen)
@@ -184,7 +201,7 @@ def sent_message(db: Database, issue_id: int, settings: Settings) -> CompiledMes
             return _encoded(settings, **_kept(frozen))
     with db.transaction() as session:
         issue = session.get(Issue, issue_id, with_for_update=True)
-        return _encoded(settings, **_kept(freeze(session, issue, settings)))
+        return _encoded(settings, **_kept(freeze(session, issue, settings, starting=False)))
 
 
 def message_for_test(issue: Issue, settings: Settings) -> tuple[CompiledMessage, dict[str, str]]:

@@ -194,7 +194,24 @@ def check_address(address: str) -> str:
     return address
 
 
-def _phrase(display: str, first_max: int) -> list[str]:
+# The specials that change how an address header parses, and look-alikes that do not.
+DECODED_LOOKALIKES = {
+    "<": "\u2039",
+    ">": "\u203a",
+    '"': "\u201d",
+    ",": "\u201a",
+    "@": "\uff20",
+    ":": "\u2236",
+    ";": "\uff1b",
+    "(": "\uff08",
+    ")": "\uff09",
+    "[": "\uff3b",
+    "]": "\uff3d",
+}
+_DECODED_SAFE = str.maketrans(DECODED_LOOKALIKES)
+
+
+def _phrase(display: str, first_max: int, *, lookalikes: bool = False) -> list[str]:
     """A display name as phrase tokens: atoms as they are, a quoted-string, or encoded-words."""
     text = _one_line(display)
     if not text:
@@ -204,6 +221,12 @@ def _phrase(display: str, first_max: int) -> list[str]:
     quoted = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if _plain(text) and len(quoted) <= first_max:
         return [quoted]
+    # List-Id (`lookalikes`): some readers decode encoded-words before they parse the header (Python's
+    # policy.default, then parseaddr), so a `<`, `>`, `"` or `,` inside one would be read as the address, a
+    # quote or a second address: `Café <2027>` gave list id `2027`. Only here (the quoted-string above keeps
+    # them exactly) such characters become look-alikes (‹ › ” ‚ …) that parse as text.
+    if lookalikes:
+        text = text.translate(_DECODED_SAFE)
     # Plain words stay atoms and each run of other words becomes encoded-words, so the space next to an atom
     # is ordinary whitespace to every decoder. (Python's parser puts a space between two encoded-words in a
     # phrase, where RFC 2047 and mail clients join them; keeping runs together makes that rare.)
@@ -233,7 +256,10 @@ def list_id(label: str, identifier: str) -> bytes:
     """RFC 2919 `List-Id: label <id>`: the label encoded as a phrase, the id a plain dot-atom."""
     if not _DOT_ATOM.fullmatch(identifier) or "=?" in identifier:
         raise UnsafeHeader(f"not a list id: {identifier!r}")
-    return _fold("List-Id", [*_phrase(label, ENCODED_LINE - len("List-Id: ")), f"<{identifier}>"])
+    # The label only describes the list, so it may lose a bracket to a look-alike (see _phrase); an address's
+    # display name may not, and Python's parser reads those right.
+    phrase = _phrase(label, ENCODED_LINE - len("List-Id: "), lookalikes=True)
+    return _fold("List-Id", [*phrase, f"<{identifier}>"])
 
 
 def parse_mailbox(value: str) -> tuple[str, str]:

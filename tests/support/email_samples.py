@@ -136,8 +136,8 @@ def _compose_newsletter(client) -> int:
     page = client.get("/admin/issues/new")
     form = {
         "csrf_token": csrf_from(page.data),
-        "topic": "trust-matters",
-        "subject": "Trust Matters: December 2026",
+        "topic": "project-fusion",  # the topic of the sample updates: its latest-updates block lists two of them
+        "subject": "Project Fusion: December 2026",
         "preheader": "The board's decision, a new hub in Newport and how to have your say",
         "block-0-type": "heading",
         "block-0-text": "Bringing our services together",
@@ -214,7 +214,7 @@ def send_every_kind(app, db, smtp_server: SmtpTestServer) -> SentEmails:
     assert response.status_code == 303
     (test_send,) = smtp_server.wait_for(team)
     send_issue(client, issue_id)
-    newsletter = smtp_server.wait_for(reader, 3)[2]
+    (newsletter,) = [m for m in smtp_server.wait_for(fusion, 3) if m.message["Subject"].startswith("Project Fusion")]
 
     messages = {
         "confirmation": confirmation,
