@@ -62,7 +62,8 @@ ALLOWANCES: tuple[Allowance, ...] = (
     Allowance(
         ("display:none", "opacity", "max-height property", "overflow"),
         ("outlook.windows",),
-        "Outlook on Windows (Word) ignores these, so the preview text is hidden from it by mso-hide:all, the "
+        "Outlook on Windows (Word) ignores these (display:none only in part), so the preview text is hidden "
+        "from it by mso-hide:all, the "
         "one property it honours for that.",
         where=PREHEADER + r"(?=[^\"]*mso-hide:\s*all)",
     ),
@@ -175,14 +176,19 @@ ALLOWANCES: tuple[Allowance, ...] = (
     Allowance(
         ("margin",),
         EVERY,
-        "Unsupported are negative margins, margins on <span> and <body>, and `auto` in Outlook on Windows, where "
-        "MJML centres the email with a table of its own instead.",
-        not_where=r"margin[-a-z]*:\s*-",
+        "Unsupported are negative margins, margins on <span> and <body>, and `auto` in Outlook on Windows. We "
+        "use none of them but MJML's `margin:0px auto` on its column wrapper and its divider, which Outlook gets "
+        "as centred tables of MJML's own instead.",
+        not_where=r"margin[-a-z]*:\s*-|^<(span|body)\b[^>]*margin"
+        r"|^(?!<div\b[^>]*max-width:\d+px|<p style=\"border-top:)[^>]*margin[-a-z]*:[^;\"]*\bauto\b",
     ),
     Allowance(
         ("padding",),
         ("outlook.windows",),
-        "Outlook on Windows pads only table cells; MJML gives it mso-padding-alt and cells of its own.",
+        "Outlook on Windows pads only table cells. MJML's own boxes are cells or carry mso-padding-alt; on what a "
+        "writer's Markdown makes (a quote, a list, a code block, a table record) it ignores the padding, so the "
+        "text sits against the quote's border and lists keep Outlook's own indent: all of it still shows.",
+        where=r"^<(td|th|div|a|blockquote|ul|ol|pre|p|style)\b",
     ),
     Allowance(
         ("font-size",),
@@ -201,6 +207,8 @@ ALLOWANCES: tuple[Allowance, ...] = (
         ("outlook.windows",),
         "Outlook on Windows handles px and em line heights oddly; MJML adds mso-line-height-rule where it "
         "matters and text uses unitless 1.5.",
+        # px and em only with MJML's rule, or on the hidden preview text (1px: nothing of it shows).
+        not_where=r"^(?![^>]*mso-line-height-rule|" + PREHEADER[1:] + r")[^>]*line-height:\s*[\d.]+(px|em)",
     ),
     Allowance(
         ("text-align",),
@@ -211,8 +219,8 @@ ALLOWANCES: tuple[Allowance, ...] = (
     Allowance(
         ("text-decoration",),
         ("gmail.*", "outlook.windows"),
-        "Only several values at once and overline are unsupported (and inline only, in Gmail's apps); we use "
-        "none and underline.",
+        "Only several values at once and overline are unsupported; we use none and underline. Gmail's apps with a "
+        "non-Google account ignore it: a button's label may be underlined there, a look, not the layout.",
         not_where=r"text-decoration:\s*\w+\s+\w",
     ),
     Allowance(
@@ -224,7 +232,8 @@ ALLOWANCES: tuple[Allowance, ...] = (
     Allowance(
         ("border",),
         ("outlook.windows",),
-        "Borders are 1 px (over 8 px is unsupported); the divider's border on a <p> has MJML's Outlook table.",
+        "Borders are 1 to 4 px (over 8 px is unsupported); the divider's border on a <p> has MJML's Outlook table.",
+        not_where=r"border[-a-z]*:\s*(9|[1-9]\d+)px",
     ),
     Allowance(
         ("display",),
@@ -237,7 +246,9 @@ ALLOWANCES: tuple[Allowance, ...] = (
         ("width property", "width attribute", "height attribute", "max-width"),
         ("outlook.windows", "apple-mail.*"),
         "Outlook on Windows sizes images and columns from MJML's width and height attributes and its conditional "
-        "tables; max-width on tables (Apple Mail on iPhone) is not used by MJML.",
+        "tables; max-width on tables (Apple Mail on iPhone) is not used by MJML. Not for an image without a width "
+        "attribute (a picture in Markdown): Outlook would show it at its full size, wider than the email.",
+        not_where=r"^<img\b(?![^>]*\bwidth=\")",
     ),
     Allowance(
         ("height property",),

@@ -382,6 +382,11 @@ def test_preview_checks_warn_about_a_table_wider_than_a_phone():
         "Block 2: a table with 3 columns is wider than a phone screen: the email shows it as one record per row "
         "(Header: value) and the web page scrolls it. Use fewer columns or shorter words to keep it a table"
     ]
+    pictured = {"type": "text", "markdown": "Our hub:\n\n![The hub](https://example.nhs.uk/hub.jpg)"}
+    assert [m for _, m in checks("Subject", [pictured], 1000) if "picture in the text" in m] == [
+        "Block 1: a picture in the text: Outlook for Windows shows it at its full size, wider than the email. "
+        "Use an image block, which sizes it for every mail program"
+    ]
     linked = {"type": "text", "markdown": "| What | Where |\n|---|---|\n| Papers | [here](https://example.nhs.uk) |"}
     assert any("a link says “here”" in m for _, m in checks("Subject", [linked], 1000))
 
@@ -495,3 +500,12 @@ def test_the_web_version_keeps_the_pictures_shape_and_never_widens_the_page(chro
         assert seen["overflow"] <= 0, where
         assert seen["scrollBoxes"] == seen["tablesInBoxes"] == 2, where
         assert seen["quoteBorder"] == "4px", where
+
+
+def test_titles_and_summaries_put_into_an_email_show_as_written():
+    from mailer.compose.updates import _escape_md
+    from mailer.render.content import markdown_to_html
+
+    written = "Tom &amp; Jerry's *drop-in* <Ryde> [2027] #1"
+    assert markdown_to_text(_escape_md(written)).strip() == written
+    assert htmlmod.unescape(re.sub(r"</?p>", "", markdown_to_html(_escape_md(written)))).strip() == written

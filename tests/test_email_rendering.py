@@ -239,6 +239,27 @@ def test_spamassassin_and_caniemail_are_read_right(sent):
     assert outlook and outlook[0].support == "none" and accepted(outlook[0]) is None
 
 
+HOSTILE_SNIPPETS = {
+    "markdown picture": ('<img src="https://x/big.jpg" alt="A" style="max-width:100%;height:auto">', "max-width"),
+    "thick border": ('<div style="border:12px solid #005eb8">Boxed</div>', "border"),
+    "span margin": ('<p><span style="margin-left:40px">Indented</span></p>', "margin"),
+    "centred div": ('<div style="margin:0 auto;width:300px">Centred</div>', "margin"),
+    "px line height": ('<div style="line-height:24px">Text</div>', "line-height"),
+    "padded span": ('<p><span style="padding:16px">Padded</span></p>', "padding"),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_SNIPPETS)
+def test_the_allowances_do_not_accept_what_they_do_not_name(name):
+    """Each of these breaks the layout in Outlook on Windows; an allowance for our own use of the same feature
+    must not let it through (a reviewer's snippets, all once accepted)."""
+    html, title = HOSTILE_SNIPPETS[name]
+    (found,) = lint({name: f"<!doctype html><html><body>{html}</body></html>"}).values()
+    outlook = [f for f in found if f.client == "outlook.windows" and f.title == title]
+    assert outlook, found
+    assert all(accepted(f) is None for f in outlook), [str(f) for f in outlook if accepted(f) is not None]
+
+
 @pytest.mark.parametrize("kind", cases())
 def test_the_admin_preview_reads_each_email_as_caniemail_does(sent, findings, kind):
     """The admin preview reads caniemail's data in Python (no node on a web request): for everything it looks

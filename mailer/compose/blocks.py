@@ -7,6 +7,7 @@ made safe by nh3; nothing a writer types reaches the email or a page as markup o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -53,6 +54,7 @@ TEXT_MAX = 20_000
 ISSUE_TEXT_MAX = 50_000
 # How wide the email's content is on the narrowest phone in common use: 320 px less the 24 px margins.
 PHONE_CONTENT_WIDTH = 272
+_MARKDOWN_PICTURE = re.compile(r"!\[[^\]]*\]\(")
 # Link text that says nothing out of context (screen reader users list links on their own).
 VAGUE_LINKS = {"click here", "here", "read more", "more", "this link", "link", "click", "find out more"}
 
@@ -324,6 +326,14 @@ def checks(subject: str, blocks: list[dict], html_size: int) -> list[tuple[str, 
             for label in _link_labels(block.get("markdown") or ""):
                 if label.strip().lower() in VAGUE_LINKS:
                     found.append(("warning", f"Block {i}: a link says “{label}”: say where it goes"))
+            if _MARKDOWN_PICTURE.search(block.get("markdown") or ""):
+                found.append(
+                    (
+                        "warning",
+                        f"Block {i}: a picture in the text: Outlook for Windows shows it at its full size, wider "
+                        "than the email. Use an image block, which sizes it for every mail program",
+                    )
+                )
             for rows in tables_in(block.get("markdown") or ""):
                 if narrowest_table_width(rows) > PHONE_CONTENT_WIDTH:
                     found.append(

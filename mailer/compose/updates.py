@@ -184,7 +184,8 @@ def update_blocks(update: Update) -> list[dict]:
 
 
 def _escape_md(text: str) -> str:
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!<>|])", r"\\\1", text)
+    """`text` as Markdown that shows it as written (`&amp;` too: Markdown reads entities)."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!<>|&])", r"\\\1", text)
 
 
 def update_json(update: Update) -> dict:
