@@ -9,7 +9,8 @@ from ... import audit
 from ...accounts import change_account, create_admin, create_token, effective_role, list_tokens, revoke_token
 from ...errors import Conflict, InvalidInput
 from ...models import ROLES, AdminUser, ApiToken
-from .. import db_session, require_role, runtime_of_app
+from ..auth import require_role
+from ..context import db_session, runtime_of_app
 from . import _actor, bp
 
 
