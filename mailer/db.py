@@ -2,12 +2,15 @@
 
 Services receive a `Session` and never commit themselves; callers (a web request, a CLI command, a Celery
 task) open a unit of work with `Database.transaction()`, which commits on success and rolls back on any
-error, so a failed request leaves nothing half-written.
+error, so a failed request leaves nothing half-written. What must happen only once the work is committed (a
+task to enqueue: a worker must find the rows it is told about) is registered with `after_commit`, so a command
+can say it and every adapter that calls the command gets it, and a rolled-back unit enqueues nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import create_engine, event, inspect
@@ -48,6 +51,24 @@ def make_engine(url: str) -> Engine:
 
 
 EMAIL_HASH_KEY = "email_hash_key"
+AFTER_COMMIT = "after_commit"
+
+log = logging.getLogger(__name__)
+
+
+def after_commit(session: Session, fn: Callable, *args, **kwargs) -> None:
+    """Call `fn(*args, **kwargs)` once the unit of work `session` belongs to has committed; never if it rolls
+    back. Calls run in the order registered; one that raises is logged and the rest still run (the work they
+    follow is committed, and the sweeper is the safety net for a follow-up that did not happen)."""
+    session.info.setdefault(AFTER_COMMIT, []).append((fn, args, kwargs))
+
+
+def _run_after_commit(session: Session) -> None:
+    for fn, args, kwargs in session.info.pop(AFTER_COMMIT, []):
+        try:
+            fn(*args, **kwargs)
+        except Exception:
+            log.exception("after-commit call %s%r failed", getattr(fn, "__name__", fn), args)
 
 
 class Database:
@@ -81,10 +102,12 @@ class Database:
             yield session
             session.commit()
         except BaseException:
+            session.info.pop(AFTER_COMMIT, None)
             session.rollback()
             raise
         finally:
             session.close()
+        _run_after_commit(session)
 
     def check_email_hash_key(self) -> None:
         """Refuse (ConfigError) a key other than the one this database's address hashes were made with; record

@@ -6,9 +6,9 @@ from __future__ import annotations
 class InvalidInput(ValueError):
     """One or more fields are wrong. `errors` maps each field to a sentence a person can act on."""
 
-    def __init__(self, errors: dict[str, str]):
+    def __init__(self, errors: dict[str, str], message: str | None = None):
         self.errors = errors
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        super().__init__(message or "; ".join(f"{k}: {v}" for k, v in errors.items()))
 
     @property
     def sentences(self) -> str:

@@ -12,12 +12,14 @@ import html as htmlmod
 import io
 import os
 import re
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from mailer.compose.blocks import checks
+from mailer.compose.blocks import archive_page, checks
 from mailer.compose.mail import compile_issue, preview
 from mailer.compose.updates import publish_update
 from mailer.models import Issue, Media, Topic, Update, utcnow
@@ -377,8 +379,8 @@ def test_preview_checks_warn_about_a_table_wider_than_a_phone():
     }
     found = checks("Subject", [narrow, wide], 1000)
     assert [m for _, m in found if "wider than a phone" in m] == [
-        "Block 2: a table with 3 columns is wider than a phone screen: readers will scroll sideways. "
-        "Use fewer columns or shorter words, or a list"
+        "Block 2: a table with 3 columns is wider than a phone screen: the email shows it as one record per row "
+        "(Header: value) and the web page scrolls it. Use fewer columns or shorter words to keep it a table"
     ]
     linked = {"type": "text", "markdown": "| What | Where |\n|---|---|\n| Papers | [here](https://example.nhs.uk) |"}
     assert any("a link says “here”" in m for _, m in checks("Subject", [linked], 1000))
@@ -414,3 +416,82 @@ def test_the_audit_log_and_consent_record_show_text_as_it_was_written(client, db
     assert 'note: Don\'t send yet: "Siân" <asked> & waits' in log
     for page in (record, log):
         assert "\\u00" not in page
+
+
+_MEASURE_PAGE = """() => {
+    const img = document.querySelector("img[alt^='The new community hub']");
+    const box = img.getBoundingClientRect();
+    const boxes = [...document.querySelectorAll(".tm-table-scroll")];
+    return {
+        imageRatio: box.width / box.height, loaded: img.complete && img.naturalWidth > 0,
+        overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+        scrollBoxes: boxes.length, tablesInBoxes: boxes.filter(b => b.querySelector("table")).length,
+        quoteBorder: getComputedStyle(document.querySelector(".tm-issue-web blockquote")).borderLeftWidth,
+    };
+}"""
+WIDE_TABLE = """| Workstream | Organisation | Status | Next step |
+|---|---|---|---|
+| Communications | Hampshire and Isle of Wight Healthcare | Done | 12 November 2026 |
+| Interoperability | Southern Health | In progress | Records transfer |
+"""
+
+
+def test_a_table_too_wide_for_a_phone_is_written_as_records_in_the_email_and_boxed_on_the_web(db, settings):
+    blocks = [{"type": "text", "markdown": WIDE_TABLE}, {"type": "text", "markdown": TABLE}]
+    html, text = _render(db, settings, blocks_for=lambda _media: blocks)
+    assert html.count("<th ") == 3, "only the table that fits a phone stays a table"
+    records = re.findall(r'<p class="tm-record"[^>]*>(.*?)</p>', html, re.S)
+    assert len(records) == 2
+    assert records[1].replace("<br />", "<br>") == (  # MJML writes XHTML
+        "<strong>Workstream:</strong> Interoperability<br><strong>Organisation:</strong> Southern Health<br>"
+        "<strong>Status:</strong> In progress<br><strong>Next step:</strong> Records transfer"
+    )
+    assert "Organisation: Southern Health" in text
+    with db.transaction() as s:
+        page = archive_page(s, blocks)
+    assert page.count('<div class="tm-table-scroll" role="region" tabindex="0"') == 2
+    assert page.count("<table") == 2 and "tm-record" not in page
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(120)
+def test_the_web_version_keeps_the_pictures_shape_and_never_widens_the_page(chromium, client, db):
+    with db.transaction() as s:
+        media = _picture(s)
+        blocks = [*_newsletter_blocks(media.id), {"type": "text", "markdown": WIDE_TABLE}]
+        s.add(
+            Issue(
+                subject="Project Fusion: December", body="", topic_id=_topic_id(s), slug="december-web",
+                blocks=blocks, status="sent", send_requested_at=utcnow(), archive_html=archive_page(s, blocks),
+            )
+        )
+    response = client.get("/news/december-web")
+    assert response.status_code == 200
+    document = response.data.decode()
+    picture = _picture_bytes()
+    static = Path(__file__).resolve().parents[1] / "mailer" / "web"
+
+    def serve(route):
+        path = urlsplit(route.request.url).path
+        if path == "/news/december-web":  # the page as the app answered it, with its stylesheets and picture
+            return route.fulfill(status=200, content_type="text/html; charset=utf-8", body=document)
+        if path.startswith("/media/"):
+            return route.fulfill(status=200, content_type="image/png", body=picture)
+        if path.startswith("/static/") and (static / path.lstrip("/")).is_file():
+            return route.fulfill(path=str(static / path.lstrip("/")))
+        return route.fulfill(status=404, body="")
+
+    for width in (320, 600):
+        page = chromium.new_page(viewport={"width": width, "height": 900})
+        try:
+            page.route("http://mailer.test/**", serve)
+            page.goto("http://mailer.test/news/december-web", wait_until="load")
+            seen = page.evaluate(_MEASURE_PAGE)
+        finally:
+            page.close()
+        where = f"web version at {width}px: {seen}"
+        assert seen["loaded"], where
+        assert abs(seen["imageRatio"] - PICTURE[0] / PICTURE[1]) < 0.02, where
+        assert seen["overflow"] <= 0, where
+        assert seen["scrollBoxes"] == seen["tablesInBoxes"] == 2, where
+        assert seen["quoteBorder"] == "4px", where

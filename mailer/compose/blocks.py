@@ -329,8 +329,9 @@ def checks(subject: str, blocks: list[dict], html_size: int) -> list[tuple[str, 
                     found.append(
                         (
                             "warning",
-                            f"Block {i}: a table with {len(rows[0])} columns is wider than a phone screen: readers "
-                            "will scroll sideways. Use fewer columns or shorter words, or a list",
+                            f"Block {i}: a table with {len(rows[0])} columns is wider than a phone screen: the email "
+                            "shows it as one record per row (Header: value) and the web page scrolls it. Use "
+                            "fewer columns or shorter words to keep it a table",
                         )
                     )
         for key in ("url", "link"):

@@ -16,7 +16,7 @@ from ..audit import Actor
 from ..config import Settings
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import AREAS, SERVICES, Issue, Update, services_mask, services_of, utcnow
-from ..render.content import clean_text, has_control_characters, markdown_to_html, nesting_problem
+from ..render.content import clean_text, has_control_characters, markdown_to_html, nesting_problem, web_tables
 from ..render.headers import header_problem
 from .blocks import _url
 from .mail import freeze
@@ -167,7 +167,7 @@ def keep_update_page(update: Update) -> str:
     """The update's body as its page shows it, rendered the first time it is asked for (on publishing) and
     kept: its page never renders Markdown per view."""
     if update.archive_html is None:
-        update.archive_html = markdown_to_html(update.body or "")
+        update.archive_html = web_tables(markdown_to_html(update.body or ""))
     return update.archive_html
 
 

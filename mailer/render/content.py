@@ -40,6 +40,8 @@ ALLOWED_TAGS = {
     "td",
     "img",
 }
+# Only what our renderer writes: a table too wide for a phone is marked so the email shows it as records.
+ALLOWED_CLASSES = {"table": {"tm-wide"}}
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
     "img": {"src", "alt", "width", "height"},
@@ -93,7 +95,19 @@ def markdown_to_html(source: str) -> str:
     """Markdown → sanitised HTML fragment (links keep only http(s) and mailto). Table columns keep their
     alignment as `align` (a `style` attribute would break the archive page's Content-Security-Policy)."""
     tokens = _md.parse(clean_text(source))
+    table_open = None
+    rows: list[list[str]] = []
     for token in tokens:
+        if token.type == "table_open":
+            table_open, rows = token, []
+        elif token.type == "tr_open":
+            rows.append([])
+        elif token.type == "inline" and table_open is not None:
+            rows[-1].append(" ".join(_inline_text(token).split()))
+        elif token.type == "table_close" and table_open is not None:
+            if not fits_a_phone(rows):
+                table_open.attrSet("class", "tm-wide")
+            table_open = None
         if token.type in ("th_open", "td_open"):
             style = token.attrs.pop("style", "")
             if isinstance(style, str) and style.startswith("text-align:"):
@@ -107,6 +121,7 @@ def markdown_to_html(source: str) -> str:
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener",
+        allowed_classes=ALLOWED_CLASSES,
     )
 
 
@@ -130,6 +145,7 @@ code { font-family: Consolas, Menlo, monospace; font-size: 15px; background-colo
 pre { white-space: pre-wrap; margin: 13px 0; padding: 8px; background-color: #f0f4f5; }
 img { max-width: 100%; height: auto; border: 0; }
 hr { border: 0; border-top: 1px solid #d8dde0; margin: 16px 0; }
+p.tm-record { margin: 13px 0; padding: 4px 0 4px 12px; border-left: 4px solid #d8dde0; }
 table { border-collapse: collapse; width: 100%; margin: 13px 0; font-size: 15px; line-height: 1.4; }
 th, td { padding: 8px; border: 1px solid #d8dde0; vertical-align: top; word-break: normal; }
 th { text-align: left; background-color: #f0f4f5; }
@@ -140,16 +156,66 @@ th[align="right"], td[align="right"] { text-align: right; }
 # bordered in the cells' own style (the one place Outlook for Windows honours padding and borders), and
 # `word-break: normal`, which undoes the `break-word` MJML puts on every text column: with it, a narrow
 # phone broke words in the middle ("Statu s") to squeeze columns; without it a column is as wide as its
-# longest word. No scrolling box around the table: Gmail for Android cannot scroll one (caniemail), so
-# content would be hidden there; a table too wide for a phone widens the email instead, which every
-# client can still scroll. Stacking cells needs media queries in <style>, which are stripped where it matters.
+# longest word. A table whose longest words cannot fit a phone side by side is written as records instead
+# (`table_records`).
 
 
 def email_html(fragment: str) -> str:
-    """`fragment` (sanitised HTML from markdown_to_html) with the email's look written into style attributes."""
+    """`fragment` (sanitised HTML from markdown_to_html) with the email's look written into style attributes,
+    and each table too wide for a phone written as records (see `table_records`)."""
     if not fragment.strip():
         return fragment
+    fragment = _WIDE_TABLE.sub(lambda m: table_records(m.group(0)), fragment)
     return css_inline.inline_fragment(fragment, EMAIL_CSS, load_remote_stylesheets=False, minify_css=True)
+
+
+def web_tables(fragment: str) -> str:
+    """`fragment` with each table in a box of its own that scrolls sideways when the table is wider than the
+    page's column (a phone), so the page itself never widens. The box is a focusable region with a name: a
+    keyboard user can scroll it, and a screen reader says what it is. The table inside keeps its semantics
+    (`display: block` on the table itself would lose them in some browsers)."""
+    return _TABLE_OPEN.sub(_SCROLL_BOX + r"\g<0>", fragment).replace("</table>", "</table></div>")
+
+
+_TABLE_OPEN = re.compile(r"<table\b")
+_SCROLL_BOX = '<div class="tm-table-scroll" role="region" tabindex="0" aria-label="Table (scrolls sideways)">'
+
+
+# How wide the email's content is on the narrowest phone in common use: 320 px less the 24 px margins.
+PHONE_CONTENT_WIDTH = 272
+_WIDE_TABLE = re.compile(r'<table class="tm-wide">.*?</table>', re.S)
+_ROW = re.compile(r"<tr>(.*?)</tr>", re.S)
+_CELL = re.compile(r"<t([hd])\b[^>]*>(.*?)</t[hd]>", re.S)
+
+
+def fits_a_phone(rows: list[list[str]]) -> bool:
+    return narrowest_table_width(rows) <= PHONE_CONTENT_WIDTH
+
+
+def table_records(table: str) -> str:
+    """A sanitised table (markdown_to_html's: header row, then body rows; cells of inline HTML only) as one
+    record a row, each cell as `Header: value` on a line of its own, as the text part writes it.
+
+    For a table that cannot fit a phone without breaking words. A wide table widened the whole email on a
+    phone (a 4-column table: 466 px at 320) and a scrolling box is not scrolled by Gmail for Android, which
+    would hide columns; stacking the cells needs media queries in <style>, which the clients that drop <style>
+    lose. Records read the same everywhere, on a phone and in Outlook, and a screen reader keeps with each value
+    the header it belongs to."""
+    rows = [[cell for _kind, cell in _CELL.findall(row)] for row in _ROW.findall(table)]
+    if not rows:
+        return table
+    header, *body = rows
+    records = []
+    for row in body:
+        lines = []
+        for n, cell in enumerate(row):
+            name = header[n].strip() if n < len(header) else ""
+            if not cell.strip():
+                continue
+            lines.append(f"<strong>{name}:</strong> {cell.strip()}" if name else cell.strip())
+        if lines:
+            records.append('<p class="tm-record">' + "<br>".join(lines) + "</p>")
+    return "".join(records) or table
 
 
 def tables_in(source: str) -> list[list[list[str]]]:
@@ -171,13 +237,15 @@ def tables_in(source: str) -> list[list[list[str]]]:
 
 def narrowest_table_width(rows: list[list[str]]) -> float:
     """Roughly how many CSS pixels wide `rows` must be in the email, words unbroken: each column as wide as
-    its longest word (~7.5 px a character at the table's 15px Arial) plus its 16px padding and a border."""
+    its longest word plus its 16px padding and a border. A character is taken as 8 px, a little over the ~7.5 of
+    15px Arial, to err on the side of records (harmless) over a table that widens the email: measured in
+    Chromium, tables of 272, 301 and 388 px are estimated 267, 339 and 411."""
     columns = max((len(row) for row in rows), default=0)
     longest = [0] * columns
     for row in rows:
         for n, cell in enumerate(row):
             longest[n] = max([longest[n], *(len(word) for word in cell.split())])
-    return sum(7.5 * chars + 17 for chars in longest)
+    return sum(8 * chars + 17 for chars in longest)
 
 
 def markdown_to_text(source: str, width: int = 76) -> str:

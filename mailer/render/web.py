@@ -7,14 +7,18 @@ from pathlib import Path
 
 import jinja2
 
+from .content import web_tables
+
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "web"
 
 
 @lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
     )
+    env.filters["web_tables"] = web_tables
+    return env
 
 
 def issue_page_html(blocks: list) -> str:

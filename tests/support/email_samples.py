@@ -21,7 +21,8 @@ from support.smtp import Received, SmtpTestServer
 KINDS = ("confirmation", "manage_link", "newsletter", "test_send", "update", "digest")
 PHOTO_SIZE = (1200, 675)
 
-# A newsletter text block with what writers use: emphasis, a link, a table, a block quote and lists.
+# A newsletter text block with what writers use: emphasis, a link, tables (one fits a phone, one does not), a
+# block quote and lists.
 NEWSLETTER_MARKDOWN = """\
 This month the board agreed how **community, mental health and learning disability services** will come
 together. You can [read the board papers on our website](https://www.example.nhs.uk/board/november).
@@ -31,6 +32,14 @@ together. You can [read the board papers on our website](https://www.example.nhs
 | Public consultation | 12 November 2026 | Done |
 | Board decision | 3 December 2026 | Planned |
 | New organisation starts | 1 April 2027 | Planned |
+
+Who is doing what (too wide for a phone, so the email writes it as records):
+
+| Workstream | Organisation | Status | Next step |
+|---|---|---|---|
+| Communications | Hampshire and Isle of Wight Healthcare | Done | 12 November 2026 |
+| Interoperability | Southern Health | In progress | Records transfer |
+| Estates | Solent | Not started | Site surveys |
 
 > Being asked what matters to us as carers made a real difference to the plans.
 

@@ -33,7 +33,7 @@ from ...models import Topic
 from ...tasks import enqueue, plan_issue
 from ..context import db_session, runtime_of_app
 from ..limits import API_ADDRESS_LIMIT, API_TOKEN_LIMIT, TEST_SEND_LIMIT, limiter
-from .openapi import openapi_document
+from .spec import ApiError, Output, json_body, openapi_document, operation
 
 bp = Blueprint("api", __name__)
 
@@ -49,11 +49,6 @@ def _token_key() -> str:
 # Every API call counts against both; a route with its own limit (test sends) counts against all three.
 limiter.shared_limit(API_TOKEN_LIMIT, "api-token", key_func=_token_key)(bp)
 limiter.shared_limit(API_ADDRESS_LIMIT, "api-address")(bp)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, fields: dict | None = None):
-        self.status, self.message, self.fields = status, message, fields
 
 
 @bp.errorhandler(ApiError)
@@ -102,6 +97,7 @@ def token_required(view=None, *, role: str = "editor"):
             raise ApiError(403, f"This token's role ({g.api_token['role']}) cannot do that: it needs {role}")
         return view(*args, **kwargs)
 
+    wrapper.__token_role__ = role  # for the description: which role the operation needs
     return wrapper
 
 
@@ -110,15 +106,6 @@ def _unauthorised(message: str):
     response.status_code = 401
     response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
     return response
-
-
-def json_body() -> dict:
-    if not request.is_json:
-        raise ApiError(415, "Send a JSON body with Content-Type: application/json")
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise ApiError(400, "The body must be a JSON object")
-    return data
 
 
 def _string(data: dict, key: str, required: bool = True) -> str:
@@ -141,16 +128,35 @@ def _segment_field(data: dict) -> int | None:
     return value
 
 
+class OpenAPIOut(Output):
+    """The OpenAPI 3.1 description of this API, generated from the models that check each call"""
+
+    model_config = {"extra": "allow"}
+    openapi: str
+
+
 @bp.get("/openapi.json")
+@operation(responses={200: OpenAPIOut}, public=True)
 def openapi():
-    return jsonify(openapi_document(runtime_of_app().settings.base_url))
+    """This description"""
+    return jsonify(openapi_document())
+
+
+class TopicOut(Output):
+    """A topic people can subscribe to"""
+
+    slug: str
+    name: str
+    description: str
 
 
 @bp.get("/topics")
 @token_required
+@operation(responses={200: list[TopicOut]})
 def topics():
+    """List topics people can subscribe to"""
     rows = db_session().scalars(select(Topic).order_by(Topic.position))
-    return jsonify([{"slug": t.slug, "name": t.name, "description": t.description} for t in rows])
+    return jsonify([TopicOut(slug=t.slug, name=t.name, description=t.description).dump() for t in rows])
 
 
 @bp.post("/issues")

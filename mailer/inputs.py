@@ -1,0 +1,142 @@
+"""Typed inputs: one pydantic model per thing a person or a program asks of us, validated once.
+
+Every adapter turns what it was given into the same plain shape (an admin form becomes the dict an API call
+would send; a CLI command's options likewise) and calls `parse(Model, data)`. What comes back is a model whose
+fields can be trusted; what does not fit is `InvalidInput`, one plain-English sentence per wrong field, named by
+its path as a person would write it (`blocks[3].alt`, `rules.all[1].op`, `consent.source`). The same models
+describe the API (`mailer/web/api/spec.py` turns them into the OpenAPI document).
+
+Conventions for models:
+- subclass `Input` (unknown fields are refused, types are strict: `5` is not a string, `true` not a number);
+- in a validator, raise `ValueError("A sentence a person can act on")`: it reaches them as written;
+- a union of shapes (block types, rule groups or conditions) is discriminated (`Field(discriminator=...)` or a
+  callable `Discriminator`), so an error names the field, not every shape it might have been.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import InvalidInput
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Input(BaseModel):
+    """Base for input models: unknown fields refused, no type coercion, values frozen once checked."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, hide_input_in_errors=True)
+
+
+class Output(BaseModel):
+    """Base for what the API answers with: it documents the response; `dump()` gives JSON-ready data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def dump(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+def parse(model: type[M], data: Any, *, prefix: str = "") -> M:
+    """`data` checked against `model`, or InvalidInput naming every wrong field (paths start with `prefix`)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid(exc, data, prefix=prefix) from None
+
+
+def invalid(exc: ValidationError, data: Any, *, prefix: str = "") -> InvalidInput:
+    """The InvalidInput a person reads for a pydantic ValidationError raised on `data`."""
+    errors: dict[str, str] = {}
+    summary: list[str] = []
+    unknown: list[str] = []
+    for error in exc.errors(include_url=False, include_context=True):
+        path = field_path(error["loc"], data, prefix)
+        if error["type"] == "extra_forbidden":
+            unknown.append(path)
+            errors.setdefault(path, "Unknown field")
+            continue
+        field, sentence = _sentences(error, path)
+        if path not in errors:  # the first problem with a field is the one to fix first
+            errors[path] = field
+            summary.append(sentence)
+    if unknown:
+        summary.insert(0, f"Unknown field(s): {', '.join(unknown)}")
+    return InvalidInput(errors, message="; ".join(summary))
+
+
+def field_path(loc: tuple, data: Any, prefix: str = "") -> str:
+    """`("blocks", 3, "image", "alt")` → `blocks[3].alt`.
+
+    pydantic puts the tag of a discriminated union into the location (`"image"` above). It is dropped: walking
+    the input along the location, a name that is not the last one and that the object in hand does not have is
+    such a tag, never a field (a missing field is always the last name)."""
+    parts: list[str] = [prefix] if prefix else []
+    value = data
+    last = len(loc) - 1
+    for i, step in enumerate(loc):
+        if isinstance(step, int):
+            parts.append(f"[{step}]")
+            value = value[step] if isinstance(value, list) and -len(value) <= step < len(value) else None
+            continue
+        if i < last and isinstance(value, dict) and step not in value:
+            continue
+        parts.append(f".{step}" if parts else str(step))
+        value = value.get(step) if isinstance(value, dict) else None
+    return "".join(parts).lstrip(".") or prefix
+
+
+_TYPES = {
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "list_type": "must be a list",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "none_required": "must be null",
+}
+
+
+def _sentences(error: dict, path: str) -> tuple[str, str]:
+    """(what is said next to the field, what is said of it in the one-line summary)."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "missing":
+        return "Required", f"'{path}' is required"
+    if kind in _TYPES:
+        return _TYPES[kind].capitalize(), f"'{path}' {_TYPES[kind]}"
+    if kind in ("literal_error", "enum"):
+        phrase = f"must be one of {ctx.get('expected', '')}".strip()
+        return phrase.capitalize(), f"'{path}' {phrase}"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):  # only an invalid tag's error lists the tags
+        phrase = f"needs a {ctx.get('discriminator', 'type').strip(chr(39))}"
+        if ctx.get("expected_tags"):
+            phrase += f": one of {ctx['expected_tags']}"
+        return phrase.capitalize(), f"'{path}' {phrase}"
+    if kind == "string_too_long":
+        phrase = f"must be {ctx.get('max_length'):,} characters or fewer"
+        return phrase.capitalize(), f"'{path}' {phrase}"
+    if kind == "string_too_short":
+        return "Must not be empty", f"'{path}' must not be empty"
+    if kind == "too_long":
+        phrase = f"must have at most {ctx.get('max_length'):,} items"
+        return phrase.capitalize(), f"'{path}' {phrase}"
+    if kind == "too_short":
+        phrase = f"must have at least {ctx.get('min_length'):,} item" + ("" if ctx.get("min_length") == 1 else "s")
+        return phrase.capitalize(), f"'{path}' {phrase}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        words = {"greater_than_equal": "at least", "greater_than": "more than", "less_than_equal": "at most",
+                 "less_than": "less than"}[kind]
+        bound = next(iter(ctx.values()), "")
+        phrase = f"must be {words} {bound}"
+        return phrase.capitalize(), f"'{path}' {phrase}"
+    message = str(error["msg"])
+    if kind == "value_error":  # our own validators' sentences, as written
+        message = message.removeprefix("Value error, ")
+    elif kind == "assertion_error":
+        message = message.removeprefix("Assertion failed, ")
+    return message, f"{path}: {message}" if path else message
