@@ -17,6 +17,13 @@ def wants_json() -> bool:
     return request.path.startswith("/api/")
 
 
+def _refusal(status: int, error: str, title: str, message: str):
+    """The API's `{"error": ...}` or the error page, whichever the request is for."""
+    if wants_json():
+        return jsonify(error=error), status
+    return render_template("error.html", title=title, message=message), status
+
+
 def install(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(exc):
@@ -34,26 +41,24 @@ def install(app: Flask) -> None:
                 request.headers.get("Origin"),
                 request.headers.get("Referer"),
             )
-        if wants_json():
-            return jsonify(error=exc.description), 400
-        return render_template(
-            "error.html",
-            title="Your form has expired",
-            message="We could not accept that form because it was missing its security token or the token "
-            "had expired. Go back, reload the page and try again.",
-        ), 400
+        return _refusal(
+            400,
+            exc.description,
+            "Your form has expired",
+            "We could not accept that form because it was missing its security token or the token had expired. "
+            "Go back, reload the page and try again.",
+        )
 
     @app.errorhandler(429)
     def _too_many(exc):
         if getattr(exc, "response", None) is not None:
             return exc.response  # the limit made its own answer (on_breach), e.g. plain text for one-click
-        if wants_json():
-            return jsonify(error="Too many requests: wait a minute and try again"), 429
-        return render_template(
-            "error.html",
-            title="Too many attempts",
-            message="We have had too many requests from your connection. Wait a few minutes and try again.",
-        ), 429
+        return _refusal(
+            429,
+            "Too many requests: wait a minute and try again",
+            "Too many attempts",
+            "We have had too many requests from your connection. Wait a few minutes and try again.",
+        )
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
@@ -66,10 +71,9 @@ def install(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)
-        if wants_json():
-            return jsonify(error="Something went wrong on our side. Try again later."), 500
-        return render_template(
-            "error.html",
-            title="Sorry, there is a problem with the service",
-            message="Try again later. Nothing you sent us has been half-saved.",
-        ), 500
+        return _refusal(
+            500,
+            "Something went wrong on our side. Try again later.",
+            "Sorry, there is a problem with the service",
+            "Try again later. Nothing you sent us has been half-saved.",
+        )
