@@ -15,6 +15,7 @@ test: setup  ## set up and run the whole suite (TEST_DATABASE_URL / TEST_REDIS_U
 bench: setup  ## measure speed and memory (see bench/README.md); BENCH_RECIPIENTS, BENCH_DATABASE_URL
 	$(BIN)/python bench/render_bench.py
 	$(BIN)/python bench/send_bench.py
+	$(BIN)/python bench/ledger_bench.py
 	$(BIN)/python bench/audience_bench.py
 	$(BIN)/python bench/digest_bench.py
 	$(BIN)/python bench/enumeration_bench.py

@@ -1,22 +1,34 @@
 """The comms team's accounts (argon2 passwords), their sign-ins and API tokens (both stored as SHA-256 only),
-each token acting for one team member."""
+each token acting for one team member.
+
+Commands, one per use case, which the team page and the `mailer` command call: `add_member`, `change_member`,
+`issue_token` and `revoke_token`. Each checks its input with its model (`NewMember`, `MemberChange`, `NewToken`,
+`TokenRevocation`), writes, and records its audit row as the actor given, so whichever adapter asked, the change
+is in the audit log. Under them, `create_admin`, `create_token` and `change_account` write the rows with no audit
+row: the commands use them, and so do tests setting up accounts. Sign-in and sign-out record their own rows.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Annotated
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from pydantic import AfterValidator, Field, model_validator
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from . import audit
 from .audience.emails import normalise_email
-from .errors import Conflict, InvalidInput
-from .models import ROLES, AdminSession, AdminUser, ApiToken, utcnow
+from .audit import Actor
+from .errors import Conflict, InvalidInput, NotFound
+from .inputs import Input, parse
+from .models import MAX_ID, ROLES, AdminSession, AdminUser, ApiToken, utcnow
 
 _hasher = PasswordHasher()
 # Verifying against this when the email is unknown keeps login time the same either way.
@@ -36,26 +48,167 @@ def has_role(role: str | None, needed: str) -> bool:
     return ROLE_RANK.get(role or "", 0) >= ROLE_RANK[needed]
 
 
-def create_admin(session: Session, email: str, password: str, role: str = "admin", name: str = "") -> AdminUser:
-    """A new team member; InvalidInput for a bad address, short password or unknown role."""
-    errors = {}
-    try:
-        address = normalise_email(email)
-    except InvalidInput as exc:
-        errors.update(exc.errors)
-        address = ""
-    if len(password or "") < MIN_PASSWORD:
-        errors["password"] = f"Password must be at least {MIN_PASSWORD} characters"
+# --- what the commands take ------------------------------------------------------------------------------
+
+
+def _known_role(role: str) -> str:
     if role not in ROLES:
-        errors["role"] = f"Role must be one of {', '.join(ROLES)}"
-    if errors:
-        raise InvalidInput(errors)
-    if session.scalar(select(AdminUser.id).where(AdminUser.email == address.lower())):
-        raise Conflict(f"An account for {address} already exists")
-    user = AdminUser(email=address.lower(), password_hash=_hasher.hash(password), role=role, name=name)
+        raise ValueError(f"Role must be one of {', '.join(ROLES)}")
+    return role
+
+
+def _address(email: str) -> str:
+    try:
+        return normalise_email(email).lower()
+    except InvalidInput as exc:
+        raise ValueError(exc.sentences) from None
+
+
+def _long_enough(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"Password must be at least {MIN_PASSWORD} characters")
+    return password
+
+
+def _named(name: str) -> str:
+    if not name.strip():
+        raise ValueError("Give the token a name")
+    return name.strip()
+
+
+def _someone(owner: int | str | None) -> int | str:
+    if owner is None:
+        raise ValueError("Choose the team member the token is for")
+    return owner
+
+
+Role = Annotated[str, AfterValidator(_known_role)]
+
+
+class NewMember(Input):
+    """A team member to add: their address (their sign-in), first password, role and, if given, name."""
+
+    email: Annotated[str, AfterValidator(_address)]
+    password: Annotated[str, AfterValidator(_long_enough)]
+    role: Role
+    name: Annotated[str, Field(max_length=200)] = ""
+
+
+class MemberChange(Input):
+    """A new role, or the account switched off (`active` false) or on again; either or both."""
+
+    role: Role | None = None
+    active: bool | None = None
+
+
+class TokenFields(Input):
+    """A token's name (what uses it) and role (None: its owner's)."""
+
+    name: Annotated[str, Field(max_length=120), AfterValidator(_named)]
+    role: Role | None = None
+
+
+class NewToken(TokenFields):
+    """A token for a team member, named by their account's id (the team page) or address (the CLI)."""
+
+    owner: Annotated[int | str | None, Field(validate_default=True), AfterValidator(_someone)] = None
+
+
+class TokenRevocation(Input):
+    """The token to revoke: by its id (the team page) or by the prefix `mailer token list` shows (the CLI)."""
+
+    id: int | None = None
+    prefix: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of_them(self):
+        if (self.id is None) == (self.prefix is None):
+            raise ValueError("Name the token by its id or by its prefix")
+        return self
+
+
+# --- the commands ----------------------------------------------------------------------------------------
+
+
+def add_member(session: Session, data: Mapping | NewMember, *, actor: Actor) -> AdminUser:
+    """A new team member who can sign in at /admin; InvalidInput names what is wrong, Conflict if the address
+    has an account already. Audited as `user.create`."""
+    member = parse(NewMember, data)
+    user = _new_account(session, member)
+    audit.record(session, actor, "user.create", user, email=user.email, role=user.role)
+    return user
+
+
+def change_member(session: Session, user_id: int, data: Mapping | MemberChange, *, actor: Actor) -> AdminUser:
+    """Change someone's role, or switch their account off or on; NotFound when there is no such account.
+    The last active admin stays an admin (Conflict). Audited as `user.change`."""
+    change = parse(MemberChange, data)
+    user = _changed_account(session, user_id, change)
+    audit.record(session, actor, "user.change", user, role=change.role, active=change.active)
+    return user
+
+
+def issue_token(session: Session, data: Mapping | NewToken, *, actor: Actor) -> tuple[ApiToken, str]:
+    """A new API token for a team member: the row and the token itself, which is never stored or shown again.
+    Its role defaults to the owner's and may not be above it. Audited as `token.create`."""
+    wanted = parse(NewToken, data)
+    if isinstance(wanted.owner, str):
+        owner = account_for(session, wanted.owner)
+    else:
+        owner = session.get(AdminUser, wanted.owner) if 0 < wanted.owner <= MAX_ID else None
+        if owner is None:
+            raise InvalidInput({"owner": "Choose the team member the token is for"})
+    row, token = _new_token(session, wanted, owner)
+    audit.record(session, actor, "token.create", row, name=row.name, role=row.role, owner=owner.email)
+    return row, token
+
+
+def revoke_token(session: Session, data: Mapping | TokenRevocation, *, actor: Actor) -> ApiToken | None:
+    """Revoke a live token, named by id or by the prefix it is shown with (e.g. tm_AbCdE); it stops working
+    now. By id: NotFound when there is none, and None when it was revoked already (nothing changes). By prefix:
+    InvalidInput when no live token has it, Conflict when more than one does. Audited as `token.revoke`."""
+    which = parse(TokenRevocation, data)
+    if which.id is not None:
+        row = session.get(ApiToken, which.id) if 0 < which.id <= MAX_ID else None
+        if row is None:
+            raise NotFound(f"There is no token {which.id}.")
+        if row.revoked_at is not None:
+            return None
+    else:
+        rows = [r for r in session.scalars(select(ApiToken).where(ApiToken.prefix == which.prefix)) if not r.revoked_at]
+        if not rows:
+            raise InvalidInput({"prefix": f"No live token starts with {which.prefix!r}"})
+        if len(rows) > 1:
+            raise Conflict(f"More than one token starts with {which.prefix!r}; revoke by id in the database")
+        [row] = rows
+    row.revoked_at = utcnow()
+    audit.record(session, actor, "token.revoke", row, name=row.name)
+    return row
+
+
+# --- the rows under them ---------------------------------------------------------------------------------
+
+
+def create_admin(session: Session, email: str, password: str, role: str = "admin", name: str = "") -> AdminUser:
+    """A new team member, with no audit row (add_member is the command); InvalidInput for a bad address, short
+    password or unknown role."""
+    return _new_account(session, parse(NewMember, {"email": email, "password": password, "role": role, "name": name}))
+
+
+def _new_account(session: Session, member: NewMember) -> AdminUser:
+    if session.scalar(select(AdminUser.id).where(AdminUser.email == member.email)):
+        raise Conflict(f"An account for {member.email} already exists")
+    user = AdminUser(
+        email=member.email, password_hash=_hasher.hash(member.password), role=member.role, name=member.name
+    )
     session.add(user)
     session.flush()
     return user
+
+
+def list_members(session: Session) -> list[AdminUser]:
+    """The team's accounts, by address."""
+    return list(session.scalars(select(AdminUser).order_by(AdminUser.email)))
 
 
 def authenticate(session: Session, email: str, password: str) -> AdminUser | None:
@@ -80,54 +233,41 @@ def _token_hash(token: str) -> str:
 def create_token(
     session: Session, name: str, role: str | None = None, owner: AdminUser | None = None
 ) -> tuple[ApiToken, str]:
-    """A new API token acting for `owner`; returns the row and the token itself, which is never stored or shown
-    again. Its role defaults to the owner's and may not be above it; the owner must be an active account.
-    InvalidInput names what is wrong.
+    """A new API token acting for `owner`, with no audit row (issue_token is the command); returns the row and
+    the token itself. Its role defaults to the owner's and may not be above it; the owner must be an active
+    account. InvalidInput names what is wrong.
 
     Without an owner the token acts for nobody, like those made before tokens had owners: it is refused while
     APPROVAL_BY_ANOTHER is on (see token_access). The CLI and the team page always give one."""
-    name = (name or "").strip()
+    return _new_token(session, parse(TokenFields, {"name": name, "role": role}), owner)
+
+
+def _new_token(session: Session, wanted: TokenFields, owner: AdminUser | None) -> tuple[ApiToken, str]:
     errors = {}
-    if not name:
-        errors["name"] = "Give the token a name"
     if owner is not None and not owner.active:
         errors["owner"] = f"{owner.email}'s account is switched off: switch it on, or make the token for someone else"
-    if role is None:
-        role = owner.role if owner is not None else "admin"
-    if role not in ROLES:
-        errors["role"] = f"Role must be one of {', '.join(ROLES)}"
-    elif owner is not None and not has_role(owner.role, role):
+    role = wanted.role or (owner.role if owner is not None else "admin")
+    if owner is not None and not has_role(owner.role, role):
         errors["role"] = f"A token cannot do more than the person it is for: {owner.email}'s role is {owner.role}"
     if errors:
         raise InvalidInput(errors)
     token = "tm_" + secrets.token_urlsafe(32)
-    row = ApiToken(name=name, token_hash=_token_hash(token), prefix=token[:8], role=role, owner=owner)
+    row = ApiToken(name=wanted.name, token_hash=_token_hash(token), prefix=token[:8], role=role, owner=owner)
     session.add(row)
     session.flush()
     return row, token
 
 
-def account_for(session: Session, email: str) -> AdminUser:
-    """The team member with this address; InvalidInput (field `owner`) when there is none."""
+def account_for(session: Session, email: str, field: str = "owner") -> AdminUser:
+    """The team member with this address; InvalidInput (on `field`) when there is none."""
     user = session.scalar(select(AdminUser).where(AdminUser.email == (email or "").strip().lower()))
     if user is None:
-        raise InvalidInput({"owner": f"No team member has the address {email!r}: add them first (mailer admin create)"})
+        raise InvalidInput({field: f"No team member has the address {email!r}: add them first (mailer admin create)"})
     return user
 
 
 def list_tokens(session: Session) -> list[ApiToken]:
     return list(session.scalars(select(ApiToken).order_by(ApiToken.id)))
-
-
-def revoke_token(session: Session, prefix: str) -> ApiToken:
-    """Revoke the live token whose shown prefix (e.g. tm_AbCdE) is `prefix`."""
-    rows = [r for r in session.scalars(select(ApiToken).where(ApiToken.prefix == prefix)) if r.revoked_at is None]
-    if not rows:
-        raise InvalidInput({"prefix": f"No live token starts with {prefix!r}"})
-    if len(rows) > 1:
-        raise Conflict(f"More than one token starts with {prefix!r}; revoke by id in the database")
-    rows[0].revoked_at = utcnow()
-    return rows[0]
 
 
 def token_for(session: Session, token: str) -> ApiToken | None:
@@ -184,12 +324,15 @@ def effective_role(row: ApiToken) -> str:
 
 
 def change_account(session: Session, user_id: int, *, role: str | None = None, active: bool | None = None) -> AdminUser:
-    """Change someone's role or switch their account off (or on). The last active admin stays an admin."""
-    user = session.get(AdminUser, user_id)
+    """change_member with no audit row: change someone's role or switch their account off (or on)."""
+    return _changed_account(session, user_id, parse(MemberChange, {"role": role, "active": active}))
+
+
+def _changed_account(session: Session, user_id: int, change: MemberChange) -> AdminUser:
+    user = session.get(AdminUser, user_id) if 0 < user_id <= MAX_ID else None
     if user is None:
-        raise InvalidInput({"user": "No such account"})
-    if role is not None and role not in ROLES:
-        raise InvalidInput({"role": f"Role must be one of {', '.join(ROLES)}"})
+        raise NotFound(f"There is no account {user_id}.")
+    role, active = change.role, change.active
     losing_admin = user.role == "admin" and user.active and (role not in (None, "admin") or active is False)
     if losing_admin:
         admins = session.scalar(

@@ -45,6 +45,13 @@ def admin() -> None:
     """Comms team accounts."""
 
 
+def _by(command: str):
+    """Who the audit log says did it: the operator at the server, named by the command they ran."""
+    from .audit import Actor
+
+    return Actor("system", None, f"mailer {command}")
+
+
 @admin.command("create")
 @click.argument("email")
 @click.option("--role", type=click.Choice(["editor", "publisher", "admin"]), default="admin", show_default=True)
@@ -56,18 +63,39 @@ def admin() -> None:
 )
 def admin_create(email: str, role: str, name: str, password: str | None) -> None:
     """Create a team member who can sign in at /admin."""
-    from .accounts import create_admin
+    from .accounts import add_member
     from .errors import Conflict, InvalidInput
 
     if not password:
         password = click.prompt("Password (12 characters or more)", hide_input=True, confirmation_prompt=True)
-    db = _db()
+    member = {"email": email, "password": password, "role": role, "name": name}
     try:
-        with db.transaction() as session:
-            user = create_admin(session, email, password, role=role, name=name)
-            click.echo(f"created {user.role} {user.email}")
+        with _db().transaction() as session:
+            user = add_member(session, member, actor=_by("admin create"))
     except (InvalidInput, Conflict) as exc:
         raise click.ClickException(str(exc)) from exc
+    click.echo(f"created {user.role} {user.email}")
+
+
+@admin.command("change")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["editor", "publisher", "admin"]), default=None, help="Their new role.")
+@click.option("--off", "active", flag_value=False, default=None, help="Switch the account off: no sign-in, no tokens.")
+@click.option("--on", "active", flag_value=True, help="Switch the account on again.")
+def admin_change(email: str, role: str | None, active: bool | None) -> None:
+    """Change a team member's role, or switch their account off or on."""
+    from .accounts import account_for, change_member
+    from .errors import Conflict, InvalidInput, NotFound
+
+    if role is None and active is None:
+        raise click.UsageError("Say what to change: --role, --off or --on")
+    try:
+        with _db().transaction() as session:
+            user = account_for(session, email, field="email")
+            user = change_member(session, user.id, {"role": role, "active": active}, actor=_by("admin change"))
+    except (InvalidInput, Conflict, NotFound) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{user.email} is {'an' if user.role == 'admin' else 'a'} {user.role}, {'on' if user.active else 'off'}")
 
 
 @main.group()
@@ -92,16 +120,12 @@ def token() -> None:
 )
 def token_create(name: str, owner: str, role: str | None) -> None:
     """Create an API token for a team member and print it (it is shown only this once)."""
-    from . import audit
-    from .accounts import account_for, create_token
+    from .accounts import issue_token
     from .errors import InvalidInput
 
-    db = _db()
     try:
-        with db.transaction() as session:
-            row, secret = create_token(session, name, role, owner=account_for(session, owner))
-            by = audit.Actor("system", None, "mailer token create")
-            audit.record(session, by, "token.create", row, name=row.name, role=row.role, owner=row.owner.email)
+        with _db().transaction() as session:
+            _row, secret = issue_token(session, {"name": name, "owner": owner, "role": role}, actor=_by("token create"))
     except InvalidInput as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(secret)
@@ -131,10 +155,10 @@ def token_revoke(prefix: str) -> None:
 
     try:
         with _db().transaction() as session:
-            row = revoke_token(session, prefix)
-            click.echo(f"revoked {row.prefix} ({row.name})")
+            row = revoke_token(session, {"prefix": prefix}, actor=_by("token revoke"))
     except (InvalidInput, Conflict) as exc:
         raise click.ClickException(str(exc)) from exc
+    click.echo(f"revoked {row.prefix} ({row.name})")
 
 
 @main.group()

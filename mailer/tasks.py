@@ -13,7 +13,7 @@ from collections import OrderedDict
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 
-from celery import Celery
+from celery import Celery, shared_task
 from celery.schedules import crontab
 from celery.signals import worker_process_init
 from sqlalchemy.exc import OperationalError
@@ -37,8 +37,6 @@ from .transports import PermanentFailure, TemporaryFailure, smtp_transport_for
 
 log = logging.getLogger(__name__)
 
-celery = Celery("mailer")
-
 TRANSACTIONAL = "transactional"
 BULK = "bulk"
 # Imports have a queue of their own, read by the bulk workers too: Celery's Redis transport takes from its
@@ -48,21 +46,11 @@ SWEEP_SECONDS = 30.0
 RETENTION_SECONDS = 3600.0
 
 
-def configure_celery(settings: Settings) -> Celery:
-    """Point the shared Celery app at the settings' Redis, with at-least-once delivery settings."""
-    if celery.conf.broker_url and celery.conf.broker_url != settings.redis_url:
-        # Reconfigured in the same process (another app, a test): pooled connections belong to the old
-        # broker, so drop them or publishing would keep going to the old address.
-        if celery._pool is not None:
-            celery._pool.force_close_all()
-            celery._pool = None
-        celery.amqp._producer_pool = None
-        # kombu keeps its own registry of producer pools per broker address; one whose connections were
-        # closed above would answer "Acquire on closed pool" when that address is used again.
-        from kombu import pools
-
-        pools.reset()
-    celery.conf.update(
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app for the settings' Redis, with at-least-once delivery settings and beat's schedule. The tasks
+    below are shared tasks: every app made here has them, under the same names and queues."""
+    app = Celery("mailer", set_as_current=False)
+    app.conf.update(
         broker_url=settings.redis_url,
         broker_connection_retry_on_startup=True,
         # A task not acknowledged within this many seconds is handed to another worker: well above the
@@ -103,7 +91,33 @@ def configure_celery(settings: Settings) -> Celery:
         },
         worker_hijack_root_logger=False,
     )
-    return celery
+    return app
+
+
+_apps: dict[tuple, Celery] = {}
+
+
+def configure_celery(settings: Settings) -> Celery:
+    """The process's Celery app for these settings, made the first time they are seen and kept; tasks are sent
+    through the one configured last (worker.py's in a worker, create_app's in a web process).
+
+    One app per broker, rather than one app pointed at another broker: a pool's connections belong to one
+    address, and kombu keeps its producer pools per address for the whole process. A process that meets
+    another broker (a test's private Redis) gets that broker's own app and pools, and nothing is closed
+    under an app that may be used again."""
+    key = (
+        settings.redis_url,
+        settings.digest_minute,
+        settings.digest_hour,
+        settings.digest_weekday,
+        settings.digest_monthday,
+    )
+    app = _apps.get(key)
+    if app is None:
+        app = _apps[key] = make_celery(settings)
+    app.set_default()  # for every thread (a threaded web server's)
+    app.set_current()  # for this one: Celery keeps a current app per thread
+    return app
 
 
 @worker_process_init.connect
@@ -126,7 +140,7 @@ def enqueue(task, *args, **options) -> bool:
 # --- the public's forms and confirmations ---------------------------------------------------------
 
 
-@celery.task(
+@shared_task(
     name="mailer.act_on_request",
     autoretry_for=(OperationalError,),
     retry_backoff=2,
@@ -154,7 +168,7 @@ def _act_on_request(request_id: int) -> str:
     return "done"
 
 
-@celery.task(name="mailer.send_confirmation", bind=True, max_retries=8)
+@shared_task(name="mailer.send_confirmation", bind=True, max_retries=8)
 def send_confirmation(self, request_id: int) -> str:
     rt = runtime()
     try:
@@ -181,7 +195,7 @@ def _send_one(task, mail, what: str) -> str:
     return "sent"
 
 
-@celery.task(name="mailer.send_manage_link", bind=True, max_retries=8)
+@shared_task(name="mailer.send_manage_link", bind=True, max_retries=8)
 def send_manage_link(self, subscriber_id: int) -> str:
     rt = runtime()
     try:
@@ -192,7 +206,7 @@ def send_manage_link(self, subscriber_id: int) -> str:
     return _send_one(self, mail, f"manage link for subscriber {subscriber_id}")
 
 
-@celery.task(name="mailer.send_test", bind=True, max_retries=5)
+@shared_task(name="mailer.send_test", bind=True, max_retries=5)
 def send_test(self, issue_id: int, addresses: list[str]) -> dict:
     """A test of an issue to the team's own addresses, marked [TEST], with example links."""
     rt = runtime()
@@ -249,7 +263,7 @@ def _still_wanted(kind: str, topic_id: int):
 RETRY_DB = {"autoretry_for": (OperationalError,), "retry_backoff": 2, "retry_backoff_max": 60, "max_retries": 8}
 
 
-@celery.task(name="mailer.plan_issue", **RETRY_DB)
+@shared_task(name="mailer.plan_issue", **RETRY_DB)
 def plan_issue(issue_id: int) -> int:
     rt = runtime()
     with rt.db.transaction() as session:
@@ -290,7 +304,7 @@ def _send_rate(settings: Settings):
     return _rates[key]
 
 
-@celery.task(name="mailer.send_batch", **RETRY_DB)
+@shared_task(name="mailer.send_batch", **RETRY_DB)
 def send_batch(issue_id: int, lo: int, hi: int) -> dict:
     rt = runtime()
     # A read session: rendering must not hold SQLite's write lock.
@@ -335,7 +349,7 @@ def send_batch(issue_id: int, lo: int, hi: int) -> dict:
 # --- recovery ------------------------------------------------------------------------------------
 
 
-@celery.task(name="mailer.sweep")
+@shared_task(name="mailer.sweep")
 def sweep() -> dict:
     """Recover lost work, one step after another. A step that fails is logged and the others still run: one
     bad row must not stop confirmations being resent or stalled sends and imports being carried on."""
@@ -414,14 +428,14 @@ def _hand_on_imports(rt) -> dict:
 # --- imports -------------------------------------------------------------------------------------
 
 
-@celery.task(name="mailer.run_import")
+@shared_task(name="mailer.run_import")
 def run_import_task(import_id: int) -> str:
     """Import an uploaded CSV file, or carry on one a lost worker left (audience.importer.process_import)."""
     rt = runtime()
     return importer.process_import(rt.db, import_id, lease=timedelta(seconds=rt.settings.lease_seconds))
 
 
-@celery.task(name="mailer.retention", **RETRY_DB)
+@shared_task(name="mailer.retention", **RETRY_DB)
 def retention_job() -> dict:
     """Delete unconfirmed sign-ups and anonymise people who left long ago, a chunk per transaction."""
     rt = runtime()
@@ -439,7 +453,7 @@ def retention_job() -> dict:
     return vars(report)
 
 
-@celery.task(name="mailer.run_digest", **RETRY_DB)
+@shared_task(name="mailer.run_digest", **RETRY_DB)
 def run_digest_task(frequency: str, at: str | None = None) -> dict:
     """Beat's weekly and monthly digest (or one asked for): plan the run, then send its emails."""
     rt = runtime()

@@ -199,7 +199,8 @@ def _tables(conn) -> list[str]:
 
 @pytest.fixture()
 def app(settings):
-    from mailer.web import create_app, limiter
+    from mailer.web import create_app
+    from mailer.web.limits import limiter
 
     application = create_app(settings)
     application.config["TESTING"] = True

@@ -102,7 +102,8 @@ def private_redis(tmp_path_factory):
 def contract_app(settings, private_redis):
     from mailer.runtime import runtime, set_runtime
     from mailer.tasks import configure_celery
-    from mailer.web import create_app, limiter
+    from mailer.web import create_app
+    from mailer.web.limits import limiter
 
     before = runtime()
     application = create_app(settings.with_overrides(redis_url=private_redis))

@@ -45,7 +45,8 @@ def cases(widths=None):
 
 @pytest.fixture(scope="module")
 def sent(settings, db, smtp_server, celery_workers):
-    from mailer.web import create_app, limiter
+    from mailer.web import create_app
+    from mailer.web.limits import limiter
 
     app = create_app(settings)
     app.config["TESTING"] = True

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 import pytest
 import time_machine
+from celery import current_app
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -268,10 +269,9 @@ KILLED_WORKER = textwrap.dedent(
 
 def quiet_broker() -> None:
     """No task left over from earlier tests (they enqueue imports whose ids a new import may reuse)."""
-    tasks.celery.control.purge()
-    wait_until(
-        lambda: not any((tasks.celery.control.inspect(timeout=1).active() or {}).values()), message="idle workers"
-    )
+    control = current_app.control  # the Celery app create_app configured for this process
+    control.purge()
+    wait_until(lambda: not any((control.inspect(timeout=1).active() or {}).values()), message="idle workers")
 
 
 def test_an_import_whose_worker_is_killed_is_finished_by_another_after_the_sweeper_frees_it(

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from mailer.accounts import create_token
 from mailer.audience.subscriptions import confirm_subscription, request_subscription
 from mailer.models import AuditEvent, ConsentEvent, Subscriber, Topic
-from mailer.web import API_ADDRESS_LIMIT, API_TOKEN_LIMIT, ONE_CLICK_ADDRESS_LIMIT, ONE_CLICK_LINK_LIMIT
+from mailer.web.limits import API_ADDRESS_LIMIT, API_TOKEN_LIMIT, ONE_CLICK_ADDRESS_LIMIT, ONE_CLICK_LINK_LIMIT
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 

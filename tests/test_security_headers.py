@@ -21,7 +21,8 @@ HTTPS = "https://localhost"  # what the test client calls itself once it speaks 
 @pytest.fixture()
 def https_app(settings):
     """The app as deployed: BASE_URL is https (the test client then speaks https to it)."""
-    from mailer.web import create_app, limiter
+    from mailer.web import create_app
+    from mailer.web.limits import limiter
 
     application = create_app(settings.with_overrides(base_url=HTTPS))
     application.config.update(TESTING=True, PREFERRED_URL_SCHEME="https")

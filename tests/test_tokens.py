@@ -21,7 +21,8 @@ PASSWORD = "a long enough password"
 
 @pytest.fixture()
 def two_person_app(settings):
-    from mailer.web import create_app, limiter
+    from mailer.web import create_app
+    from mailer.web.limits import limiter
 
     application = create_app(settings.with_overrides(approval_by_another=True))
     application.config["TESTING"] = True

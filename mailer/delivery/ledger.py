@@ -1,8 +1,9 @@
 """The delivery ledger: every SQL statement that moves a recipient's row, named by what it does.
 
 A row goes pending → sending (a lease, claimed conditionally so two workers never hold the same row) →
-sent / failed / bounced / skipped / cancelled. Every statement here is set-based; nothing loops over
-recipients in Python except to send them.
+sent / failed / bounced / skipped / cancelled. Every write here is one statement per call, whatever the number
+of rows: set-based, or, where each row has values of its own (a server's reply), one statement executed with
+every row's parameters at once. Nothing loops over recipients issuing statements.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, and_, exists, func, insert, literal, or_, select, true, update
+from sqlalchemy import Select, and_, bindparam, exists, func, insert, literal, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..models import DELIVERY_STATUSES, Delivery, Issue, Subscriber, utcnow
+from ..models.base import UTCDateTime
 
 MAX_ATTEMPTS = 5
 ACTIVE_STATUSES = ("pending", "sending")
@@ -178,31 +180,52 @@ def mark_sent(session: Session, delivery_ids: list[int], token: str, now: dateti
 def mark_retry(session: Session, retries: list[tuple[Claimed, str]], token: str, now: datetime | None = None) -> int:
     """Temporary failures go back to pending with backoff; past MAX_ATTEMPTS they fail. Returns failures."""
     now = now or utcnow()
-    failed = 0
+    rows, failed = [], 0
     for claim, error in retries:
+        row = {
+            "b_id": claim.delivery_id,
+            "b_status": "pending",
+            "b_error": error,
+            "b_next": now + backoff(claim.attempts),
+        }
         if claim.attempts >= MAX_ATTEMPTS:
-            values = {"status": "failed", "last_error": f"gave up after {claim.attempts} attempts: {error}"}
             failed += 1
-        else:
-            values = {"status": "pending", "next_attempt_at": now + backoff(claim.attempts), "last_error": error}
-        session.execute(
-            update(Delivery)
-            .where(_held([claim.delivery_id], token))
-            .values(lease_until=None, **values)
-            .execution_options(synchronize_session=False)
-        )
+            row.update(b_status="failed", b_error=f"gave up after {claim.attempts} attempts: {error}", b_next=None)
+        rows.append(row)
+    # b_next None keeps the row's next_attempt_at: a row that gave up keeps the one it had.
+    _record_each(
+        session,
+        token,
+        rows,
+        next_attempt_at=func.coalesce(bindparam("b_next", type_=UTCDateTime()), _LEDGER.c.next_attempt_at),
+    )
     return failed
 
 
 def mark_failed(session: Session, failures: list[tuple[Claimed, str, str]], token: str) -> None:
     """Permanent refusals: each is (claim, status "failed" or "bounced", the server's reply)."""
-    for claim, status, error in failures:
-        session.execute(
-            update(Delivery)
-            .where(_held([claim.delivery_id], token))
-            .values(status=status, last_error=error, lease_until=None)
-            .execution_options(synchronize_session=False)
-        )
+    _record_each(
+        session, token, [{"b_id": c.delivery_id, "b_status": status, "b_error": e} for c, status, e in failures]
+    )
+
+
+_LEDGER = Delivery.__table__
+
+
+def _record_each(session: Session, token: str, rows: list[dict], **more) -> None:
+    """Each held row's own outcome (`b_id`, `b_status`, `b_error`, and what `more` binds) in one UPDATE statement
+    executed for all the rows at once (executemany: psycopg sends them in one pipeline, sqlite3 loops in C).
+    Measured against one UPDATE per row, one UPDATE with a CASE per column and UPDATE … FROM (VALUES …), it was
+    the fastest on both databases (bench/ledger_bench.py)."""
+    if not rows:
+        return
+    held = and_(_LEDGER.c.id == bindparam("b_id"), _LEDGER.c.status == "sending", _LEDGER.c.claim_token == token)
+    statement = (
+        update(_LEDGER)
+        .where(held)
+        .values(status=bindparam("b_status"), last_error=bindparam("b_error"), lease_until=None, **more)
+    )
+    session.execute(statement, rows)
 
 
 def release(session: Session, claims: list[Claimed], token: str, error: str, now: datetime | None = None) -> None:

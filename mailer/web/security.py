@@ -11,7 +11,7 @@ import secrets
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, request
-from flask_wtf.csrf import CSRFError
+from flask_wtf.csrf import CSRFError, CSRFProtect
 
 # Same-origin pages keep their Referer (Flask-WTF's HTTPS check needs it on every form post); no other site
 # is ever sent one, not even our bare origin, so the signed tokens in /manage, /confirm and /u/ paths stay here.
@@ -22,6 +22,10 @@ HSTS = "max-age=31536000"
 NO_STORE_PREFIXES = ("/admin", "/confirm/", "/u/", "/manage/", "/api/")
 # The NHS.UK frontend's stylesheet loads the Frutiger web font from the NHS's own font host.
 NHS_FONTS = "https://assets.nhs.uk"
+
+# Every form post carries a token tied to the session (Flask-WTF); the API, authenticated by bearer tokens,
+# is exempt (app.py).
+csrf = CSRFProtect()
 
 
 def csp_nonce() -> str:

@@ -17,7 +17,7 @@ from flask_login import login_user, logout_user
 
 from ..accounts import SESSION_TOUCH_EVERY, end_session, find_session, session_state, sign_out, touch_session
 from ..models import AdminUser, utcnow
-from . import db_session, runtime_of_app
+from .context import db_session, runtime_of_app
 
 SESSION_KEY = "admin_session"
 

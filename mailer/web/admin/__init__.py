@@ -38,7 +38,10 @@ from ...errors import Conflict, InvalidInput, NotFound
 from ...models import EDITABLE, AdminUser, AuditEvent, Issue
 from ...render.client_support import CLIENTS, client_support
 from ...tasks import enqueue, plan_issue, send_test
-from .. import LOGIN_LIMIT, TEST_SEND_LIMIT, db_session, limiter, require_role, runtime_of_app, sessions
+from .. import sessions
+from ..auth import require_role
+from ..context import db_session, runtime_of_app
+from ..limits import LOGIN_LIMIT, TEST_SEND_LIMIT, limiter
 
 bp = Blueprint("admin", __name__)
 

@@ -40,7 +40,9 @@ from ...models import (
     Topic,
 )
 from ...tasks import enqueue, run_import_task
-from .. import csv_download, db_session, require_role, runtime_of_app
+from ..auth import require_role
+from ..context import db_session, runtime_of_app
+from ..downloads import csv_download
 from ..preferences import current_values, form_context, save_preferences
 from ..request_limits import UnreadableJSON, parse_json
 from . import bp

@@ -16,7 +16,7 @@ from ...compose.issues import EDITABLE, IssueInput, create_issue, update_issue
 from ...compose.media import save_image
 from ...errors import Conflict, InvalidInput
 from ...models import Media, Segment, Topic
-from .. import db_session, runtime_of_app
+from ..context import db_session, runtime_of_app
 from . import _actor, _load_issue, bp
 
 

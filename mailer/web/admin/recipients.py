@@ -8,7 +8,9 @@ from ...compose.issues import issue_progress
 from ...delivery import ledger
 from ...models import DELIVERY_STATUSES
 from ...spreadsheet import SpreadsheetCsv
-from .. import csv_download, db_session, require_role, runtime_of_app
+from ..auth import require_role
+from ..context import db_session, runtime_of_app
+from ..downloads import csv_download
 from . import _load_issue, bp
 
 PAGE = 100

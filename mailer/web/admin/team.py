@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import select
 
 from ... import audit
-from ...accounts import change_account, create_admin, create_token, effective_role, list_tokens, revoke_token
-from ...errors import Conflict, InvalidInput
-from ...models import ROLES, AdminUser, ApiToken
-from .. import db_session, require_role, runtime_of_app
+from ...accounts import add_member, change_member, effective_role, issue_token, list_members, list_tokens, revoke_token
+from ...errors import Conflict, InvalidInput, NotFound
+from ...models import ROLES
+from ..auth import require_role
+from ..context import db_session, runtime_of_app
 from . import _actor, bp
 
 
@@ -20,7 +20,7 @@ def team(errors=None, values=None, new_token=None, status=200):
     return (
         render_template(
             "admin/team.html",
-            users=list(session.scalars(select(AdminUser).order_by(AdminUser.email))),
+            users=list_members(session),
             tokens=list_tokens(session),
             roles=ROLES,
             effective_role=effective_role,
@@ -39,10 +39,7 @@ def add_user():
     values = {"email": form.get("email", ""), "name": form.get("name", ""), "role": form.get("role", "editor")}
     try:
         with runtime_of_app().db.transaction() as session:
-            user = create_admin(
-                session, values["email"], form.get("password", ""), role=values["role"], name=values["name"]
-            )
-            audit.record(session, _actor(), "user.create", user, email=user.email, role=user.role)
+            add_member(session, {**values, "password": form.get("password", "")}, actor=_actor())
     except InvalidInput as exc:
         return team(errors=exc.errors, values=values, status=400)
     except Conflict as exc:
@@ -54,18 +51,19 @@ def add_user():
 @bp.post("/team/users/<int:user_id>")
 @require_role("admin")
 def update_user(user_id: int):
-    if db_session().get(AdminUser, user_id) is None:
-        abort(404, f"There is no account {user_id}.")
-    role = request.form.get("role") or None
-    active = {"on": True, "off": False}.get(request.form.get("active", ""))
+    change = {
+        "role": request.form.get("role") or None,
+        "active": {"on": True, "off": False}.get(request.form.get("active", "")),
+    }
     try:
         with runtime_of_app().db.transaction() as session:
-            user = change_account(session, user_id, role=role, active=active)
-            audit.record(session, _actor(), "user.change", user, role=role, active=active)
+            user = change_member(session, user_id, change, actor=_actor())
+    except NotFound as exc:
+        abort(404, str(exc))
     except (InvalidInput, Conflict) as exc:
         flash(str(exc) if isinstance(exc, Conflict) else exc.sentences)
     else:
-        flash(f"{user.email}: {'switched off' if active is False else 'saved'}.")
+        flash(f"{user.email}: {'switched off' if change['active'] is False else 'saved'}.")
     return redirect(url_for("admin.team"), code=303)
 
 
@@ -74,15 +72,16 @@ def update_user(user_id: int):
 def add_token():
     form = request.form
     values = {"token_owner": form.get("token-owner", ""), "token_role": form.get("token-role", "")}
+    owner = values["token_owner"]
+    wanted = {
+        "name": form.get("token-name", ""),
+        "role": values["token_role"] or None,
+        # The form's choice is an account's id; anything else chooses nobody.
+        "owner": int(owner) if owner.isascii() and owner.isdecimal() and len(owner) < 10 else None,
+    }
     try:
         with runtime_of_app().db.transaction() as session:
-            owner_id = values["token_owner"]
-            is_id = owner_id.isascii() and owner_id.isdecimal() and len(owner_id) < 10
-            owner = session.get(AdminUser, int(owner_id)) if is_id else None
-            if owner is None:
-                raise InvalidInput({"owner": "Choose the team member the token is for"})
-            row, secret = create_token(session, form.get("token-name", ""), values["token_role"] or None, owner=owner)
-            audit.record(session, _actor(), "token.create", row, name=row.name, role=row.role, owner=owner.email)
+            _row, secret = issue_token(session, wanted, actor=_actor())
     except InvalidInput as exc:
         return team(errors={f"token_{k}": v for k, v in exc.errors.items()}, values=values, status=400)
     # Shown once, on this response only; only its hash is kept.
@@ -92,14 +91,13 @@ def add_token():
 @bp.post("/team/tokens/<int:token_id>/revoke")
 @require_role("admin")
 def remove_token(token_id: int):
-    with runtime_of_app().db.transaction() as session:
-        row = session.get(ApiToken, token_id)
-        if row is None:
-            abort(404, f"There is no token {token_id}.")
-        if row.revoked_at is None:
-            revoke_token(session, row.prefix)
-            audit.record(session, _actor(), "token.revoke", row, name=row.name)
-            flash(f"Token {row.prefix}… revoked: it stops working now.")
+    try:
+        with runtime_of_app().db.transaction() as session:
+            row = revoke_token(session, {"id": token_id}, actor=_actor())
+    except NotFound as exc:
+        abort(404, str(exc))
+    if row is not None:
+        flash(f"Token {row.prefix}… revoked: it stops working now.")
     return redirect(url_for("admin.team"), code=303)
 
 

@@ -12,7 +12,8 @@ from ...compose.updates import UpdateInput, create_update, edit_update, get_upda
 from ...errors import Conflict, InvalidInput, NotFound
 from ...models import AREAS, SERVICES, DigestRun, Topic, Update, services_of
 from ...tasks import enqueue, plan_issue, run_digest_task
-from .. import db_session, require_role, runtime_of_app
+from ..auth import require_role
+from ..context import db_session, runtime_of_app
 from . import _actor, bp
 
 

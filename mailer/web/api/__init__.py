@@ -31,7 +31,8 @@ from ...compose.issues import (
 from ...errors import Conflict, InvalidInput, NotFound
 from ...models import Topic
 from ...tasks import enqueue, plan_issue
-from .. import API_ADDRESS_LIMIT, API_TOKEN_LIMIT, TEST_SEND_LIMIT, db_session, limiter, runtime_of_app
+from ..context import db_session, runtime_of_app
+from ..limits import API_ADDRESS_LIMIT, API_TOKEN_LIMIT, TEST_SEND_LIMIT, limiter
 from .spec import ApiError, Output, json_body, openapi_document, operation
 
 bp = Blueprint("api", __name__)

@@ -32,7 +32,8 @@ from ...audit import Actor
 from ...errors import InvalidInput, NotFound
 from ...models import Import, Segment, Topic
 from ...tasks import enqueue, run_import_task, send_confirmation
-from .. import csv_download, db_session, runtime_of_app
+from ..context import db_session, runtime_of_app
+from ..downloads import csv_download
 from . import ApiError, bp, json_body, token_required
 
 # Imports stream, so they may be much larger than a form post.

@@ -10,7 +10,7 @@ from ...compose.digests import DIGEST_FREQUENCIES, period_of
 from ...compose.updates import UpdateInput, create_update, get_update, publish_update, update_json
 from ...models import Update, utcnow
 from ...tasks import enqueue, plan_issue, run_digest_task
-from .. import db_session, runtime_of_app
+from ..context import db_session, runtime_of_app
 from . import ApiError, _string, bp, json_body, token_required
 
 UPDATE_FIELDS = {"title", "summary", "body", "topic", "areas", "services", "link", "publish"}

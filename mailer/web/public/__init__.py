@@ -23,7 +23,9 @@ from ...errors import Conflict, InvalidInput, NotFound
 from ...links import BadLink
 from ...models import AREAS, AUDIENCES, FREQUENCY_LABELS, SERVICES, Issue, Topic, Update
 from ...tasks import act_on_request, enqueue
-from .. import ONE_CLICK_ADDRESS_LIMIT, ONE_CLICK_LINK_LIMIT, SUBSCRIBE_LIMIT, csrf, db_session, limiter, runtime_of_app
+from ..context import db_session, runtime_of_app
+from ..limits import ONE_CLICK_ADDRESS_LIMIT, ONE_CLICK_LINK_LIMIT, SUBSCRIBE_LIMIT, limiter
+from ..security import csrf
 
 bp = Blueprint("public", __name__)
 

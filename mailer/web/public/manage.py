@@ -11,7 +11,8 @@ from ...errors import InvalidInput, NotFound
 from ...links import BadLink
 from ...models import Subscriber
 from ...tasks import act_on_request, enqueue
-from .. import MANAGE_LINK_LIMIT, db_session, limiter, runtime_of_app
+from ..context import db_session, runtime_of_app
+from ..limits import MANAGE_LINK_LIMIT, limiter
 from ..preferences import current_values, form_context, save_preferences
 from . import _bad_link, _ip_hash, bp
 
