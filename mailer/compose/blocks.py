@@ -214,31 +214,43 @@ def checks(subject: str, blocks: list[dict], html_size: int) -> list[tuple[str, 
     if not blocks:
         found.append(("error", "The issue has no content: add a block"))
     for i, block in enumerate(blocks, start=1):
-        kind = block.get("type")
-        if kind == "image" and not (block.get("alt") or "").strip():
-            found.append(("error", f"Block {i}: the image has no alt text"))
-        if kind == "text" and not (block.get("markdown") or "").strip():
-            found.append(("warning", f"Block {i}: the text block is empty"))
-        if kind == "button" and block.get("label", "").strip().lower() in VAGUE_LINKS:
-            found.append(("warning", f"Block {i}: the button says “{block['label']}”: say where it goes"))
-        if kind == "text":
-            for label in _link_labels(block.get("markdown") or ""):
-                if label.strip().lower() in VAGUE_LINKS:
-                    found.append(("warning", f"Block {i}: a link says “{label}”: say where it goes"))
-            for rows in tables_in(block.get("markdown") or ""):
-                if narrowest_table_width(rows) > PHONE_CONTENT_WIDTH:
-                    found.append(
-                        (
-                            "warning",
-                            f"Block {i}: a table with {len(rows[0])} columns is wider than a phone screen: readers "
-                            "will scroll sideways. Use fewer columns or shorter words, or a list",
-                        )
-                    )
-        for key in ("url", "link"):
-            if (block.get(key) or "").startswith("http://"):
-                found.append(("warning", f"Block {i}: {block[key]} is not https"))
+        found += [(level, f"Block {i}: {message}") for level, message in _block_checks(block)]
     if html_size > 102 * 1024:
         found.append(("warning", f"The email is {html_size / 1024:.0f} KB: Gmail cuts off messages over 102 KB"))
+    return found
+
+
+def _block_checks(block: dict) -> list[tuple[str, str]]:
+    kind = block.get("type")
+    found: list[tuple[str, str]] = []
+    if kind == "image" and not (block.get("alt") or "").strip():
+        found.append(("error", "the image has no alt text"))
+    if kind == "text":
+        found += _text_checks(block.get("markdown") or "")
+    if kind == "button" and block.get("label", "").strip().lower() in VAGUE_LINKS:
+        found.append(("warning", f"the button says “{block['label']}”: say where it goes"))
+    for key in ("url", "link"):
+        if (block.get(key) or "").startswith("http://"):
+            found.append(("warning", f"{block[key]} is not https"))
+    return found
+
+
+def _text_checks(markdown: str) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    if not markdown.strip():
+        found.append(("warning", "the text block is empty"))
+    for label in _link_labels(markdown):
+        if label.strip().lower() in VAGUE_LINKS:
+            found.append(("warning", f"a link says “{label}”: say where it goes"))
+    for rows in tables_in(markdown):
+        if narrowest_table_width(rows) > PHONE_CONTENT_WIDTH:
+            found.append(
+                (
+                    "warning",
+                    f"a table with {len(rows[0])} columns is wider than a phone screen: readers will scroll "
+                    "sideways. Use fewer columns or shorter words, or a list",
+                )
+            )
     return found
 
 

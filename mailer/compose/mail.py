@@ -3,7 +3,9 @@
 When a send starts, `freeze` keeps what the issue says (its blocks with the updates and images they pulled in)
 and how it looks (the email's HTML and text from MJML, with markers where each recipient's links go). Every
 batch, resume, late recipient, test send and preview of that issue is made from what was kept, never from the
-issue's rows, the updates or the templates as they are later: one issue is one mail for its whole send.
+issue's rows, the updates or the templates as they are later: one issue is one mail for its whole send. What
+each recipient's copy is filled with (To, Message-ID, List-Unsubscribe and their own links) is `recipient_fields`;
+a test to the team's own addresses is `send_tests`.
 """
 
 from __future__ import annotations

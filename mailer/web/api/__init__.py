@@ -87,6 +87,14 @@ def token_required(view=None, *, role: str = "editor"):
     return wrapper
 
 
+def created(body: dict, location: str):
+    """A 201 answer: `body`, and where the new thing is."""
+    response = jsonify(body)
+    response.status_code = 201
+    response.headers["Location"] = location
+    return response
+
+
 def _unauthorised(message: str):
     response = jsonify(error=message)
     response.status_code = 401

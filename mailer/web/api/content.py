@@ -14,7 +14,7 @@ from ...compose.updates import get_update, list_updates, update_json
 from ...inputs import Output
 from ...models import AREAS, SERVICES
 from .. import db_session, runtime_of_app
-from . import ApiError, bp, token_required
+from . import ApiError, bp, created, token_required
 from .issues import Moment
 from .spec import operation
 
@@ -81,10 +81,7 @@ def updates_create(body: UpdateInput):
     settings = runtime_of_app().settings
     with runtime_of_app().db.transaction() as session:
         answer = _published(*commands.create_update(session, body, _actor(), settings))
-    response = jsonify(answer)
-    response.status_code = 201
-    response.headers["Location"] = url_for("api.updates_show", update_id=answer["id"])
-    return response
+    return created(answer, url_for("api.updates_show", update_id=answer["id"]))
 
 
 @bp.get("/updates/<int:update_id>")

@@ -16,7 +16,7 @@ from ...compose.issues import deliveries_page, get_issue, issue_progress
 from ...inputs import Output
 from ...models import DELIVERY_STATUSES, ISSUE_STATUSES
 from .. import TEST_SEND_LIMIT, db_session, limiter, runtime_of_app
-from . import bp, token_required
+from . import bp, created, token_required
 from .spec import operation
 
 # When something happened: ISO 8601 with its offset, as the database keeps it.
@@ -102,10 +102,7 @@ def create(body: IssueInput):
     """Create a draft issue"""
     with runtime_of_app().db.transaction() as session:
         answer = _issue(session, commands.create_issue(session, body, _actor()))
-    response = jsonify(answer)
-    response.status_code = 201
-    response.headers["Location"] = url_for("api.show", issue_id=answer["id"])
-    return response
+    return created(answer, url_for("api.show", issue_id=answer["id"]))
 
 
 @bp.get("/issues/<int:issue_id>")
