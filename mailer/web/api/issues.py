@@ -171,8 +171,10 @@ _CONTROLS = {"pause": commands.pause_issue, "resume": commands.resume_issue, "ca
 @token_required(role="publisher")
 @operation(responses={200: Issue}, errors=(404, 409))
 def control(issue_id: int, action: str):
-    """Pause a send (nobody else gets it until resumed), resume it (only those not yet sent to get it), or cancel
-    it (everyone not yet sent to becomes 'cancelled')"""
+    """Pause, resume or cancel a send
+
+    Pause: nobody else gets it until it is resumed. Resume: only recipients not yet sent to get it. Cancel: every
+    recipient not yet sent to becomes 'cancelled'."""
     with runtime_of_app().db.transaction() as session:
         return jsonify(_issue(session, _CONTROLS[action](session, issue_id, _actor())))
 
