@@ -26,8 +26,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mailer.compose import blocks as block_rules  # noqa: E402
-from mailer.compose import updates as update_rules  # noqa: E402
+from mailer.compose import inputs as limits_in_force  # noqa: E402
 from mailer.config import load_settings  # noqa: E402
 from mailer.dev.redis_server import server_args  # noqa: E402
 from mailer.render.content import markdown_to_html, markdown_to_text  # noqa: E402
@@ -50,10 +49,10 @@ def _per_thousand(source: str) -> float:
 def _limits() -> dict:
     """The limits in force: per text block, per issue (if any), blocks per issue, per update body."""
     return {
-        "blocks": block_rules.MAX_BLOCKS,
-        "text": block_rules.TEXT_MAX,
-        "issue_text": getattr(block_rules, "ISSUE_TEXT_MAX", block_rules.MAX_BLOCKS * block_rules.TEXT_MAX),
-        "update_body": update_rules.BODY_MAX,
+        "blocks": limits_in_force.MAX_BLOCKS,
+        "text": limits_in_force.TEXT_MAX,
+        "issue_text": limits_in_force.ISSUE_TEXT_MAX,
+        "update_body": limits_in_force.UPDATE_BODY_MAX,
     }
 
 
@@ -68,7 +67,8 @@ def _heaviest_blocks(limits: dict) -> list[dict]:
 
 def _send(rt, subject: str, blocks: list[dict]) -> tuple[str, float]:
     """Send an issue through the services; returns its slug and the CPU milliseconds `request_send` took."""
-    from mailer.compose.issues import IssueInput, approve_issue, create_issue, request_send, submit_issue
+    from mailer.compose.inputs import IssueInput
+    from mailer.compose.issues import approve_issue, create_issue, request_send, submit_issue
 
     with rt.db.transaction() as session:
         issue = create_issue(session, IssueInput(subject=subject, body="", topic="trust-matters", blocks=blocks))
@@ -80,7 +80,8 @@ def _send(rt, subject: str, blocks: list[dict]) -> tuple[str, float]:
 
 
 def _publish(rt, body: str) -> str:
-    from mailer.compose.updates import UpdateInput, create_update, publish_update
+    from mailer.compose.inputs import UpdateInput
+    from mailer.compose.updates import create_update, publish_update
 
     with rt.db.transaction() as session:
         update = create_update(session, UpdateInput(title="A long update", topic="project-fusion", body=body))

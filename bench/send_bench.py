@@ -261,7 +261,8 @@ def renders_in(renders_log: Path) -> list[str]:
 
 
 def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
-    from mailer.compose.issues import IssueInput, approve_issue, create_issue, request_send, submit_issue
+    from mailer.compose.inputs import IssueInput
+    from mailer.compose.issues import approve_issue, create_issue, request_send, submit_issue
     from mailer.compose.mail import compile_issue
     from mailer.db import Database
     from mailer.models import Issue

@@ -183,22 +183,20 @@ def issue_status(issue_id: int) -> None:
 
 
 def _steer(action: str, issue_id: int) -> None:
-    from .compose import issues as compose
+    """Pause, resume or cancel through the command the admin and the API call (a resumed send's planning is
+    queued once it commits; if the broker does not answer, the log says so and the sweeper carries it on)."""
+    from .audit import Actor
+    from .compose import commands
     from .errors import Conflict, NotFound
+    from .tasks import configure_celery
 
-    change = {"pause": compose.pause_issue, "resume": compose.resume_issue, "cancel": compose.cancel_issue}[action]
-    settings = _settings()
+    change = {"pause": commands.pause_issue, "resume": commands.resume_issue, "cancel": commands.cancel_issue}[action]
+    configure_celery(_settings())
     try:
         with _db().transaction() as session:
-            status = change(session, issue_id).status
+            status = change(session, issue_id, Actor("system", None, f"mailer issue {action}")).status
     except (NotFound, Conflict) as exc:
         raise click.ClickException(str(exc)) from exc
-    if action == "resume":
-        from .tasks import configure_celery, enqueue, plan_issue
-
-        configure_celery(settings)
-        if not enqueue(plan_issue, issue_id):
-            click.echo("the broker did not answer; the sweeper will carry on the send when it does", err=True)
     click.echo(f"issue {issue_id} is {status}")
 
 
@@ -234,10 +232,12 @@ def digests() -> None:
 def digests_run(frequency: str, at: str | None) -> None:
     """Send the digest for the period containing now (or --at). Again in the same period: nothing more."""
     from datetime import datetime
-    from zoneinfo import ZoneInfo
 
-    from .compose.digests import run_digest
-    from .tasks import configure_celery, enqueue, plan_issue
+    from .audit import Actor
+    from .compose import commands
+    from .compose.inputs import LONDON, DigestRunInput
+    from .inputs import parse
+    from .tasks import configure_celery
 
     moment = None
     if at:
@@ -246,11 +246,12 @@ def digests_run(frequency: str, at: str | None) -> None:
         except ValueError as exc:
             raise click.BadParameter(f"{at!r} is not an ISO 8601 date and time", param_hint="--at") from exc
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=ZoneInfo("Europe/London"))
+            moment = moment.replace(tzinfo=LONDON)
     settings = _settings()
-    report = run_digest(_db(), frequency, moment, settings=settings)
     configure_celery(settings)
-    unsent = [issue_id for issue_id in report.emails if not enqueue(plan_issue, issue_id)]
+    data = parse(DigestRunInput, {"frequency": frequency})
+    by = Actor("system", None, "mailer digests run")
+    report, unsent = commands.run_digest(_db(), data, by, settings, moment)
     click.echo(
         f"{frequency} digest {report.period}: {report.processed} people looked at now, {report.with_news} with news, "
         f"{report.renders} different email(s) in this period"

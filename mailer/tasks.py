@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers that wire services together and enqueue follow-up work after commits.
+"""Celery tasks: adapters that read their arguments, call the room that does the work, and enqueue what follows.
 
 Queues: `transactional` (confirmations, test sends) has its own worker slots and never waits behind
 `bulk` (issue batches, planning, the sweeper). Delivery is at-least-once: acks late, a task whose
@@ -8,30 +8,28 @@ worker dies is redelivered, and the ledger makes a repeated task harmless.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections import OrderedDict
 from datetime import datetime, timedelta
-from email.utils import format_datetime
 
 from celery import Celery, shared_task
 from celery.schedules import crontab
 from celery.signals import worker_process_init
 from sqlalchemy.exc import OperationalError
 
-from .audience import importer, retention, segments
+from .audience import importer, retention
 from .audience import requests as public_requests
 from .audience.confirmation import confirmation_mail, latest_request_id, manage_link_mail, mark_confirmation_sent
 from .audience.suppression import suppress
 from .compose import digests
-from .compose.issues import start_due, stop_unsendable
-from .compose.mail import message_for_test, sent_message
+from .compose.issues import start_due
+from .compose.mail import recipient_fields, send_tests, sent_message
+from .compose.recipients import plan_send, still_wanted
 from .config import Settings
 from .delivery import dispatch
-from .delivery.ledger import Claimed
 from .delivery.rate import SendRate
 from .delivery.sender import send_batch as send_batch_service
 from .errors import NotFound
-from .models import Issue, utcnow
+from .models import Issue
 from .runtime import runtime, set_runtime
 from .transports import PermanentFailure, TemporaryFailure, smtp_transport_for
 
@@ -210,53 +208,13 @@ def send_manage_link(self, subscriber_id: int) -> str:
 def send_test(self, issue_id: int, addresses: list[str]) -> dict:
     """A test of an issue to the team's own addresses, marked [TEST], with example links."""
     rt = runtime()
-    with rt.db.sessions() as session:
-        issue = session.get(Issue, issue_id)
-        if issue is None:
-            return {"skipped": "no such issue"}
-        message, example = message_for_test(issue, rt.settings)
-    outcomes, again = {}, []
-    transport = smtp_transport_for(rt.settings.smtp_url)
-    for address in addresses:
-        data = message.fill(
-            {
-                "to": address,
-                "date": format_datetime(utcnow()),
-                "message_id": f"test-{issue_id}-{secrets.token_hex(6)}@{rt.settings.mail_domain}",
-                **example,
-            }
-        )
-        try:
-            transport.send(message.envelope_from, address, data)
-            outcomes[address] = "sent"
-        except TemporaryFailure:
-            again.append(address)
-        except PermanentFailure as exc:
-            outcomes[address] = f"refused: {exc}"
+    outcomes, again = send_tests(rt.db, issue_id, addresses, rt.settings, smtp_transport_for(rt.settings.smtp_url))
     if again:  # only the addresses that did not get it yet
         raise self.retry(args=(issue_id, again), countdown=min(2**self.request.retries * 5, 300))
     return outcomes
 
 
 # --- issues --------------------------------------------------------------------------------------
-
-
-def _issue_audience(issue: Issue):
-    """Who an issue is planned for, by kind: a newsletter's topic (and segment), an update's topic and
-    areas, or the people a digest run put on this digest."""
-    if issue.kind == "update" and issue.progress_update is not None:
-        update = issue.progress_update
-        return segments.update_audience(issue.topic_id, update.areas, update.services)
-    if issue.kind == "digest":
-        return digests.digest_audience(issue.id)
-    return segments.topic_audience(issue.topic_id, issue.audience_rules)
-
-
-def _still_wanted(kind: str, topic_id: int):
-    """Checked again for each claimed chunk: who still wants it now (unsubscribing mid-send is honoured)."""
-    if kind == "digest":
-        return segments.reachable_audience()
-    return segments.topic_audience(topic_id)
 
 
 # A database that is briefly unavailable or locked: try again shortly (the ledger makes repeats harmless).
@@ -266,10 +224,7 @@ RETRY_DB = {"autoretry_for": (OperationalError,), "retry_backoff": 2, "retry_bac
 @shared_task(name="mailer.plan_issue", **RETRY_DB)
 def plan_issue(issue_id: int) -> int:
     rt = runtime()
-    with rt.db.transaction() as session:
-        if stop_unsendable(session, issue_id):
-            return 0
-    ranges = dispatch.plan_issue(rt.db, issue_id, _issue_audience, rt.settings.batch_size)
+    ranges = plan_send(rt.db, issue_id, rt.settings.batch_size)
     for lo, hi in ranges:
         enqueue(send_batch, issue_id, lo, hi)
     return len(ranges)
@@ -314,27 +269,14 @@ def send_batch(issue_id: int, lo: int, hi: int) -> dict:
             return {"skipped": "issue not sending"}
         topic_id, kind, key = issue.topic_id, issue.kind, (issue.id, issue.created_at)
     message = _compiled_issue(key, rt.db, rt.settings)
-    unsubscribe_topic = None if kind == "digest" else topic_id
-    links, domain = rt.links, rt.settings.mail_domain
-
-    def recipient_fields(claim: Claimed) -> dict[str, str]:
-        unsubscribe = links.unsubscribe_url(claim.public_id, unsubscribe_topic)
-        return {
-            "to": claim.email,
-            "message_id": f"issue-{issue_id}.{claim.subscriber_id}@{domain}",
-            "list_unsubscribe": unsubscribe,
-            "unsubscribe_url": unsubscribe,
-            "manage_url": links.manage_url(claim.public_id),
-        }
-
     report = send_batch_service(
         rt.db,
         issue_id=issue_id,
         lo=lo,
         hi=hi,
-        eligible=_still_wanted(kind, topic_id),
+        eligible=still_wanted(kind, topic_id),
         message=message,
-        recipient_fields=recipient_fields,
+        recipient_fields=recipient_fields(issue_id, kind, topic_id, rt.links, rt.settings.mail_domain),
         transport=smtp_transport_for(rt.settings.smtp_url),
         lease_seconds=rt.settings.lease_seconds,
         throttle=_send_rate(rt.settings),

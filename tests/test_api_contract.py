@@ -46,8 +46,9 @@ from mailer.audience import importer
 from mailer.audience.segments import save_segment, topic_audience
 from mailer.audience.subscriptions import confirm_subscription, request_subscription
 from mailer.audit import Actor
-from mailer.compose.issues import IssueInput, create_issue
-from mailer.compose.updates import UpdateInput, create_update, publish_update
+from mailer.compose.inputs import IssueInput, UpdateInput
+from mailer.compose.issues import create_issue
+from mailer.compose.updates import create_update, publish_update
 from mailer.delivery import ledger
 from mailer.dev.redis_server import server_args
 from mailer.models import utcnow

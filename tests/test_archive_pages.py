@@ -11,9 +11,9 @@ from sqlalchemy import func, select, update
 
 from conftest import csrf_from
 from mailer.accounts import create_token
-from mailer.compose.blocks import ISSUE_TEXT_MAX, TEXT_MAX
-from mailer.compose.issues import IssueInput, approve_issue, create_issue, request_send, submit_issue
-from mailer.compose.updates import UpdateInput, create_update, publish_update
+from mailer.compose.inputs import ISSUE_TEXT_MAX, TEXT_MAX, IssueInput, UpdateInput
+from mailer.compose.issues import approve_issue, create_issue, request_send, submit_issue
+from mailer.compose.updates import create_update, publish_update
 from mailer.models import Issue, Update
 from mailer.render.content import MAX_NESTING
 from support.flows import sign_in

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from mailer.audience.segments import topic_audience
 from mailer.audience.subscriptions import confirm_subscription, request_subscription, unsubscribe
-from mailer.compose.issues import IssueInput, create_issue, request_send
+from mailer.compose.inputs import IssueInput
+from mailer.compose.issues import create_issue, request_send
 from mailer.compose.mail import compile_issue
 from mailer.delivery import dispatch, ledger
 from mailer.delivery.sender import send_batch

@@ -15,7 +15,8 @@ from mailer.audience.people import Attributes, add_subscriber, parse_subscriptio
 from mailer.audience.subscriptions import unsubscribe
 from mailer.audit import Actor
 from mailer.compose.digests import period_of, run_digest
-from mailer.compose.updates import UpdateInput, create_update, publish_update
+from mailer.compose.inputs import UpdateInput
+from mailer.compose.updates import create_update, publish_update
 from mailer.models import DigestRunSubscriber, Issue, Subscriber, Subscription, Topic, Update
 
 PUBLISHER = Actor("token", None, "test")

@@ -18,7 +18,8 @@ from mailer.accounts import create_token
 from mailer.audience.export import export_audience
 from mailer.audience.segments import check_rules, count, segment_audience
 from mailer.audit import Actor
-from mailer.compose.issues import IssueInput, create_issue, request_send, return_issue, start_due, submit_issue
+from mailer.compose.inputs import IssueInput
+from mailer.compose.issues import create_issue, request_send, return_issue, start_due, submit_issue
 from mailer.errors import InvalidInput
 from mailer.models import AuditEvent, Delivery, Issue, Segment, utcnow
 from support.flows import sign_in

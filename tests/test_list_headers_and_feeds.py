@@ -13,7 +13,8 @@ from test_what_was_sent import person, plan_and_wait, publish
 
 from conftest import BASE_URL, csrf_from, wait_until
 from mailer.compose.digests import run_digest
-from mailer.compose.issues import IssueInput, create_issue, request_send
+from mailer.compose.inputs import IssueInput
+from mailer.compose.issues import create_issue, request_send
 from mailer.models import Issue, Topic
 from support.flows import approve_for_sending, send_issue, sign_in
 

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import free_port, wait_until
-from mailer.compose.issues import IssueInput, cancel_issue, create_issue, pause_issue, request_send, resume_issue
+from mailer.compose.inputs import IssueInput
+from mailer.compose.issues import cancel_issue, create_issue, pause_issue, request_send, resume_issue
 from mailer.delivery import ledger
 from mailer.models import Delivery, Issue, Subscriber
 from support.cluster import RedisProcess, WorkerProcess, make_audience

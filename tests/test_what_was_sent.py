@@ -18,8 +18,10 @@ from sqlalchemy import delete, select, update
 from conftest import BASE_URL, csrf_from, wait_until
 from mailer.audience.people import Attributes, add_subscriber, parse_subscriptions
 from mailer.compose.digests import run_digest
-from mailer.compose.issues import IssueInput, create_issue, pause_issue, request_send, resume_issue
-from mailer.compose.updates import UpdateInput, create_update, publish_update
+from mailer.compose.inputs import IssueInput, UpdateInput
+from mailer.compose.issues import create_issue, pause_issue, request_send, resume_issue
+from mailer.compose.recipients import planned_audience
+from mailer.compose.updates import create_update, publish_update
 from mailer.models import FrozenContent, Issue, Subscription, Update, utcnow
 from support.flows import approve_for_sending, sign_in
 
@@ -202,7 +204,7 @@ def in_process_batches(app, db, monkeypatch):
         from mailer.delivery import dispatch
 
         monkeypatch.setattr(tasks, "_compiled", OrderedDict())
-        ranges = dispatch.plan_issue(db, issue_id, tasks._issue_audience, 2)
+        ranges = dispatch.plan_issue(db, issue_id, planned_audience, 2)
         with monkeypatch.context() as patched:
             patched.setattr(mailer.render.email, "mjml2html", no_mjml)
             for lo, hi in ranges:
@@ -244,7 +246,7 @@ def test_a_send_under_way_before_frozen_contents_existed_is_frozen_by_its_first_
     renders = []
     real = mailer.render.email.mjml2html
     monkeypatch.setattr(mailer.render.email, "mjml2html", lambda *a, **k: renders.append(1) or real(*a, **k))
-    [first, *rest] = dispatch.plan_issue(db, issue_id, tasks._issue_audience, 2)
+    [first, *rest] = dispatch.plan_issue(db, issue_id, planned_audience, 2)
     tasks.send_batch(issue_id, *first)
     assert renders == [1]
     with db.transaction() as s:  # edited by hand after the first batch went

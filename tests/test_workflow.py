@@ -11,11 +11,10 @@ from sqlalchemy import select, update
 from conftest import wait_until
 from mailer.audience.subscriptions import confirm_subscription, request_subscription
 from mailer.audit import Actor
+from mailer.compose.inputs import IssueInput, parse_send_at
 from mailer.compose.issues import (
-    IssueInput,
     approve_issue,
     create_issue,
-    parse_send_at,
     request_send,
     return_issue,
     schedule_issue,

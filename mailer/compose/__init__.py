@@ -1,1 +1,2 @@
-"""What the comms team writes: newsletter issues (drafts, sending) and how they become mail."""
+"""What the comms team writes: newsletter issues (drafts, review, sending), progress updates, digests, and how
+each becomes mail. Adapters (the admin, the API, the CLI) call commands.py, with inputs checked by inputs.py."""

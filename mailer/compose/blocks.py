@@ -1,7 +1,8 @@
 """An issue as a list of blocks: heading, text, image, button, latest updates, divider.
 
-Blocks are stored as plain JSON on the issue, checked here (errors name the block: `blocks[2].alt`), and
-turned into what the MJML partials in templates/email/blocks/ and the archive page need. Text is Markdown
+Blocks are checked by their input models (compose/inputs.py: errors name the block, `blocks[2].alt`), stored as
+plain JSON on the issue, and turned here into what the MJML partials in templates/email/blocks/ and the archive
+page need. Text is Markdown
 made safe by nh3; nothing a writer types reaches the email or a page as markup of its own.
 """
 
@@ -10,23 +11,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlsplit
+from typing import get_args
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..errors import InvalidInput
 from ..models import Media, Update
 from ..render.content import (
-    clean_text,
-    has_control_characters,
     markdown_to_html,
     markdown_to_text,
     narrowest_table_width,
-    nesting_problem,
     tables_in,
 )
 from ..render.web import issue_page_html
+from .inputs import BLOCK_MODELS
 
 BLOCK_TYPES = {
     "heading": "Heading",
@@ -36,22 +35,13 @@ BLOCK_TYPES = {
     "updates": "Latest updates",
     "divider": "Divider",
 }
+# The fields each kind of block has besides its type (what the composer's form posts for it).
 FIELDS = {
-    "heading": ("text",),
-    "text": ("markdown",),
-    "image": ("media", "alt", "link", "caption"),
-    "button": ("label", "url"),
-    "updates": ("count",),
-    "divider": (),
+    get_args(model.model_fields["type"].annotation)[0]: tuple(name for name in model.model_fields if name != "type")
+    for model in BLOCK_MODELS
 }
 # What a latest-updates block is headed with, unless the block right above it is a heading of the writer's.
 UPDATES_HEADING = "Latest updates"
-MAX_BLOCKS = 60
-TEXT_MAX = 20_000
-# All the Markdown one issue may hold: far beyond a newsletter (~8,000 words; Gmail clips the email at 102 KB
-# of HTML long before), and it bounds what rendering one costs: markdown-it-py's worst input (`![` repeated)
-# takes ~25 ms a thousand characters, HTML and text, so ~1.3 s at this size (bench/archive_bench.py).
-ISSUE_TEXT_MAX = 50_000
 # How wide the email's content is on the narrowest phone in common use: 320 px less the 24 px margins.
 PHONE_CONTENT_WIDTH = 272
 _MARKDOWN_PICTURE = re.compile(r"!\[[^\]]*\]\(")
@@ -66,106 +56,17 @@ def blocks_of(issue) -> list[dict]:
     return [{"type": "text", "markdown": issue.body}] if (issue.body or "").strip() else []
 
 
-def _one_line(value, limit: int) -> str:
-    text = " ".join(clean_text(value if isinstance(value, str) else "").split())
-    return text[: limit + 1]
+def stored(blocks: list[BaseModel] | None) -> list[dict] | None:
+    """Checked blocks (compose.inputs.Block) as the issue keeps them: plain JSON, every field present."""
+    return None if blocks is None else [block.model_dump() for block in blocks]
 
 
-def _url(value, *, mail_ok: bool = False) -> str | None:
-    text = (value or "").strip() if isinstance(value, str) else ""
-    if not text:
-        return None
-    parts = urlsplit(text)
-    if parts.scheme in ("http", "https") and parts.netloc and not has_control_characters(text) and " " not in text:
-        return text
-    if mail_ok and parts.scheme == "mailto" and "@" in parts.path:
-        return text
-    raise ValueError("Enter a full web address starting with https://" + (" (or mailto:)" if mail_ok else ""))
-
-
-def validate_blocks(session: Session, blocks) -> list[dict]:
-    """Normalised blocks, or InvalidInput with one message per wrong field (`blocks[i].field`)."""
-    if not isinstance(blocks, list):
-        raise InvalidInput({"blocks": "Blocks must be a list"})
-    if len(blocks) > MAX_BLOCKS:
-        raise InvalidInput({"blocks": f"An issue can have at most {MAX_BLOCKS} blocks"})
-    errors: dict[str, str] = {}
-    out: list[dict] = []
-    media_ids = {
-        b["media"] for b in blocks if isinstance(b, dict) and isinstance(b.get("media"), int) and 0 < b["media"] < 2**31
-    }
-    known_media = set(session.scalars(select(Media.id).where(Media.id.in_(media_ids)))) if media_ids else set()
-    for i, block in enumerate(blocks):
-        where = f"blocks[{i}]"
-        if not isinstance(block, dict) or not isinstance(block.get("type"), str) or block["type"] not in BLOCK_TYPES:
-            errors[where] = f"Each block needs a type: one of {', '.join(BLOCK_TYPES)}"
-            continue
-        kind = block["type"]
-        unknown = sorted(set(block) - {"type", *FIELDS[kind]})
-        if unknown:
-            errors[f"{where}.{unknown[0]}"] = f"A {kind} block has no {unknown[0]!r}"
-            continue
-        clean: dict = {"type": kind}
-        if kind == "heading":
-            clean["text"] = _one_line(block.get("text"), 200)
-            if not clean["text"]:
-                errors[f"{where}.text"] = "Write the heading"
-            elif len(clean["text"]) > 200:
-                errors[f"{where}.text"] = "A heading must be 200 characters or fewer"
-        elif kind == "text":
-            clean["markdown"] = clean_text(block.get("markdown") if isinstance(block.get("markdown"), str) else "")
-            if not clean["markdown"].strip():
-                errors[f"{where}.markdown"] = "Write the text, or remove the block"
-            elif len(clean["markdown"]) > TEXT_MAX:
-                errors[f"{where}.markdown"] = f"Text must be {TEXT_MAX:,} characters or fewer"
-            elif problem := nesting_problem(clean["markdown"]):
-                errors[f"{where}.markdown"] = problem
-        elif kind == "image":
-            media = block.get("media")
-            clean["media"] = (
-                media if isinstance(media, int) and not isinstance(media, bool) and 0 < media < 2**31 else None
-            )
-            clean["alt"] = _one_line(block.get("alt"), 300)
-            clean["caption"] = _one_line(block.get("caption"), 300)
-            if clean["media"] not in known_media:
-                errors[f"{where}.media"] = "Choose an image to upload"
-            if not clean["alt"]:
-                errors[f"{where}.alt"] = "Describe the image for people who cannot see it (alt text)"
-            elif len(clean["alt"]) > 300:
-                errors[f"{where}.alt"] = "Alt text must be 300 characters or fewer"
-            try:
-                clean["link"] = _url(block.get("link"))
-            except ValueError as exc:
-                errors[f"{where}.link"] = str(exc)
-        elif kind == "button":
-            clean["label"] = _one_line(block.get("label"), 60)
-            if not clean["label"]:
-                errors[f"{where}.label"] = "Write what the button says"
-            elif len(clean["label"]) > 60:
-                errors[f"{where}.label"] = "Button text must be 60 characters or fewer"
-            try:
-                clean["url"] = _url(block.get("url"), mail_ok=True)
-                if clean["url"] is None:
-                    errors[f"{where}.url"] = "Enter where the button goes"
-            except ValueError as exc:
-                errors[f"{where}.url"] = str(exc)
-        elif kind == "updates":
-            count = block.get("count", 3)
-            if isinstance(count, str) and count.strip().isdecimal() and len(count.strip()) < 4:
-                count = int(count)
-            if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 10:
-                errors[f"{where}.count"] = "Show between 1 and 10 updates"
-            clean["count"] = count
-        out.append(clean)
-    total = sum(len(b["markdown"]) for b in out if b["type"] == "text")
-    if total > ISSUE_TEXT_MAX and "blocks" not in errors:
-        errors["blocks"] = (
-            f"An issue can hold at most {ISSUE_TEXT_MAX:,} characters of text; this one has {total:,}. "
-            "Shorten it or split it into two issues"
-        )
-    if errors:
-        raise InvalidInput(errors)
-    return out
+def missing_images(session: Session, blocks: list[dict]) -> dict[str, str]:
+    """`blocks[i].media` for each image block whose upload is not (or no longer) there."""
+    wanted = {i: b["media"] for i, b in enumerate(blocks) if b["type"] == "image"}
+    ids = {m for m in wanted.values() if m is not None}
+    known = set(session.scalars(select(Media.id).where(Media.id.in_(ids)))) if ids else set()
+    return {f"blocks[{i}].media": "Choose an image to upload" for i, media in wanted.items() if media not in known}
 
 
 @dataclass
@@ -315,40 +216,52 @@ def checks(subject: str, blocks: list[dict], html_size: int) -> list[tuple[str, 
     if not blocks:
         found.append(("error", "The issue has no content: add a block"))
     for i, block in enumerate(blocks, start=1):
-        kind = block.get("type")
-        if kind == "image" and not (block.get("alt") or "").strip():
-            found.append(("error", f"Block {i}: the image has no alt text"))
-        if kind == "text" and not (block.get("markdown") or "").strip():
-            found.append(("warning", f"Block {i}: the text block is empty"))
-        if kind == "button" and block.get("label", "").strip().lower() in VAGUE_LINKS:
-            found.append(("warning", f"Block {i}: the button says “{block['label']}”: say where it goes"))
-        if kind == "text":
-            for label in _link_labels(block.get("markdown") or ""):
-                if label.strip().lower() in VAGUE_LINKS:
-                    found.append(("warning", f"Block {i}: a link says “{label}”: say where it goes"))
-            if _MARKDOWN_PICTURE.search(block.get("markdown") or ""):
-                found.append(
-                    (
-                        "warning",
-                        f"Block {i}: a picture in the text: Outlook for Windows shows it at its full size, wider "
-                        "than the email. Use an image block, which sizes it for every mail program",
-                    )
-                )
-            for rows in tables_in(block.get("markdown") or ""):
-                if narrowest_table_width(rows) > PHONE_CONTENT_WIDTH:
-                    found.append(
-                        (
-                            "warning",
-                            f"Block {i}: a table with {len(rows[0])} columns is wider than a phone screen: the email "
-                            "shows it as one record per row (Header: value) and the web page scrolls it. Use "
-                            "fewer columns or shorter words to keep it a table",
-                        )
-                    )
-        for key in ("url", "link"):
-            if (block.get(key) or "").startswith("http://"):
-                found.append(("warning", f"Block {i}: {block[key]} is not https"))
+        found += [(level, f"Block {i}: {message}") for level, message in _block_checks(block)]
     if html_size > 102 * 1024:
         found.append(("warning", f"The email is {html_size / 1024:.0f} KB: Gmail cuts off messages over 102 KB"))
+    return found
+
+
+def _block_checks(block: dict) -> list[tuple[str, str]]:
+    kind = block.get("type")
+    found: list[tuple[str, str]] = []
+    if kind == "image" and not (block.get("alt") or "").strip():
+        found.append(("error", "the image has no alt text"))
+    if kind == "text":
+        found += _text_checks(block.get("markdown") or "")
+    if kind == "button" and block.get("label", "").strip().lower() in VAGUE_LINKS:
+        found.append(("warning", f"the button says “{block['label']}”: say where it goes"))
+    for key in ("url", "link"):
+        if (block.get(key) or "").startswith("http://"):
+            found.append(("warning", f"{block[key]} is not https"))
+    return found
+
+
+def _text_checks(markdown: str) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    if not markdown.strip():
+        found.append(("warning", "the text block is empty"))
+    for label in _link_labels(markdown):
+        if label.strip().lower() in VAGUE_LINKS:
+            found.append(("warning", f"a link says “{label}”: say where it goes"))
+    if _MARKDOWN_PICTURE.search(markdown):
+        found.append(
+            (
+                "warning",
+                "a picture in the text: Outlook for Windows shows it at its full size, wider than the email. "
+                "Use an image block, which sizes it for every mail program",
+            )
+        )
+    for rows in tables_in(markdown):
+        if narrowest_table_width(rows) > PHONE_CONTENT_WIDTH:
+            found.append(
+                (
+                    "warning",
+                    f"a table with {len(rows[0])} columns is wider than a phone screen: the email shows it as one "
+                    "record per row (Header: value) and the web page scrolls it. Use fewer columns or shorter "
+                    "words to keep it a table",
+                )
+            )
     return found
 
 

@@ -317,3 +317,8 @@ def _digest_issue(session: Session, run: DigestRun, content: tuple[int, ...], up
     session.add(issue)
     session.flush()
     return issue.id
+
+
+def recent_runs(session: Session, limit: int = 12) -> list[DigestRun]:
+    """The latest digest runs, newest first."""
+    return list(session.scalars(select(DigestRun).order_by(DigestRun.id.desc()).limit(limit)))

@@ -3,100 +3,66 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .. import audit
-from ..audience.segments import check_rules, topics_by_slug, usable_rules
+from ..audience.rules import describe
+from ..audience.segments import audience_size, check_rules, topic_names, topics_by_slug, usable_rules
 from ..audit import SYSTEM, Actor
 from ..config import Settings
 from ..delivery import ledger
 from ..errors import Conflict, InvalidInput, NotFound
-from ..models import EDITABLE, MAX_ID, Issue, Segment, Topic, utcnow
-from ..render.content import clean_text, has_control_characters, nesting_problem
-from ..render.headers import header_problem
-from .blocks import ISSUE_TEXT_MAX, archive_page, blocks_of, resolve_blocks, validate_blocks
+from ..models import EDITABLE, MAX_ID, AdminUser, AuditEvent, Issue, Media, Segment, Topic, utcnow
+from .blocks import archive_page, blocks_of, missing_images, resolve_blocks, stored
+from .inputs import LONDON, IssueInput
 from .mail import freeze
 
-LONDON = ZoneInfo("Europe/London")
-SUBJECT_MAX = 200
-BODY_MAX = ISSUE_TEXT_MAX  # an issue written as one Markdown body holds what its text blocks could
 
-
-@dataclass
-class IssueInput:
-    subject: str
-    body: str
-    topic: str  # slug
-    preheader: str = ""
-    segment: int | None = None  # only the topic's subscribers who match this segment
-    blocks: list | None = None  # the composer's blocks; None: the issue is the Markdown `body`
-
-
-def _validated(session: Session, data: IssueInput) -> tuple[dict, Topic | None]:
+def _in_database(session: Session, data: IssueInput) -> Topic:
+    """The issue's topic; InvalidInput naming every field that names something the database does not have (or,
+    for a segment, has but cannot use)."""
     errors: dict[str, str] = {}
-    subject = (data.subject or "").strip()
-    body = clean_text(data.body or "")  # stray invisible characters pasted from elsewhere are dropped
-    preheader = (data.preheader or "").strip()
-    if not subject:
-        errors["subject"] = "Enter a subject"
-    elif len(subject) > SUBJECT_MAX or "\n" in subject or "\r" in subject:
-        errors["subject"] = f"Subject must be one line of {SUBJECT_MAX} characters or fewer"
-    elif has_control_characters(subject):
-        errors["subject"] = "Subject contains invisible control characters: retype it"
-    elif problem := header_problem(subject):
-        errors["subject"] = f"Subject {problem}"
-    blocks = None
-    if data.blocks is not None:
-        try:
-            blocks = validate_blocks(session, data.blocks)
-        except InvalidInput as exc:
-            errors.update(exc.errors)
-        else:
-            if not blocks:
-                errors["blocks"] = "Add at least one block: a heading, some text, an image or a button"
-        body = ""
-    elif not body.strip():
-        errors["body"] = "Write the body of the issue"
-    elif len(body) > BODY_MAX:
-        errors["body"] = f"Body must be {BODY_MAX:,} characters or fewer"
-    elif problem := nesting_problem(body):
-        errors["body"] = problem
-    if len(preheader) > 200 or "\n" in preheader or has_control_characters(preheader):
-        errors["preheader"] = "Preview text must be one line of 200 characters or fewer"
-    topic = topics_by_slug(session).get(data.topic.strip()) if isinstance(data.topic, str) and data.topic else None
+    topic = topics_by_slug(session).get(data.topic)
     if topic is None:
-        errors["topic"] = "Choose a topic" if not data.topic else f"Unknown topic: {data.topic}"
-    segment_id = data.segment
-    if segment_id is not None:
-        if isinstance(segment_id, bool) or not isinstance(segment_id, int) or not 0 < segment_id <= MAX_ID:
-            errors["segment"] = "Segment must be the id of a segment"
-        elif (segment := session.get(Segment, segment_id)) is None:
-            errors["segment"] = f"No segment with id {segment_id}"
+        errors["topic"] = f"Unknown topic: {data.topic}"
+    if data.segment is not None:
+        segment = session.get(Segment, data.segment)
+        if segment is None:
+            errors["segment"] = f"No segment with id {data.segment}"
         else:
             try:
                 usable_rules(session, segment.rules, f"segment {segment.name!r}")
             except Conflict as exc:
                 errors["segment"] = str(exc)
+    errors |= missing_images(session, stored(data.blocks) or [])
     if errors:
         raise InvalidInput(errors)
-    values = {"subject": subject, "body": body, "preheader": preheader, "segment_id": segment_id, "blocks": blocks}
-    return values, topic
+    return topic
+
+
+def _values(data: IssueInput) -> dict:
+    return {
+        "subject": data.subject,
+        "body": data.body,
+        "preheader": data.preheader,
+        "segment_id": data.segment,
+        "blocks": stored(data.blocks),
+    }
 
 
 def create_issue(
     session: Session, data: IssueInput, created_by_id: int | None = None, actor: Actor | None = None
 ) -> Issue:
     """A new draft issue, written by the actor's person unless `created_by_id` says who; InvalidInput names every
-    field that is wrong."""
-    values, topic = _validated(session, data)
+    field that names what the database does not have."""
+    topic = _in_database(session, data)
     if created_by_id is None and actor is not None:
         created_by_id = actor.person_id
-    issue = Issue(topic_id=topic.id, status="draft", created_by_id=created_by_id, **values)
+    issue = Issue(topic_id=topic.id, status="draft", created_by_id=created_by_id, **_values(data))
     issue.topic = topic
     session.add(issue)
     session.flush()
@@ -111,9 +77,9 @@ def update_issue(session: Session, issue_id: int, data: IssueInput, actor: Actor
     _written(issue)
     if issue.status not in EDITABLE:
         raise Conflict(f"Issue {issue.id} is {issue.status} and can no longer be edited")
-    values, topic = _validated(session, data)
+    topic = _in_database(session, data)
     reopened = issue.status != "draft"
-    for key, value in values.items():
+    for key, value in _values(data).items():
         setattr(issue, key, value)
     issue.topic_id = topic.id
     issue.topic = topic
@@ -218,51 +184,15 @@ def approve_issue(session: Session, issue_id: int, actor: Actor | None = None, *
 
 
 def return_issue(session: Session, issue_id: int, actor: Actor | None = None, note: str = "") -> Issue:
-    """A reviewer sends an issue back to its writer: in_review or approved → draft, with a note."""
+    """A reviewer sends an issue back to its writer: in_review or approved → draft, with a note (ReturnInput's,
+    cleaned)."""
     issue = _locked(session, issue_id)
     if issue.status not in ("in_review", "approved"):
         raise Conflict(f"Only an issue in review or approved can be sent back; issue {issue.id} is {issue.status}")
     _back_to_draft(issue)
-    audit.record(session, actor, "issue.return", issue, note=clean_text(note or "").strip()[:2000] or None)
+    audit.record(session, actor, "issue.return", issue, note=note or None)
     session.flush()
     return issue
-
-
-SCHEDULE_LIMIT = timedelta(days=366)
-
-
-def parse_send_at(value, now=None) -> datetime:
-    """ISO-8601 to aware UTC; a time without an offset is UK time (Europe/London), the clock the team reads.
-
-    A time that does not exist in the UK (the hour skipped when the clocks go forward in March) is refused; one
-    that happens twice (the hour repeated in October) means the first of the two (still summer time)."""
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInput({"send_at": "Give the time to send as an ISO-8601 date and time, like 2026-12-01T09:00"})
-    text = value.strip().replace("Z", "+00:00")
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput({"send_at": f"{value!r} is not an ISO-8601 date and time, like 2026-12-01T09:00"}) from None
-    if not 2000 <= moment.year <= 9000:  # far outside any schedule (and beyond what a time zone can convert)
-        raise InvalidInput({"send_at": "Choose a time within the next year"})
-    if moment.tzinfo is None:
-        local = moment.replace(tzinfo=LONDON)
-        # Round-tripping through UTC moves a time in the skipped hour: it never happens on UK clocks.
-        if local.astimezone(UTC).astimezone(LONDON).replace(tzinfo=None) != moment:
-            raise InvalidInput(
-                {"send_at": f"{moment:%H:%M} does not happen in the UK on {moment:%d %B %Y}: the clocks go forward"}
-            )
-        moment = local
-    try:
-        moment = moment.astimezone(UTC)
-    except OverflowError:
-        raise InvalidInput({"send_at": "Choose a time within the next year"}) from None
-    now = now or utcnow()
-    if moment <= now:
-        raise InvalidInput({"send_at": "Choose a time in the future"})
-    if moment > now + SCHEDULE_LIMIT:
-        raise InvalidInput({"send_at": "Choose a time within the next year"})
-    return moment
 
 
 def uk_time(moment: datetime | None) -> str:
@@ -396,6 +326,16 @@ def list_issues(session: Session, limit: int = 100) -> list[Issue]:
     return list(session.scalars(select(Issue).order_by(Issue.id.desc()).limit(limit)))
 
 
+def deliveries_page(
+    session: Session, issue_id: int, status: str | None, after: int, limit: int
+) -> tuple[list[ledger.RecipientRow], int | None]:
+    """Up to `limit` of the issue's deliveries after the row `after` (in `status`, if given), and the `after` of
+    the next page (None: there is none)."""
+    issue = get_issue(session, issue_id)
+    rows = ledger.recipients(session, issue.id, status, after, limit)
+    return rows, rows[-1].delivery_id if len(rows) == limit else None
+
+
 def request_send(
     session: Session, issue_id: int, actor: Actor | None = None, settings: Settings | None = None
 ) -> Issue:
@@ -481,3 +421,92 @@ def issue_progress(session: Session, issue: Issue) -> dict:
         "send_requested_at": issue.send_requested_at.isoformat() if issue.send_requested_at else None,
         "finished_at": issue.finished_at.isoformat() if issue.finished_at else None,
     }
+
+
+# --- what the admin's pages read -------------------------------------------------------------------------------
+
+
+@dataclass
+class Overview:
+    """What the issue's page says besides the issue itself: who it would reach now, who checked it, and why it
+    went back to its writer or was not sent."""
+
+    progress: dict
+    audience: int | None = None
+    audience_problem: str | None = None
+    segment_summary: str | None = None
+    workflow: dict = field(default_factory=dict)
+
+
+def overview(session: Session, issue: Issue) -> Overview:
+    rules = issue.segment.rules if issue.segment is not None else None
+    seen = Overview(progress=issue_progress(session, issue), workflow=_workflow(session, issue))
+    if issue.status in EDITABLE + ("scheduled",):
+        try:
+            usable = usable_rules(session, rules, f"segment {issue.segment.name!r}") if rules else None
+            seen.audience = audience_size(session, issue.topic_id, usable)
+        except Conflict as exc:  # rules saved before validation refused them: say so, the page still works
+            seen.audience_problem = str(exc)
+    if rules or issue.audience_rules:
+        seen.segment_summary = describe(issue.audience_rules or rules, topic_names(session))
+    return seen
+
+
+def _latest_event(session: Session, issue: Issue, action: str) -> AuditEvent | None:
+    return session.scalar(
+        select(AuditEvent)
+        .where(AuditEvent.action == action, AuditEvent.target_type == "issue", AuditEvent.target_id == issue.id)
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    )
+
+
+def _workflow(session: Session, issue: Issue) -> dict:
+    """Who submitted and approved it, and the last note from a reviewer who sent it back."""
+    names = dict(session.execute(select(AdminUser.id, AdminUser.email)).all())
+
+    def who(user_id, when):
+        return f"by {names.get(user_id, 'someone')} on {uk_time(when)}" if when else None
+
+    returned = _latest_event(session, issue, "issue.return")
+    not_sent = _latest_event(session, issue, "issue.not_sent")
+    local = issue.send_at.astimezone(LONDON).strftime("%Y-%m-%dT%H:%M") if issue.send_at else ""
+    return {
+        "submitted": who(issue.submitted_by_id, issue.submitted_at),
+        "approved": who(issue.approved_by_id, issue.approved_at),
+        "returned": {
+            "when": f"by {returned.actor_label} on {uk_time(returned.at)}",
+            "note": returned.details.get("note"),
+        }
+        if returned and issue.status == "draft"
+        else None,
+        "send_at_local": local,
+        # Why the system did not send it (its segment's rules could no longer be used), until it is sent.
+        "not_sent": not_sent.details.get("reason")
+        if not_sent and issue.status in ("approved", "cancelled") and not_sent.at >= (issue.approved_at or not_sent.at)
+        else None,
+    }
+
+
+@dataclass
+class ComposerChoices:
+    """What the composer's form offers: topics, segments, and the images its blocks point at (by id)."""
+
+    topics: list[Topic]
+    segments: list[Segment]
+    media: dict[int, Media]
+
+
+def topic_choices(session: Session) -> list[Topic]:
+    """The topics an issue or an update can be about, in their order."""
+    return list(session.scalars(select(Topic).order_by(Topic.position)))
+
+
+def composer_choices(session: Session, blocks: list[dict]) -> ComposerChoices:
+    media_ids = [b.get("media") for b in blocks if b.get("type") == "image" and b.get("media")]
+    media = {m.id: m for m in session.scalars(select(Media).where(Media.id.in_(media_ids)))} if media_ids else {}
+    return ComposerChoices(
+        topics=topic_choices(session),
+        segments=list(session.scalars(select(Segment).order_by(Segment.name))),
+        media=media,
+    )

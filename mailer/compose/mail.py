@@ -3,21 +3,29 @@
 When a send starts, `freeze` keeps what the issue says (its blocks with the updates and images they pulled in)
 and how it looks (the email's HTML and text from MJML, with markers where each recipient's links go). Every
 batch, resume, late recipient, test send and preview of that issue is made from what was kept, never from the
-issue's rows, the updates or the templates as they are later: one issue is one mail for its whole send.
+issue's rows, the updates or the templates as they are later: one issue is one mail for its whole send. What
+each recipient's copy is filled with (To, Message-ID, List-Unsubscribe and their own links) is `recipient_fields`;
+a test to the team's own addresses is `send_tests`.
 """
 
 from __future__ import annotations
 
 import html as html_lib
+from collections.abc import Callable
 from datetime import datetime
+from email.utils import format_datetime
 
 from sqlalchemy.orm import Session, object_session
 
 from ..config import Settings
 from ..db import Database
+from ..delivery.ledger import Claimed
+from ..links import Links
 from ..models import FrozenContent, Issue, utcnow
 from ..render import CompiledMessage, EmailContent, compile_message, render_email
+from ..render.headers import issue_message_id, message_id_for_a_test
 from ..render.message import markers_for, new_marker_prefix
+from ..transports import PermanentFailure, TemporaryFailure, Transport
 from .blocks import blocks_of, render_blocks, resolve_blocks
 
 BODY_FIELDS = ("unsubscribe_url", "manage_url")
@@ -202,6 +210,60 @@ def sent_message(db: Database, issue_id: int, settings: Settings) -> CompiledMes
     with db.transaction() as session:
         issue = session.get(Issue, issue_id, with_for_update=True)
         return _encoded(settings, **_kept(freeze(session, issue, settings, starting=False)))
+
+
+def unsubscribes_from(kind: str, topic_id: int) -> int | None:
+    """The topic a recipient's unsubscribe link leaves: the issue's own, or for a digest (which carries updates of
+    several topics) None, everything."""
+    return None if kind == "digest" else topic_id
+
+
+def recipient_fields(issue_id: int, kind: str, topic_id: int, links: Links, domain: str) -> Callable[[Claimed], dict]:
+    """What delivery fills in for each recipient of the issue: To, Message-ID, List-Unsubscribe and the
+    unsubscribe and preference links in the body."""
+    topic = unsubscribes_from(kind, topic_id)
+
+    def fields(claim: Claimed) -> dict[str, str]:
+        unsubscribe = links.unsubscribe_url(claim.public_id, topic)
+        return {
+            "to": claim.email,
+            "message_id": issue_message_id(issue_id, claim.subscriber_id, domain),
+            "list_unsubscribe": unsubscribe,
+            "unsubscribe_url": unsubscribe,
+            "manage_url": links.manage_url(claim.public_id),
+        }
+
+    return fields
+
+
+def send_tests(
+    db: Database, issue_id: int, addresses: list[str], settings: Settings, transport: Transport
+) -> tuple[dict[str, str], list[str]]:
+    """A test of the issue to each address (the team's own), marked [TEST], with example links: what each
+    address got ('sent', or 'refused: why'), and the addresses to try again (the server could not take it now)."""
+    with db.sessions() as session:
+        issue = session.get(Issue, issue_id)
+        if issue is None:
+            return {"skipped": "no such issue"}, []
+        message, example = message_for_test(issue, settings)
+    outcomes, again = {}, []
+    for address in addresses:
+        data = message.fill(
+            {
+                "to": address,
+                "date": format_datetime(utcnow()),
+                "message_id": message_id_for_a_test(issue_id, settings.mail_domain),
+                **example,
+            }
+        )
+        try:
+            transport.send(message.envelope_from, address, data)
+            outcomes[address] = "sent"
+        except TemporaryFailure:
+            again.append(address)
+        except PermanentFailure as exc:
+            outcomes[address] = f"refused: {exc}"
+    return outcomes, again
 
 
 def message_for_test(issue: Issue, settings: Settings) -> tuple[CompiledMessage, dict[str, str]]:

@@ -36,27 +36,7 @@ def media_dir(var_dir: Path) -> Path:
 
 def save_image(session: Session, data: bytes, filename: str, var_dir: Path, uploaded_by_id: int | None = None) -> Media:
     """Store an uploaded image and return its row; InvalidInput (field `image`) when it is not one we take."""
-    if not data:
-        raise InvalidInput({"image": "The file is empty: choose an image"})
-    if len(data) > MAX_BYTES:
-        raise InvalidInput({"image": f"The image must be {MAX_BYTES // (1024 * 1024)} MB or smaller"})
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            kind, (width, height) = probe.format, probe.size
-            frames = getattr(probe, "n_frames", 1)
-            probe.verify()  # reads the whole file: a truncated or corrupt image is refused here
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise InvalidInput({"image": "That file is not an image we can use: upload a PNG, JPEG, GIF or WebP"}) from None
-    kind = ALIASES.get(kind, kind)
-    if kind not in TYPES:
-        raise InvalidInput({"image": "Upload a PNG, JPEG, GIF or WebP image"})
-    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
-        raise InvalidInput({"image": f"The image must be at most {MAX_SIDE} pixels on each side"})
-    if kind != "JPEG" and frames * width * height > MAX_FRAME_PIXELS:
-        most = MAX_FRAME_PIXELS // (width * height)
-        raise InvalidInput(
-            {"image": f"An animation this size can have at most {most} frames: make it smaller or shorter"}
-        )
+    kind = _kind_of(data)
     try:
         data, width, height = _without_metadata(data, kind)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
@@ -90,6 +70,32 @@ def save_image(session: Session, data: bytes, filename: str, var_dir: Path, uplo
     except IntegrityError:  # the same image uploaded at the same moment by someone else
         return session.scalar(select(Media).where(Media.sha256 == digest))
     return media
+
+
+def _kind_of(data: bytes) -> str:
+    """The image format of an upload we take (PNG, JPEG, GIF or WEBP); InvalidInput (field `image`) otherwise."""
+    if not data:
+        raise InvalidInput({"image": "The file is empty: choose an image"})
+    if len(data) > MAX_BYTES:
+        raise InvalidInput({"image": f"The image must be {MAX_BYTES // (1024 * 1024)} MB or smaller"})
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            kind, (width, height) = probe.format, probe.size
+            frames = getattr(probe, "n_frames", 1)
+            probe.verify()  # reads the whole file: a truncated or corrupt image is refused here
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise InvalidInput({"image": "That file is not an image we can use: upload a PNG, JPEG, GIF or WebP"}) from None
+    kind = ALIASES.get(kind, kind)
+    if kind not in TYPES:
+        raise InvalidInput({"image": "Upload a PNG, JPEG, GIF or WebP image"})
+    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
+        raise InvalidInput({"image": f"The image must be at most {MAX_SIDE} pixels on each side"})
+    if kind != "JPEG" and frames * width * height > MAX_FRAME_PIXELS:
+        most = MAX_FRAME_PIXELS // (width * height)
+        raise InvalidInput(
+            {"image": f"An animation this size can have at most {most} frames: make it smaller or shorter"}
+        )
+    return kind
 
 
 def _without_metadata(data: bytes, kind: str) -> tuple[bytes, int, int]:

@@ -5,7 +5,6 @@ for everyone else."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,77 +14,25 @@ from ..audience.segments import topics_by_slug
 from ..audit import Actor
 from ..config import Settings
 from ..errors import Conflict, InvalidInput, NotFound
-from ..models import AREAS, SERVICES, Issue, Update, services_mask, services_of, utcnow
-from ..render.content import clean_text, has_control_characters, markdown_to_html, nesting_problem, web_tables
-from ..render.headers import header_problem
-from .blocks import _url
+from ..models import Issue, Update, services_mask, services_of, utcnow
+from ..render.content import markdown_to_html, web_tables
+from .inputs import UpdateInput
 from .mail import freeze
 
-TITLE_MAX = 200
-SUMMARY_MAX = 600
-BODY_MAX = 20_000
 
-
-@dataclass
-class UpdateInput:
-    title: str
-    topic: str
-    summary: str = ""
-    body: str = ""
-    areas: list[str] = field(default_factory=list)
-    services: list[str] = field(default_factory=list)
-    link: str | None = None
-
-
-def _choices(values, allowed) -> list[str] | None:
-    """The distinct values, in the order given, if it is a list of allowed strings (None: it is not)."""
-    if values is None:
-        return []
-    if not isinstance(values, list) or not all(isinstance(v, str) and v in allowed for v in values):
-        return None
-    return list(dict.fromkeys(values))
-
-
-def _validated(session: Session, data: UpdateInput) -> dict:
-    errors: dict[str, str] = {}
-    title = " ".join(clean_text(data.title or "").split())
-    if not title:
-        errors["title"] = "Give the update a title"
-    elif len(title) > TITLE_MAX or has_control_characters(title):
-        errors["title"] = f"The title must be one line of {TITLE_MAX} characters or fewer"
-    elif problem := header_problem(title):  # the title is the email's subject
-        errors["title"] = f"The title {problem}"
-    summary = " ".join(clean_text(data.summary or "").split())
-    if len(summary) > SUMMARY_MAX:
-        errors["summary"] = f"The summary must be {SUMMARY_MAX} characters or fewer"
-    body = clean_text(data.body or "")
-    if len(body) > BODY_MAX:
-        errors["body"] = f"The body must be {BODY_MAX:,} characters or fewer"
-    elif problem := nesting_problem(body):
-        errors["body"] = problem
-    topic = topics_by_slug(session).get(data.topic.strip()) if isinstance(data.topic, str) and data.topic else None
+def _values(session: Session, data: UpdateInput) -> dict:
+    """The update's columns; InvalidInput if its topic is not one we have."""
+    topic = topics_by_slug(session).get(data.topic)
     if topic is None:
-        errors["topic"] = "Choose a topic" if not data.topic else f"Unknown topic: {data.topic}"
-    areas, services = _choices(data.areas, AREAS), _choices(data.services, SERVICES)
-    if areas is None:
-        errors["areas"] = f"Areas must be from: {', '.join(AREAS)}"
-    if services is None:
-        errors["services"] = f"Services must be from: {', '.join(SERVICES)}"
-    link = None
-    try:
-        link = _url(data.link)
-    except ValueError as exc:
-        errors["link"] = str(exc)
-    if errors:
-        raise InvalidInput(errors)
+        raise InvalidInput({"topic": f"Unknown topic: {data.topic}"})
     return {
-        "title": title,
-        "summary": summary,
-        "body": body,
+        "title": data.title,
+        "summary": data.summary,
+        "body": data.body,
         "topic_id": topic.id,
-        "areas": [a for a in AREAS if a in areas],
-        "services": services_mask(services),
-        "link": link,
+        "areas": list(data.areas),
+        "services": services_mask(data.services),
+        "link": data.link,
     }
 
 
@@ -99,7 +46,7 @@ def _slug(session: Session, title: str) -> str:
 
 
 def create_update(session: Session, data: UpdateInput, actor: Actor | None = None) -> Update:
-    values = _validated(session, data)
+    values = _values(session, data)
     update = Update(slug=_slug(session, values["title"]), status="draft", **values)
     update.created_by_id = actor.person_id if actor else None
     session.add(update)
@@ -112,11 +59,16 @@ def edit_update(session: Session, update_id: int, data: UpdateInput, actor: Acto
     update = get_update(session, update_id)
     if update.status != "draft":
         raise Conflict("A published update cannot be changed: it has been sent. Publish a correction.")
-    for key, value in _validated(session, data).items():
+    for key, value in _values(session, data).items():
         setattr(update, key, value)
     audit.record(session, actor, "update.edit", update)
     session.flush()
     return update
+
+
+def list_updates(session: Session, limit: int = 200) -> list[Update]:
+    """The newest updates first."""
+    return list(session.scalars(select(Update).order_by(Update.id.desc()).limit(limit)))
 
 
 def get_update(session: Session, update_id: int) -> Update:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import secrets
 
 from .content import clean_text
 
@@ -284,3 +285,17 @@ def parse_mailbox(value: str) -> tuple[str, str]:
     except UnsafeHeader as exc:
         raise ValueError(f"has an address that is not valid: {address!r}") from exc
     return display, address
+
+
+# --- identifiers we write -------------------------------------------------------------------------------------
+
+
+def issue_message_id(issue_id: int, subscriber_id: int, domain: str) -> str:
+    """The Message-ID of one recipient's copy of an issue: the same however often the row is attempted, so a
+    copy sent again after a lost answer is recognised as the same message."""
+    return f"issue-{issue_id}.{subscriber_id}@{domain}"
+
+
+def message_id_for_a_test(issue_id: int, domain: str) -> str:
+    """A test's Message-ID: new for every test, so the team's mail programs never take two tests for one."""
+    return f"test-{issue_id}-{secrets.token_hex(6)}@{domain}"

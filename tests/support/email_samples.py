@@ -98,7 +98,8 @@ def _person(db, email: str, *subscriptions: str) -> None:
 def _publish_updates(db) -> list[int]:
     """Two Project Fusion updates and one Get involved update, published as a publisher does; their issue ids."""
     from mailer.audit import Actor
-    from mailer.compose.updates import UpdateInput, create_update, publish_update
+    from mailer.compose.inputs import UpdateInput
+    from mailer.compose.updates import create_update, publish_update
 
     publisher = Actor("token", None, "rendering checks")
     updates = [

@@ -6,38 +6,29 @@ import re
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import select
 
-from ... import audit
 from ...accounts import has_role, sign_in
-from ...audience.emails import normalise_email
-from ...audience.rules import describe
-from ...audience.segments import audience_size, topic_names, usable_rules
 from ...audit import Actor
 from ...compose.blocks import blocks_of, checks
-from ...compose.issues import (
-    LONDON,
+from ...compose.commands import (
     approve_issue,
     cancel_issue,
-    get_issue,
-    issue_progress,
-    list_issues,
-    parse_send_at,
     pause_issue,
-    request_send,
     resume_issue,
     return_issue,
     schedule_issue,
+    send_a_test,
+    send_issue,
     submit_issue,
-    uk_time,
     unschedule_issue,
 )
+from ...compose.inputs import ReturnInput, ScheduleInput, TestSendInput
+from ...compose.issues import get_issue, issue_progress, list_issues, overview, uk_time
 from ...compose.mail import preview
 from ...dev import mailcatcher
 from ...errors import Conflict, InvalidInput, NotFound
-from ...models import EDITABLE, AdminUser, AuditEvent, Issue
+from ...inputs import parse
 from ...render.client_support import CLIENTS, client_support
-from ...tasks import enqueue, plan_issue, send_test
 from .. import sessions
 from ..auth import require_role
 from ..context import db_session, runtime_of_app
@@ -102,27 +93,17 @@ def _load_issue(issue_id: int):
 @login_required
 def issue(issue_id: int):
     issue = _load_issue(issue_id)
-    session = db_session()
     html, text = preview(issue, runtime_of_app().settings)
     size = len(html.encode())
-    rules = issue.segment.rules if issue.segment is not None else None
-    audience = audience_problem = None
-    if issue.status in EDITABLE + ("scheduled",):
-        try:
-            usable = usable_rules(session, rules, f"segment {issue.segment.name!r}") if rules else None
-            audience = audience_size(session, issue.topic_id, usable)
-        except Conflict as exc:  # rules saved before validation refused them: say so, the page still works
-            audience_problem = str(exc)
+    seen = overview(db_session(), issue)
     return render_template(
         "admin/issue.html",
         issue=issue,
-        progress=issue_progress(session, issue),
+        progress=seen.progress,
         preview_text=text,
-        audience=audience,
-        audience_problem=audience_problem,
-        segment_summary=describe(issue.audience_rules or rules, topic_names(session))
-        if rules or issue.audience_rules
-        else None,
+        audience=seen.audience,
+        audience_problem=seen.audience_problem,
+        segment_summary=seen.segment_summary,
         can_publish=has_role(current_user.role, "publisher"),
         size_kb=size / 1024,
         checks=checks(issue.subject, blocks_of(issue), size),
@@ -130,47 +111,9 @@ def issue(issue_id: int):
         client_support=client_support(html),
         client_names=list(CLIENTS),
         test_to=request.args.get("test_to") or current_user.email,
-        workflow=_workflow(session, issue),
+        workflow=seen.workflow,
         uk_time=uk_time,
     )
-
-
-def _workflow(session, issue) -> dict:
-    """Who submitted and approved it, and the last note from a reviewer who sent it back."""
-    names = dict(session.execute(select(AdminUser.id, AdminUser.email)).all())
-
-    def who(user_id, when):
-        return f"by {names.get(user_id, 'someone')} on {uk_time(when)}" if when else None
-
-    returned = session.scalar(
-        select(AuditEvent)
-        .where(AuditEvent.action == "issue.return", AuditEvent.target_type == "issue", AuditEvent.target_id == issue.id)
-        .order_by(AuditEvent.id.desc())
-        .limit(1)
-    )
-    not_sent = session.scalar(
-        select(AuditEvent)
-        .where(AuditEvent.action == "issue.not_sent", AuditEvent.target_type == "issue")
-        .where(AuditEvent.target_id == issue.id)
-        .order_by(AuditEvent.id.desc())
-        .limit(1)
-    )
-    local = issue.send_at.astimezone(LONDON).strftime("%Y-%m-%dT%H:%M") if issue.send_at else ""
-    return {
-        "submitted": who(issue.submitted_by_id, issue.submitted_at),
-        "approved": who(issue.approved_by_id, issue.approved_at),
-        "returned": {
-            "when": f"by {returned.actor_label} on {uk_time(returned.at)}",
-            "note": returned.details.get("note"),
-        }
-        if returned and issue.status == "draft"
-        else None,
-        "send_at_local": local,
-        # Why the system did not send it (its segment's rules could no longer be used), until it is sent.
-        "not_sent": not_sent.details.get("reason")
-        if not_sent and issue.status in ("approved", "cancelled") and not_sent.at >= (issue.approved_at or not_sent.at)
-        else None,
-    }
 
 
 @bp.get("/issues/<int:issue_id>/preview")
@@ -195,34 +138,21 @@ def issue_progress_json(issue_id: int):
     return issue_progress(db_session(), issue)
 
 
-MAX_TEST_ADDRESSES = 10
-
-
 @bp.post("/issues/<int:issue_id>/test")
 @login_required
 @limiter.limit(TEST_SEND_LIMIT)
 def test_issue(issue_id: int):
     """Send the issue as it stands to up to ten of the team's addresses, marked [TEST]."""
-    issue = _load_issue(issue_id)
+    _load_issue(issue_id)
     raw = request.form.get("to", "")
-    addresses, bad = [], []
-    for part in re.split(r"[\s,;]+", raw):
-        if not part:
-            continue
-        try:
-            addresses.append(normalise_email(part))
-        except InvalidInput:
-            bad.append(part)
-    if bad or not addresses or len(addresses) > MAX_TEST_ADDRESSES:
-        flash(
-            f"Not an email address: {', '.join(bad)[:200]}"
-            if bad
-            else f"Enter between 1 and {MAX_TEST_ADDRESSES} email addresses to send the test to"
-        )
+    typed = [part for part in re.split(r"[\s,;]+", raw) if part]
+    try:
+        with runtime_of_app().db.transaction() as session:
+            addresses = send_a_test(session, issue_id, parse(TestSendInput, {"to": typed}), _actor())
+    except InvalidInput as exc:
+        bad = [typed[int(path[3:-1])] for path in exc.errors if path.startswith("to[")]
+        flash(f"Not an email address: {', '.join(bad)[:200]}" if bad else exc.errors.get("to", exc.sentences))
         return redirect(url_for("admin.issue", issue_id=issue_id, test_to=raw[:500]) + "#test", code=303)
-    with runtime_of_app().db.transaction() as session:
-        audit.record(session, _actor(), "issue.test", session.get(Issue, issue.id), to=addresses)
-    enqueue(send_test, issue.id, addresses)
     flash(f"Test sent to {', '.join(addresses)}. It arrives marked [TEST], with example links.")
     return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
 
@@ -231,34 +161,35 @@ def _actor() -> Actor:
     return Actor.user(current_user)
 
 
-def _schedule(session, issue_id: int, actor: Actor):
-    return schedule_issue(session, issue_id, parse_send_at(request.form.get("send_at", "")), actor)
+def _settings():
+    return runtime_of_app().settings
 
 
-def _approve(session, issue_id: int, actor: Actor):
-    return approve_issue(session, issue_id, actor, by_another=runtime_of_app().settings.approval_by_another)
+def _form(model, *names: str):
+    """The posted fields `names`, checked by `model`."""
+    return parse(model, {name: request.form.get(name, "") for name in names})
 
 
-def _send(session, issue_id: int, actor: Actor):
-    # The settings let the send's start render the email it freezes (compose.mail.freeze).
-    return request_send(session, issue_id, actor, settings=runtime_of_app().settings)
-
-
-def _return(session, issue_id: int, actor: Actor):
-    return return_issue(session, issue_id, actor, note=request.form.get("note", ""))
-
-
-# action → (service, role needed, message, plan afterwards)
+# action → (the command, its form read into its input; the role it needs; what to say once done)
 _ACTIONS = {
-    "submit": (submit_issue, "editor", "Submitted for review. A publisher will check it.", False),
-    "approve": (_approve, "publisher", "Approved. Send it now or schedule it.", False),
-    "return": (_return, "publisher", "Sent back to its writer as a draft.", False),
-    "schedule": (_schedule, "publisher", "Scheduled.", False),
-    "unschedule": (unschedule_issue, "publisher", "No longer scheduled: it is approved and waiting.", False),
-    "send": (_send, "publisher", "Sending has started.", True),
-    "pause": (pause_issue, "publisher", "Sending is paused. Nobody else gets it until you resume.", False),
-    "resume": (resume_issue, "publisher", "Sending has resumed. Nobody who already got it will get it again.", True),
-    "cancel": (cancel_issue, "publisher", "Sending is cancelled. Nobody else will get this issue.", False),
+    "submit": (submit_issue, "editor", "Submitted for review. A publisher will check it."),
+    "approve": (
+        lambda s, i, who: approve_issue(s, i, who, _settings()),
+        "publisher",
+        "Approved. Send it now or schedule it.",
+    ),
+    "return": (
+        lambda s, i, who: return_issue(s, i, _form(ReturnInput, "note"), who),
+        "publisher",
+        "Sent back to its writer as a draft.",
+    ),
+    "schedule": (lambda s, i, who: schedule_issue(s, i, _form(ScheduleInput, "send_at"), who), "publisher", ""),
+    "unschedule": (unschedule_issue, "publisher", "No longer scheduled: it is approved and waiting."),
+    # The settings let the send's start render the email it freezes (compose.mail.freeze).
+    "send": (lambda s, i, who: send_issue(s, i, who, _settings()), "publisher", "Sending has started."),
+    "pause": (pause_issue, "publisher", "Sending is paused. Nobody else gets it until you resume."),
+    "resume": (resume_issue, "publisher", "Sending has resumed. Nobody who already got it will get it again."),
+    "cancel": (cancel_issue, "publisher", "Sending is cancelled. Nobody else will get this issue."),
 }
 
 
@@ -267,20 +198,17 @@ _ACTIONS = {
 )
 @login_required
 def issue_action(issue_id: int, action: str):
-    change, role, message, plan = _ACTIONS[action]
+    command, role, message = _ACTIONS[action]
     if not has_role(current_user.role, role):
         abort(403, f"Only a {role} or above can do that. Ask a publisher in your team.")
     try:
         with runtime_of_app().db.transaction() as session:
-            issue = change(session, issue_id, _actor())
-            send_at = issue.send_at
+            send_at = command(session, issue_id, _actor()).send_at
     except NotFound:
         abort(404, f"There is no issue {issue_id}.")
     except (Conflict, InvalidInput) as exc:
         flash(str(exc) if isinstance(exc, Conflict) else exc.sentences)
         return redirect(url_for("admin.issue", issue_id=issue_id), code=303)
-    if plan:
-        enqueue(plan_issue, issue_id)
     if action == "schedule":
         message = f"Scheduled for {uk_time(send_at)}."
     flash(message)

@@ -8,14 +8,14 @@ file with the same post.
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
-from sqlalchemy import select
+from flask_login import login_required
 
-from ...compose.blocks import BLOCK_TYPES, FIELDS, MAX_BLOCKS, blocks_of
-from ...compose.issues import EDITABLE, IssueInput, create_issue, update_issue
-from ...compose.media import save_image
+from ...compose import commands
+from ...compose.blocks import BLOCK_TYPES, FIELDS, blocks_of
+from ...compose.inputs import MAX_BLOCKS, IssueInput
+from ...compose.issues import EDITABLE, composer_choices
 from ...errors import Conflict, InvalidInput
-from ...models import Media, Segment, Topic
+from ...inputs import parse
 from ..context import db_session, runtime_of_app
 from . import _actor, _load_issue, bp
 
@@ -31,7 +31,6 @@ def _values_of(issue) -> dict:
 
 
 def _form(issue=None, values=None, errors=None, status=200):
-    session = db_session()
     values = values or (
         _values_of(issue)
         if issue
@@ -43,18 +42,17 @@ def _form(issue=None, values=None, errors=None, status=200):
             "blocks": [{"type": "text", "markdown": ""}],
         }
     )
-    media_ids = [b.get("media") for b in values["blocks"] if b.get("type") == "image" and b.get("media")]
-    media = {m.id: m for m in session.scalars(select(Media).where(Media.id.in_(media_ids)))} if media_ids else {}
+    choices = composer_choices(db_session(), values["blocks"])
     return (
         render_template(
             "admin/issue_form.html",
             issue=issue,
             values=values,
             errors=errors or {},
-            topics=list(session.scalars(select(Topic).order_by(Topic.position))),
-            segments=list(session.scalars(select(Segment).order_by(Segment.name))),
+            topics=choices.topics,
+            segments=choices.segments,
             block_types=BLOCK_TYPES,
-            media=media,
+            media=choices.media,
         ),
         status,
     )
@@ -76,20 +74,26 @@ def _blocks_from_form(errors: dict) -> list[dict] | None:
         for name in FIELDS[kind]:
             block[name] = form.get(f"block-{i}-{name}", "")
         if kind == "image":
-            block["media"] = _small_int(block.get("media"))
-            upload = request.files.get(f"block-{i}-file")
-            if upload is not None and upload.filename:
-                try:
-                    with runtime_of_app().db.transaction() as session:
-                        block["media"] = save_image(
-                            session, upload.read(), upload.filename, runtime_of_app().settings.var_dir, current_user.id
-                        ).id
-                except InvalidInput as exc:
-                    errors[f"blocks[{len(blocks)}].media"] = exc.errors["image"]
+            block["media"] = _uploaded(i, f"blocks[{len(blocks)}].media", errors) or _small_int(block.get("media"))
         if kind == "updates":
             block["count"] = _small_int(block.get("count")) or block.get("count")
         blocks.append(block)
     return blocks
+
+
+def _uploaded(i: int, field: str, errors: dict) -> int | None:
+    """The id of the image uploaded for the form's block `i`, if one was (kept at once, whatever becomes of the rest
+    of the form, so it is not uploaded again); a refused one's reason goes in `errors` under `field`."""
+    upload = request.files.get(f"block-{i}-file")
+    if upload is None or not upload.filename:
+        return None
+    try:
+        with runtime_of_app().db.transaction() as session:
+            var_dir = runtime_of_app().settings.var_dir
+            return commands.upload_image(session, upload.read(), upload.filename, var_dir, _actor()).id
+    except InvalidInput as exc:
+        errors[field] = exc.errors["image"]
+        return None
 
 
 def _small_int(value) -> int | None:
@@ -116,7 +120,9 @@ def _apply_action(blocks: list[dict], action: str) -> list[dict]:
     return blocks
 
 
-def _posted() -> tuple[IssueInput, dict, dict]:
+def _posted() -> tuple[dict, dict, dict]:
+    """The form as the issue's input (the shape the API takes), the values to show again, and what uploading
+    its images refused."""
     f = request.form
     errors: dict[str, str] = {}
     blocks = _blocks_from_form(errors)
@@ -124,35 +130,33 @@ def _posted() -> tuple[IssueInput, dict, dict]:
     if blocks is not None and action != "save":
         blocks = _apply_action(blocks, action)
     segment = f.get("segment", "")
-    data = IssueInput(
-        subject=f.get("subject", ""),
-        body=f.get("body", "") if blocks is None else "",
-        topic=f.get("topic", ""),
-        preheader=f.get("preheader", ""),
+    data = {
+        "subject": f.get("subject", ""),
+        "topic": f.get("topic", ""),
+        "preheader": f.get("preheader", ""),
         # Not a number cannot come from our select; it is reported as an unknown segment.
-        segment=(_small_int(segment) or -1) if segment else None,
-        blocks=blocks,
-    )
+        "segment": (_small_int(segment) or -1) if segment else None,
+        **({"body": f.get("body", "")} if blocks is None else {"blocks": blocks}),
+    }
     values = {
-        "subject": data.subject,
-        "preheader": data.preheader,
-        "topic": data.topic,
-        "segment": data.segment,
-        "blocks": blocks if blocks is not None else [{"type": "text", "markdown": data.body}],
+        "subject": data["subject"],
+        "preheader": data["preheader"],
+        "topic": data["topic"],
+        "segment": data["segment"],
+        "blocks": blocks if blocks is not None else [{"type": "text", "markdown": data["body"]}],
     }
     return data, values, errors
 
 
-def _checked(upload_errors: dict, save, *args, **kwargs):
-    """Save, reporting every problem at once: a refused upload and whatever else is wrong. Raising inside
-    the caller's transaction rolls the save back, so nothing is half-written."""
+def _checked(data: dict, upload_errors: dict) -> IssueInput:
+    """The posted issue checked, every problem reported at once: a refused upload and whatever else is wrong."""
     try:
-        result = save(*args, **kwargs)
+        checked = parse(IssueInput, data)
     except InvalidInput as exc:
         raise InvalidInput(exc.errors | upload_errors) from exc
     if upload_errors:
         raise InvalidInput(upload_errors)
-    return result
+    return checked
 
 
 @bp.route("/issues/new", methods=["GET", "POST"])
@@ -164,8 +168,9 @@ def new_issue():
     if request.form.get("action", "save") != "save":
         return _form(values=values, errors=errors)
     try:
+        checked = _checked(data, errors)
         with runtime_of_app().db.transaction() as session:
-            issue_id = _checked(errors, create_issue, session, data, created_by_id=current_user.id, actor=_actor()).id
+            issue_id = commands.create_issue(session, checked, _actor()).id
     except InvalidInput as exc:
         return _form(values=values, errors=exc.errors, status=400)
     flash("Draft saved. Check the preview, send yourself a test, then submit it for review.")
@@ -185,8 +190,9 @@ def edit_issue(issue_id: int):
     if request.form.get("action", "save") != "save":
         return _form(issue=issue, values=values, errors=errors)
     try:
+        checked = _checked(data, errors)
         with runtime_of_app().db.transaction() as session:
-            _checked(errors, update_issue, session, issue_id, data, actor=_actor())
+            commands.edit_issue(session, issue_id, checked, _actor())
     except InvalidInput as exc:
         return _form(issue=issue, values=values, errors=exc.errors, status=400)
     except Conflict as exc:

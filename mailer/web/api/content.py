@@ -1,95 +1,117 @@
-"""API for progress updates and digests."""
+"""API for progress updates and digests. Each view parses (`@operation`, with the compose room's input models),
+calls one command of mailer/compose/commands.py and answers with its output model below."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from flask import g, jsonify, url_for
-from sqlalchemy import select
 
 from ...audit import Actor
-from ...compose.digests import DIGEST_FREQUENCIES, period_of
-from ...compose.updates import UpdateInput, create_update, get_update, publish_update, update_json
-from ...models import Update, utcnow
-from ...tasks import enqueue, plan_issue, run_digest_task
+from ...compose import commands
+from ...compose.inputs import DigestRunInput, UpdateInput
+from ...compose.updates import get_update, list_updates, update_json
+from ...inputs import Output
+from ...models import AREAS, SERVICES
 from ..context import db_session, runtime_of_app
-from . import ApiError, _string, bp, json_body, token_required
+from . import ApiError, bp, created, token_required
+from .issues import Moment
+from .spec import operation
 
-UPDATE_FIELDS = {"title", "summary", "body", "topic", "areas", "services", "link", "publish"}
+Area = Literal[tuple(AREAS)]
+Service = Literal[tuple(SERVICES)]
 
 
-def _strings(data: dict, key: str) -> list[str]:
-    value = data.get(key) or []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ApiError(400, f"'{key}' must be a list of strings", {key: "must be a list of strings"})
-    return value
+class Update(Output):
+    """A progress update"""
+
+    id: int
+    slug: str | None
+    title: str
+    summary: str
+    body: str
+    topic: str
+    areas: list[Area]
+    services: list[Service]
+    link: str | None
+    status: Literal["draft", "published"]
+    published_at: Moment | None
+
+
+class PublishedUpdate(Update):
+    """The update, and the email that sends it once it is published"""
+
+    email_issue: int | None
+
+
+class DigestQueued(Output):
+    """Queued: a worker runs the digest for this period"""
+
+    frequency: Literal["weekly", "monthly"]
+    period: str
+    queued: Literal[True]
+
+
+def _actor() -> Actor:
+    return Actor.token(g.api_token)
+
+
+def _published(update, issue) -> dict:
+    return PublishedUpdate(**update_json(update), email_issue=issue.id if issue else None).dump()
 
 
 @bp.get("/updates")
 @token_required
+@operation(responses={200: list[Update]})
 def updates_list():
-    rows = db_session().scalars(select(Update).order_by(Update.id.desc()).limit(200))
-    return jsonify([update_json(u) for u in rows])
+    """Updates, newest first (at most 200)"""
+    return jsonify([Update(**update_json(u)).dump() for u in list_updates(db_session(), 200)])
 
 
 @bp.post("/updates")
 @token_required(role="publisher")
-def updates_create():
-    """A progress update: a draft, unless `"publish": true` (then it is published and sent now)."""
-    data = json_body()
-    unknown = sorted(set(data) - UPDATE_FIELDS)
-    if unknown:
-        raise ApiError(400, f"Unknown field(s): {', '.join(unknown)}", {k: "unknown field" for k in unknown})
-    publish = data.get("publish", False)
-    if not isinstance(publish, bool):
-        raise ApiError(400, "'publish' must be true or false", {"publish": "must be a boolean"})
-    update_input = UpdateInput(
-        title=_string(data, "title", required=False),
-        topic=_string(data, "topic", required=False),
-        summary=_string(data, "summary", required=False),
-        body=_string(data, "body", required=False),
-        areas=_strings(data, "areas"),
-        services=_strings(data, "services"),
-        link=_string(data, "link", required=False) or None,
-    )
-    actor = Actor.token(g.api_token)
+@operation(
+    body=UpdateInput,
+    responses={201: PublishedUpdate},
+    errors=(400, 413, 415),
+    headers={201: {"Location": "The new update"}},
+)
+def updates_create(body: UpdateInput):
+    """Create a progress update; a draft unless publish is true (then it is published and sent now)"""
+    settings = runtime_of_app().settings
     with runtime_of_app().db.transaction() as session:
-        update = create_update(session, update_input, actor)
-        issue = publish_update(session, update.id, actor, runtime_of_app().settings) if publish else None
-        body = update_json(update) | {"email_issue": issue.id if issue else None}
-    if issue is not None:
-        enqueue(plan_issue, issue.id)
-    response = jsonify(body)
-    response.status_code = 201
-    response.headers["Location"] = url_for("api.updates_show", update_id=body["id"])
-    return response
+        answer = _published(*commands.create_update(session, body, _actor(), settings))
+    return created(answer, url_for("api.updates_show", update_id=answer["id"]))
 
 
 @bp.get("/updates/<int:update_id>")
 @token_required
+@operation(responses={200: Update}, errors=(404,))
 def updates_show(update_id: int):
-    return jsonify(update_json(get_update(db_session(), update_id)))
+    """An update"""
+    return jsonify(Update(**update_json(get_update(db_session(), update_id))).dump())
 
 
 @bp.post("/updates/<int:update_id>/publish")
 @token_required(role="publisher")
+@operation(responses={200: PublishedUpdate}, errors=(404, 409))
 def updates_publish(update_id: int):
+    """Publish a draft update: archive, feeds, as-it-happens email now, digests later"""
+    settings = runtime_of_app().settings
     with runtime_of_app().db.transaction() as session:
-        issue = publish_update(session, update_id, Actor.token(g.api_token), runtime_of_app().settings)
-        body = update_json(get_update(session, update_id)) | {"email_issue": issue.id}
-    enqueue(plan_issue, issue.id)
-    return jsonify(body)
+        issue = commands.publish_update(session, update_id, _actor(), settings)
+        return jsonify(_published(get_update(session, update_id), issue))
 
 
 @bp.post("/digests/run")
 @token_required(role="publisher")
-def digests_run():
-    """Run the weekly or monthly digest for the current period now: `{"frequency": "weekly"}`. Running it
-    again in the same period sends nothing more."""
-    data = json_body()
-    if set(data) - {"frequency"} or data.get("frequency") not in DIGEST_FREQUENCIES:
-        raise ApiError(400, 'Send {"frequency": "weekly" or "monthly"}', {"frequency": "weekly or monthly"})
-    # Run by a worker, not in this request: a long run must not be cut short by a web timeout.
-    period = period_of(data["frequency"], utcnow())
-    queued = enqueue(run_digest_task, data["frequency"])
-    if not queued:
+@operation(body=DigestRunInput, responses={202: DigestQueued}, errors=(400, 413, 415, 503))
+def digests_run(body: DigestRunInput):
+    """Run the weekly or monthly digest for this period now, by a worker
+
+    Running it again in the same period sends nothing more."""
+    with runtime_of_app().db.transaction() as session:
+        request = commands.request_digest(session, body, _actor())
+    if not request.queued:
         raise ApiError(503, "The queue is not answering: try again shortly")
-    return jsonify({"frequency": data["frequency"], "period": period, "queued": True}), 202
+    return jsonify(DigestQueued(frequency=request.frequency, period=request.period, queued=True).dump()), 202

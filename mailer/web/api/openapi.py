@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from ...audience.people import NAME_MAX, SOURCE_MAX
 from ...audience.rules import DATE_OPS, FIELDS, MAX_CONDITIONS, MAX_DEPTH, SET_OPS
-from ...compose import issues, updates
-from ...compose.blocks import MAX_BLOCKS, TEXT_MAX
+from ...compose import inputs
+from ...compose.inputs import MAX_BLOCKS, TEXT_MAX
 from ...models import (
     AREAS,
     AUDIENCES,
@@ -92,7 +92,7 @@ def schemas() -> dict:
     """The components every operation refers to."""
     counts = _object({status: {"type": "integer", "minimum": 0} for status in DELIVERY_STATUSES})
     # One line with no invisible control characters (what `has_control_characters` refuses).
-    line = {"type": "string", "maxLength": issues.SUBJECT_MAX, "pattern": ONE_LINE}
+    line = {"type": "string", "maxLength": inputs.SUBJECT_MAX, "pattern": ONE_LINE}
     blocks = {
         "heading": ({"text": {"type": "string", "description": "line breaks become spaces"}}, ["text"]),
         "text": ({"markdown": {"type": "string", "maxLength": TEXT_MAX}}, ["markdown"]),
@@ -149,7 +149,7 @@ def schemas() -> dict:
         "IssueInput": _object(
             {
                 "subject": line | {"minLength": 1},
-                "body": {"type": "string", "maxLength": issues.BODY_MAX, "description": "Markdown, unless blocks"},
+                "body": {"type": "string", "maxLength": inputs.BODY_MAX, "description": "Markdown, unless blocks"},
                 "topic": {"type": "string", "enum": TOPIC_SLUGS},
                 "preheader": line,
                 "segment": INT_OR_NULL | {"minimum": 1, "maximum": MAX_ID, "description": "only those in this segment"},
@@ -699,10 +699,10 @@ def content_paths() -> dict:
     published = {"allOf": [update, _object({"email_issue": INT_OR_NULL | {"description": "the issue emailing it"}})]}
     update_input = _object(
         {
-            "title": {"type": "string", "minLength": 1, "maxLength": updates.TITLE_MAX},
+            "title": {"type": "string", "minLength": 1, "maxLength": inputs.TITLE_MAX},
             "topic": {"enum": TOPIC_SLUGS},
-            "summary": {"type": "string", "maxLength": updates.SUMMARY_MAX},
-            "body": {"type": "string", "maxLength": updates.BODY_MAX, "description": "Markdown"},
+            "summary": {"type": "string", "maxLength": inputs.SUMMARY_MAX},
+            "body": {"type": "string", "maxLength": inputs.UPDATE_BODY_MAX, "description": "Markdown"},
             "areas": {"type": "array", "items": {"enum": list(AREAS)}, "description": "empty: everywhere"},
             "services": {"type": "array", "items": {"enum": list(SERVICES)}, "description": "empty: all"},
             "link": {"type": "string", "format": "uri", "description": "http(s)"},
