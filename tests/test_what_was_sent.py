@@ -305,7 +305,7 @@ def test_an_issue_sent_before_contents_were_frozen_shows_every_topics_updates_as
     from mailer.compose.issues import keep_archive_page
     from mailer.compose.mail import compile_issue, preview
     from mailer.delivery import dispatch
-    from mailer.tasks import _issue_audience, send_batch
+    from mailer.tasks import send_batch
 
     for i in range(2):
         person(db, f"reader{i}@example.org", "project-fusion")
@@ -317,7 +317,7 @@ def test_an_issue_sent_before_contents_were_frozen_shows_every_topics_updates_as
         s.execute(delete(FrozenContent).where(FrozenContent.issue_id == issue_id))
         s.execute(update(Issue).where(Issue.id == issue_id).values(archive_html=None))
     publish(db, "Published after the send began")
-    [first, *rest] = dispatch.plan_issue(db, issue_id, _issue_audience, 1)
+    [first, *rest] = dispatch.plan_issue(db, issue_id, planned_audience, 1)
     with db.transaction() as s:  # what its first recipients and its page got (no frozen row yet)
         issue = s.get(Issue, issue_id)
         assert issue.frozen is None
