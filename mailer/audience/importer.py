@@ -44,6 +44,7 @@ from .changes import Known, Origin, add, topics_wanted
 from .emails import normalise_email
 from .import_file import ENCODING_NAMES, EncodingSniffer, ImportFileError, read_rows, text_of
 from .inputs import ImportUpload, NewSubscriber, parse_with_topics
+from .profiles import ImportProgress, ImportStatus
 
 log = logging.getLogger(__name__)
 
@@ -665,30 +666,29 @@ def stalled_imports(db: Database, lease: timedelta, now: datetime | None = None)
     return again
 
 
-def import_status(record: Import) -> dict:
+def import_status(record: Import) -> ImportStatus:
     """What the API and the admin show of an import: where it is, its counts and the rows to look at."""
     report = ImportReport.of(record)
     total = record.size or 0
     read = min(record.bytes_read or 0, total)
     percent = 100 if record.status == "finished" else (100 * read // total if total else 0)
-    return {
-        "id": record.id,
-        "status": record.status,
-        "filename": record.filename,
-        "channel": record.channel,
-        "created_at": record.created_at.isoformat(),
-        "finished_at": record.finished_at.isoformat() if record.finished_at else None,
-        "encoding": ENCODING_NAMES.get(record.encoding, record.encoding),
-        "progress": {
-            "rows": report.rows,
-            "last_row": record.last_row,
-            "bytes_read": read,
-            "bytes_total": total,
-            "percent": percent,
-        },
-        "failure": record.failure,
-        **report.as_dict(),
-    }
+    return ImportStatus(
+        id=record.id,
+        status=record.status,
+        filename=record.filename,
+        channel=record.channel,
+        created_at=record.created_at,
+        finished_at=record.finished_at,
+        encoding=ENCODING_NAMES.get(record.encoding, record.encoding),
+        progress=ImportProgress(
+            rows=report.rows, last_row=record.last_row, bytes_read=read, bytes_total=total, percent=percent
+        ),
+        failure=record.failure,
+        import_=record.id,
+        **report.counts(),
+        skipped_rows=report.skipped_rows,
+        errors=report.errors,
+    )
 
 
 def run_import(

@@ -21,7 +21,7 @@ from ..models.subscribers import SUBSCRIBER_STATUSES
 from . import wording
 from .changes import attributes_of
 from .rules import describe
-from .segments import topic_names
+from .segments import segment_count, topic_names
 
 Moment = Annotated[
     datetime,
@@ -239,6 +239,10 @@ def segment_shown(session: Session, segment: models.Segment, names: dict[str, st
         created_at=segment.created_at,
         updated_at=segment.updated_at,
     )
+
+
+def counted_segment(session: Session, segment: models.Segment) -> CountedSegment:
+    return CountedSegment(**dict(segment_shown(session, segment)), count=segment_count(session, segment))
 
 
 # --- imports -------------------------------------------------------------------------------------------------
