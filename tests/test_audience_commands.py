@@ -124,9 +124,12 @@ def test_a_refused_segment_writes_neither_the_segment_nor_an_audit_row(client, d
     unknown = api(
         "POST", "/segments", json={"name": "Odd", "rules": {"all": [{"field": "topic", "op": "is", "value": "nope"}]}}
     )
+    other = api("POST", "/segments", json={"name": "Other", "rules": HAMPSHIRE}).get_json()["id"]
+    renamed = api("PUT", f"/segments/{other}", json={"name": "Taken", "description": None, "rules": None})
+    assert renamed.status_code == 409 and "Taken" in renamed.get_json()["error"]
     assert again.status_code == 409 and unknown.status_code == 400
     assert "unknown topic 'nope'" in unknown.get_json()["fields"]["rules.all[0].value"]
-    assert len(audit(db, "segment.save")) == 1
+    assert [details["name"] for *_x, details in audit(db, "segment.save")] == ["Taken", "Other"]
 
 
 def test_deleting_a_segment_is_audited_from_the_admin_and_the_api(client, db, api):

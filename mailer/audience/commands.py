@@ -177,15 +177,15 @@ def save_segment(
     if segment is None:
         segment = Segment(created_by_id=_team_member(actor))
         session.add(segment)
-    segment.rules = rules
-    segment.name = data.name if data.name is not None else segment.name
+    name = data.name if data.name is not None else segment.name
+    segment.rules, segment.name = rules, name
     if data.description is not None or segment.description is None:
         segment.description = data.description or ""
     try:
         with session.begin_nested():
             session.flush()
-    except IntegrityError as exc:
-        raise Conflict(f"There is already a segment called {segment.name!r}") from exc
+    except IntegrityError as exc:  # (the segment's own attributes are expired with the savepoint)
+        raise Conflict(f"There is already a segment called {name!r}") from exc
     audit.record(session, actor, "segment.save", segment, name=segment.name)
     return segment
 
