@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager
 
 from ..errors import InvalidInput, NotFound
 from ..inputs import Input
@@ -63,14 +63,21 @@ def search_subscribers(session: Session, text: str, limit: int = SEARCH_LIMIT) -
 
 
 def open_subscriptions(session: Session, subscriber_id: int) -> list[Subscription]:
+    """Someone's subscriptions now, in the display order of their topics (loaded with them)."""
     return list(
         session.scalars(
             select(Subscription)
             .join(Topic, Topic.id == Subscription.topic_id)
+            .options(contains_eager(Subscription.topic))
             .where(Subscription.subscriber_id == subscriber_id, Subscription.ended_at.is_(None))
             .order_by(Topic.position)
         )
     )
+
+
+def open_topics(session: Session, subscriber_id: int) -> list[Topic]:
+    """The topics someone is subscribed to now, in display order."""
+    return [subscription.topic for subscription in open_subscriptions(session, subscriber_id)]
 
 
 def left_topics(session: Session, subscriber_id: int) -> set[int]:

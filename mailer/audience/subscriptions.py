@@ -34,7 +34,7 @@ from . import wording
 from .changes import CONFIRMATIONS_PER_HOUR
 from .emails import hash_address
 from .inputs import PublicSignUp, SignUp, parse_with_topics
-from .lookups import recent_requests
+from .lookups import open_topics, recent_requests
 from .segments import topics_by_slug
 from .signed_links import confirm_request, unsubscribe_target
 
@@ -179,18 +179,6 @@ def load_request(session: Session, request_id: int) -> ConsentEvent:
 def request_topics(session: Session, request: ConsentEvent) -> list[Topic]:
     slugs = request.details.get("topics") or []
     return list(session.scalars(select(Topic).where(Topic.slug.in_(slugs)).order_by(Topic.position)))
-
-
-def open_topics(session: Session, subscriber_id: int) -> list[Topic]:
-    """The topics someone is subscribed to now, in display order."""
-    return list(
-        session.scalars(
-            select(Topic)
-            .join(Subscription, Subscription.topic_id == Topic.id)
-            .where(Subscription.subscriber_id == subscriber_id, Subscription.ended_at.is_(None))
-            .order_by(Topic.position)
-        )
-    )
 
 
 def is_confirmed(session: Session, request_id: int) -> bool:
