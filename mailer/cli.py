@@ -261,6 +261,92 @@ def digests_run(frequency: str, at: str | None) -> None:
 
 
 @main.group()
+def subscribers() -> None:
+    """The audience: add someone, import a CSV file, erase someone."""
+
+
+def _audience_command(what: str, run):
+    """`run(session, actor)` (which calls one audience command) in a unit of work, as the system actor `what`,
+    with Celery pointed at the broker for the tasks it queues; refusals are printed as errors."""
+    from .audit import Actor
+    from .errors import Conflict, InvalidInput, NotFound
+    from .tasks import configure_celery
+
+    configure_celery(_settings())
+    try:
+        with _db().transaction() as session:
+            return run(session, Actor("system", None, what))
+    except (InvalidInput, Conflict, NotFound) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _parsed(model, data: dict):
+    from .errors import InvalidInput
+    from .inputs import parse
+
+    try:
+        return parse(model, data)
+    except InvalidInput as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--topic", "topics", multiple=True, required=True, help="A topic slug, or slug:weekly; repeat for more.")
+@click.option("--consent-source", required=True, help="Where and how they agreed, e.g. 'Paper form, Ryde'.")
+@click.option("--consent-date", help="When they agreed (YYYY-MM-DD or DD/MM/YYYY). Default: now.")
+@click.option("--collected", is_flag=True, help="Consent was collected elsewhere: active at once, no email.")
+@click.option("--name")
+@click.option("--area")
+@click.option("--audience")
+@click.option("--service", "services", multiple=True)
+def subscribers_add(email, topics, consent_source, consent_date, collected, name, area, audience, services) -> None:
+    """Add or update someone; without --collected they are emailed to confirm."""
+    from .audience import commands
+    from .audience.inputs import NewSubscriber
+
+    consent = {"source": consent_source, "date": consent_date, "collected": collected}
+    fields = {"name": name, "area": area, "audience": audience, "services": list(services)}
+    data = _parsed(NewSubscriber, {"email": email, "subscriptions": list(topics), "consent": consent, **fields})
+    outcome = _audience_command("mailer subscribers add", lambda s, by: commands.add_subscriber(s, data, by))
+    verb = "added" if outcome.created else "updated"
+    click.echo(f"{verb} {data.email}: {outcome.subscriber.status}")
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.File("rb"))
+@click.option("--consent-source", help="Where consent was given, for rows without a consent_source of their own.")
+def subscribers_import(file, consent_source: str | None) -> None:
+    """Store a CSV file (the admin's import columns) for a worker to import."""
+    from .audience import commands
+    from .audience.import_file import ImportFileError
+    from .audience.inputs import ImportUpload
+
+    data = _parsed(ImportUpload, {"filename": file.name, "consent_source": consent_source})
+    try:
+        import_id = _audience_command(
+            "mailer subscribers import", lambda s, by: commands.receive_import(s, file, data, by)
+        )
+    except ImportFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"import {import_id} queued; its report: {_settings().base_url}/admin/imports/{import_id}")
+
+
+@subscribers.command("erase")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask: it cannot be undone.")
+def subscribers_erase(email: str, yes: bool) -> None:
+    """Erase someone (UK GDPR article 17): their address and details go; a hash stops imports bringing them back."""
+    from .audience import commands
+    from .audience.lookups import find_subscriber
+
+    if not yes:
+        click.confirm(f"Erase {email}? This cannot be undone", abort=True)
+    _audience_command("mailer subscribers erase", lambda s, by: commands.erase(s, find_subscriber(s, email), by))
+    click.echo(f"erased {email}")
+
+
+@main.group()
 def dev() -> None:
     """Embedded services for development (started for you by `mailer run`)."""
 

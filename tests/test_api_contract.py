@@ -42,15 +42,17 @@ from schemathesis.specs.openapi.checks import (
 
 from conftest import free_port, wait_until
 from mailer.accounts import create_token
-from mailer.audience import importer
-from mailer.audience.segments import save_segment, topic_audience
+from mailer.audience import commands, importer
+from mailer.audience.inputs import SegmentInput
+from mailer.audience.segments import topic_audience
 from mailer.audience.subscriptions import confirm_subscription, request_subscription
-from mailer.audit import Actor
+from mailer.audit import SYSTEM, Actor
 from mailer.compose.inputs import IssueInput, UpdateInput
 from mailer.compose.issues import create_issue
 from mailer.compose.updates import create_update, publish_update
 from mailer.delivery import ledger
 from mailer.dev.redis_server import server_args
+from mailer.inputs import parse
 from mailer.models import utcnow
 from mailer.web.api.openapi import openapi_document
 
@@ -131,7 +133,7 @@ def rows(db) -> dict[str, list]:
             if i < 2:
                 confirm_subscription(s, outcome.request_id)
         hampshire = {"all": [{"field": "area", "op": "is", "value": "hampshire"}]}
-        segment = save_segment(s, name="Hampshire", rules=hampshire)
+        segment = commands.save_segment(s, parse(SegmentInput, {"name": "Hampshire", "rules": hampshire}), SYSTEM)
         issues = {}
         for status in ("draft", "in_review", "approved", "scheduled", "sending", "paused", "sent"):
             written = IssueInput(subject=f"An issue {status}", body="Text", topic="careers")

@@ -219,7 +219,10 @@ def test_build_a_segment_watch_its_count_and_send_only_to_it(page, live_server, 
     from playwright.sync_api import expect
 
     from mailer.accounts import create_admin
-    from mailer.audience.people import Attributes, add_subscriber, parse_subscriptions
+    from mailer.audience import commands
+    from mailer.audience.inputs import NewSubscriber
+    from mailer.audit import SYSTEM
+    from mailer.inputs import parse
 
     people = {
         "iow.carer@example.org": ("isle-of-wight", "carer"),
@@ -229,18 +232,10 @@ def test_build_a_segment_watch_its_count_and_send_only_to_it(page, live_server, 
     }
     with db.transaction() as s:
         create_admin(s, "publisher@hiow.nhs.uk", "a long enough password", role="publisher")
-        wanted = parse_subscriptions(s, ["trust-matters"])
+        consent = {"source": "Community event, Newport", "collected": True}
         for email, (area, audience) in people.items():
-            add_subscriber(
-                s,
-                email=email,
-                subscriptions=wanted,
-                attributes=Attributes(area=area, audience=audience),
-                consent_source="Community event, Newport",
-                consent_date=None,
-                collected_elsewhere=True,
-                channel="admin",
-            )
+            fields = {"email": email, "subscriptions": ["trust-matters"], "area": area, "audience": audience}
+            commands.add_subscriber(s, parse(NewSubscriber, fields | {"consent": consent}), SYSTEM)
 
     sign_in(page, "publisher@hiow.nhs.uk")
     page.get_by_role("link", name="Segments").first.click()

@@ -11,12 +11,14 @@ import time_machine
 from sqlalchemy import func, select
 
 from conftest import wait_until
-from mailer.audience.people import Attributes, add_subscriber, parse_subscriptions
+from mailer.audience import commands
+from mailer.audience.inputs import NewSubscriber
 from mailer.audience.subscriptions import unsubscribe
-from mailer.audit import Actor
+from mailer.audit import SYSTEM, Actor
 from mailer.compose.digests import period_of, run_digest
 from mailer.compose.inputs import UpdateInput
 from mailer.compose.updates import create_update, publish_update
+from mailer.inputs import parse
 from mailer.models import DigestRunSubscriber, Issue, Subscriber, Subscription, Topic, Update
 
 PUBLISHER = Actor("token", None, "test")
@@ -24,15 +26,18 @@ PUBLISHER = Actor("token", None, "test")
 
 def person(db, email, *subscriptions, area=None):
     with db.transaction() as s:
-        outcome = add_subscriber(
+        outcome = commands.add_subscriber(
             s,
-            email=email,
-            subscriptions=parse_subscriptions(s, list(subscriptions)),
-            attributes=Attributes(area=area),
-            consent_source="test",
-            consent_date=None,
-            collected_elsewhere=True,
-            channel="api",
+            parse(
+                NewSubscriber,
+                {
+                    "email": email,
+                    "subscriptions": list(subscriptions),
+                    "area": area,
+                    "consent": {"source": "test", "collected": True},
+                },
+            ),
+            SYSTEM,
         )
         return outcome.subscriber.id
 
@@ -318,20 +323,15 @@ def test_weekly_and_monthly_topics_each_get_their_own_news(app, db, smtp_server,
 
 
 def test_moving_from_as_it_happens_to_weekly_does_not_resend_old_news(app, db, smtp_server, celery_workers):
-    from mailer.audience.people import update_preferences
+    from mailer.audience.inputs import Preferences
     from mailer.models import Subscriber as S
 
     subscriber_id = person(db, "mover@example.org", "project-fusion")
     _u, issue_id = publish(db, "Alpha")
     send_updates(db, [issue_id])
     with db.transaction() as s:
-        update_preferences(
-            s,
-            s.get(S, subscriber_id),
-            subscriptions=parse_subscriptions(s, ["project-fusion:weekly"]),
-            attributes=Attributes(),
-            channel="web",
-        )
+        preferences = parse(Preferences, {"topics": ["project-fusion:weekly"]})
+        commands.update_preferences(s, s.get(S, subscriber_id), preferences, commands.OWNER)
     publish(db, "Bravo")
     digest(db, "weekly")
     as_it_happened, weekly = smtp_server.messages_to("mover@example.org")

@@ -126,7 +126,7 @@ def database_at_0005(tmp_path):
 
 
 def test_the_upgrade_keys_the_hashes_already_stored_and_old_manage_links_still_work(database_at_0005, settings):
-    from mailer.audience.people import Known, refusal_reason
+    from mailer.audience.changes import Known, refusal_reason
     from mailer.web import create_app
 
     url = database_at_0005

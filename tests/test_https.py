@@ -158,21 +158,27 @@ def test_team_journey_over_https(page, site, db, smtp_server):
     from playwright.sync_api import expect
 
     from mailer.accounts import create_admin
-    from mailer.audience.people import Attributes, add_subscriber, parse_subscriptions
+    from mailer.audience import commands
+    from mailer.audience.inputs import NewSubscriber
+    from mailer.audit import SYSTEM
+    from mailer.inputs import parse
 
     reader = "https.reader@example.org"
     with db.transaction() as s:
         create_admin(s, "editor@hiow.nhs.uk", "a long enough password", role="editor")
         create_admin(s, "publisher@hiow.nhs.uk", "a long enough password", role="publisher")
-        add_subscriber(
+        commands.add_subscriber(
             s,
-            email=reader,
-            subscriptions=parse_subscriptions(s, ["trust-matters"]),
-            attributes=Attributes(area="portsmouth"),
-            consent_source="Paper form, Portsmouth",
-            consent_date=None,
-            collected_elsewhere=True,
-            channel="admin",
+            parse(
+                NewSubscriber,
+                {
+                    "email": reader,
+                    "subscriptions": ["trust-matters"],
+                    "area": "portsmouth",
+                    "consent": {"source": "Paper form, Portsmouth", "collected": True},
+                },
+            ),
+            SYSTEM,
         )
 
     sign_in(page, "editor@hiow.nhs.uk")

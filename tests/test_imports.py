@@ -25,12 +25,11 @@ from test_browser import assert_accessible, browser, live_server, page  # noqa: 
 
 from conftest import csrf_from, wait_until
 from mailer import tasks
-from mailer.audience import importer, people
-from mailer.audience.people import profile
+from mailer.audience import changes, importer
+from mailer.audience.profiles import profile
 from mailer.config import ROOT
 from mailer.models import AuditEvent, ConsentEvent, Import, ImportChunk, Subscriber, Subscription, utcnow
 from mailer.spreadsheet import cell_value, spreadsheet_cell
-from mailer.web.api import audience as api_audience
 from support.flows import sign_in
 
 
@@ -220,16 +219,14 @@ def test_any_value_in_any_column_is_that_rows_error_never_a_failed_import(db, ro
     ids=["unexpected-exception", "database-outage"],
 )
 def test_an_import_that_fails_mid_file_ends_failed_saying_what_was_written(publisher, db, monkeypatch, fault):
-    real = people.add_subscriber
-
-    def add_subscriber(session, **kw):
-        if kw["row"] == 700:
+    def add_one(session, data, wanted, origin, known=None):
+        if origin.row == 700:
             raise fault
-        return real(session, **kw)
+        return changes.add(session, data, wanted, origin, known)
 
-    monkeypatch.setattr(importer, "add_subscriber", add_subscriber)
+    monkeypatch.setattr(importer, "add", add_one)
     # Only this process has the fault: a worker of the suite's must not take the import first.
-    monkeypatch.setattr(api_audience, "enqueue", lambda task, *args: True)
+    monkeypatch.setattr(tasks, "enqueue", lambda task, *args: True)
     report = publisher.import_csv(csv_text(people_file(1200))).get_json()
     assert report["status"] == "failed"
     # The first batch (rows 2 to 501) was committed; the second, where row 700 failed, was rolled back whole.
@@ -241,7 +238,7 @@ def test_an_import_that_fails_mid_file_ends_failed_saying_what_was_written(publi
     assert audit["status"] == "failed" and audit["imported"] == 500 and audit["failure"] == report["failure"]
     assert count(db, ImportChunk) == 0  # the file is not kept once the import has ended
 
-    monkeypatch.setattr(importer, "add_subscriber", real)
+    monkeypatch.setattr(importer, "add", changes.add)
     again = publisher.import_csv(csv_text(people_file(1200))).get_json()  # what the failure says to do
     assert (again["status"], again["imported"], again["unchanged"]) == ("finished", 700, 500)
 
@@ -340,10 +337,8 @@ def test_an_api_import_answers_202_and_is_imported_by_a_worker(publisher, db, ce
 
 
 def test_the_admin_import_page_follows_the_import_then_shows_its_report(client, db, monkeypatch):
-    from mailer.web.admin import audience as admin_audience
-
     queued = []  # held here, not published: the page is seen before any worker could take it
-    monkeypatch.setattr(admin_audience, "enqueue", lambda task, *args: queued.append((task.name, *args)))
+    monkeypatch.setattr(tasks, "enqueue", lambda task, *args: queued.append((task.name, *args)))
     sign_in(client, db, role="publisher", email="pub@hiow.nhs.uk")
     form = client.get("/admin/import")
     body = csv_text(people_file(3) + [["bad", "", "careers", "Fair"]]).encode("cp1252")

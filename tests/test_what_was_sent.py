@@ -16,12 +16,15 @@ import time_machine
 from sqlalchemy import delete, select, update
 
 from conftest import BASE_URL, csrf_from, wait_until
-from mailer.audience.people import Attributes, add_subscriber, parse_subscriptions
+from mailer.audience import commands
+from mailer.audience.inputs import NewSubscriber
+from mailer.audit import SYSTEM
 from mailer.compose.digests import run_digest
 from mailer.compose.inputs import IssueInput, UpdateInput
 from mailer.compose.issues import create_issue, pause_issue, request_send, resume_issue
 from mailer.compose.recipients import planned_audience
 from mailer.compose.updates import create_update, publish_update
+from mailer.inputs import parse
 from mailer.models import FrozenContent, Issue, Subscription, Update, utcnow
 from support.flows import approve_for_sending, sign_in
 
@@ -31,15 +34,18 @@ UPDATE_LINK = re.compile(r'href="(?:' + re.escape(BASE_URL) + r')?(/news/updates
 
 def person(db, email, *subscriptions):
     with db.transaction() as s:
-        return add_subscriber(
+        return commands.add_subscriber(
             s,
-            email=email,
-            subscriptions=parse_subscriptions(s, list(subscriptions)),
-            attributes=Attributes(area=None),
-            consent_source="test",
-            consent_date=None,
-            collected_elsewhere=True,
-            channel="api",
+            parse(
+                NewSubscriber,
+                {
+                    "email": email,
+                    "subscriptions": list(subscriptions),
+                    "area": None,
+                    "consent": {"source": "test", "collected": True},
+                },
+            ),
+            SYSTEM,
         ).subscriber.id
 
 

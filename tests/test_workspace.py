@@ -466,7 +466,10 @@ def test_odd_composer_fields_are_a_400_not_a_500(client, db):
 
 
 def test_an_issue_sent_to_a_segment_is_not_published(client, db, smtp_server, celery_workers):
-    from mailer.audience.segments import save_segment
+    from mailer.audience import commands
+    from mailer.audience.inputs import SegmentInput
+    from mailer.audit import SYSTEM
+    from mailer.inputs import parse
 
     with db.transaction() as s:
         confirm_subscription(
@@ -475,9 +478,8 @@ def test_an_issue_sent_to_a_segment_is_not_published(client, db, smtp_server, ce
                 s, email="staff@example.org", topic_slugs=["trust-matters"], area="hampshire"
             ).request_id,
         )
-        segment_id = save_segment(
-            s, name="Hampshire", rules={"all": [{"field": "area", "op": "is", "value": "hampshire"}]}
-        ).id
+        hampshire = {"all": [{"field": "area", "op": "is", "value": "hampshire"}]}
+        segment_id = commands.save_segment(s, parse(SegmentInput, {"name": "Hampshire", "rules": hampshire}), SYSTEM).id
     sign_in(client, db, role="publisher", email="publisher@hiow.nhs.uk")
     response = _compose(
         client,

@@ -37,11 +37,14 @@ from .. import audit
 from ..audit import Actor
 from ..db import Database
 from ..errors import Conflict, InvalidInput
+from ..inputs import parse
 from ..models import AdminUser, ApiToken, Import, ImportChunk, Topic, utcnow
 from ..render.content import clean_text
+from .changes import Known, Origin, add, topics_wanted
 from .emails import normalise_email
 from .import_file import ENCODING_NAMES, EncodingSniffer, ImportFileError, read_rows, text_of
-from .people import SOURCE_MAX, Known, add_subscriber, clean_attributes, parse_consent_date, parse_subscriptions
+from .inputs import ImportUpload, NewSubscriber, parse_with_topics
+from .profiles import ImportProgress, ImportStatus
 
 log = logging.getLogger(__name__)
 
@@ -222,62 +225,38 @@ class _StoredFile(io.RawIOBase):
 @dataclass
 class _Checked:
     row: int
-    email: str  # normalised where it is a valid address
-    subscriptions: list
-    attributes: object
-    source: str
-    consent_date: object
+    data: NewSubscriber
+    wanted: list  # (Topic, frequency) in display order
+
+    @property
+    def email(self) -> str:
+        return self.data.email
 
 
 def _check(row: int, cells: dict[str, str], address: str, topics: dict, default_source: str = "") -> _Checked:
-    errors: dict[str, str] = {}
-    names = [t for t in (cells.get("topics") or "").split(";") if t.strip()]
-    subscriptions = []
-    try:
-        subscriptions = parse_subscriptions(None, names, "topics", topics=topics)
-    except InvalidInput as exc:
-        errors.update(exc.errors)
-    attributes, attr_errors = clean_attributes(
-        name=cells.get("name"),
-        area=cells.get("area"),
-        audience=cells.get("audience"),
-        services=cells.get("services") or "",
-    )
-    errors.update(attr_errors)
-    consent_date = None
-    try:
-        consent_date = parse_consent_date(cells.get("consent_date"))
-    except InvalidInput as exc:
-        errors.update(exc.errors)
-    if errors:
-        raise InvalidInput(errors)
-    return _Checked(
-        row,
-        address,
-        subscriptions,
-        attributes,
-        cells.get("consent_source", "").strip() or default_source,
-        consent_date,
-    )
+    """A row as the same input an API call to add someone would send (InvalidInput naming what is wrong)."""
+    shape = {
+        "email": address,
+        "name": cells.get("name"),
+        "area": cells.get("area"),
+        "audience": cells.get("audience"),
+        "services": cells.get("services") or "",
+        "subscriptions": [t for t in (cells.get("topics") or "").split(";") if t.strip()],
+        "consent": {
+            "source": cells.get("consent_source", "").strip() or default_source,
+            "date": cells.get("consent_date"),
+            "collected": True,
+        },
+    }
+    data = parse_with_topics(topics, NewSubscriber, shape)
+    return _Checked(row, data, topics_wanted(topics, data.wanted))
 
 
 def _apply(session, item: _Checked, report: ImportReport, import_id: int, admin_user_id, known: Known | None) -> None:
     """One row. Every refusal happens before anything is written, so a refused row leaves no trace."""
+    origin = Origin("import", admin_user_id=admin_user_id, import_id=import_id, row=item.row)
     try:
-        outcome = add_subscriber(
-            session,
-            email=item.email,
-            subscriptions=item.subscriptions,
-            attributes=item.attributes,
-            consent_source=item.source,
-            consent_date=item.consent_date,
-            collected_elsewhere=True,
-            channel="import",
-            admin_user_id=admin_user_id,
-            import_id=import_id,
-            row=item.row,
-            known=known,
-        )
+        outcome = add(session, item.data, item.wanted, origin, known)
     except InvalidInput as exc:
         report.error(item.row, exc.sentences)
         return
@@ -454,17 +433,46 @@ class _Sorter:
 # --- the import's life: upload, run, finish or fail ----------------------------------------------------
 
 
-def clean_consent_source(value: str | None) -> str | None:
-    """The file-wide consent source as given (None when blank), or InvalidInput."""
-    text = " ".join(clean_text(value or "").split()) or None
-    if text and len(text) > SOURCE_MAX:
-        raise InvalidInput({"consent_source": f"Consent source must be {SOURCE_MAX} characters or fewer"})
-    return text
+def store_upload(
+    session: Session, binary: IO[bytes], data: ImportUpload, *, channel: str, actor: Actor | None
+) -> Import:
+    """Check an uploaded CSV file's first row and store the file for a worker to import, with its audit row.
 
-
-def _clean_filename(value: str | None) -> str | None:
-    name = " ".join(clean_text(value or "").replace("\\", "/").rsplit("/", 1)[-1].split())
-    return name[:255] or None
+    ImportFileError and nothing written if the file cannot be imported at all. The file is read from the client
+    (spooled) before anything is written, so a slow upload holds no lock: the session's transaction begins with
+    its first write. The caller enqueues the import once this is committed (`commands.receive_import`).
+    """
+    if not binary.seekable():
+        spool = tempfile.SpooledTemporaryFile(max_size=8 * CHUNK)  # noqa: SIM115 - closed below
+        while piece := binary.read(CHUNK):
+            spool.write(piece)
+        spool.seek(0)
+        try:
+            return store_upload(session, spool, data, channel=channel, actor=actor)
+        finally:
+            spool.close()
+    start = binary.tell()
+    _check_head(binary.read(HEAD), data.consent_source)
+    binary.seek(start)
+    sniffer = EncodingSniffer()
+    record = Import(
+        filename=data.filename,
+        channel=channel,
+        admin_user_id=actor.id if actor and actor.type == "user" else None,
+        api_token_id=actor.id if actor and actor.type == "token" else None,
+        consent_source=data.consent_source,
+        status="queued",
+    )
+    session.add(record)
+    session.flush()
+    size = seq = 0
+    while piece := binary.read(CHUNK):
+        sniffer.feed(piece)
+        session.execute(insert(ImportChunk).values(import_id=record.id, seq=seq, data=piece))
+        size, seq = size + len(piece), seq + 1
+    record.size, record.encoding = size, sniffer.encoding()
+    audit.record(session, actor, "import.upload", record, filename=record.filename, bytes=size)
+    return record
 
 
 def receive_import(
@@ -476,26 +484,14 @@ def receive_import(
     filename: str | None = None,
     consent_source: str | None = None,
 ) -> int:
-    """Check an uploaded CSV file's first row and store the file for a worker to import; the import's id.
+    """For scripts and tests: store a file in a unit of work of its own, queueing nothing; the import's id."""
+    data = parse(ImportUpload, {"filename": filename, "consent_source": consent_source})
+    with db.transaction() as session:
+        return store_upload(session, binary, data, channel=channel, actor=actor).id
 
-    ImportFileError (or InvalidInput for the consent source) and nothing written if the file cannot be
-    imported at all. The caller enqueues the import after this returns (the file is committed then).
-    """
-    consent_source = clean_consent_source(consent_source)
-    if not binary.seekable():
-        # Stored in one transaction, so read from the client first: a slow upload must not hold SQLite's lock.
-        spool = tempfile.SpooledTemporaryFile(max_size=8 * CHUNK)  # noqa: SIM115 - closed below
-        while piece := binary.read(CHUNK):
-            spool.write(piece)
-        spool.seek(0)
-        try:
-            return receive_import(
-                db, spool, channel=channel, actor=actor, filename=filename, consent_source=consent_source
-            )
-        finally:
-            spool.close()
-    start = binary.tell()
-    head = binary.read(HEAD)
+
+def _check_head(head: bytes, consent_source: str | None) -> None:
+    """The file's first row names the columns it must (ImportFileError if not)."""
     if not head.strip():
         raise ImportFileError("The file is empty: the first row must name the columns")
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -505,27 +501,6 @@ def receive_import(
     sniffer = EncodingSniffer()
     sniffer.feed(head)
     read_rows(text_of(io.BytesIO(head), sniffer.encoding()), consent_source)  # the first row: ImportFileError
-    binary.seek(start)
-    sniffer = EncodingSniffer()
-    with db.transaction() as session:
-        record = Import(
-            filename=_clean_filename(filename),
-            channel=channel,
-            admin_user_id=actor.id if actor and actor.type == "user" else None,
-            api_token_id=actor.id if actor and actor.type == "token" else None,
-            consent_source=consent_source,
-            status="queued",
-        )
-        session.add(record)
-        session.flush()
-        size = seq = 0
-        while piece := binary.read(CHUNK):
-            sniffer.feed(piece)
-            session.execute(insert(ImportChunk).values(import_id=record.id, seq=seq, data=piece))
-            size, seq = size + len(piece), seq + 1
-        record.size, record.encoding = size, sniffer.encoding()
-        audit.record(session, actor, "import.upload", record, filename=record.filename, bytes=size)
-        return record.id
 
 
 def process_import(db: Database, import_id: int, *, lease: timedelta = timedelta(minutes=5)) -> str:
@@ -691,30 +666,29 @@ def stalled_imports(db: Database, lease: timedelta, now: datetime | None = None)
     return again
 
 
-def import_status(record: Import) -> dict:
+def import_status(record: Import) -> ImportStatus:
     """What the API and the admin show of an import: where it is, its counts and the rows to look at."""
     report = ImportReport.of(record)
     total = record.size or 0
     read = min(record.bytes_read or 0, total)
     percent = 100 if record.status == "finished" else (100 * read // total if total else 0)
-    return {
-        "id": record.id,
-        "status": record.status,
-        "filename": record.filename,
-        "channel": record.channel,
-        "created_at": record.created_at.isoformat(),
-        "finished_at": record.finished_at.isoformat() if record.finished_at else None,
-        "encoding": ENCODING_NAMES.get(record.encoding, record.encoding),
-        "progress": {
-            "rows": report.rows,
-            "last_row": record.last_row,
-            "bytes_read": read,
-            "bytes_total": total,
-            "percent": percent,
-        },
-        "failure": record.failure,
-        **report.as_dict(),
-    }
+    return ImportStatus(
+        id=record.id,
+        status=record.status,
+        filename=record.filename,
+        channel=record.channel,
+        created_at=record.created_at,
+        finished_at=record.finished_at,
+        encoding=ENCODING_NAMES.get(record.encoding, record.encoding),
+        progress=ImportProgress(
+            rows=report.rows, last_row=record.last_row, bytes_read=read, bytes_total=total, percent=percent
+        ),
+        failure=record.failure,
+        import_=record.id,
+        **report.counts(),
+        skipped_rows=report.skipped_rows,
+        errors=report.errors,
+    )
 
 
 def run_import(

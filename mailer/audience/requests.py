@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from ..errors import InvalidInput
 from ..models import PublicRequest, Subscriber, email_key, utcnow
-from .emails import normalise_email
-from .subscriptions import check_subscription, request_subscription
+from .inputs import ManageLinkRequest, PublicSignUp, SignUp
+from .subscriptions import request_subscription
 
 log = logging.getLogger(__name__)
 
@@ -32,52 +32,24 @@ MANAGE_LINKS_PER_HOUR = 3
 LOST_AFTER = timedelta(minutes=1)
 
 
-def queue_subscription(
-    session: Session,
-    *,
-    email: str,
-    topic_slugs: list[str],
-    name: str | None = None,
-    area: str | None = None,
-    audience: str | None = None,
-    services: list[str] | None = None,
-    frequency: str = "immediately",
-    area_required: bool = False,
-    channel: str = "web",
-    ip_hash: str | None = None,
-) -> int:
-    """Check a sign-up and queue it (InvalidInput names every wrong field); returns the request's id.
-
-    Never reads subscribers: the caller enqueues `mailer.act_on_request` with the id after the commit."""
-    form = check_subscription(
-        session,
-        email=email,
-        topic_slugs=topic_slugs,
-        name=name,
-        area=area,
-        audience=audience,
-        services=services,
-        frequency=frequency,
-        area_required=area_required,
-    )
+def queue_subscription(session: Session, data: SignUp, *, channel: str = "web", ip_hash: str | None = None) -> int:
+    """Queue a checked sign-up; returns the request's id. Never reads subscribers: the caller enqueues
+    `mailer.act_on_request` with the id after the commit."""
     payload = {
-        "email": form.address,
-        "topics": [t.slug for t in form.topics],
-        "name": form.attributes.name,
-        "area": form.attributes.area,
-        "audience": form.attributes.audience,
-        "services": form.attributes.services,
-        "frequency": form.frequency,
-        "area_required": area_required,
+        "email": data.email,
+        "topics": list(data.topics),
+        **data.answers(),
+        "frequency": data.frequency,
+        "area_required": isinstance(data, PublicSignUp),
         "channel": channel,
         "ip_hash": ip_hash,
     }
     return _queue(session, "subscribe", payload)
 
 
-def queue_manage_link(session: Session, email: str) -> int:
-    """Queue "email me my link" for `email` (InvalidInput if it is not an address); returns the request's id."""
-    return _queue(session, "manage_link", {"email": normalise_email(email)})
+def queue_manage_link(session: Session, data: ManageLinkRequest) -> int:
+    """Queue "email me my link" for a checked address; returns the request's id."""
+    return _queue(session, "manage_link", {"email": data.email})
 
 
 def _queue(session: Session, kind: str, payload: dict) -> int:

@@ -16,7 +16,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from ..models import ConsentEvent, Subscriber, Subscription, utcnow
-from .people import anonymise, delete_consent_events
+from .erasure import anonymise, delete_consent_events
 
 CHUNK = 1000
 

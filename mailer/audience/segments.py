@@ -6,13 +6,11 @@ Delivery receives these selects ready-made, so it never needs to know what a sub
 from __future__ import annotations
 
 from sqlalchemy import Select, exists, func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import Conflict, InvalidInput, NotFound
-from ..models import MAX_ID, Issue, Segment, Subscriber, Subscription, Suppression, Topic
-from ..render.content import clean_text
-from .rules import compile_rules, describe, validate_rules
+from ..models import MAX_ID, Segment, Subscriber, Subscription, Suppression, Topic
+from .rules import compile_rules, validate_rules
 
 
 def not_suppressed():
@@ -94,50 +92,9 @@ def usable_rules(session: Session, rules, what: str = "the segment") -> dict:
         raise Conflict(f"The rules of {what} can no longer be used ({exc}): change them and save again") from exc
 
 
-def _clean_name(name) -> str:
-    if not isinstance(name, str) or not " ".join(clean_text(name).split()):
-        raise InvalidInput({"name": "Enter a name for the segment"})
-    name = " ".join(clean_text(name).split())
-    if len(name) > 120:
-        raise InvalidInput({"name": "Name must be 120 characters or fewer"})
-    return name
-
-
-def save_segment(
-    session: Session,
-    *,
-    name,
-    rules,
-    description: str = "",
-    segment: Segment | None = None,
-    admin_user_id: int | None = None,
-) -> Segment:
-    """Create (or update) a segment. InvalidInput for bad rules or name; Conflict if the name is taken."""
-    errors: dict[str, str] = {}
-    try:
-        name = _clean_name(name)
-    except InvalidInput as exc:
-        errors.update(exc.errors)
-    try:
-        rules = check_rules(session, rules)
-    except InvalidInput as exc:
-        errors.update(exc.errors)
-    if not isinstance(description, str):
-        errors["description"] = "Description must be text"
-    if errors:
-        raise InvalidInput(errors)
-    if segment is None:
-        segment = Segment(created_by_id=admin_user_id)
-        session.add(segment)
-    segment.name = name
-    segment.rules = rules
-    segment.description = clean_text(description or "").strip()
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:
-        raise Conflict(f"There is already a segment called {name!r}") from exc
-    return segment
+def segment_rules(session: Session, segment: Segment) -> dict:
+    """A stored segment's rules, ready to compile (Conflict if they can no longer be used)."""
+    return usable_rules(session, segment.rules, f"segment {segment.name!r}")
 
 
 def get_segment(session: Session, segment_id) -> Segment:
@@ -147,31 +104,16 @@ def get_segment(session: Session, segment_id) -> Segment:
     return segment
 
 
-def delete_segment(session: Session, segment_id: int) -> None:
-    """Delete a segment no issue uses; a segment an issue was sent to is part of that issue's record."""
-    segment = get_segment(session, segment_id)
-    used = session.scalar(select(Issue.id).where(Issue.segment_id == segment.id).limit(1))
-    if used is not None:
-        raise Conflict(f"Issue {used} uses this segment, so it cannot be deleted")
-    session.delete(segment)
-    session.flush()
+def segment_count(session: Session, segment: Segment) -> int:
+    """How many reachable people a stored segment matches now (Conflict if its rules can no longer be used)."""
+    return count(session, segment_audience(segment_rules(session, segment)))
 
 
-def segment_rules(session: Session, segment: Segment) -> dict:
-    """A stored segment's rules, ready to compile (Conflict if they can no longer be used)."""
-    return usable_rules(session, segment.rules, f"segment {segment.name!r}")
-
-
-def segment_summary(session: Session, segment: Segment) -> dict:
-    return {
-        "id": segment.id,
-        "name": segment.name,
-        "description": segment.description,
-        "rules": segment.rules,
-        "summary": describe(segment.rules, topic_names(session)),
-        "created_at": segment.created_at.isoformat(),
-        "updated_at": segment.updated_at.isoformat(),
-    }
+def rules_count(session: Session, rules) -> tuple[dict, int]:
+    """Rules not yet saved, checked (InvalidInput naming each problem), and how many reachable people they
+    match now."""
+    checked = check_rules(session, rules)
+    return checked, count(session, segment_audience(checked))
 
 
 def update_audience(topic_id: int, areas: list[str], services: int) -> Select:

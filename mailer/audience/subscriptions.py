@@ -16,7 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..delivery.ledger import skip_pending_for
-from ..errors import Conflict, InvalidInput, NotFound
+from ..errors import Conflict, NotFound
+from ..links import ConfirmLink, UnsubscribeLink
 from ..models import (
     FREQUENCIES,
     SERVICES,
@@ -30,9 +31,12 @@ from ..models import (
     utcnow,
 )
 from . import wording
-from .emails import hash_address, normalise_email
-from .people import CONFIRMATIONS_PER_HOUR, Attributes, clean_attributes, recent_requests
+from .changes import CONFIRMATIONS_PER_HOUR
+from .emails import hash_address
+from .inputs import PublicSignUp, SignUp, parse_with_topics
+from .lookups import open_topics, recent_requests
 from .segments import topics_by_slug
+from .signed_links import confirm_request, unsubscribe_target
 
 
 def hash_ip(ip: str | None, secret: str) -> str | None:
@@ -51,63 +55,25 @@ class SubscribeOutcome:
     public_id: str = ""  # what the person's links name
 
 
-def validate_topics(session: Session, slugs: list[str], field_name: str = "topics") -> list[Topic]:
-    """The topics named by slug, in display order; InvalidInput if none or any is unknown."""
-    slugs = [s.strip() for s in slugs if s and s.strip()]
-    if not slugs:
-        raise InvalidInput({field_name: "Select at least one thing you would like to hear about"})
-    known = topics_by_slug(session)
-    topics = sorted({known[s] for s in slugs if s in known}, key=lambda t: t.position)
-    unknown = sorted(set(slugs) - set(known))
-    if unknown:
-        raise InvalidInput({field_name: f"Unknown topic: {', '.join(unknown)}"})
-    return list(topics)
+def sign_up(topics: dict[str, Topic], data: dict, *, area_required: bool = False) -> SignUp:
+    """A sign-up's fields checked (InvalidInput naming every wrong one). Reads topics, never subscribers: the
+    answer is the same whoever the address belongs to."""
+    return parse_with_topics(topics, PublicSignUp if area_required else SignUp, data)
 
 
-@dataclass
-class SubscriptionForm:
-    """A sign-up that passed every check: what `request_subscription` records."""
-
-    address: str
-    topics: list[Topic]
-    attributes: Attributes
-    frequency: str
-
-
-def check_subscription(
-    session: Session,
-    *,
-    email: str,
-    topic_slugs: list[str],
-    name: str | None = None,
-    area: str | None = None,
-    audience: str | None = None,
-    services: list[str] | None = None,
-    frequency: str = "immediately",
-    area_required: bool = False,
-) -> SubscriptionForm:
-    """The sign-up in normal form, or InvalidInput naming every wrong field. Reads topics, never subscribers:
-    the answer is the same whoever the address belongs to."""
-    errors: dict[str, str] = {}
-    address = ""
-    try:
-        address = normalise_email(email)
-    except InvalidInput as exc:
-        errors.update(exc.errors)
-    topics: list[Topic] = []
-    try:
-        topics = validate_topics(session, topic_slugs)
-    except InvalidInput as exc:
-        errors.update(exc.errors)
-    attributes, attribute_errors = clean_attributes(
-        name=name, area=area, audience=audience, services=services or [], area_required=area_required
-    )
-    errors.update(attribute_errors)
-    if frequency not in FREQUENCIES:
-        errors["frequency"] = "Choose how often you would like to hear from us"
-    if errors:
-        raise InvalidInput(errors)
-    return SubscriptionForm(address=address, topics=topics, attributes=attributes, frequency=frequency)
+def sign_up_fields(
+    *, email, topic_slugs, name=None, area=None, audience=None, services=None, frequency="immediately"
+) -> dict:
+    """The keyword arguments of a sign-up in the model's shape."""
+    return {
+        "email": email,
+        "topics": list(topic_slugs),
+        "name": name,
+        "area": area,
+        "audience": audience,
+        "services": services or [],
+        "frequency": frequency or "immediately",
+    }
 
 
 def request_subscription(
@@ -131,8 +97,7 @@ def request_subscription(
     owner confirms. The request (topics, name, area) is kept as a consent event, which the confirmation
     link names, dated `requested_at` (when the person asked; default now).
     """
-    form = check_subscription(
-        session,
+    fields = sign_up_fields(
         email=email,
         topic_slugs=topic_slugs,
         name=name,
@@ -140,9 +105,11 @@ def request_subscription(
         audience=audience,
         services=services,
         frequency=frequency,
-        area_required=area_required,
     )
-    address, topics, attributes = form.address, form.topics, form.attributes
+    known = topics_by_slug(session)
+    form = sign_up(known, fields, area_required=area_required)
+    address = form.email
+    topics = sorted((known[slug] for slug in form.topics), key=lambda t: t.position)
     asked = requested_at or utcnow()
 
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == email_key(address)))
@@ -176,12 +143,9 @@ def request_subscription(
         wording_version=wording.CURRENT,
         details={
             "topics": [t.slug for t in topics],
-            "frequency": frequency,
-            "name": attributes.name,
-            "area": attributes.area,
-            "audience": attributes.audience,
-            "services": attributes.services,
-        },
+            "frequency": form.frequency,
+        }
+        | form.answers(),
         ip_hash=ip_hash,
         created_at=asked,
     )
@@ -217,20 +181,25 @@ def request_topics(session: Session, request: ConsentEvent) -> list[Topic]:
     return list(session.scalars(select(Topic).where(Topic.slug.in_(slugs)).order_by(Topic.position)))
 
 
-def open_topics(session: Session, subscriber_id: int) -> list[Topic]:
-    """The topics someone is subscribed to now, in display order."""
-    return list(
-        session.scalars(
-            select(Topic)
-            .join(Subscription, Subscription.topic_id == Topic.id)
-            .where(Subscription.subscriber_id == subscriber_id, Subscription.ended_at.is_(None))
-            .order_by(Topic.position)
-        )
-    )
-
-
 def is_confirmed(session: Session, request_id: int) -> bool:
     return session.scalar(select(ConsentEvent.id).where(ConsentEvent.confirms_id == request_id)) is not None
+
+
+def confirmation_state(session: Session, link: ConfirmLink) -> tuple[bool, list[Topic]]:
+    """For the confirmation page: whether the request a link names is confirmed already, and its topics (if it
+    is, those the person has now: they may have left some since). NotFound as `confirm_request`."""
+    request = confirm_request(session, link)
+    if is_confirmed(session, request.id):
+        return True, open_topics(session, request.subscriber_id)
+    return False, request_topics(session, request)
+
+
+def unsubscribe_state(session: Session, link: UnsubscribeLink) -> tuple[Topic | None, list[Topic]]:
+    """For the unsubscribe page: the topic the link names (None: everything) and the topics the person has now.
+    NotFound (StaleLink) as `unsubscribe_target`."""
+    subscriber = unsubscribe_target(session, link)
+    topic = session.get(Topic, link.topic_id) if link.topic_id else None
+    return topic, open_topics(session, subscriber.id)
 
 
 def confirm_subscription(session: Session, request_id: int, ip_hash: str | None = None) -> ConfirmOutcome:

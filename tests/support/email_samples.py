@@ -80,18 +80,24 @@ def photo(size: tuple[int, int] = PHOTO_SIZE) -> bytes:
 
 
 def _person(db, email: str, *subscriptions: str) -> None:
-    from mailer.audience.people import Attributes, add_subscriber, parse_subscriptions
+    from mailer.audience import commands
+    from mailer.audience.inputs import NewSubscriber
+    from mailer.audit import SYSTEM
+    from mailer.inputs import parse
 
     with db.transaction() as session:
-        add_subscriber(
+        commands.add_subscriber(
             session,
-            email=email,
-            subscriptions=parse_subscriptions(session, list(subscriptions)),
-            attributes=Attributes(area="isle-of-wight"),
-            consent_source="Paper form, Newport drop-in",
-            consent_date=None,
-            collected_elsewhere=True,
-            channel="api",
+            parse(
+                NewSubscriber,
+                {
+                    "email": email,
+                    "subscriptions": list(subscriptions),
+                    "area": "isle-of-wight",
+                    "consent": {"source": "Paper form, Newport drop-in", "collected": True},
+                },
+            ),
+            SYSTEM,
         )
 
 

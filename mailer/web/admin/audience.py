@@ -8,47 +8,27 @@ from functools import partial
 
 from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
-from ... import audit
+from ...audience import commands, lookups
 from ...audience.export import export_audience, export_csv
 from ...audience.import_file import COLUMNS, IGNORED_COLUMNS, ImportFileError
-from ...audience.importer import import_status, receive_import
-from ...audience.people import consent_history, erase, profile, subject_access
-from ...audience.rules import DATE_OPS, FIELD_LABELS, FIELDS, describe
-from ...audience.segments import (
-    check_rules,
-    count,
-    delete_segment,
-    save_segment,
-    segment_audience,
-    segment_rules,
-    topic_names,
-)
+from ...audience.importer import import_status
+from ...audience.inputs import DATE_OPS, FIELDS, ImportUpload, SegmentInput
+from ...audience.profiles import profile, subject_access
+from ...audience.rules import FIELD_LABELS, describe
+from ...audience.segments import get_segment, rules_count, segment_rules, topic_names
 from ...audit import Actor
 from ...errors import Conflict, InvalidInput, NotFound
-from ...models import (
-    AREAS,
-    AUDIENCES,
-    FREQUENCY_LABELS,
-    SERVICES,
-    AdminUser,
-    Import,
-    Issue,
-    Segment,
-    Subscriber,
-    Topic,
-)
-from ...tasks import enqueue, run_import_task
+from ...inputs import parse
+from ...models import AREAS, AUDIENCES, FREQUENCY_LABELS, SERVICES, Segment, Subscriber
 from ..auth import require_role
 from ..context import db_session, runtime_of_app
 from ..downloads import csv_download
-from ..preferences import current_values, form_context, save_preferences
+from ..preferences import current_values, form_context, form_values, parse_form
 from ..request_limits import UnreadableJSON, parse_json
 from . import bp
 
 MAX_ROWS = 30
-SEARCH_LIMIT = 50
 ADMIN_OPS = {"in": "is any of", "not_in": "is none of", "before": "before", "after": "after"}
 _RULE_PATH = re.compile(r"^rules\.(?:all|any)\[(\d+)\]")
 
@@ -117,17 +97,23 @@ def _rules_from_rows(match: str, rows: list[dict]) -> tuple[dict, list[int]]:
 
 
 def _row_errors(exc: InvalidInput, origin: list[int]) -> dict[str, str]:
-    """Map rule paths (rules.all[2].value) back to the form's rows (rule-5) for the error summary."""
-    errors = {}
+    """Map rule paths (rules.all[2].value) back to the form's rows (rule-5) for the error summary; a row's first
+    problem is the one it shows."""
+    errors: dict[str, str] = {}
     for path, message in exc.errors.items():
         found = _RULE_PATH.match(path)
         if found and int(found.group(1)) < len(origin):
-            errors[f"rule-{origin[int(found.group(1))]}"] = f"Condition {origin[int(found.group(1))] + 1}: {message}"
+            row = origin[int(found.group(1))]
+            errors.setdefault(f"rule-{row}", f"Condition {row + 1}: {message}")
         elif path in ("rules", "rules.all", "rules.any"):
             errors["rule-0"] = "Add at least one condition: choose what to match on"
         else:
             errors[path] = message
     return errors
+
+
+def _by() -> Actor:
+    return Actor.user(current_user)
 
 
 def _segment_form(
@@ -137,11 +123,7 @@ def _segment_form(
     rows = rows if rows is not None else []
     if not rows or rows[-1]["field"]:
         rows = [*rows, {"field": "", "op": "in", "values": [], "date": ""}]
-    used_by = (
-        list(session.scalars(select(Issue).where(Issue.segment_id == segment.id).order_by(Issue.id.desc()).limit(20)))
-        if segment
-        else []
-    )
+    used_by = lookups.issues_using(session, segment.id) if segment else []
     return (
         render_template(
             "admin/segment_form.html",
@@ -169,15 +151,15 @@ def _segment_form(
 def segments():
     session = db_session()
     names = topic_names(session)
-    rows = [(s, describe(s.rules, names)) for s in session.scalars(select(Segment).order_by(Segment.name))]
+    rows = [(s, describe(s.rules, names)) for s in lookups.segments(session)]
     return render_template("admin/segments.html", segments=rows)
 
 
 def _load_segment(segment_id: int) -> Segment:
-    segment = db_session().get(Segment, segment_id)
-    if segment is None:
+    try:
+        return get_segment(db_session(), segment_id)
+    except NotFound:
         abort(404, f"There is no segment {segment_id}.")
-    return segment
 
 
 @bp.get("/segments/new")
@@ -192,7 +174,7 @@ def segment(segment_id: int):
     segment = _load_segment(segment_id)
     match, rows, flat = _rows_from_rules(segment.rules)
     try:
-        audience, errors = count(db_session(), segment_audience(check_rules(db_session(), segment.rules))), None
+        audience, errors = rules_count(db_session(), segment.rules)[1], None
     except InvalidInput as exc:  # saved before validation refused it: point at what to change, never fail
         audience = None
         errors = _row_errors(exc, list(range(len(rows)))) if flat else {"rules_json": f"Change these rules: {exc}"}
@@ -230,19 +212,14 @@ def _handle_segment_post(segment: Segment | None):
     rules, origin = _rules_from_rows(match, rows)
     try:
         if action == "count":
-            session = db_session()
-            return again(audience=count(session, segment_audience(check_rules(session, rules))))
+            return again(audience=rules_count(db_session(), rules)[1])
+        data = lookups.parse_in(
+            db_session(),
+            SegmentInput,
+            {"name": form.get("name", ""), "description": form.get("description", ""), "rules": rules},
+        )
         with runtime_of_app().db.transaction() as session:
-            saved = save_segment(
-                session,
-                name=form.get("name", ""),
-                rules=rules,
-                description=form.get("description", ""),
-                segment=session.get(Segment, segment.id) if segment else None,
-                admin_user_id=current_user.id,
-            )
-            segment_id = saved.id
-            audit.record(session, Actor.user(current_user), "segment.save", saved, name=saved.name)
+            segment_id = commands.save_segment(session, data, _by(), segment.id if segment else None).id
     except InvalidInput as exc:
         return again(errors=_row_errors(exc, origin), status=400)
     except Conflict as exc:
@@ -268,15 +245,11 @@ def update_segment(segment_id: int):
         except UnreadableJSON as exc:
             flash(f"The rules are not JSON we can read: {exc}")
             return redirect(url_for("admin.segment", segment_id=segment_id), code=303)
+        fields = {"name": request.form.get("name", segment.name), "description": request.form.get("description", "")}
         try:
+            data = lookups.parse_in(db_session(), SegmentInput, fields | {"rules": rules})
             with runtime_of_app().db.transaction() as session:
-                save_segment(
-                    session,
-                    name=request.form.get("name", segment.name),
-                    rules=rules,
-                    description=request.form.get("description", ""),
-                    segment=session.get(Segment, segment_id),
-                )
+                commands.save_segment(session, data, _by(), segment_id)
         except (InvalidInput, Conflict) as exc:
             flash(str(exc))
         return redirect(url_for("admin.segment", segment_id=segment_id), code=303)
@@ -290,10 +263,10 @@ def count_segment():
     rules, origin = _rules_from_rows(request.form.get("match", "all"), _rows_from_form(request.form))
     session = db_session()
     try:
-        rules = check_rules(session, rules)
+        rules, matched = rules_count(session, rules)
     except InvalidInput as exc:
         return jsonify(errors=_row_errors(exc, origin)), 400
-    return jsonify(count=count(session, segment_audience(rules)), summary=describe(rules, topic_names(session)))
+    return jsonify(count=matched, summary=describe(rules, topic_names(session)))
 
 
 @bp.post("/segments/<int:segment_id>/delete")
@@ -301,8 +274,7 @@ def count_segment():
 def remove_segment(segment_id: int):
     try:
         with runtime_of_app().db.transaction() as session:
-            delete_segment(session, segment_id)
-            audit.record(session, Actor.user(current_user), "segment.delete", None, segment=segment_id)
+            commands.delete_segment(session, segment_id, _by())
     except NotFound:
         abort(404, f"There is no segment {segment_id}.")
     except Conflict as exc:
@@ -327,8 +299,9 @@ def export_segment(segment_id: int):
 @bp.get("/topics/<slug>/export.csv")
 @require_role("publisher")
 def export_topic(slug: str):
-    topic = db_session().scalar(select(Topic).where(Topic.slug == slug))
-    if topic is None:
+    try:
+        topic = lookups.topic_by_slug(db_session(), slug)
+    except NotFound:
         abort(404, f"There is no topic {slug}.")
     return csv_download(export_csv(runtime_of_app().db, export_audience(topic_id=topic.id)), f"topic-{topic.slug}.csv")
 
@@ -341,43 +314,33 @@ def export_topic(slug: str):
 def subscribers():
     session = db_session()
     query = " ".join(request.args.get("q", "").split()).lower()[:320]
-    found = []
-    if query:
-        escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        found = list(
-            session.scalars(
-                select(Subscriber)
-                .where(Subscriber.email_key.like(f"{escaped}%", escape="\\"))
-                .order_by(Subscriber.email_key)
-                .limit(SEARCH_LIMIT + 1)
-            )
-        )
-    topics = list(session.scalars(select(Topic).order_by(Topic.position)))
+    found = lookups.search_subscribers(session, query)
+    more = len(found) > lookups.SEARCH_LIMIT
     return render_template(
-        "admin/subscribers.html", query=query, found=found[:SEARCH_LIMIT], more=len(found) > SEARCH_LIMIT, topics=topics
+        "admin/subscribers.html",
+        query=query,
+        found=found[: lookups.SEARCH_LIMIT],
+        more=more,
+        topics=lookups.topics(session),
     )
 
 
-def _load_subscriber(subscriber_id: int) -> Subscriber:
-    subscriber = db_session().get(Subscriber, subscriber_id)
-    if subscriber is None:
-        abort(404, f"There is no subscriber {subscriber_id}.")
-    return subscriber
+def _load_subscriber(subscriber_id: int, session=None) -> Subscriber:
+    try:
+        return lookups.subscriber(session or db_session(), subscriber_id)
+    except NotFound as exc:
+        abort(404, str(exc))
 
 
 def _subscriber_page(session, person: Subscriber, values=None, errors=None, status=200):
-    events = consent_history(session, person.id)
-    team_ids = {e["admin_user_id"] for e in events if e["admin_user_id"]}
-    team = (
-        dict(session.execute(select(AdminUser.id, AdminUser.email).where(AdminUser.id.in_(team_ids))).all())
-        if team_ids
-        else {}
-    )
+    shown = profile(session, person).dump()  # as the API gives it
+    events = shown["consent"]
+    team = lookups.team_emails(session, {e["admin_user_id"] for e in events if e["admin_user_id"]})
     return (
         render_template(
             "admin/subscriber.html",
             person=person,
-            data=profile(session, person),
+            data=shown,
             events=events,
             team=team,
             topic_labels=topic_names(session),
@@ -403,17 +366,16 @@ def subscriber_preferences(subscriber_id: int):
 
     The team can end subscriptions and change frequencies and answers, but never adds back a topic the
     person left: only they can do that, from their own link."""
-    _load_subscriber(subscriber_id)
-    with runtime_of_app().db.transaction() as session:
-        person = session.get(Subscriber, subscriber_id)
-        if person.status == "erased":
-            abort(409, "This subscriber was erased.")
-        outcome = save_preferences(session, person, request.form, channel="admin", admin_user_id=current_user.id)
-        if outcome.change:
-            audit.record(session, Actor.user(current_user), "subscriber.change", person)
-        if outcome.errors:
-            return _subscriber_page(session, person, outcome.values, outcome.errors, status=400)
-        refused = outcome.change.refused if outcome.change else []
+    try:
+        with runtime_of_app().db.transaction() as session:
+            person = _load_subscriber(subscriber_id, session)
+            change = commands.update_preferences(session, person, parse_form(session, request.form), _by())
+    except Conflict as exc:
+        abort(409, str(exc))
+    except InvalidInput as exc:  # nothing was written: the page again, with the form as posted
+        session = db_session()
+        return _subscriber_page(session, _load_subscriber(subscriber_id), form_values(request.form), exc.errors, 400)
+    refused = change.refused
     if refused:
         flash(f"Saved, except {', '.join(refused)}: they left it, so only they can subscribe to it again.")
     else:
@@ -427,7 +389,7 @@ def subscriber_export(subscriber_id: int):
     person = _load_subscriber(subscriber_id)
     if person.status == "erased":
         abort(404, "This subscriber was erased: nothing personal is held.")
-    body = json.dumps(subject_access(db_session(), person), indent=2)
+    body = json.dumps(subject_access(db_session(), person).dump(), indent=2)
     return Response(
         body,
         mimetype="application/json",
@@ -441,11 +403,9 @@ def subscriber_erase(subscriber_id: int):
     if request.form.get("confirm") != "erase":
         flash("Tick the box to confirm the erasure: it cannot be undone.")
         return redirect(url_for("admin.subscriber", subscriber_id=subscriber_id), code=303)
-    _load_subscriber(subscriber_id)
     try:
         with runtime_of_app().db.transaction() as session:
-            erase(session, session.get(Subscriber, subscriber_id), channel="admin", admin_user_id=current_user.id)
-            audit.record(session, Actor.user(current_user), "subscriber.erase", None, subscriber=subscriber_id)
+            commands.erase(session, _load_subscriber(subscriber_id, session), _by())
     except Conflict as exc:
         flash(str(exc))
     else:
@@ -457,7 +417,7 @@ def subscriber_erase(subscriber_id: int):
 
 
 def _import_form(error: str | None = None, status: int = 200):
-    recent = list(db_session().scalars(select(Import).order_by(Import.id.desc()).limit(20)))
+    recent = lookups.recent_imports(db_session())
     page = render_template("admin/import.html", columns=COLUMNS, ignored=IGNORED_COLUMNS, recent=recent, error=error)
     return page, status
 
@@ -477,27 +437,21 @@ def import_upload():
     if upload is None or not upload.filename:
         return _import_form("Choose a CSV file to import", 400)
     try:
-        import_id = receive_import(
-            runtime_of_app().db,
-            upload.stream,
-            channel="admin",
-            actor=Actor.user(current_user),
-            filename=upload.filename,
-            consent_source=request.form.get("consent_source"),
-        )
+        data = parse(ImportUpload, {"filename": upload.filename, "consent_source": request.form.get("consent_source")})
+        with runtime_of_app().db.transaction() as session:
+            import_id = commands.receive_import(session, upload.stream, data, _by())
     except ImportFileError as exc:
         return _import_form(str(exc), 400)
     except InvalidInput as exc:
         return _import_form(exc.sentences, 400)
-    enqueue(run_import_task, import_id)
     return redirect(url_for("admin.import_report", import_id=import_id), code=303)
 
 
-def _load_import(import_id: int) -> Import:
-    record = db_session().get(Import, import_id)
-    if record is None:
-        abort(404, f"There is no import {import_id}.")
-    return record
+def _load_import(import_id: int):
+    try:
+        return lookups.import_record(db_session(), import_id)
+    except NotFound as exc:
+        abort(404, str(exc))
 
 
 @bp.get("/imports/<int:import_id>")
@@ -511,5 +465,5 @@ def import_report(import_id: int):
 @require_role("publisher")
 def import_progress_json(import_id: int):
     """What the report page polls while the import runs: status, progress and counts."""
-    status = import_status(_load_import(import_id))
+    status = import_status(_load_import(import_id)).dump()
     return jsonify({k: v for k, v in status.items() if k not in ("errors", "skipped_rows")})

@@ -1,49 +1,52 @@
-"""API for the audience: segments, subscribers (add, look up, subject access, erase), import and export."""
+"""API for the audience: segments, subscribers (add, look up, subject access, erase), import and export.
+
+Each route parses with its input model (`@operation`), calls one command or named read of the audience room
+(mailer/audience) and answers with its output model (mailer/audience/profiles.py); the OpenAPI document is
+generated from those models."""
 
 from __future__ import annotations
 
 from flask import g, jsonify, request, url_for
-from sqlalchemy import select
 
-from ... import audit
+from ...audience import commands, lookups
 from ...audience.export import export_audience, export_csv
 from ...audience.import_file import ImportFileError
-from ...audience.importer import import_status, receive_import
-from ...audience.people import (
-    add_subscriber,
-    clean_attributes,
-    erase,
-    find_subscriber,
-    parse_consent_date,
-    parse_subscriptions,
+from ...audience.importer import import_status
+from ...audience.inputs import ImportUpload, NewSubscriber, RulesOnly, SegmentChange, SegmentInput
+from ...audience.profiles import (
+    AudienceCount,
+    CountedSegment,
+    ImportStatus,
+    Segment,
+    SegmentCount,
+    SubjectAccess,
+    Subscriber,
+    counted_segment,
     profile,
+    segment_shown,
     subject_access,
 )
-from ...audience.segments import (
-    count,
-    delete_segment,
-    get_segment,
-    save_segment,
-    segment_audience,
-    segment_rules,
-    segment_summary,
-)
+from ...audience.segments import get_segment, rules_count, segment_count, segment_rules, topic_names
 from ...audit import Actor
-from ...errors import InvalidInput, NotFound
-from ...models import Import, Segment, Topic
-from ...tasks import enqueue, run_import_task, send_confirmation
 from ..context import db_session, runtime_of_app
 from ..downloads import csv_download
-from . import ApiError, bp, json_body, token_required
+from . import ApiError, bp, token_required
+from .spec import Body, operation
 
 # Imports stream, so they may be much larger than a form post.
 IMPORT_MAX_BYTES = 512 * 1024 * 1024
+CSV = Body("text/csv", "CSV, streamed: email, name, topics, area, audience, services, subscribed_at, confirmed_at")
 
 
-def _only(data: dict, allowed: set[str], prefix: str = "") -> None:
-    unknown = sorted(prefix + k for k in set(data) - allowed)
-    if unknown:
-        raise ApiError(400, f"Unknown field(s): {', '.join(unknown)}", {k: "unknown field" for k in unknown})
+def _by() -> Actor:
+    return Actor.token(g.api_token)
+
+
+def _created(body: dict, status: int, endpoint: str, **values):
+    response = jsonify(body)
+    response.status_code = status
+    response.headers["Location"] = url_for(endpoint, **values)
+    return response
 
 
 # --- segments ------------------------------------------------------------------------------------------
@@ -51,89 +54,82 @@ def _only(data: dict, allowed: set[str], prefix: str = "") -> None:
 
 @bp.get("/segments")
 @token_required
+@operation(responses={200: list[Segment]})
 def segments_list():
+    """List segments"""
     session = db_session()
-    return jsonify([segment_summary(session, s) for s in session.scalars(select(Segment).order_by(Segment.name))])
+    names = topic_names(session)
+    return jsonify([segment_shown(session, s, names).dump() for s in lookups.segments(session)])
 
 
 @bp.post("/segments")
 @token_required
-def segments_create():
-    data = json_body()
-    _only(data, {"name", "rules", "description"})
-    if "rules" not in data:
-        raise ApiError(400, "'rules' is required", {"rules": "required"})
+@operation(
+    body=SegmentInput,
+    responses={201: CountedSegment},
+    errors=(400, 409, 413, 415),
+    headers={201: {"Location": "The new segment"}},
+)
+def segments_create(body: SegmentInput):
+    """Create a segment; unknown fields, ops or values are a 400 naming where"""
     with runtime_of_app().db.transaction() as session:
-        segment = save_segment(
-            session, name=data.get("name"), rules=data["rules"], description=data.get("description") or ""
-        )
-        audit.record(session, Actor.token(g.api_token), "segment.save", segment, name=segment.name)
-        body = segment_summary(session, segment) | {"count": count(session, segment_audience(segment.rules))}
-    response = jsonify(body)
-    response.status_code = 201
-    response.headers["Location"] = url_for("api.segments_show", segment_id=body["id"])
-    return response
+        shown = counted_segment(session, commands.save_segment(session, body, _by())).dump()
+    return _created(shown, 201, "api.segments_show", segment_id=shown["id"])
 
 
 @bp.get("/segments/<int:segment_id>")
 @token_required
+@operation(responses={200: Segment}, errors=(404,))
 def segments_show(segment_id: int):
+    """A segment"""
     session = db_session()
-    return jsonify(segment_summary(session, get_segment(session, segment_id)))
+    return jsonify(segment_shown(session, get_segment(session, segment_id)).dump())
 
 
 @bp.put("/segments/<int:segment_id>")
 @token_required
-def segments_update(segment_id: int):
-    data = json_body()
-    _only(data, {"name", "rules", "description"})
+@operation(body=SegmentChange, responses={200: Segment}, errors=(400, 404, 409, 413, 415))
+def segments_update(segment_id: int, body: SegmentChange):
+    """Change a segment: only the fields given change"""
     with runtime_of_app().db.transaction() as session:
-        segment = get_segment(session, segment_id)
-        segment = save_segment(
-            session,
-            name=data.get("name", segment.name),
-            rules=data.get("rules", segment.rules),
-            description=data.get("description", segment.description),
-            segment=segment,
-        )
-        audit.record(session, Actor.token(g.api_token), "segment.save", segment, name=segment.name)
-        body = segment_summary(session, segment)
-    return jsonify(body)
+        shown = segment_shown(session, commands.save_segment(session, body, _by(), segment_id)).dump()
+    return jsonify(shown)
 
 
 @bp.delete("/segments/<int:segment_id>")
 @token_required
+@operation(responses={204: None}, errors=(404, 409))
 def segments_delete(segment_id: int):
+    """Delete a segment no issue uses"""
     with runtime_of_app().db.transaction() as session:
-        delete_segment(session, segment_id)
-        audit.record(session, Actor.token(g.api_token), "segment.delete", None, segment=segment_id)
+        commands.delete_segment(session, segment_id, _by())
     return "", 204
 
 
 @bp.get("/segments/<int:segment_id>/count")
 @token_required
+@operation(responses={200: SegmentCount}, errors=(404, 409))
 def segments_count(segment_id: int):
+    """How many reachable people match the segment now (409: its rules can no longer be used)"""
     session = db_session()
     segment = get_segment(session, segment_id)
-    return jsonify({"id": segment.id, "count": count(session, segment_audience(segment_rules(session, segment)))})
+    return jsonify(SegmentCount(id=segment.id, count=segment_count(session, segment)).dump())
 
 
 @bp.post("/segments/count")
 @token_required
-def segments_preview_count():
-    """Count for rules not yet saved: `{"rules": ...}` → `{"count"}` (the admin's live count uses this too)."""
-    from ...audience.segments import check_rules
-
-    data = json_body()
-    _only(data, {"rules"})
-    session = db_session()
-    rules = check_rules(session, data.get("rules"))
-    return jsonify({"count": count(session, segment_audience(rules))})
+@operation(body=RulesOnly, responses={200: AudienceCount}, errors=(400, 413, 415))
+def segments_preview_count(body: RulesOnly):
+    """Count the people unsaved rules would match (the admin's live count uses the same read)"""
+    _rules, matched = rules_count(db_session(), body.rules.model_dump())
+    return jsonify(AudienceCount(count=matched).dump())
 
 
 @bp.get("/segments/<int:segment_id>/export")
 @token_required(role="publisher")
+@operation(responses={200: CSV}, errors=(404, 409))
 def segments_export(segment_id: int):
+    """The segment's people as CSV"""
     session = db_session()
     segment = get_segment(session, segment_id)
     rules = segment_rules(session, segment)
@@ -142,10 +138,10 @@ def segments_export(segment_id: int):
 
 @bp.get("/topics/<slug>/export")
 @token_required(role="publisher")
+@operation(responses={200: CSV}, errors=(404,))
 def topics_export(slug: str):
-    topic = db_session().scalar(select(Topic).where(Topic.slug == slug))
-    if topic is None:
-        raise NotFound(f"No topic {slug!r}")
+    """A topic's subscribers as CSV"""
+    topic = lookups.topic_by_slug(db_session(), slug)
     return csv_download(export_csv(runtime_of_app().db, export_audience(topic_id=topic.id)), f"topic-{topic.slug}.csv")
 
 
@@ -154,121 +150,80 @@ def topics_export(slug: str):
 
 @bp.post("/subscribers")
 @token_required(role="publisher")
-def subscribers_create():
-    data = json_body()
-    _only(data, {"email", "name", "area", "audience", "services", "subscriptions", "consent"})
-    consent = data.get("consent")
-    if not isinstance(consent, dict):
-        raise ApiError(
-            400,
-            '\'consent\' is required: {"source": where consent was given, "collected": true if it was '
-            "collected elsewhere (otherwise we email them to confirm)}",
-            {"consent": "required"},
-        )
-    _only(consent, {"source", "date", "collected"}, prefix="consent.")
-    if not isinstance(data.get("email"), str):
-        raise ApiError(400, "'email' is required", {"email": "required"})
-    collected = consent.get("collected", False)
-    if not isinstance(collected, bool):
-        raise ApiError(400, "'consent.collected' must be true or false", {"consent.collected": "must be a boolean"})
-    errors: dict[str, str] = {}
-    attributes, attribute_errors = clean_attributes(
-        name=data.get("name"), area=data.get("area"), audience=data.get("audience"), services=data.get("services")
-    )
-    errors.update(attribute_errors)
-    rt = runtime_of_app()
-    with rt.db.transaction() as session:
-        subscriptions = []
-        try:
-            subscriptions = parse_subscriptions(session, data.get("subscriptions"))
-        except InvalidInput as exc:
-            errors.update(exc.errors)
-        consent_date = None
-        try:
-            consent_date = parse_consent_date(consent.get("date"), "consent.date")
-        except InvalidInput as exc:
-            errors.update(exc.errors)
-        if not isinstance(consent.get("source"), str):
-            errors["consent.source"] = "Say where and how consent was given"
-        if errors:
-            raise InvalidInput(errors)
-        outcome = add_subscriber(
-            session,
-            email=data["email"],
-            subscriptions=subscriptions,
-            attributes=attributes,
-            consent_source=consent["source"],
-            consent_date=consent_date,
-            collected_elsewhere=collected,
-            channel="api",
-            api_token=g.api_token["name"],
-        )
-        audit.record(session, Actor.token(g.api_token), "subscriber.add", outcome.subscriber, created=outcome.created)
-        body = profile(session, outcome.subscriber)
-    if outcome.request_id is not None:
-        enqueue(send_confirmation, outcome.request_id)
-    status = 201 if outcome.created else 200
-    response = jsonify(body)
-    response.status_code = status
-    response.headers["Location"] = url_for("api.subscribers_show", email=body["email"])
-    return response
+@operation(
+    body=NewSubscriber,
+    responses={201: Subscriber, 200: Subscriber},
+    errors=(400, 409, 413, 415),
+    headers={201: {"Location": "The subscriber"}, 200: {"Location": "The subscriber"}},
+)
+def subscribers_create(body: NewSubscriber):
+    """Add or update a subscriber; active at once only with consent.collected = true
+
+    Otherwise they are emailed to confirm, and stay pending until they do."""
+    with runtime_of_app().db.transaction() as session:
+        outcome = commands.add_subscriber(session, body, _by())
+        shown = profile(session, outcome.subscriber).dump()
+    return _created(shown, 201 if outcome.created else 200, "api.subscribers_show", email=shown["email"])
 
 
 @bp.get("/subscribers/<path:email>/export")
 @token_required(role="admin")
+@operation(responses={200: SubjectAccess}, errors=(404,))
 def subscribers_export(email: str):
+    """Subject access: everything held about the person"""
     session = db_session()
-    return jsonify(subject_access(session, find_subscriber(session, email)))
+    return jsonify(subject_access(session, lookups.find_subscriber(session, email)).dump())
 
 
 @bp.get("/subscribers/<path:email>")
 @token_required(role="publisher")
+@operation(responses={200: Subscriber}, errors=(404,))
 def subscribers_show(email: str):
+    """Attributes, subscriptions and consent events"""
     session = db_session()
-    return jsonify(profile(session, find_subscriber(session, email)))
+    return jsonify(profile(session, lookups.find_subscriber(session, email)).dump())
 
 
 @bp.delete("/subscribers/<path:email>")
 @token_required(role="admin")
+@operation(responses={204: None}, errors=(404, 409))
 def subscribers_erase(email: str):
+    """Erase: personal data removed, a hash kept so no import brings it back"""
     with runtime_of_app().db.transaction() as session:
-        person = find_subscriber(session, email)
-        erase(session, person, channel="api")
-        audit.record(session, Actor.token(g.api_token), "subscriber.erase", None, subscriber=person.id)
+        commands.erase(session, lookups.find_subscriber(session, email), _by())
     return "", 204
 
 
 @bp.post("/subscribers/import")
 @token_required(role="publisher")
-def subscribers_import():
-    """Store the CSV body for a worker to import: 202 with the import's status and its Location to poll."""
+@operation(
+    body=Body("text/csv", "The CSV file"),
+    query=ImportUpload,
+    responses={202: ImportStatus},
+    errors=(400, 415),
+    headers={202: {"Location": "The import's status"}},
+)
+def subscribers_import(query: ImportUpload):
+    """Upload a CSV for a worker to import; poll the Location for progress and the report
+
+    Columns: email, name, topics, area, audience, services, consent_source, consent_date."""
     if request.mimetype != "text/csv":
         raise ApiError(415, "Send the CSV file as the body with Content-Type: text/csv")
     request.max_content_length = IMPORT_MAX_BYTES
+    db = runtime_of_app().db
     try:
-        import_id = receive_import(
-            runtime_of_app().db,
-            request.stream,
-            channel="api",
-            actor=Actor.token(g.api_token),
-            filename=request.args.get("filename"),
-            consent_source=request.args.get("consent_source"),
-        )
+        with db.transaction() as session:
+            import_id = commands.receive_import(session, request.stream, query, _by())
     except ImportFileError as exc:
         raise ApiError(400, str(exc)) from exc
-    enqueue(run_import_task, import_id)
-    with runtime_of_app().db.sessions() as session:  # its own read: the request's began before the upload
-        response = jsonify(import_status(session.get(Import, import_id)))
-    response.status_code = 202
-    response.headers["Location"] = url_for("api.subscribers_import_status", import_id=import_id)
-    return response
+    with db.sessions() as session:  # its own read: the request's began before the upload
+        shown = import_status(lookups.import_record(session, import_id)).dump()
+    return _created(shown, 202, "api.subscribers_import_status", import_id=import_id)
 
 
 @bp.get("/subscribers/imports/<int:import_id>")
 @token_required(role="publisher")
+@operation(responses={200: ImportStatus}, errors=(404,))
 def subscribers_import_status(import_id: int):
-    """Where an import is: status, progress, counts so far, the rows to look at and, if it failed, why."""
-    record = db_session().get(Import, import_id)
-    if record is None:
-        raise NotFound(f"No import {import_id}")
-    return jsonify(import_status(record))
+    """An import: status, progress, counts so far, the rows to look at and, if it failed, why"""
+    return jsonify(import_status(lookups.import_record(db_session(), import_id)).dump())

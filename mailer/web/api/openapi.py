@@ -9,8 +9,7 @@ come from the models, so a new area or status cannot leave them behind.
 
 from __future__ import annotations
 
-from ...audience.people import NAME_MAX, SOURCE_MAX
-from ...audience.rules import DATE_OPS, FIELDS, MAX_CONDITIONS, MAX_DEPTH, SET_OPS
+from ...audience.inputs import DATE_OPS, FIELDS, MAX_CONDITIONS, MAX_DEPTH, NAME_MAX, SET_OPS, SOURCE_MAX
 from ...compose import inputs
 from ...compose.inputs import MAX_BLOCKS, TEXT_MAX
 from ...models import (

@@ -6,32 +6,22 @@ import hashlib
 import re
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
-from sqlalchemy import select, text
+from sqlalchemy import text
 
-from ...audience import wording
-from ...audience.requests import queue_subscription
-from ...audience.signed_links import StaleLink, confirm_request, unsubscribe_target
-from ...audience.subscriptions import (
-    confirm_subscription,
-    hash_ip,
-    is_confirmed,
-    open_topics,
-    request_topics,
-    unsubscribe,
-)
+from ...audience import commands, wording
+from ...audience.inputs import PublicSignUp, Unsubscribe
+from ...audience.lookups import parse_in, topics
+from ...audience.signed_links import StaleLink
+from ...audience.subscriptions import confirmation_state, hash_ip, unsubscribe_state
 from ...errors import Conflict, InvalidInput, NotFound
+from ...inputs import parse
 from ...links import BadLink
-from ...models import AREAS, AUDIENCES, FREQUENCY_LABELS, SERVICES, Issue, Topic, Update
-from ...tasks import act_on_request, enqueue
+from ...models import AREAS, AUDIENCES, FREQUENCY_LABELS, SERVICES
 from ..context import db_session, runtime_of_app
 from ..limits import ONE_CLICK_ADDRESS_LIMIT, ONE_CLICK_LINK_LIMIT, SUBSCRIBE_LIMIT, limiter
 from ..security import csrf
 
 bp = Blueprint("public", __name__)
-
-
-def _topics():
-    return list(db_session().scalars(select(Topic).order_by(Topic.position)))
 
 
 def _ip_hash() -> str | None:
@@ -46,7 +36,7 @@ def _subscribe_form(errors=None, values=None, status=200, template="subscribe.ht
     return (
         render_template(
             template,
-            topics=_topics(),
+            topics=topics(db_session()),
             areas=AREAS,
             audiences=AUDIENCES,
             services={slug: label for slug, (label, _) in SERVICES.items()},
@@ -82,26 +72,13 @@ def subscribe():
         "frequency": form.get("frequency") or "immediately",
         "topics": form.getlist("topics"),
     }
-    rt = runtime_of_app()
     try:
         # The same work for every address (one row, one task): nothing here says who subscribes.
-        with rt.db.transaction() as session:
-            request_id = queue_subscription(
-                session,
-                email=values["email"],
-                topic_slugs=values["topics"],
-                name=values["name"],
-                area=values["area"],
-                audience=values["audience"],
-                services=values["services"],
-                frequency=values["frequency"],
-                area_required=True,
-                channel="web",
-                ip_hash=_ip_hash(),
-            )
+        with runtime_of_app().db.transaction() as session:
+            data = parse_in(session, PublicSignUp, values)
+            commands.subscribe(session, data, ip_hash=_ip_hash())
     except InvalidInput as exc:
         return _subscribe_form(errors=exc.errors, values=values, status=400)
-    enqueue(act_on_request, request_id)  # if the broker is down, the sweeper acts on the row
     return redirect(url_for("public.check_email"), code=303)
 
 
@@ -115,15 +92,12 @@ def confirm_page(token: str):
     # GET never changes anything: mail scanners open links. The button POSTs.
     try:
         link = runtime_of_app().links.read_confirm(token)
-        session = db_session()
-        request_event = confirm_request(session, link)
-        if is_confirmed(session, request_event.id):
-            topics = [t.name for t in open_topics(session, request_event.subscriber_id)]
-            return render_template("confirmed.html", topics=topics, already=True)
-        topics = request_topics(session, request_event)
+        already, topics_named = confirmation_state(db_session(), link)
     except (BadLink, NotFound):
         return _bad_link("This confirmation link is not valid or has expired. Subscribe again to get a new one.")
-    return render_template("confirm.html", topics=topics, token=token)
+    if already:
+        return render_template("confirmed.html", topics=[t.name for t in topics_named], already=True)
+    return render_template("confirm.html", topics=topics_named, token=token)
 
 
 @bp.post("/confirm/<token>")
@@ -132,14 +106,14 @@ def confirm(token: str):
     try:
         link = rt.links.read_confirm(token)
         with rt.db.transaction() as session:
-            outcome = confirm_subscription(session, confirm_request(session, link).id, ip_hash=_ip_hash())
-            topics = [t.name for t in outcome.topics]
+            outcome = commands.confirm(session, link, ip_hash=_ip_hash())
+            topics_named = [t.name for t in outcome.topics]
             already = outcome.already_confirmed
     except (BadLink, NotFound):
         return _bad_link("This confirmation link is not valid or has expired. Subscribe again to get a new one.")
     except Conflict:
-        already, topics = True, []
-    return render_template("confirmed.html", topics=topics, already=already)
+        already, topics_named = True, []
+    return render_template("confirmed.html", topics=topics_named, already=already)
 
 
 BAD_UNSUBSCRIBE_LINK = "This unsubscribe link is not valid. Use the link in the most recent email we sent you."
@@ -154,10 +128,7 @@ STALE_UNSUBSCRIBE_LINK = (
 def unsubscribe_page(token: str):
     try:
         link = runtime_of_app().links.read_unsubscribe(token)
-        session = db_session()
-        subscriber = unsubscribe_target(session, link)
-        topic = session.get(Topic, link.topic_id) if link.topic_id else None
-        current = open_topics(session, subscriber.id)
+        topic, current = unsubscribe_state(db_session(), link)
     except StaleLink:
         return _bad_link(STALE_UNSUBSCRIBE_LINK, link_request=True)
     except (BadLink, NotFound):
@@ -189,30 +160,27 @@ def _too_many_unsubscribes(_limit):
 @limiter.limit(ONE_CLICK_LINK_LIMIT, key_func=_link_key, on_breach=_too_many_unsubscribes)
 @limiter.limit(ONE_CLICK_ADDRESS_LIMIT, on_breach=_too_many_unsubscribes)
 def unsubscribe_post(token: str):
-    one_click = request.form.get("List-Unsubscribe") == "One-Click"
-    scope_all = request.form.get("scope") == "all"
+    form = request.form
+    data = parse(
+        Unsubscribe,
+        {"one_click": form.get("List-Unsubscribe") == "One-Click", "everything": form.get("scope") == "all"},
+    )
     rt = runtime_of_app()
     try:
         link = rt.links.read_unsubscribe(token)
         with rt.db.transaction() as session:
-            outcome = unsubscribe(
-                session,
-                unsubscribe_target(session, link).id,
-                None if scope_all else link.topic_id,
-                channel="one-click" if one_click else "web",
-                ip_hash=_ip_hash(),
-            )
+            outcome = commands.unsubscribe(session, link, data, ip_hash=_ip_hash())
             topic_name = outcome.topic.name if outcome.topic else None
             remaining = [t.name for t in outcome.remaining]
     except StaleLink:
-        if one_click:
+        if data.one_click:
             abort(400, "This unsubscribe link is from an older email: use the link in the most recent one.")
         return _bad_link(STALE_UNSUBSCRIBE_LINK, link_request=True)
     except (BadLink, NotFound):
-        if one_click:
+        if data.one_click:
             abort(400, "This unsubscribe link is not valid.")
         return _bad_link(BAD_UNSUBSCRIBE_LINK)
-    if one_click:
+    if data.one_click:
         return "You have been unsubscribed.\n", 200, {"Content-Type": "text/plain; charset=utf-8"}
     return render_template("unsubscribed.html", topic_name=topic_name, remaining=remaining, token=token)
 
@@ -286,7 +254,7 @@ def news_issue(slug: str):
     html = issue.archive_html
     if html is None:  # sent before pages were kept (migration 0009): rendered this once
         with runtime_of_app().db.transaction() as session:
-            html = keep_archive_page(session, session.get(Issue, issue.id))
+            html = keep_archive_page(session, archived_issue(session, slug))
     return render_template("news_issue.html", issue=issue, archive_html=html)
 
 
@@ -301,7 +269,7 @@ def news_update(slug: str):
     html = update.archive_html
     if html is None:  # published before pages were kept (migration 0009): rendered this once
         with runtime_of_app().db.transaction() as session:
-            html = keep_update_page(session.get(Update, update.id))
+            html = keep_update_page(published_update(session, slug))
     return render_template("news_update.html", update=update, body_html=html)
 
 

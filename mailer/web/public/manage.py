@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from flask import redirect, render_template, request, url_for
 
-from ...audience import wording
-from ...audience.requests import queue_manage_link
+from ...audience import commands, wording
+from ...audience.inputs import ManageLinkRequest
 from ...audience.signed_links import manage_target
 from ...errors import InvalidInput, NotFound
+from ...inputs import parse
 from ...links import BadLink
 from ...models import Subscriber
-from ...tasks import act_on_request, enqueue
 from ..context import db_session, runtime_of_app
 from ..limits import MANAGE_LINK_LIMIT, limiter
-from ..preferences import current_values, form_context, save_preferences
+from ..preferences import current_values, form_context, form_values, parse_form
 from . import _bad_link, _ip_hash, bp
 
 BAD_MANAGE_LINK = "This link to manage your subscriptions is not valid. Ask for a new one below."
@@ -52,16 +52,18 @@ def manage(token: str):
 
 @bp.post("/manage/<token>")
 def manage_save(token: str):
-    rt = runtime_of_app()
-    with rt.db.transaction() as session:
-        try:
+    try:
+        with runtime_of_app().db.transaction() as session:
             subscriber = _subscriber_for(session, token)
-        except (BadLink, NotFound):
-            return _bad_link(BAD_MANAGE_LINK, link_request=True)
-        outcome = save_preferences(session, subscriber, request.form, channel="web", ip_hash=_ip_hash())
-        if outcome.errors:
-            return _page(session, subscriber, token, outcome.values, errors=outcome.errors, status=400)
-    if outcome.left_everything:
+            data = parse_form(session, request.form)
+            commands.update_preferences(session, subscriber, data, commands.OWNER, ip_hash=_ip_hash())
+    except (BadLink, NotFound):
+        return _bad_link(BAD_MANAGE_LINK, link_request=True)
+    except InvalidInput as exc:  # nothing was written: the form again, as posted, saying what to change
+        session = db_session()
+        subscriber = _subscriber_for(session, token)
+        return _page(session, subscriber, token, form_values(request.form), errors=exc.errors, status=400)
+    if data.everything or not data.topics:
         return render_template("unsubscribed.html", topic_name=None, remaining=[], token=None, manage_token=token)
     return redirect(url_for("public.manage", token=token, saved=1), code=303)
 
@@ -78,9 +80,9 @@ def manage_link_request():
     try:
         # The same answer and the same work whether or not we know the address (one row, one task), so
         # neither the page nor its timing tells anyone who subscribes; the task looks the address up.
+        data = parse(ManageLinkRequest, {"email": raw})
         with runtime_of_app().db.transaction() as session:
-            request_id = queue_manage_link(session, raw)
+            commands.request_manage_link(session, data)
     except InvalidInput as exc:
         return render_template("manage_request.html", errors=exc.errors, values={"email": raw}), 400
-    enqueue(act_on_request, request_id)
     return render_template("manage_sent.html")

@@ -1,0 +1,201 @@
+"""The audience's doors: one command per thing a person, the team or a program can ask of it.
+
+Every adapter (a public page, an admin page, an API call, a CLI command) parses its input into the command's
+model (`inputs.py`), opens the unit of work (`with db.transaction() as session:`), calls ONE of these and
+renders what comes back. A command checks what its model could not (what the database holds: topics, the
+segment's name being free), writes, records its audit row when the team or a program did it (`audit.record`;
+what the public does is recorded as consent events, their own history, and never in the team's audit log)
+and registers its follow-up tasks to be queued once the unit of work commits (`after_commit`). Commands never
+commit.
+
+The import's second half, reading the stored file into subscribers, is `importer.process_import` (run by the
+`mailer.run_import` task; it commits a batch at a time and records its own `import.run` audit row).
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .. import audit
+from ..audit import Actor
+from ..db import after_commit
+from ..errors import Conflict, InvalidInput
+from ..links import ConfirmLink, UnsubscribeLink
+from ..models import ApiToken, Segment, Subscriber
+from . import erasure, importer, requests, subscriptions
+from .changes import AddOutcome, Change, Origin, add, change_preferences, topics_wanted
+from .inputs import (
+    ImportUpload,
+    ManageLinkRequest,
+    NewSubscriber,
+    Preferences,
+    SegmentChange,
+    SegmentInput,
+    SignUp,
+    Unsubscribe,
+    unknown_topics,
+    wanted,
+)
+from .lookups import issues_using
+from .segments import check_rules, get_segment, topics_by_slug
+from .signed_links import confirm_request, unsubscribe_target
+
+# The person a signed link was sent to, acting on their own subscriptions.
+OWNER = Actor("public", None, "the subscriber, from a link we emailed them")
+_CHANNELS = {"user": "admin", "token": "api", "public": "web"}
+
+
+def channel_of(actor: Actor) -> str:
+    """How a consent event names where a change came from: admin, api, web, or cli (a `mailer` command)."""
+    return _CHANNELS.get(actor.type, "cli")
+
+
+def _team_member(actor: Actor) -> int | None:
+    return actor.id if actor.type == "user" else None
+
+
+def _later(session: Session, task: str, *args) -> None:
+    """Queue a task (by its name in mailer.tasks) once this unit of work commits; if the queue is down the
+    sweeper finds the work."""
+    from .. import tasks  # tasks imports this room, so it is looked up when first needed
+
+    after_commit(session, tasks.enqueue, getattr(tasks, task), *args)
+
+
+def _known_topics(session: Session, slugs, field: str) -> dict:
+    topics = topics_by_slug(session)
+    if refusal := unknown_topics(slugs, topics):
+        raise InvalidInput({field: refusal})
+    return topics
+
+
+# --- the public ---------------------------------------------------------------------------------------------
+
+
+def subscribe(session: Session, data: SignUp, *, ip_hash: str | None = None) -> int:
+    """Queue a sign-up: one row and one task for every address, so nothing here says who subscribes. The task
+    (`mailer.act_on_request`) records the request and sends the confirmation. Returns the queued request's id."""
+    _known_topics(session, sorted(data.topics), "topics")
+    request_id = requests.queue_subscription(session, data, channel="web", ip_hash=ip_hash)
+    _later(session, "act_on_request", request_id)
+    return request_id
+
+
+def request_manage_link(session: Session, data: ManageLinkRequest) -> int:
+    """Queue "email me my link": the same answer and the same work whether or not we know the address; the task
+    looks it up."""
+    request_id = requests.queue_manage_link(session, data)
+    _later(session, "act_on_request", request_id)
+    return request_id
+
+
+def confirm(session: Session, link: ConfirmLink, *, ip_hash: str | None = None) -> subscriptions.ConfirmOutcome:
+    """Confirm the subscribe request a confirmation link names (NotFound if it is gone or someone else's)."""
+    return subscriptions.confirm_subscription(session, confirm_request(session, link).id, ip_hash=ip_hash)
+
+
+def unsubscribe(
+    session: Session, link: UnsubscribeLink, data: Unsubscribe, *, ip_hash: str | None = None
+) -> subscriptions.UnsubscribeOutcome:
+    """Leave the topic an unsubscribe link names (or everything), at once; again, it changes nothing."""
+    subscriber = unsubscribe_target(session, link)
+    return subscriptions.unsubscribe(
+        session,
+        subscriber.id,
+        None if data.everything else link.topic_id,
+        channel="one-click" if data.one_click else "web",
+        ip_hash=ip_hash,
+    )
+
+
+# --- one person ---------------------------------------------------------------------------------------------
+
+
+def update_preferences(
+    session: Session, subscriber: Subscriber, data: Preferences, actor: Actor, *, ip_hash: str | None = None
+) -> Change:
+    """Set someone's topics, frequencies and answers: the person themselves (`OWNER`, from their link), or the
+    team on their behalf, who can end subscriptions and change answers but never add back a topic the person
+    left. InvalidInput when the address is suppressed and topics are chosen."""
+    if subscriber.status == "erased":
+        raise Conflict("This subscriber was erased.")
+    chosen = {} if data.everything else wanted(data.topics)
+    topics = _known_topics(session, chosen, "topics")
+    change = change_preferences(
+        session,
+        subscriber,
+        subscriptions=topics_wanted(topics, chosen),
+        answers=None if data.everything else data,  # leaving everything keeps their answers
+        channel=channel_of(actor),
+        ip_hash=ip_hash,
+        admin_user_id=_team_member(actor),
+    )
+    if change and actor.type != "public":
+        audit.record(session, actor, "subscriber.change", subscriber)
+    return change
+
+
+def add_subscriber(session: Session, data: NewSubscriber, actor: Actor) -> AddOutcome:
+    """Add or update someone on the team's say-so; Conflict if only the person may bring their address back.
+    With consent collected elsewhere they are active at once; otherwise the confirmation email is queued."""
+    topics = _known_topics(session, data.wanted, "subscriptions")
+    token = session.get(ApiToken, actor.id) if actor.type == "token" else None
+    origin = Origin(channel_of(actor), admin_user_id=_team_member(actor), api_token=token.name if token else None)
+    outcome = add(session, data, topics_wanted(topics, data.wanted), origin)
+    audit.record(session, actor, "subscriber.add", outcome.subscriber, created=outcome.created)
+    if outcome.request_id is not None:
+        _later(session, "send_confirmation", outcome.request_id)
+    return outcome
+
+
+def erase(session: Session, subscriber: Subscriber, actor: Actor) -> None:
+    """Erase a person (UK GDPR article 17); Conflict if they already were."""
+    erasure.erase(session, subscriber, channel=channel_of(actor), admin_user_id=_team_member(actor))
+    audit.record(session, actor, "subscriber.erase", None, subscriber=subscriber.id)
+
+
+def receive_import(session: Session, binary: IO[bytes], data: ImportUpload, actor: Actor) -> int:
+    """Store an uploaded CSV file (ImportFileError if it cannot be imported at all) and queue its import."""
+    record = importer.store_upload(session, binary, data, channel=channel_of(actor), actor=actor)
+    _later(session, "run_import_task", record.id)
+    return record.id
+
+
+# --- segments -----------------------------------------------------------------------------------------------
+
+
+def save_segment(
+    session: Session, data: SegmentInput | SegmentChange, actor: Actor, segment_id: int | None = None
+) -> Segment:
+    """Create a segment, or change one (a SegmentChange changes only what it gives). InvalidInput for rules the
+    database cannot use (an unknown topic); Conflict if the name is taken; NotFound for no such segment."""
+    segment = get_segment(session, segment_id) if segment_id is not None else None
+    rules = check_rules(session, data.rules.model_dump() if data.rules is not None else segment.rules)
+    if segment is None:
+        segment = Segment(created_by_id=_team_member(actor))
+        session.add(segment)
+    name = data.name if data.name is not None else segment.name
+    segment.rules, segment.name = rules, name
+    if data.description is not None or segment.description is None:
+        segment.description = data.description or ""
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:  # (the segment's own attributes are expired with the savepoint)
+        raise Conflict(f"There is already a segment called {name!r}") from exc
+    audit.record(session, actor, "segment.save", segment, name=segment.name)
+    return segment
+
+
+def delete_segment(session: Session, segment_id: int, actor: Actor) -> None:
+    """Delete a segment no issue uses; a segment an issue was sent to is part of that issue's record."""
+    segment = get_segment(session, segment_id)
+    used = issues_using(session, segment.id, limit=1)
+    if used:
+        raise Conflict(f"Issue {used[0].id} uses this segment, so it cannot be deleted")
+    session.delete(segment)
+    session.flush()
+    audit.record(session, actor, "segment.delete", None, segment=segment_id)
