@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+import mailer.web.api
 from conftest import wait_until
 from mailer.accounts import create_token
 from mailer.audience.subscriptions import confirm_subscription, request_subscription
@@ -141,3 +144,34 @@ def test_create_send_and_follow_an_issue_to_sent(api, db, smtp_server, celery_wo
         [mail] = smtp_server.wait_for(email)
         assert mail.message["Subject"] == "Community conversations"
     assert smtp_server.messages_to("other@example.org") == []
+
+
+def test_every_api_route_is_described_with_what_it_takes_and_answers(client):
+    """The description is made from each route's @operation: a route without one, or an operation that names no
+    successful answer, fails here (and `openapi_document` refuses to describe the API at all)."""
+    from mailer.web.api.spec import Body, described
+
+    app = client.application
+    seen = 0
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1/"):
+            continue
+        op = described(app.view_functions[rule.endpoint])
+        assert op is not None, f"{rule.rule} has no @operation"
+        answers = {status: answer for status, answer in op.responses.items() if 200 <= status < 300}
+        assert answers, f"{rule.rule}: no successful answer described"
+        for status, answer in answers.items():
+            assert answer is not None or status == 204, f"{rule.rule}: {status} says nothing of its body"
+        if isinstance(op.body, Body):
+            assert op.body.media_type != "application/json", f"{rule.rule}: a JSON body needs a model"
+        seen += 1
+    assert seen >= 25
+    doc = client.get("/api/v1/openapi.json").get_json()
+    assert doc["paths"]["/issues"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/IssueInput"
+    }
+    issue = doc["components"]["schemas"]["Issue"]
+    assert {"kind", "segment", "send_at", "submitted_at", "approved_at"} <= set(issue["properties"])
+    blocks = doc["components"]["schemas"]["IssueInput"]["properties"]["blocks"]
+    assert "discriminator" in json.dumps(blocks), "blocks are described as a union by type"
+    assert not Path(mailer.web.api.__file__).with_name("openapi.py").exists(), "the description is not hand-written"

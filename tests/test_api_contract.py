@@ -54,13 +54,13 @@ from mailer.delivery import ledger
 from mailer.dev.redis_server import server_args
 from mailer.inputs import parse
 from mailer.models import utcnow
-from mailer.web.api.openapi import openapi_document
+from mailer.web.api.spec import api_description
 
 pytestmark = pytest.mark.schemathesis
 
 OPERATIONS = [
     (f"{method.upper()} {path}", item[method])
-    for path, item in openapi_document("http://mailer.test")["paths"].items()
+    for path, item in api_description("http://mailer.test")["paths"].items()
     for method in item
 ]
 CHECKS = [

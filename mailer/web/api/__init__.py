@@ -13,11 +13,10 @@ from functools import wraps
 
 from flask import Blueprint, g, jsonify, request
 from flask_limiter.util import get_remote_address
-from sqlalchemy import select
 
 from ...accounts import TokenRefused, has_role, token_access
+from ...audience import lookups
 from ...errors import Conflict, InvalidInput, NotFound
-from ...models import Topic
 from ..context import db_session, runtime_of_app
 from ..limits import API_ADDRESS_LIMIT, API_TOKEN_LIMIT, limiter
 from .spec import ApiError, Output, json_body, openapi_document, operation  # noqa: F401 - audience.py reads json_body here
@@ -103,7 +102,7 @@ def _unauthorised(message: str):
     return response
 
 
-class OpenAPIOut(Output):
+class OpenAPIDocument(Output):
     """The OpenAPI 3.1 description of this API, generated from the models that check each call"""
 
     model_config = {"extra": "allow"}
@@ -111,13 +110,13 @@ class OpenAPIOut(Output):
 
 
 @bp.get("/openapi.json")
-@operation(responses={200: OpenAPIOut}, public=True)
+@operation(responses={200: OpenAPIDocument}, public=True)
 def openapi():
     """This description"""
     return jsonify(openapi_document())
 
 
-class TopicOut(Output):
+class Topic(Output):
     """A topic people can subscribe to"""
 
     slug: str
@@ -127,11 +126,11 @@ class TopicOut(Output):
 
 @bp.get("/topics")
 @token_required
-@operation(responses={200: list[TopicOut]})
+@operation(responses={200: list[Topic]})
 def topics():
     """List topics people can subscribe to"""
-    rows = db_session().scalars(select(Topic).order_by(Topic.position))
-    return jsonify([TopicOut(slug=t.slug, name=t.name, description=t.description).dump() for t in rows])
+    rows = lookups.topics(db_session())
+    return jsonify([Topic(slug=t.slug, name=t.name, description=t.description).dump() for t in rows])
 
 
 from . import audience, content, issues  # noqa: E402,F401,I001  (register their routes on bp)
