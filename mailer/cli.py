@@ -40,6 +40,16 @@ def init() -> None:
     click.echo(f"database ready ({settings.database_url.split('://')[0]}); {added} topic(s) added")
 
 
+@main.command()
+def openapi() -> None:
+    """Print the API's OpenAPI 3.1 description (as /api/v1/openapi.json serves it), generated from its models."""
+    import json
+
+    from .web.api.spec import api_description
+
+    click.echo(json.dumps(api_description(_settings().base_url), indent=2))
+
+
 @main.group()
 def admin() -> None:
     """Comms team accounts."""

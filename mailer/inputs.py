@@ -88,18 +88,51 @@ def field_path(loc: tuple, data: Any, prefix: str = "") -> str:
     return "".join(parts).lstrip(".") or prefix
 
 
-_TYPES = {
-    "string_type": "must be a string",
-    "bool_type": "must be true or false",
-    "int_type": "must be a whole number",
-    "int_from_float": "must be a whole number",
-    "float_type": "must be a number",
-    "list_type": "must be a list",
-    "dict_type": "must be an object",
-    "model_type": "must be an object",
-    "model_attributes_type": "must be an object",
-    "none_required": "must be null",
+def _phrase(text: str):
+    return lambda _ctx: text
+
+
+def _bound(words: str):
+    return lambda ctx: f"must be {words} {next(iter(ctx.values()), '')}"
+
+
+def _tagged(ctx: dict) -> str:  # only an invalid tag's error lists the tags
+    phrase = f"needs a {str(ctx.get('discriminator', 'type')).strip(chr(39))}"
+    return phrase + (f": one of {ctx['expected_tags']}" if ctx.get("expected_tags") else "")
+
+
+# pydantic's error types, as what is said of the field ("'count' must be a whole number").
+_PHRASES = {
+    "string_type": _phrase("must be a string"),
+    "bool_type": _phrase("must be true or false"),
+    "bool_parsing": _phrase("must be true or false"),
+    "int_type": _phrase("must be a whole number"),
+    "int_parsing": _phrase("must be a whole number"),
+    "int_from_float": _phrase("must be a whole number"),
+    "float_type": _phrase("must be a number"),
+    "float_parsing": _phrase("must be a number"),
+    "list_type": _phrase("must be a list"),
+    "dict_type": _phrase("must be an object"),
+    "model_type": _phrase("must be an object"),
+    "model_attributes_type": _phrase("must be an object"),
+    "none_required": _phrase("must be null"),
+    "string_too_short": _phrase("must not be empty"),
+    "literal_error": lambda ctx: f"must be one of {ctx.get('expected', '')}".strip(),
+    "enum": lambda ctx: f"must be one of {ctx.get('expected', '')}".strip(),
+    "union_tag_invalid": _tagged,
+    "union_tag_not_found": _tagged,
+    "string_too_long": lambda ctx: f"must be {ctx.get('max_length'):,} characters or fewer",
+    "too_long": lambda ctx: f"must have at most {ctx.get('max_length'):,} items",
+    "too_short": lambda ctx: (
+        f"must have at least {ctx.get('min_length'):,} item" + ("" if ctx.get("min_length") == 1 else "s")
+    ),
+    "greater_than_equal": _bound("at least"),
+    "greater_than": _bound("more than"),
+    "less_than_equal": _bound("at most"),
+    "less_than": _bound("less than"),
 }
+# Our own validators' sentences, as written (pydantic puts these prefixes before them).
+_PREFIXES = {"value_error": "Value error, ", "assertion_error": "Assertion failed, "}
 
 
 def _sentences(error: dict, path: str) -> tuple[str, str]:
@@ -107,36 +140,8 @@ def _sentences(error: dict, path: str) -> tuple[str, str]:
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind == "missing":
         return "Required", f"'{path}' is required"
-    if kind in _TYPES:
-        return _TYPES[kind].capitalize(), f"'{path}' {_TYPES[kind]}"
-    if kind in ("literal_error", "enum"):
-        phrase = f"must be one of {ctx.get('expected', '')}".strip()
-        return phrase.capitalize(), f"'{path}' {phrase}"
-    if kind in ("union_tag_invalid", "union_tag_not_found"):  # only an invalid tag's error lists the tags
-        phrase = f"needs a {ctx.get('discriminator', 'type').strip(chr(39))}"
-        if ctx.get("expected_tags"):
-            phrase += f": one of {ctx['expected_tags']}"
-        return phrase.capitalize(), f"'{path}' {phrase}"
-    if kind == "string_too_long":
-        phrase = f"must be {ctx.get('max_length'):,} characters or fewer"
-        return phrase.capitalize(), f"'{path}' {phrase}"
-    if kind == "string_too_short":
-        return "Must not be empty", f"'{path}' must not be empty"
-    if kind == "too_long":
-        phrase = f"must have at most {ctx.get('max_length'):,} items"
-        return phrase.capitalize(), f"'{path}' {phrase}"
-    if kind == "too_short":
-        phrase = f"must have at least {ctx.get('min_length'):,} item" + ("" if ctx.get("min_length") == 1 else "s")
-        return phrase.capitalize(), f"'{path}' {phrase}"
-    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        words = {"greater_than_equal": "at least", "greater_than": "more than", "less_than_equal": "at most",
-                 "less_than": "less than"}[kind]
-        bound = next(iter(ctx.values()), "")
-        phrase = f"must be {words} {bound}"
-        return phrase.capitalize(), f"'{path}' {phrase}"
-    message = str(error["msg"])
-    if kind == "value_error":  # our own validators' sentences, as written
-        message = message.removeprefix("Value error, ")
-    elif kind == "assertion_error":
-        message = message.removeprefix("Assertion failed, ")
+    if kind in _PHRASES:
+        phrase = _PHRASES[kind](ctx)
+        return phrase[0].upper() + phrase[1:], f"'{path}' {phrase}"
+    message = str(error["msg"]).removeprefix(_PREFIXES.get(kind, ""))
     return message, f"{path}: {message}" if path else message

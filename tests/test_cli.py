@@ -51,3 +51,13 @@ def test_init_is_idempotent(test_env, db):
         assert result.exit_code == 0, result.output
     with db.transaction() as s:
         assert len(s.scalars(select(Topic)).all()) == 5
+
+
+def test_openapi_prints_the_description_the_site_serves(test_env, client):
+    import json
+
+    result = CliRunner().invoke(main, ["openapi"], env=test_env)
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    served = client.get("/api/v1/openapi.json").get_json()
+    assert printed["paths"] == served["paths"] and printed["components"] == served["components"]

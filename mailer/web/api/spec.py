@@ -154,38 +154,24 @@ def described(view) -> Operation | None:
 # --- the document ------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Route:
+    path: str
+    method: str
+    op: Operation
+    parameters: list[dict]
+    role: str | None  # the token role the route needs (None: no token)
+
+
 def openapi_document(app: Flask | None = None, base_url: str | None = None) -> dict:
     """The OpenAPI 3.1 description of every route under /api/v1, from the routes and their `@operation`s."""
     app = app or current_app
     base_url = base_url if base_url is not None else app.extensions["mailer"].settings.base_url
-    operations: list[tuple[str, str, Operation, list[dict]]] = []
-    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        if not rule.rule.startswith(API_PREFIX + "/"):
-            continue
-        view = app.view_functions[rule.endpoint]
-        op = described(view)
-        if op is None:
-            raise LookupError(f"{rule.endpoint} ({rule.rule}) has no @operation: every API route must be described")
-        for path, parameters in _paths(rule):
-            for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-                operations.append((path, method.lower(), op, parameters + [_role(view)]))
-
-    models: dict[tuple[type[BaseModel], str], None] = {(Error, "serialization"): None}
-    for _path, _method, op, _params in operations:
-        if isinstance(op.body, type):
-            models[(op.body, "validation")] = None
-        for answer in op.responses.values():
-            if (model := _model_of(answer)) is not None:
-                models[(model, "serialization")] = None
-    refs, schema = models_json_schema(list(models), ref_template="#/components/schemas/{model}")
-    components = schema.get("$defs", {})
-
-    def ref(model, mode):
-        return refs[(model, mode)]
-
+    routes = _routes(app)
+    refs, schema = models_json_schema(_models(routes), ref_template="#/components/schemas/{model}")
     paths: dict[str, dict] = {}
-    for path, method, op, parameters in operations:
-        paths.setdefault(path, {})[method] = _operation_object(op, parameters, ref)
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method] = _operation_object(route, lambda m, mode: refs[(m, mode)])
     return {
         "openapi": "3.1.0",
         "info": {
@@ -200,10 +186,41 @@ def openapi_document(app: Flask | None = None, base_url: str | None = None) -> d
         "security": [{"bearer": []}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": components,
+            "schemas": schema.get("$defs", {}),
         },
         "paths": paths,
     }
+
+
+def _routes(app: Flask) -> list[_Route]:
+    """Every API route as OpenAPI paths and methods; LookupError for a route without its @operation."""
+    routes = []
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if not rule.rule.startswith(API_PREFIX + "/"):
+            continue
+        view = app.view_functions[rule.endpoint]
+        op = described(view)
+        if op is None:
+            raise LookupError(f"{rule.endpoint} ({rule.rule}) has no @operation: every API route must be described")
+        role = getattr(view, "__token_role__", None)
+        for path, parameters in _paths(rule):
+            routes += [
+                _Route(path, m.lower(), op, parameters, role) for m in sorted(rule.methods - {"HEAD", "OPTIONS"})
+            ]
+    return routes
+
+
+def _models(routes: list[_Route]) -> list[tuple[type[BaseModel], str]]:
+    """The models the document refers to, each with the mode it is read in (a body: as validated; an answer:
+    as serialised)."""
+    models: dict[tuple[type[BaseModel], str], None] = {(Error, "serialization"): None}
+    for route in routes:
+        if isinstance(route.op.body, type):
+            models[(route.op.body, "validation")] = None
+        for answer in route.op.responses.values():
+            if (model := _model_of(answer)) is not None:
+                models[(model, "serialization")] = None
+    return list(models)
 
 
 def api_description(base_url: str) -> dict:
@@ -257,55 +274,66 @@ def _content(answer, ref, mode: str) -> dict:
     return {"content": {JSON: {"schema": ref(answer, mode)}}}
 
 
-def _role(view) -> dict:
-    return {"role": getattr(view, "__token_role__", None)}
-
-
-def _operation_object(op: Operation, parameters: list[dict], ref) -> dict:
-    role = next((p["role"] for p in parameters if "role" in p), None)
-    parameters = [p for p in parameters if "role" not in p]
+def _operation_object(route: _Route, ref) -> dict:
+    op = route.op
     out: dict[str, Any] = {"summary": op.summary}
-    if role is not None:
-        out["x-role"] = role
+    if route.role is not None:
+        out["x-role"] = route.role
     if op.description:
         out["description"] = op.description
     if op.public:
         out["security"] = []
-    parameters = list(parameters)
-    if op.query is not None:
-        schema = op.query.model_json_schema()
-        required = set(schema.get("required", []))
-        for name, prop in schema.get("properties", {}).items():
-            prop = {k: v for k, v in prop.items() if k != "title"}
-            parameters.append(
-                {"name": name, "in": "query", "required": name in required, "schema": prop}
-                | ({"description": prop["description"]} if "description" in prop else {})
-            )
+    parameters = route.parameters + _query_parameters(op.query)
     if parameters:
         out["parameters"] = parameters
     if op.body is not None:
         out["requestBody"] = {"required": True, **_content(op.body, ref, "validation")}
+    out["responses"] = _answers(op, ref) | _refusals(op, route.role, ref)
+    return out
+
+
+def _query_parameters(query: type[Query] | None) -> list[dict]:
+    if query is None:
+        return []
+    schema = query.model_json_schema()
+    required = set(schema.get("required", []))
+    parameters = []
+    for name, prop in schema.get("properties", {}).items():
+        prop = {k: v for k, v in prop.items() if k != "title"}
+        parameter = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if "description" in prop:
+            parameter["description"] = prop["description"]
+        parameters.append(parameter)
+    return parameters
+
+
+def _answers(op: Operation, ref) -> dict[str, dict]:
     responses: dict[str, dict] = {}
     for status, answer in sorted(op.responses.items()):
         entry: dict[str, Any] = {"description": _describe(answer, status)}
         if answer is not None:
             entry |= _content(answer, ref, "serialization")
         if status in op.headers:
-            entry["headers"] = {name: {"description": text, "schema": {"type": "string"}}
-                                for name, text in op.headers[status].items()}
+            entry["headers"] = {
+                name: {"description": text, "schema": {"type": "string"}} for name, text in op.headers[status].items()
+            }
         responses[str(status)] = entry
+    return responses
+
+
+def _refusals(op: Operation, role: str | None, ref) -> dict[str, dict]:
     refusals = set(op.errors)
     if not op.public:
         refusals |= {401, 429}
     if role not in (None, "editor"):  # the weakest role's tokens are refused
         refusals.add(403)
+    responses = {}
     for status in sorted(refusals):
         entry = {"description": ERRORS[status], **_content(Error, ref, "serialization")}
         if status == 429:
             entry["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
         responses[str(status)] = entry
-    out["responses"] = responses
-    return out
+    return responses
 
 
 def _describe(answer, status: int) -> str:
