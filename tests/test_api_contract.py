@@ -296,7 +296,7 @@ def test_every_operation_of_the_api_is_described(contract_app):
     described = {(label.split(" ", 1)[0], label.split(" ", 1)[1]) for label, _op in OPERATIONS}
     routes = set()
     for rule in contract_app.url_map.iter_rules():
-        if not rule.rule.startswith("/api/v1/") or rule.endpoint == "api.openapi":
+        if not rule.rule.startswith("/api/v1/"):
             continue
         path = rule.rule.removeprefix("/api/v1")
         actions = ["pause", "resume", "cancel"] if "<any(" in path else [None]
