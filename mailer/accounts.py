@@ -206,6 +206,11 @@ def _new_account(session: Session, member: NewMember) -> AdminUser:
     return user
 
 
+def member(session: Session, user_id: int) -> AdminUser | None:
+    """The team member with this id, if any."""
+    return session.get(AdminUser, user_id)
+
+
 def list_members(session: Session) -> list[AdminUser]:
     """The team's accounts, by address."""
     return list(session.scalars(select(AdminUser).order_by(AdminUser.email)))

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -137,6 +137,15 @@ class Database:
                 "could bring them back. Set EMAIL_HASH_KEY to the key used before (in development it is in "
                 "var/email_hash_key), or start from an empty database."
             )
+
+    def ping(self) -> str:
+        """"ok" if the database answers a trivial query, otherwise the kind of error (the health check)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # report, do not raise: the caller says what is down
+            return f"error: {exc.__class__.__name__}"
+        return "ok"
 
     def dispose(self) -> None:
         self.engine.dispose()

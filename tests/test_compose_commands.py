@@ -5,7 +5,6 @@ when it fails. And the compose room's views run no queries of their own: they ca
 from __future__ import annotations
 
 import io
-import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -328,21 +327,4 @@ def test_every_compose_command_of_the_cli_writes_its_audit_row(test_env, db, que
     assert refused.exit_code != 0 and "Only a sending issue can be paused" in refused.output
 
 
-# --- views ask the room -----------------------------------------------------------------------------------------
-
-COMPOSE_VIEWS = [
-    "mailer/web/api/issues.py",
-    "mailer/web/api/content.py",
-    "mailer/web/admin/__init__.py",
-    "mailer/web/admin/composer.py",
-    "mailer/web/admin/updates.py",
-    "mailer/web/admin/recipients.py",
-]
-QUERY = re.compile(r"\bselect\(|from sqlalchemy|session\(\)\.get\(|session\.get\(|\.scalars?\(|\.execute\(|\.query\(")
-
-
-@pytest.mark.parametrize("path", COMPOSE_VIEWS)
-def test_the_compose_views_run_no_queries_of_their_own(path):
-    source = (ROOT / path).read_text()
-    found = [line.strip() for line in source.splitlines() if QUERY.search(line)]
-    assert not found, f"{path} queries the database itself: name a read function in mailer/compose instead"
+# That no view queries the database itself is tests/test_layers.py's (every module of mailer/web).

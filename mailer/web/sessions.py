@@ -15,7 +15,15 @@ from flask import g
 from flask import session as cookie
 from flask_login import login_user, logout_user
 
-from ..accounts import SESSION_TOUCH_EVERY, end_session, find_session, session_state, sign_out, touch_session
+from ..accounts import (
+    SESSION_TOUCH_EVERY,
+    end_session,
+    find_session,
+    member,
+    session_state,
+    sign_out,
+    touch_session,
+)
 from ..models import AdminUser, utcnow
 from .context import db_session, runtime_of_app
 
@@ -56,7 +64,7 @@ def load_user(user_id: str) -> AdminUser | None:
             with runtime_of_app().db.transaction() as session:
                 end_session(session, row.id, state)
         return None
-    user = reads.get(AdminUser, row.user_id)
+    user = member(reads, row.user_id)
     if user is None or not user.active:  # a deactivated account is signed out
         return None
     if utcnow() - row.last_seen_at >= SESSION_TOUCH_EVERY:

@@ -10,7 +10,7 @@ models (`mailer.inputs.parse`, so the errors are the same sentences and field pa
 hands the view `body=` / `query=`. `openapi_document(app)` walks the app's routes and writes the OpenAPI 3.1
 description from those models (pydantic's JSON Schema) and the routes' own converters: nothing in it is
 written by hand, so it cannot drift from what the server checks. tests/test_api_contract.py holds the server
-to it with schemathesis, and tests/test_api_description.py checks that every route is described.
+to it with schemathesis, and tests/test_api.py checks that every route is described.
 
 Hand-rolled rather than spectree or flask-openapi3: both answer a bad body with their own 422 list of pydantic
 errors, where this API has always said 400 `{"error": sentence, "fields": {path: sentence}}`, and the same
