@@ -1,4 +1,7 @@
-"""Celery tasks: adapters that read their arguments, call the room that does the work, and enqueue what follows.
+"""Celery tasks: adapters that read their arguments and call the room that does the work. A task that acts for
+the team or the public (a queued request, beat's schedule, a digest run) calls the room's command, as the admin,
+the API and the CLI do, and the command registers what follows with the unit of work (`after_commit`): queued
+once it commits, never if it rolls back. The delivery engine's own steps (plan, batch, sweep) chain themselves.
 
 Queues: `transactional` (confirmations, test sends) has its own worker slots and never waits behind
 `bulk` (issue batches, planning, the sweeper). Delivery is at-least-once: acks late, a task whose
@@ -16,12 +19,12 @@ from celery.schedules import crontab
 from celery.signals import worker_process_init
 from sqlalchemy.exc import OperationalError
 
+from .audience import commands as audience_commands
 from .audience import importer, retention
 from .audience import requests as public_requests
 from .audience.confirmation import confirmation_mail, latest_request_id, manage_link_mail, mark_confirmation_sent
 from .audience.suppression import suppress
 from .compose import digests
-from .compose.issues import start_due
 from .compose.mail import recipient_fields, send_tests, sent_message
 from .compose.recipients import plan_send, still_wanted
 from .config import Settings
@@ -29,6 +32,7 @@ from .delivery import dispatch
 from .delivery.rate import SendRate
 from .delivery.sender import send_batch as send_batch_service
 from .errors import NotFound
+from .inputs import parse
 from .models import Issue
 from .runtime import runtime, set_runtime
 from .transports import PermanentFailure, TemporaryFailure, smtp_transport_for
@@ -152,18 +156,10 @@ def act_on_request(request_id: int) -> str:
 
 def _act_on_request(request_id: int) -> str:
     rt = runtime()
-    with rt.db.transaction() as session:
-        followup = public_requests.act_on(
-            session, request_id, public_requests.manage_link_allowance(rt.settings.redis_url)
-        )
-    if followup is None:
-        return "already done"
-    # After the commit. A confirmation whose task is lost is resent by the sweeper (confirm_requested_at).
-    if followup.confirmation:
-        enqueue(send_confirmation, followup.confirmation)
-    if followup.manage_link:
-        enqueue(send_manage_link, followup.manage_link)
-    return "done"
+    allowance = public_requests.manage_link_allowance(rt.settings.redis_url)
+    with rt.db.transaction() as session:  # its mail is queued once this commits
+        followup = audience_commands.act_on_request(session, request_id, allowance)
+    return "already done" if followup is None else "done"
 
 
 @shared_task(name="mailer.send_confirmation", bind=True, max_retries=8)
@@ -308,10 +304,10 @@ def sweep() -> dict:
 
 def _start_scheduled(rt) -> dict:
     # Scheduled issues whose time has come: started once however many beats fire (compare-and-set).
-    with rt.db.transaction() as session:
-        started = start_due(session, settings=rt.settings)
-    for issue_id in started:
-        enqueue(plan_issue, issue_id)
+    from .compose import commands  # the compose room's commands queue these tasks: looked up once both exist
+
+    with rt.db.transaction() as session:  # their planning is queued once this commits
+        started = commands.start_scheduled(session, rt.settings)
     return {"started": started}
 
 
@@ -398,11 +394,14 @@ def retention_job() -> dict:
 @shared_task(name="mailer.run_digest", **RETRY_DB)
 def run_digest_task(frequency: str, at: str | None = None) -> dict:
     """Beat's weekly and monthly digest (or one asked for): plan the run, then send its emails."""
+    from .compose import commands  # the compose room's commands queue these tasks: looked up once both exist
+    from .compose.inputs import DigestRunInput
+
     rt = runtime()
     moment = datetime.fromisoformat(at) if at else None
-    report = digests.run_digest(rt.db, frequency, moment, settings=rt.settings)
-    for issue_id in report.emails:
-        enqueue(plan_issue, issue_id)
+    # No actor: a requested run was recorded (digest.request) when it was asked for; beat's is recorded as digest.run.
+    data = parse(DigestRunInput, {"frequency": frequency})
+    report, _unsent = commands.run_digest(rt.db, data, None, rt.settings, moment)  # the sweeper plans any unsent
     return report.as_dict()
 
 

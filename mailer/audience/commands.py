@@ -14,6 +14,7 @@ The import's second half, reading the stored file into subscribers, is `importer
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import IO
 
 from sqlalchemy.exc import IntegrityError
@@ -90,6 +91,20 @@ def request_manage_link(session: Session, data: ManageLinkRequest) -> int:
     request_id = requests.queue_manage_link(session, data)
     _later(session, "act_on_request", request_id)
     return request_id
+
+
+def act_on_request(
+    session: Session, request_id: int, may_send_manage_link: Callable[[str], bool]
+) -> requests.Followup | None:
+    """What the `mailer.act_on_request` task (and the sweeper, for one whose task was lost) does with a queued
+    sign-up or "email me my link": look the address up, record what is due, and queue its mail once this unit of
+    work commits (a confirmation whose task is lost is resent by the sweeper). None if it was already acted on."""
+    followup = requests.act_on(session, request_id, may_send_manage_link)
+    if followup is not None and followup.confirmation:
+        _later(session, "send_confirmation", followup.confirmation)
+    if followup is not None and followup.manage_link:
+        _later(session, "send_manage_link", followup.manage_link)
+    return followup
 
 
 def confirm(session: Session, link: ConfirmLink, *, ip_hash: str | None = None) -> subscriptions.ConfirmOutcome:

@@ -2,7 +2,8 @@
 
 A command takes its input already checked by its model (compose/inputs.py), checks what needs the database,
 writes, records its audit row (mailer/audit.py) and registers the tasks that follow with the unit of work
-(`after_commit`: they are enqueued once it commits, never if it rolls back). The adapter opens the unit of work,
+(`after_commit`: they are enqueued once it commits, never if it rolls back; request_digest alone hands its task over
+first, see there). The adapter (an admin view, an API route, a CLI command, a Celery task) opens the unit of work,
 calls one command and shows what it returns:
 
     with db.transaction() as session:
@@ -143,32 +144,63 @@ def publish_update(session: Session, update_id: int, actor: Actor, settings: Set
 class DigestRequest:
     frequency: str
     period: str
-    queued: bool | None = None  # once the unit of work has committed: whether a worker has it
+    queued: bool = False  # whether the queue took it: a worker will run it
 
 
 def request_digest(session: Session, data: DigestRunInput, actor: Actor) -> DigestRequest:
     """Have a worker run this period's digest (a long run must not hang on a web request); running it again in the
-    same period sends nothing more. `queued` says, after the commit, whether the queue took it. Audit:
-    digest.request."""
+    same period sends nothing more. `queued` says whether the queue took it; the adapter tells the person when it
+    did not. Audit: digest.request, only when it was queued.
+
+    The one command that hands its task over before the commit, not after: the task reads nothing this unit of
+    work writes (it is given only the frequency), so it need not wait for it, and waiting would leave the audit row
+    written before anyone knew whether the queue answered: a row for work nothing picked up, another on every try
+    again. Recorded only once the task is queued, the log says what happened. (Should the unit then roll back, the
+    run still goes ahead and is recorded as digest.run; running a period again sends nothing more.)"""
     request = DigestRequest(data.frequency, digests.period_of(data.frequency, utcnow()))
-    audit.record(session, actor, "digest.request", None, frequency=request.frequency, period=request.period)
-    after_commit(session, _hand_to_a_worker, request)
+    request.queued = enqueue(run_digest_task, request.frequency)
+    if request.queued:
+        audit.record(session, actor, "digest.request", None, frequency=request.frequency, period=request.period)
     return request
 
 
-def _hand_to_a_worker(request: DigestRequest) -> None:
-    request.queued = enqueue(run_digest_task, request.frequency)
-
-
 def run_digest(
-    db: Database, data: DigestRunInput, actor: Actor, settings: Settings, at: datetime | None = None
+    db: Database, data: DigestRunInput, actor: Actor | None, settings: Settings, at: datetime | None = None
 ) -> tuple[digests.RunReport, list[int]]:
-    """Run the digest for the period containing `at` (default now) in this process, then enqueue its emails'
-    planning: the report, and the emails the queue did not take (the sweeper sends them when it answers).
-    The run commits as it goes, chunk by chunk, so this takes the database, not a session. Audit:
-    digest.request (and digest.run, by the system, the first time the period is run)."""
-    with db.transaction() as session:
-        period = digests.period_of(data.frequency, at or utcnow())
-        audit.record(session, actor, "digest.request", None, frequency=data.frequency, period=period)
-    report = digests.run_digest(db, data.frequency, at, settings=settings)
-    return report, [issue_id for issue_id in report.emails if not enqueue(plan_issue, issue_id)]
+    """Run the digest for the period containing `at` (default now) in this process: the report, and the emails the
+    queue did not take (the sweeper sends them when it answers). What the CLI and the `mailer.run_digest` task
+    (beat's, or one requested) call. The run commits as it goes, chunk by chunk, so this takes the database, not a
+    session; each email's planning is enqueued once the unit of work that starts the emails has committed, and
+    never if it rolls back. Audit: digest.request when an actor asked here (the CLI; the task's run was recorded
+    when it was requested, beat's needs no request), and digest.run, by the system, the first time the period is
+    run."""
+    if actor is not None:
+        with db.transaction() as session:
+            period = digests.period_of(data.frequency, at or utcnow())
+            audit.record(session, actor, "digest.request", None, frequency=data.frequency, period=period)
+    unsent: list[int] = []
+
+    def plan_once_committed(session: Session, report: digests.RunReport) -> None:
+        for issue_id in report.emails:
+            after_commit(session, _plan_digest_email, issue_id, unsent)
+
+    report = digests.run_digest(db, data.frequency, at, settings=settings, then=plan_once_committed)
+    return report, unsent
+
+
+def _plan_digest_email(issue_id: int, unsent: list[int]) -> None:
+    if not enqueue(plan_issue, issue_id):
+        unsent.append(issue_id)
+
+
+# --- beat's schedule ---------------------------------------------------------------------------------------------
+
+
+def start_scheduled(session: Session, settings: Settings | None) -> list[int]:
+    """Start the scheduled issues whose time has come (beat's sweep calls this every 30 s; each is started once
+    however many beats fire); each one's planning is enqueued once this unit of work commits. Returns their ids.
+    Audit: issue.send by the system for each, issue.not_sent for one that can no longer go."""
+    started = issues.start_due(session, settings=settings)
+    for issue_id in started:
+        after_commit(session, enqueue, plan_issue, issue_id)
+    return started

@@ -11,6 +11,7 @@ their subscription) up to the run's cutoff, in the topics they chose at this fre
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -101,11 +102,19 @@ def _run(session: Session, frequency: str, at: datetime) -> DigestRun:
     return run
 
 
-def run_digest(db: Database, frequency: str, at: datetime | None = None, settings: Settings | None = None) -> RunReport:
+def run_digest(
+    db: Database,
+    frequency: str,
+    at: datetime | None = None,
+    settings: Settings | None = None,
+    then: Callable[[Session, RunReport], None] | None = None,
+) -> RunReport:
     """Plan the digest for the period containing `at` (default now). Safe to call any number of times.
 
     Each email's content is frozen as it starts sending (and, given the settings, rendered: once per distinct
-    content, never again by the workers), so someone placed on it later gets the same mail."""
+    content, never again by the workers), so someone placed on it later gets the same mail. `then(session,
+    report)` is called inside the unit of work that starts the emails, once `report.emails` is known: the compose
+    command registers their planning there (`after_commit`), so it goes with that commit. Nothing here enqueues."""
     at = at or utcnow()
     period_of(frequency, at)  # validates the frequency
     with db.transaction() as session:
@@ -157,6 +166,8 @@ def run_digest(db: Database, frequency: str, at: datetime | None = None, setting
             audit.record(
                 session, SYSTEM, "digest.run", None, frequency=frequency, period=run.period, people=run.subscribers
             )
+        if then is not None:
+            then(session, report)
     return report
 
 

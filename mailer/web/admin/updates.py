@@ -146,9 +146,17 @@ def run_digest_now():
     except InvalidInput:
         abort(400, "Choose the weekly or the monthly digest.")
     with runtime_of_app().db.transaction() as session:
-        frequency = commands.request_digest(session, data, _actor()).frequency
-    flash(
-        f"The {frequency} digest for this {('week' if frequency == 'weekly' else 'month')} is being sent to everyone "
-        "with news. Running it again in the same period sends nothing more."
-    )
+        asked = commands.request_digest(session, data, _actor())
+    period = "week" if asked.frequency == "weekly" else "month"
+    if not asked.queued:
+        flash(
+            f"The {asked.frequency} digest was not started: the queue is not answering. Nothing has been sent; try "
+            "again in a few minutes, and tell the support team if it keeps happening.",
+            "error",
+        )
+    else:
+        flash(
+            f"The {asked.frequency} digest for this {period} is being sent to everyone with news. Running it again "
+            "in the same period sends nothing more."
+        )
     return redirect(url_for("admin.updates"), code=303)
