@@ -97,65 +97,24 @@ def _dev_secret(var_dir: Path, name: str = "secret_key") -> str:
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
-    """Build Settings from `env` (default: the process environment after reading `.env`)."""
+    """Build Settings from `env` (default: the process environment after reading `.env`).
+
+    Each concern has its own reader below; they are called in this order, so of two bad settings the first
+    read is the one reported.
+    """
     if env is None:
         load_dotenv(ROOT / ".env", override=False)
         env = dict(os.environ)
 
     var_dir = Path(env.get("VAR_DIR") or ROOT / "var")
     production = env.get("MAILER_ENV", "development").lower() == "production"
-    try:
-        port = int(env.get("PORT") or 5000)
-    except ValueError as exc:
-        raise ConfigError(f"PORT must be a number, got {env.get('PORT')!r}") from exc
-
-    database_url = env.get("DATABASE_URL") or f"sqlite:///{var_dir / 'mailer.db'}"
-    if database_url.startswith("postgres://"):
-        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgres://")
-    elif database_url.startswith("postgresql://"):
-        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
-
-    redis_url = env.get("REDIS_URL") or ""
-    smtp_url = env.get("SMTP_URL") or ""
-    embedded_redis = not redis_url
-    embedded_smtp = not smtp_url
-    if embedded_redis:
-        redis_url = f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
-    if embedded_smtp:
-        smtp_url = f"smtp://127.0.0.1:{EMBEDDED_SMTP_PORT}"
-    if urlsplit(smtp_url).scheme not in {"smtp", "smtps"}:
-        raise ConfigError(f"SMTP_URL must start with smtp:// or smtps://, got {smtp_url!r}")
-
-    secret_key = env.get("SECRET_KEY") or ""
-    if not secret_key:
-        if production:
-            raise ConfigError("SECRET_KEY must be set when MAILER_ENV=production")
-        secret_key = _dev_secret(var_dir)
-
-    email_hash_key = env.get("EMAIL_HASH_KEY") or ""
-    if not email_hash_key:
-        if production:
-            raise ConfigError(
-                "EMAIL_HASH_KEY must be set when MAILER_ENV=production: a random secret of 32 or more characters "
-                "(python3 -c 'import secrets; print(secrets.token_urlsafe(48))'), kept for good and never changed"
-            )
-        email_hash_key = _dev_secret(var_dir, "email_hash_key")
-    elif len(email_hash_key) < 32:
-        raise ConfigError("EMAIL_HASH_KEY must be at least 32 characters: generate a random one")
-
-    base_url = (env.get("BASE_URL") or f"http://127.0.0.1:{port}").rstrip("/")
-    if urlsplit(base_url).scheme not in {"http", "https"}:
-        raise ConfigError(f"BASE_URL must be an http(s) URL, got {base_url!r}")
-
-    def positive_int(name: str, default: int) -> int:
-        raw = env.get(name)
-        try:
-            value = int(raw) if raw else default
-        except ValueError as exc:
-            raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
-        if value <= 0:
-            raise ConfigError(f"{name} must be above zero, got {value}")
-        return value
+    port = _port(env)
+    database_url = _database_url(env, var_dir)
+    redis_url, embedded_redis = _redis_url(env)
+    smtp_url, embedded_smtp = _smtp_url(env)
+    secret_key = _secret_key(env, var_dir, production)
+    email_hash_key = _email_hash_key(env, var_dir, production)
+    base_url = _base_url(env, port)
 
     return Settings(
         database_url=database_url,
@@ -173,19 +132,89 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         mailcatcher_dir=(var_dir / "mailcatcher") if embedded_smtp else None,
         organisation=env.get("ORGANISATION") or Settings.organisation,
         contact_email=env.get("CONTACT_EMAIL") or Settings.contact_email,
-        batch_size=positive_int("BATCH_SIZE", 500),
-        lease_seconds=positive_int("LEASE_SECONDS", 300),
-        secret_key_fallbacks=tuple(k.strip() for k in (env.get("SECRET_KEY_FALLBACKS") or "").split(",") if k.strip()),
+        batch_size=_positive_int(env, "BATCH_SIZE", 500),
+        lease_seconds=_positive_int(env, "LEASE_SECONDS", 300),
+        secret_key_fallbacks=_secret_key_fallbacks(env),
         email_hash_key=email_hash_key,
         trusted_proxies=_whole_number(env, "TRUSTED_PROXIES", 0),
         send_rate=_rate(env),
-        stall_seconds=positive_int("STALL_SECONDS", 90),
-        unconfirmed_days=positive_int("UNCONFIRMED_DAYS", 7),
+        stall_seconds=_positive_int(env, "STALL_SECONDS", 90),
+        unconfirmed_days=_positive_int(env, "UNCONFIRMED_DAYS", 7),
         approval_by_another=_flag(env, "APPROVAL_BY_ANOTHER"),
         **_digest_schedule(env),
-        anonymise_after_days=positive_int("ANONYMISE_AFTER_DAYS", 730),
-        session_idle_minutes=positive_int("SESSION_IDLE_MINUTES", 30),
+        anonymise_after_days=_positive_int(env, "ANONYMISE_AFTER_DAYS", 730),
+        session_idle_minutes=_positive_int(env, "SESSION_IDLE_MINUTES", 30),
     )
+
+
+def _port(env: dict[str, str]) -> int:
+    try:
+        return int(env.get("PORT") or 5000)
+    except ValueError as exc:
+        raise ConfigError(f"PORT must be a number, got {env.get('PORT')!r}") from exc
+
+
+def _database_url(env: dict[str, str], var_dir: Path) -> str:
+    """DATABASE_URL (default: a SQLite file in var/); Heroku-style postgres:// URLs are read with psycopg 3."""
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{var_dir / 'mailer.db'}"
+    for scheme in ("postgres://", "postgresql://"):
+        if database_url.startswith(scheme):
+            return "postgresql+psycopg://" + database_url.removeprefix(scheme)
+    return database_url
+
+
+def _redis_url(env: dict[str, str]) -> tuple[str, bool]:
+    """REDIS_URL, and whether it is the embedded redis-server `mailer run` starts (REDIS_URL not set)."""
+    redis_url = env.get("REDIS_URL") or ""
+    if not redis_url:
+        return f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0", True
+    return redis_url, False
+
+
+def _smtp_url(env: dict[str, str]) -> tuple[str, bool]:
+    """SMTP_URL, and whether it is the dev mail catcher `mailer run` starts (SMTP_URL not set)."""
+    smtp_url = env.get("SMTP_URL") or ""
+    embedded = not smtp_url
+    if embedded:
+        smtp_url = f"smtp://127.0.0.1:{EMBEDDED_SMTP_PORT}"
+    if urlsplit(smtp_url).scheme not in {"smtp", "smtps"}:
+        raise ConfigError(f"SMTP_URL must start with smtp:// or smtps://, got {smtp_url!r}")
+    return smtp_url, embedded
+
+
+def _secret_key(env: dict[str, str], var_dir: Path, production: bool) -> str:
+    secret_key = env.get("SECRET_KEY") or ""
+    if secret_key:
+        return secret_key
+    if production:
+        raise ConfigError("SECRET_KEY must be set when MAILER_ENV=production")
+    return _dev_secret(var_dir)
+
+
+def _email_hash_key(env: dict[str, str], var_dir: Path, production: bool) -> str:
+    email_hash_key = env.get("EMAIL_HASH_KEY") or ""
+    if not email_hash_key:
+        if production:
+            raise ConfigError(
+                "EMAIL_HASH_KEY must be set when MAILER_ENV=production: a random secret of 32 or more characters "
+                "(python3 -c 'import secrets; print(secrets.token_urlsafe(48))'), kept for good and never changed"
+            )
+        return _dev_secret(var_dir, "email_hash_key")
+    if len(email_hash_key) < 32:
+        raise ConfigError("EMAIL_HASH_KEY must be at least 32 characters: generate a random one")
+    return email_hash_key
+
+
+def _base_url(env: dict[str, str], port: int) -> str:
+    base_url = (env.get("BASE_URL") or f"http://127.0.0.1:{port}").rstrip("/")
+    if urlsplit(base_url).scheme not in {"http", "https"}:
+        raise ConfigError(f"BASE_URL must be an http(s) URL, got {base_url!r}")
+    return base_url
+
+
+def _secret_key_fallbacks(env: dict[str, str]) -> tuple[str, ...]:
+    """SECRET_KEY_FALLBACKS: old keys, comma-separated, still accepted when verifying links and sessions."""
+    return tuple(k.strip() for k in (env.get("SECRET_KEY_FALLBACKS") or "").split(",") if k.strip())
 
 
 def _mailbox(env: dict[str, str], name: str) -> str | None:
@@ -257,4 +286,15 @@ def _whole_number(env: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
     if value < 0:
         raise ConfigError(f"{name} cannot be negative, got {value}")
+    return value
+
+
+def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    try:
+        value = int(raw) if raw else default
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+    if value <= 0:
+        raise ConfigError(f"{name} must be above zero, got {value}")
     return value

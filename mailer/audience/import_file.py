@@ -78,9 +78,49 @@ def text_of(binary: IO[bytes], encoding: str) -> IO[str]:
     return io.TextIOWrapper(binary, encoding=encoding, errors="replace", newline="")
 
 
-# The csv module's states, for following a record too long to hand it (see _Records._skip_record).
-_START, _UNQUOTED, _QUOTED, _QUOTE_IN_QUOTED = range(4)
+# The csv module's states, for following a record too long to hand it (see _Records._skip_record), and
+# _ENDED: the record's line ended.
+_START, _UNQUOTED, _QUOTED, _QUOTE_IN_QUOTED, _ENDED = range(5)
 _UNQUOTED_STOP = re.compile(r',"|[\r\n]')  # in an unquoted cell: a quoted cell starting, or the line ending
+
+
+def _in_quoted(piece: str, i: int) -> tuple[int, int]:
+    """Inside a quoted cell: on to the next double quote (closing the cell, or the first of a doubled one)."""
+    i = piece.find('"', i)
+    return (_QUOTED, len(piece)) if i < 0 else (_QUOTE_IN_QUOTED, i + 1)
+
+
+def _between(piece: str, i: int) -> tuple[int, int]:
+    """At the start of a cell, or just after a quote in a quoted cell: one character decides what comes next."""
+    c = piece[i]
+    if c in "\r\n":
+        return _ENDED, i
+    if c == '"':
+        return _QUOTED, i + 1
+    if c == ",":
+        return _START, i + 1
+    return _UNQUOTED, i
+
+
+def _in_unquoted(piece: str, i: int) -> tuple[int, int]:
+    """Inside an unquoted cell (a quote in it is an ordinary character): on to a quoted cell or the line's end."""
+    found = _UNQUOTED_STOP.search(piece, i)
+    if found is None:
+        return (_START if piece.endswith(",") else _UNQUOTED), len(piece)
+    if found.group() != ',"':
+        return _ENDED, i
+    return _QUOTED, found.end()
+
+
+_STEPS = {_START: _between, _UNQUOTED: _in_unquoted, _QUOTED: _in_quoted, _QUOTE_IN_QUOTED: _between}
+
+
+def _state_after(piece: str, state: int) -> int:
+    """The csv state at the end of `piece`, read from `state`; _ENDED if the record ends in it."""
+    i, n = 0, len(piece)
+    while i < n and state != _ENDED:
+        state, i = _STEPS[state](piece, i)
+    return state
 
 
 class _Records:
@@ -123,32 +163,7 @@ class _Records:
 
     def _skip_record(self, piece: str, state: int) -> None:
         """Read on to the end of the record `piece` is part of, starting in `state`, keeping nothing."""
-        while piece:
-            i, n = 0, len(piece)
-            while i < n:
-                if state == _QUOTED:
-                    i = piece.find('"', i)
-                    if i < 0:
-                        break
-                    state, i = _QUOTE_IN_QUOTED, i + 1
-                elif state in (_START, _QUOTE_IN_QUOTED):
-                    c = piece[i]
-                    if c in "\r\n":
-                        return
-                    if c == '"':
-                        state, i = (_QUOTED, i + 1)
-                    elif c == ",":
-                        state, i = _START, i + 1
-                    else:
-                        state = _UNQUOTED
-                else:
-                    found = _UNQUOTED_STOP.search(piece, i)
-                    if found is None:
-                        state = _START if piece.endswith(",") else _UNQUOTED
-                        break
-                    if found.group() != ',"':
-                        return
-                    state, i = _QUOTED, found.end()
+        while piece and (state := _state_after(piece, state)) != _ENDED:
             piece = self._read()
 
     def __iter__(self) -> Iterator[tuple[list[str] | csv.Error, tuple[int, int] | None]]:

@@ -54,7 +54,7 @@ def send_batch(
     """Send the due rows of one id range of an issue; returns what happened to them."""
     report = BatchReport()
     token = ledger.new_claim_token()
-    date = format_datetime(utcnow())
+    send = _Send(message, recipient_fields, transport, throttle, format_datetime(utcnow()))
     while report.stopped is None:
         with db.transaction() as session:
             claims, skipped = ledger.claim_batch(
@@ -66,53 +66,91 @@ def send_batch(
                 continue  # a whole chunk of people who left since planning: carry on with the range
             break
         report.claimed += len(claims)
-
-        sent: list[int] = []
-        retries: list[tuple[ledger.Claimed, str]] = []
-        failures: list[tuple[ledger.Claimed, str, str]] = []
-        untried: list[ledger.Claimed] = []
-        for index, claim in enumerate(claims):
-            if throttle is not None and index % THROTTLE_STEP == 0:
-                try:
-                    throttle(min(THROTTLE_STEP, len(claims) - index))
-                except Exception as exc:  # the shared bucket lives in Redis; if it is gone, stop cleanly
-                    untried = claims[index:]
-                    report.stopped = f"send rate limiter unavailable: {exc}"
-                    break
-            fields = recipient_fields(claim)
-            fields["date"] = date
-            try:
-                data = message.fill(fields)
-            except UnsafeHeader as exc:  # an address stored before it could be checked: never retried
-                failures.append((claim, "failed", str(exc)))
-                continue
-            try:
-                transport.send(message.envelope_from, claim.email, data)
-            except TemporaryFailure as exc:
-                if exc.stage == "connect":
-                    # The server cannot be reached or refuses our login: nothing is known about these
-                    # recipients, so every untried row goes back without using up an attempt.
-                    untried = claims[index:]
-                    report.stopped = str(exc)
-                    break
-                retries.append((claim, str(exc)))
-            except PermanentFailure as exc:
-                bounce = exc.hard_bounce
-                failures.append((claim, "bounced" if bounce else "failed", str(exc)))
-                if bounce:
-                    report.hard_bounces.append(claim.subscriber_id)
-            else:
-                sent.append(claim.delivery_id)
-
-        with db.transaction() as session:
-            ledger.mark_sent(session, sent, token)
-            gave_up = ledger.mark_retry(session, retries, token)
-            ledger.mark_failed(session, failures, token)
-            ledger.release(session, untried, token, report.stopped or "")
-            ledger.touch_issue(session, issue_id)
-        report.sent += len(sent)
-        report.retried += len(retries) - gave_up
-        report.failed += gave_up + sum(1 for f in failures if f[1] == "failed")
-        report.bounced += sum(1 for f in failures if f[1] == "bounced")
-        report.given_back += len(untried)
+        _record(db, issue_id, token, send.chunk(claims), report)
     return report
+
+
+@dataclass
+class _Chunk:
+    """What became of one chunk of claimed rows, recorded together in one transaction."""
+
+    sent: list[int] = field(default_factory=list)  # delivery ids
+    retries: list[tuple[ledger.Claimed, str]] = field(default_factory=list)
+    failures: list[tuple[ledger.Claimed, str, str]] = field(default_factory=list)  # (claim, failed|bounced, why)
+    untried: list[ledger.Claimed] = field(default_factory=list)  # given back without using up an attempt
+    hard_bounces: list[int] = field(default_factory=list)  # subscriber ids
+    stopped: str | None = None  # why sending cannot go on, if it cannot
+
+
+@dataclass
+class _Send:
+    """Sending claimed rows one by one: fill in the recipient, hand to the transport, sort the outcome."""
+
+    message: CompiledMessage
+    recipient_fields: Callable[[ledger.Claimed], dict[str, str]]
+    transport: Transport
+    throttle: Callable[[int], object] | None
+    date: str
+
+    def chunk(self, claims: list[ledger.Claimed]) -> _Chunk:
+        """Try each row in turn; when sending cannot go on, the row it stopped at and the rest are untried."""
+        done = _Chunk()
+        for index, claim in enumerate(claims):
+            if self.throttle is not None and index % THROTTLE_STEP == 0:
+                done.stopped = self._reserve(min(THROTTLE_STEP, len(claims) - index))
+            if done.stopped is None:
+                done.stopped = self._one(claim, done)
+            if done.stopped is not None:
+                done.untried = claims[index:]
+                break
+        return done
+
+    def _reserve(self, count: int) -> str | None:
+        try:
+            self.throttle(count)
+        except Exception as exc:  # the shared bucket lives in Redis; if it is gone, stop cleanly
+            return f"send rate limiter unavailable: {exc}"
+        return None
+
+    def _one(self, claim: ledger.Claimed, done: _Chunk) -> str | None:
+        """Send to one row, noting the outcome in `done`; why sending must stop, if it must."""
+        fields = self.recipient_fields(claim)
+        fields["date"] = self.date
+        try:
+            data = self.message.fill(fields)
+        except UnsafeHeader as exc:  # an address stored before it could be checked: never retried
+            done.failures.append((claim, "failed", str(exc)))
+            return None
+        try:
+            self.transport.send(self.message.envelope_from, claim.email, data)
+        except TemporaryFailure as exc:
+            if exc.stage == "connect":
+                # The server cannot be reached or refuses our login: nothing is known about these
+                # recipients, so every untried row goes back without using up an attempt.
+                return str(exc)
+            done.retries.append((claim, str(exc)))
+        except PermanentFailure as exc:
+            bounce = exc.hard_bounce
+            done.failures.append((claim, "bounced" if bounce else "failed", str(exc)))
+            if bounce:
+                done.hard_bounces.append(claim.subscriber_id)
+        else:
+            done.sent.append(claim.delivery_id)
+        return None
+
+
+def _record(db: Database, issue_id: int, token: str, done: _Chunk, report: BatchReport) -> None:
+    """Write one chunk's outcomes (the rows still held by `token`) and add them to the report."""
+    report.stopped = done.stopped
+    report.hard_bounces.extend(done.hard_bounces)
+    with db.transaction() as session:
+        ledger.mark_sent(session, done.sent, token)
+        gave_up = ledger.mark_retry(session, done.retries, token)
+        ledger.mark_failed(session, done.failures, token)
+        ledger.release(session, done.untried, token, done.stopped or "")
+        ledger.touch_issue(session, issue_id)
+    report.sent += len(done.sent)
+    report.retried += len(done.retries) - gave_up
+    report.failed += gave_up + sum(1 for f in done.failures if f[1] == "failed")
+    report.bounced += sum(1 for f in done.failures if f[1] == "bounced")
+    report.given_back += len(done.untried)

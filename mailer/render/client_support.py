@@ -295,38 +295,57 @@ def _report(html: str) -> ClientSupport:
             reason="The data on what mail programs support (npm package caniemail) is not installed here: "
             "run make setup.",
         )
-    try:
-        day = date.fromisoformat(data.date[:10])
-        report = ClientSupport(checked=True, data_date=f"{day.day} {day:%B %Y}")
-    except ValueError:
-        report = ClientSupport(checked=True)
+    report = ClientSupport(checked=True, data_date=_data_date(data.date))
     for client, (family, platforms) in CLIENTS.items():
-        said: dict[str, ClientWarning] = {}
-        minor = []
-        for title in sorted(used):
-            feature = data.features[title]
-            found = {}
-            for platform in platforms:
-                stats = (feature.get("stats") or {}).get(family, {}).get(platform)
-                if stats:
-                    found[platform] = _support(stats)
-            lacking = {p: s for p, s in found.items() if s != "full"}
-            if not lacking:
-                continue
-            support = "none" if "none" in lacking.values() else "partial"
-            words = PLAIN_WORDS if support == "none" else PARTIAL_WORDS
-            if title in NO_VISIBLE_EFFECT or (support == "partial" and title not in words):
-                minor.append(title)
-                continue
-            where = ", ".join(PLATFORM_NAMES[p] for p in lacking if PLATFORM_NAMES[p]) if lacking != found else ""
-            text = words.get(title) or f"does not support {title}, which this email uses"
-            if text not in said:
-                said[text] = ClientWarning(title, support, where, text, feature.get("url") or "")
+        said, minor = _client_findings(data, used, family, platforms)
         if said:
             report.warnings[client] = sorted(said.values(), key=lambda w: (w.support != "none", w.feature))
         if minor:
             report.minor[client] = minor
     return report
+
+
+def _data_date(value: str) -> str:
+    """caniemail's date as "4 March 2025" ("" if it is not a date)."""
+    try:
+        day = date.fromisoformat(value[:10])
+    except ValueError:
+        return ""
+    return f"{day.day} {day:%B %Y}"
+
+
+def _client_findings(data, used: set[str], family: str, platforms) -> tuple[dict[str, ClientWarning], list[str]]:
+    """What one client (caniemail `family`, on its `platforms`) lacks of what the email uses: the warnings by
+    their words (titles said in the same words are told once), and the titles only partly supported to no known
+    visible effect."""
+    said: dict[str, ClientWarning] = {}
+    minor = []
+    for title in sorted(used):
+        feature = data.features[title]
+        found = _platform_support(feature, family, platforms)
+        lacking = {p: s for p, s in found.items() if s != "full"}
+        if not lacking:
+            continue
+        support = "none" if "none" in lacking.values() else "partial"
+        words = PLAIN_WORDS if support == "none" else PARTIAL_WORDS
+        if title in NO_VISIBLE_EFFECT or (support == "partial" and title not in words):
+            minor.append(title)
+            continue
+        where = ", ".join(PLATFORM_NAMES[p] for p in lacking if PLATFORM_NAMES[p]) if lacking != found else ""
+        text = words.get(title) or f"does not support {title}, which this email uses"
+        if text not in said:
+            said[text] = ClientWarning(title, support, where, text, feature.get("url") or "")
+    return said, minor
+
+
+def _platform_support(feature: dict, family: str, platforms) -> dict[str, str]:
+    """platform → "full", "partial" or "none", for the platforms caniemail has results for."""
+    found = {}
+    for platform in platforms:
+        stats = (feature.get("stats") or {}).get(family, {}).get(platform)
+        if stats:
+            found[platform] = _support(stats)
+    return found
 
 
 _cache: OrderedDict[str, ClientSupport] = OrderedDict()

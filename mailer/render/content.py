@@ -272,56 +272,99 @@ class _PlainText:
         self.table: list[list[str]] | None = None
 
     def render(self, tokens) -> str:
+        handlers = self.HANDLERS
         for i, tok in enumerate(tokens):
-            kind = tok.type
-            if kind in ("bullet_list_open", "ordered_list_open"):
-                if not (self.lists and self.lists[-1][2]):
-                    self.gap()
-                tight = next((t.hidden for t in tokens[i:] if t.type == "paragraph_open"), True)
-                self.lists.append([kind == "ordered_list_open", int(tok.attrGet("start") or 1), tight])
-            elif kind in ("bullet_list_close", "ordered_list_close"):
-                self.lists.pop()
-            elif kind == "list_item_open":
-                ordered, number, tight = self.lists[-1]
-                if not tight:
-                    self.gap()
-                self.marker = f"{number}. " if ordered else "* "
-                self.lists[-1][1] += 1
-                self.indents.append(len(self.marker))
-            elif kind == "list_item_close":
-                self.indents.pop()
-            elif kind == "blockquote_open":
-                self.gap()
-                self.quotes += 1
-            elif kind == "blockquote_close":
-                self.quotes -= 1
-            elif kind == "paragraph_open" and not tok.hidden and not self.marker:
-                self.gap()
-            elif kind == "heading_open":
-                self.gap()
-            elif kind == "inline" and self.table is not None:
-                self.table[-1].append(" ".join(_inline_text(tok).split()))
-            elif kind == "inline" and i and tokens[i - 1].type == "heading_open":
-                text = " ".join(_inline_text(tok).split())
-                self.write([text, ("=" if tokens[i - 1].tag in ("h1", "h2") else "-") * len(text)])
-            elif kind == "inline":
-                self.write(self.wrap(_inline_text(tok)))
-            elif kind in ("fence", "code_block"):
-                if not self.marker:
-                    self.gap()
-                self.write(["    " + line if line else "" for line in tok.content.rstrip("\n").split("\n")])
-            elif kind == "hr":
-                self.gap()
-                self.write(["-" * 20])
-            elif kind == "table_open":
-                self.gap()
-                self.table = []
-            elif kind == "tr_open":
-                self.table.append([])
-            elif kind == "table_close":
-                self.write_table(self.table)
-                self.table = None
+            handler = handlers.get(tok.type)
+            if handler is not None:
+                handler(self, tokens, i)
         return re.sub(r"\n{3,}", "\n\n", "\n".join(self.lines)).strip("\n") + "\n"
+
+    # One method per kind of token, each given every token and the index of its own: a list looks ahead to
+    # its first paragraph (is it tight?), a heading's text looks back at its heading_open (which level?).
+
+    def list_open(self, tokens, i: int) -> None:
+        if not (self.lists and self.lists[-1][2]):
+            self.gap()
+        tight = next((t.hidden for t in tokens[i:] if t.type == "paragraph_open"), True)
+        self.lists.append([tokens[i].type == "ordered_list_open", int(tokens[i].attrGet("start") or 1), tight])
+
+    def list_close(self, tokens, i: int) -> None:
+        self.lists.pop()
+
+    def list_item_open(self, tokens, i: int) -> None:
+        ordered, number, tight = self.lists[-1]
+        if not tight:
+            self.gap()
+        self.marker = f"{number}. " if ordered else "* "
+        self.lists[-1][1] += 1
+        self.indents.append(len(self.marker))
+
+    def list_item_close(self, tokens, i: int) -> None:
+        self.indents.pop()
+
+    def blockquote_open(self, tokens, i: int) -> None:
+        self.gap()
+        self.quotes += 1
+
+    def blockquote_close(self, tokens, i: int) -> None:
+        self.quotes -= 1
+
+    def paragraph_open(self, tokens, i: int) -> None:
+        if not tokens[i].hidden and not self.marker:
+            self.gap()
+
+    def heading_open(self, tokens, i: int) -> None:
+        self.gap()
+
+    def inline(self, tokens, i: int) -> None:
+        tok = tokens[i]
+        if self.table is not None:
+            self.table[-1].append(" ".join(_inline_text(tok).split()))
+        elif i and tokens[i - 1].type == "heading_open":
+            text = " ".join(_inline_text(tok).split())
+            self.write([text, ("=" if tokens[i - 1].tag in ("h1", "h2") else "-") * len(text)])
+        else:
+            self.write(self.wrap(_inline_text(tok)))
+
+    def code(self, tokens, i: int) -> None:
+        if not self.marker:
+            self.gap()
+        self.write(["    " + line if line else "" for line in tokens[i].content.rstrip("\n").split("\n")])
+
+    def hr(self, tokens, i: int) -> None:
+        self.gap()
+        self.write(["-" * 20])
+
+    def table_open(self, tokens, i: int) -> None:
+        self.gap()
+        self.table = []
+
+    def tr_open(self, tokens, i: int) -> None:
+        self.table.append([])
+
+    def table_close(self, tokens, i: int) -> None:
+        self.write_table(self.table)
+        self.table = None
+
+    HANDLERS = {
+        "bullet_list_open": list_open,
+        "ordered_list_open": list_open,
+        "bullet_list_close": list_close,
+        "ordered_list_close": list_close,
+        "list_item_open": list_item_open,
+        "list_item_close": list_item_close,
+        "blockquote_open": blockquote_open,
+        "blockquote_close": blockquote_close,
+        "paragraph_open": paragraph_open,
+        "heading_open": heading_open,
+        "inline": inline,
+        "fence": code,
+        "code_block": code,
+        "hr": hr,
+        "table_open": table_open,
+        "tr_open": tr_open,
+        "table_close": table_close,
+    }  # any other token (closing paragraphs and headings, cells, ...) writes nothing
 
     def prefix(self) -> str:
         return "> " * self.quotes
