@@ -214,10 +214,10 @@ def subscribers_import(query: ImportUpload):
     try:
         with db.transaction() as session:
             import_id = commands.receive_import(session, request.stream, query, _by())
+            # What was received, as committed: a worker may take it the moment the commit is done.
+            shown = import_status(lookups.import_record(session, import_id)).dump()
     except ImportFileError as exc:
         raise ApiError(400, str(exc)) from exc
-    with db.sessions() as session:  # its own read: the request's began before the upload
-        shown = import_status(lookups.import_record(session, import_id)).dump()
     return _created(shown, 202, "api.subscribers_import_status", import_id=import_id)
 
 
