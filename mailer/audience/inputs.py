@@ -3,9 +3,11 @@ and CSV row, each checked once.
 
 Adapters give a model the shape an API caller would send: the sign-up form, the preference centre and the
 admin's "change on their behalf" form, `POST /subscribers`, a CSV row and `mailer subscribers add` all become
-the same dicts. What a model cannot know without the database (which topics exist) it checks when the caller
-passes them as context (`parse_with_topics`); the command checks them again, so an input parsed without them
-(an API body) is held to the same rule.
+the same dicts. What a model cannot know without the database (which topics exist) it checks when it is
+parsed, with the database's topics as context (`lookups.parse_in`; `@operation(context=...)` for an API
+body), so a form shows an unknown topic with every other mistake at once and the command trusts the model:
+topics are checked once. A model naming topics cannot be parsed without them (a RuntimeError: a mistake in
+the code, not in the input).
 
 Validators raise `ValueError` with the sentence a person reads (`mailer.inputs` keeps it as written, named by
 the field's path: `consent.source`, `rules.all[1].op`).
@@ -25,14 +27,13 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
-    ValidationError,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
 
 from ..errors import InvalidInput
-from ..inputs import Input, invalid
+from ..inputs import Input, parse
 from ..models import AREAS, AUDIENCES, FREQUENCIES, SERVICES, utcnow
 from ..render.content import clean_text
 from .emails import normalise_email
@@ -48,10 +49,7 @@ FILENAME_MAX = 255
 def parse_with_topics(topics: Mapping[str, Any], model: type[M], data: Any, *, prefix: str = "") -> M:
     """`mailer.inputs.parse` that also checks topic slugs against `topics` (slug → anything), so a form shows
     an unknown topic with every other mistake at once."""
-    try:
-        return model.model_validate(data, context={"topics": topics})
-    except ValidationError as exc:
-        raise invalid(exc, data, prefix=prefix) from None
+    return parse(model, data, prefix=prefix, context={"topics": topics})
 
 
 def unknown_topics(slugs, topics: Mapping[str, Any] | None) -> str | None:
@@ -60,8 +58,13 @@ def unknown_topics(slugs, topics: Mapping[str, Any] | None) -> str | None:
     return f"Unknown topic: {', '.join(unknown)}" if unknown else None
 
 
-def _topics_of(info: ValidationInfo) -> Mapping[str, Any] | None:
-    return (info.context or {}).get("topics")
+def _topics_of(info: ValidationInfo) -> Mapping[str, Any]:
+    """The topics this input is checked against. Never guessed: a model naming topics parsed without them would
+    reach its command unchecked."""
+    topics = (info.context or {}).get("topics")
+    if topics is None:
+        raise RuntimeError("Topics are checked when the input is parsed: use parse_in (or @operation(context=...))")
+    return topics
 
 
 def one_line(value: str) -> str:
