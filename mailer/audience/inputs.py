@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import (
     AfterValidator,
     BeforeValidator,
+    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -388,6 +389,9 @@ def _filename(value: Any) -> str | None:
 
 class ImportUpload(Input):
     """What comes with an uploaded CSV file besides its rows."""
+
+    # The API reads it from the query string (like web.api.spec.Query): lax, values arrive as text.
+    model_config = ConfigDict(strict=False)
 
     filename: Annotated[str | None, BeforeValidator(_filename), Field(description="Shown in reports")] = None
     consent_source: Annotated[

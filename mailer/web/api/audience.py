@@ -207,13 +207,14 @@ def subscribers_erase(email: str):
     body=Body("text/csv", "The CSV file"),
     query=ImportUpload,
     responses={202: ImportStatus},
-    errors=(400, 415),
+    errors=(400, 413, 415),
     headers={202: {"Location": "The import's status"}},
 )
 def subscribers_import(query: ImportUpload):
     """Upload a CSV for a worker to import; poll the Location for progress and the report
 
-    Columns: email, name, topics, area, audience, services, consent_source, consent_date."""
+    Columns: email, name, topics, area, audience, services, consent_source, consent_date. A file over 512 MB is
+    a 413."""
     if request.mimetype != "text/csv":
         raise ApiError(415, "Send the CSV file as the body with Content-Type: text/csv")
     request.max_content_length = IMPORT_MAX_BYTES
