@@ -126,3 +126,33 @@ def test_the_import_upload_is_described_with_its_413_and_read_as_a_lax_query(cli
     upload = doc["paths"]["/subscribers/import"]["post"]
     assert "413" in upload["responses"]
     assert ImportUpload.model_config["strict"] is False  # like every query model (web.api.spec.Query)
+
+
+def test_the_description_says_what_the_server_accepts_and_answers(client):
+    schemas = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    refs = {"#/components/schemas/AllOf", "#/components/schemas/AnyOf"}
+    assert {choice["$ref"] for choice in schemas["Segment"]["properties"]["rules"]["anyOf"]} == refs
+    fields = schemas["NewSubscriber"]["properties"]
+    services = fields["services"]["anyOf"]
+    assert {"type": "string"}.items() <= services[1].items()  # "community;mental-health"
+    assert services[0]["type"] == "array" and len(services[0]["items"]["anyOf"]) == 2  # slugs or labels
+    area = fields["area"]["anyOf"]
+    assert "isle-of-wight" in area[0]["enum"] and "Isle of Wight" in area[1]["description"]
+    assert {"type": "null"} in area
+
+
+def test_what_the_description_allows_for_a_new_subscriber_is_accepted(client, db):
+    with db.transaction() as s:
+        token = create_token(s, "t", role="publisher")[1]
+    person = {
+        "email": "label@example.org",
+        "subscriptions": ["careers"],
+        "area": "Isle of Wight",
+        "services": "community;Mental health services",
+        "consent": {"source": "Paper form", "collected": True},
+    }
+    response = client.post("/api/v1/subscribers", json=person, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code in (200, 201), response.get_json()
+    with db.transaction() as s:
+        saved = s.scalar(select(Subscriber).where(Subscriber.email_key == "label@example.org"))
+        assert saved.area == "isle-of-wight"

@@ -142,20 +142,49 @@ Email = Annotated[
     Field(max_length=254, json_schema_extra={"format": "email"}, description="An email address"),
 ]
 Name = Annotated[Annotated[str, Field(max_length=NAME_MAX)] | None, BeforeValidator(_name)]
+def _labels(choices: dict) -> list[str]:
+    return [label[0] if isinstance(label, tuple) else label for label in choices.values()]
+
+
+def _slug_or_label(choices: dict) -> dict:
+    """What the server accepts for one choice (the JSON schema of what is sent, not of what is kept): a slug, or
+    its label in any case and spacing ('Isle of Wight', 'isle of wight')."""
+    return {
+        "anyOf": [
+            {"type": "string", "enum": list(choices), "description": "A slug"},
+            {"type": "string", "description": f"A label, in any case: {', '.join(_labels(choices))}"},
+        ]
+    }
+
+
 Area = Annotated[
     AreaSlug | None,
     BeforeValidator(partial(_choice, AREAS, "Select where you live or work from the list")),
-    Field(description="Where they live or work: a slug, or its label such as 'Isle of Wight'"),
+    WithJsonSchema({"anyOf": [*_slug_or_label(AREAS)["anyOf"], {"type": "null"}]}, mode="validation"),
+    Field(description="Where they live or work: a slug, or its label such as 'Isle of Wight' (kept as the slug)"),
 ]
 Audience = Annotated[
     AudienceSlug | None,
     BeforeValidator(partial(_choice, AUDIENCES, "Select which of these describes you from the list")),
-    Field(description="Who they are to us: a slug, or its label"),
+    WithJsonSchema({"anyOf": [*_slug_or_label(AUDIENCES)["anyOf"], {"type": "null"}]}, mode="validation"),
+    Field(description="Who they are to us: a slug, or its label (kept as the slug)"),
 ]
 Services = Annotated[
     list[ServiceSlug],
     BeforeValidator(_services),
-    Field(description="Services they are interested in: slugs or labels (or one string of them separated by ;)"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "array", "items": _slug_or_label(SERVICES)},
+                {"type": "string", "description": "Slugs or labels separated by ;, like 'community;mental-health'"},
+            ]
+        },
+        mode="validation",
+    ),
+    Field(
+        description="Services they are interested in: a list of slugs or labels, or one string of them separated "
+        "by ; (kept as a list of slugs)"
+    ),
 ]
 
 
