@@ -261,6 +261,7 @@ def renders_in(renders_log: Path) -> list[str]:
 
 
 def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
+    from mailer.audience.lookups import parse_in
     from mailer.compose.inputs import IssueInput
     from mailer.compose.issues import approve_issue, create_issue, request_send, submit_issue
     from mailer.compose.mail import compile_issue
@@ -292,7 +293,8 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
         for i in range(40)
     )
     with db.transaction() as s:
-        issue = create_issue(s, IssueInput(subject="Trust Matters: November", body=body, topic="trust-matters"))
+        written = {"subject": "Trust Matters: November", "body": body, "topic": "trust-matters"}
+        issue = create_issue(s, parse_in(s, IssueInput, written))
         sample = compile_issue(issue, settings).fill(
             {"to": "reader0000000@bench.example", "date": "Mon, 23 Nov 2026 10:00:00 +0000",
              "message_id": "x@y", "list_unsubscribe": "https://mailer.example.nhs.uk/u/" + "x" * 60,

@@ -291,11 +291,15 @@ def _audience_command(what: str, run):
 
 
 def _parsed(model, data: dict):
+    """The options as the model (ClickException naming each wrong one), topics checked against the database's."""
+    from .audience.lookups import topic_context
     from .errors import InvalidInput
     from .inputs import parse
 
     try:
-        return parse(model, data)
+        with _db().transaction() as session:
+            context = topic_context(session)
+        return parse(model, data, context=context)
     except InvalidInput as exc:
         raise click.ClickException(str(exc)) from exc
 

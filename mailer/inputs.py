@@ -39,10 +39,11 @@ class Output(BaseModel):
         return self.model_dump(mode="json")
 
 
-def parse(model: type[M], data: Any, *, prefix: str = "") -> M:
-    """`data` checked against `model`, or InvalidInput naming every wrong field (paths start with `prefix`)."""
+def parse(model: type[M], data: Any, *, prefix: str = "", context: dict | None = None) -> M:
+    """`data` checked against `model`, or InvalidInput naming every wrong field (paths start with `prefix`).
+    `context` gives validators what only the database knows (`{"topics": ...}`: see `audience.lookups.parse_in`)."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise invalid(exc, data, prefix=prefix) from None
 

@@ -47,7 +47,7 @@ from mailer.audience.inputs import SegmentInput
 from mailer.audience.segments import topic_audience
 from mailer.audience.subscriptions import confirm_subscription, request_subscription
 from mailer.audit import SYSTEM, Actor
-from mailer.compose.inputs import IssueInput, UpdateInput
+from mailer.compose.inputs import UpdateInput
 from mailer.compose.issues import create_issue
 from mailer.compose.updates import create_update, publish_update
 from mailer.delivery import ledger
@@ -55,6 +55,7 @@ from mailer.dev.redis_server import server_args
 from mailer.inputs import parse
 from mailer.models import utcnow
 from mailer.web.api.spec import api_description
+from support.flows import issue_input
 
 pytestmark = pytest.mark.schemathesis
 
@@ -136,7 +137,7 @@ def rows(db) -> dict[str, list]:
         segment = commands.save_segment(s, parse(SegmentInput, {"name": "Hampshire", "rules": hampshire}), SYSTEM)
         issues = {}
         for status in ("draft", "in_review", "approved", "scheduled", "sending", "paused", "sent"):
-            written = IssueInput(subject=f"An issue {status}", body="Text", topic="careers")
+            written = issue_input(s, subject=f"An issue {status}", body="Text", topic="careers")
             issue = create_issue(s, written, actor=writer)
             issue.status, issue.segment_id = status, segment.id if status == "draft" else None
             if status not in ("draft", "in_review"):

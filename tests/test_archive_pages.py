@@ -11,12 +11,12 @@ from sqlalchemy import func, select, update
 
 from conftest import csrf_from
 from mailer.accounts import create_token
-from mailer.compose.inputs import ISSUE_TEXT_MAX, TEXT_MAX, IssueInput, UpdateInput
+from mailer.compose.inputs import ISSUE_TEXT_MAX, TEXT_MAX, UpdateInput
 from mailer.compose.issues import approve_issue, create_issue, request_send, submit_issue
 from mailer.compose.updates import create_update, publish_update
 from mailer.models import Issue, Update
 from mailer.render.content import MAX_NESTING
-from support.flows import sign_in
+from support.flows import issue_input, sign_in
 
 
 def _nested_list(levels: int) -> str:
@@ -32,7 +32,7 @@ def _publish(db, title: str) -> str:
 
 def _send(db, blocks: list[dict], subject="Trust Matters: December", topic="trust-matters") -> Issue:
     with db.transaction() as s:
-        issue = create_issue(s, IssueInput(subject=subject, body="", topic=topic, blocks=blocks))
+        issue = create_issue(s, issue_input(s, subject=subject, body="", topic=topic, blocks=blocks))
         submit_issue(s, issue.id)
         approve_issue(s, issue.id)
         request_send(s, issue.id)

@@ -221,8 +221,8 @@ def test_build_a_segment_watch_its_count_and_send_only_to_it(page, live_server, 
     from mailer.accounts import create_admin
     from mailer.audience import commands
     from mailer.audience.inputs import NewSubscriber
+    from mailer.audience.lookups import parse_in
     from mailer.audit import SYSTEM
-    from mailer.inputs import parse
 
     people = {
         "iow.carer@example.org": ("isle-of-wight", "carer"),
@@ -235,7 +235,7 @@ def test_build_a_segment_watch_its_count_and_send_only_to_it(page, live_server, 
         consent = {"source": "Community event, Newport", "collected": True}
         for email, (area, audience) in people.items():
             fields = {"email": email, "subscriptions": ["trust-matters"], "area": area, "audience": audience}
-            commands.add_subscriber(s, parse(NewSubscriber, fields | {"consent": consent}), SYSTEM)
+            commands.add_subscriber(s, parse_in(s, NewSubscriber, fields | {"consent": consent}), SYSTEM)
 
     sign_in(page, "publisher@hiow.nhs.uk")
     page.get_by_role("link", name="Segments").first.click()

@@ -273,12 +273,11 @@ def test_a_digest_run_the_queue_does_not_take_is_a_503(client, db, monkeypatch):
 def test_a_command_whose_unit_of_work_fails_queues_nothing(db, queued, monkeypatch):
     """after_commit: the follow-up goes with the commit; a unit of work that rolls back drops it."""
     from mailer.audit import Actor
-    from mailer.compose.inputs import IssueInput
-    from support.flows import approve_for_sending
+    from support.flows import approve_for_sending, issue_input
 
     who = Actor("user", None, "someone")
     with db.transaction() as s:
-        issue_id = commands.create_issue(s, IssueInput(subject="Hi", topic="careers", body="B"), who).id
+        issue_id = commands.create_issue(s, issue_input(s, subject="Hi", topic="careers", body="B"), who).id
         approve_for_sending(s, issue_id)
     with pytest.raises(RuntimeError), db.transaction() as s:
         commands.send_issue(s, issue_id, who, None)
@@ -296,12 +295,11 @@ def test_a_command_whose_unit_of_work_fails_queues_nothing(db, queued, monkeypat
 
 def test_every_compose_command_of_the_cli_writes_its_audit_row(test_env, db, queued):
     from mailer.audit import Actor
-    from mailer.compose.inputs import IssueInput
-    from support.flows import approve_for_sending
+    from support.flows import approve_for_sending, issue_input
 
     with db.transaction() as s:
         issue_id = commands.create_issue(
-            s, IssueInput(subject="Hi", topic="careers", body="B"), Actor("user", None, "x")
+            s, issue_input(s, subject="Hi", topic="careers", body="B"), Actor("user", None, "x")
         ).id
         approve_for_sending(s, issue_id)
         commands.send_issue(s, issue_id, Actor("user", None, "x"), None)

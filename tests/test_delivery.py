@@ -9,14 +9,13 @@ from sqlalchemy import select
 
 from mailer.audience.segments import topic_audience
 from mailer.audience.subscriptions import confirm_subscription, request_subscription, unsubscribe
-from mailer.compose.inputs import IssueInput
 from mailer.compose.issues import create_issue, request_send
 from mailer.compose.mail import compile_issue
 from mailer.delivery import dispatch, ledger
 from mailer.delivery.sender import send_batch
 from mailer.models import Delivery, Issue, Subscriber, Suppression, utcnow
 from mailer.transports import SmtpTransport
-from support.flows import approve_for_sending
+from support.flows import approve_for_sending, issue_input
 
 
 @pytest.fixture()
@@ -34,7 +33,8 @@ def readers(db):
 @pytest.fixture()
 def issue_id(db, readers):
     with db.transaction() as s:
-        issue = create_issue(s, IssueInput(subject="Progress update", body="We are on track.", topic="project-fusion"))
+        written = issue_input(s, subject="Progress update", body="We are on track.", topic="project-fusion")
+        issue = create_issue(s, written)
         approve_for_sending(s, issue.id)
         request_send(s, issue.id)
         return issue.id

@@ -13,12 +13,12 @@ from sqlalchemy import func, select
 from conftest import wait_until
 from mailer.audience import commands
 from mailer.audience.inputs import NewSubscriber
+from mailer.audience.lookups import parse_in
 from mailer.audience.subscriptions import unsubscribe
 from mailer.audit import SYSTEM, Actor
 from mailer.compose.digests import period_of, run_digest
 from mailer.compose.inputs import UpdateInput
 from mailer.compose.updates import create_update, publish_update
-from mailer.inputs import parse
 from mailer.models import DigestRunSubscriber, Issue, Subscriber, Subscription, Topic, Update
 
 PUBLISHER = Actor("token", None, "test")
@@ -28,7 +28,8 @@ def person(db, email, *subscriptions, area=None):
     with db.transaction() as s:
         outcome = commands.add_subscriber(
             s,
-            parse(
+            parse_in(
+                s,
                 NewSubscriber,
                 {
                     "email": email,
@@ -330,7 +331,7 @@ def test_moving_from_as_it_happens_to_weekly_does_not_resend_old_news(app, db, s
     _u, issue_id = publish(db, "Alpha")
     send_updates(db, [issue_id])
     with db.transaction() as s:
-        preferences = parse(Preferences, {"topics": ["project-fusion:weekly"]})
+        preferences = parse_in(s, Preferences, {"topics": ["project-fusion:weekly"]})
         commands.update_preferences(s, s.get(S, subscriber_id), preferences, commands.OWNER)
     publish(db, "Bravo")
     digest(db, "weekly")

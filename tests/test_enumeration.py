@@ -18,8 +18,8 @@ from conftest import csrf_from, free_port, wait_until
 from mailer.audience import requests as public_requests
 from mailer.audience.erasure import erase
 from mailer.audience.inputs import SignUp
+from mailer.audience.lookups import parse_in
 from mailer.audience.subscriptions import confirm_subscription, request_subscription, unsubscribe
-from mailer.inputs import parse
 from mailer.models import ConsentEvent, PublicRequest, Subscriber, Suppression, utcnow
 from support.flows import confirm_link, without_nonce
 
@@ -157,7 +157,7 @@ def test_email_me_my_link_does_the_same_work_for_a_known_address_as_for_an_unkno
 
 def test_a_request_is_acted_on_once_however_often_its_task_runs(db):
     with db.transaction() as s:
-        sign_up = parse(SignUp, {"email": "twice@example.org", "topics": ["careers"]})
+        sign_up = parse_in(s, SignUp, {"email": "twice@example.org", "topics": ["careers"]})
         request_id = public_requests.queue_subscription(s, sign_up)
     with db.transaction() as s:
         first = public_requests.act_on(s, request_id, lambda _address: True)

@@ -18,11 +18,10 @@ from mailer.accounts import create_token
 from mailer.audience.export import export_audience
 from mailer.audience.segments import check_rules, count, segment_audience
 from mailer.audit import Actor
-from mailer.compose.inputs import IssueInput
 from mailer.compose.issues import create_issue, request_send, return_issue, start_due, submit_issue
 from mailer.errors import InvalidInput
 from mailer.models import AuditEvent, Delivery, Issue, Segment, utcnow
-from support.flows import sign_in
+from support.flows import issue_input, sign_in
 
 WRITER = Actor("user", None, "writer@hiow.nhs.uk")
 GOOD_RULE = {"field": "area", "op": "is", "value": "portsmouth"}
@@ -195,7 +194,7 @@ def unusable_segment(db) -> int:
 
 def _issue_to(db, segment_id: int, **state) -> int:
     with db.transaction() as s:
-        issue = create_issue(s, IssueInput(subject="Jobs", body="We are hiring.", topic="careers"), actor=WRITER)
+        issue = create_issue(s, issue_input(s, subject="Jobs", body="We are hiring.", topic="careers"), actor=WRITER)
         issue.segment_id = segment_id
         for key, value in state.items():
             setattr(issue, key, value)

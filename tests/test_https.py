@@ -160,8 +160,8 @@ def test_team_journey_over_https(page, site, db, smtp_server):
     from mailer.accounts import create_admin
     from mailer.audience import commands
     from mailer.audience.inputs import NewSubscriber
+    from mailer.audience.lookups import parse_in
     from mailer.audit import SYSTEM
-    from mailer.inputs import parse
 
     reader = "https.reader@example.org"
     with db.transaction() as s:
@@ -169,7 +169,8 @@ def test_team_journey_over_https(page, site, db, smtp_server):
         create_admin(s, "publisher@hiow.nhs.uk", "a long enough password", role="publisher")
         commands.add_subscriber(
             s,
-            parse(
+            parse_in(
+                s,
                 NewSubscriber,
                 {
                     "email": reader,

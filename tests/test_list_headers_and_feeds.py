@@ -13,10 +13,9 @@ from test_what_was_sent import person, plan_and_wait, publish
 
 from conftest import BASE_URL, csrf_from, wait_until
 from mailer.compose.digests import run_digest
-from mailer.compose.inputs import IssueInput
 from mailer.compose.issues import create_issue, request_send
 from mailer.models import Issue, Topic
-from support.flows import approve_for_sending, send_issue, sign_in
+from support.flows import approve_for_sending, issue_input, send_issue, sign_in
 
 AWKWARD = 'Get involved & "events" <2027>'
 
@@ -44,7 +43,7 @@ def test_a_topic_name_with_quotes_ampersands_and_angle_brackets_survives_the_fee
     person(db, "reader@example.org", "get-involved")
     publish(db, "Open day in Newport", topic="get-involved")
     with db.transaction() as s:
-        issue = create_issue(s, IssueInput(subject="Events: December", body="Come along.", topic="get-involved"))
+        issue = create_issue(s, issue_input(s, subject="Events: December", body="Come along.", topic="get-involved"))
         approve_for_sending(s, issue.id)
         request_send(s, issue.id, settings=settings)
         issue_id = issue.id
@@ -107,7 +106,7 @@ def test_a_test_mail_offers_no_one_click_unsubscribe_and_its_link_works(client, 
     person(db, "reader@example.org", "trust-matters")
     sign_in(client, db, role="publisher", email="publisher@hiow.nhs.uk")
     with db.transaction() as s:
-        issue = create_issue(s, IssueInput(subject="November", body="Draft words.", topic="trust-matters"))
+        issue = create_issue(s, issue_input(s, subject="November", body="Draft words.", topic="trust-matters"))
         issue_id = issue.id
     page = client.get(f"/admin/issues/{issue_id}")
     client.post(f"/admin/issues/{issue_id}/test", data={"csrf_token": csrf_from(page.data), "to": "me@hiow.nhs.uk"})

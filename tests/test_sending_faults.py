@@ -14,12 +14,11 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import free_port, wait_until
-from mailer.compose.inputs import IssueInput
 from mailer.compose.issues import cancel_issue, create_issue, pause_issue, request_send, resume_issue
 from mailer.delivery import ledger
 from mailer.models import Delivery, Issue, Subscriber
 from support.cluster import RedisProcess, WorkerProcess, make_audience
-from support.flows import approve_for_sending, path_of
+from support.flows import approve_for_sending, issue_input, path_of
 
 pytestmark = pytest.mark.faults
 CHUNK = 100  # rows a worker claims at a time: the most a killed worker can repeat
@@ -75,7 +74,7 @@ def _start_send(db, topic="trust-matters") -> int:
     from mailer.tasks import enqueue, plan_issue
 
     with db.transaction() as s:
-        issue = create_issue(s, IssueInput(subject="Project Fusion: progress", body="On track.", topic=topic))
+        issue = create_issue(s, issue_input(s, subject="Project Fusion: progress", body="On track.", topic=topic))
         approve_for_sending(s, issue.id)
         request_send(s, issue.id)
         issue_id = issue.id

@@ -18,15 +18,15 @@ from sqlalchemy import delete, select, update
 from conftest import BASE_URL, csrf_from, wait_until
 from mailer.audience import commands
 from mailer.audience.inputs import NewSubscriber
+from mailer.audience.lookups import parse_in
 from mailer.audit import SYSTEM
 from mailer.compose.digests import run_digest
-from mailer.compose.inputs import IssueInput, UpdateInput
+from mailer.compose.inputs import UpdateInput
 from mailer.compose.issues import create_issue, pause_issue, request_send, resume_issue
 from mailer.compose.recipients import planned_audience
 from mailer.compose.updates import create_update, publish_update
-from mailer.inputs import parse
 from mailer.models import FrozenContent, Issue, Subscription, Update, utcnow
-from support.flows import approve_for_sending, sign_in
+from support.flows import approve_for_sending, issue_input, sign_in
 
 PERSONAL = re.compile(re.escape(BASE_URL) + r"/(u|manage)/[A-Za-z0-9._~-]+")
 UPDATE_LINK = re.compile(r'href="(?:' + re.escape(BASE_URL) + r')?(/news/updates/[^"]+)"')
@@ -36,7 +36,8 @@ def person(db, email, *subscriptions):
     with db.transaction() as s:
         return commands.add_subscriber(
             s,
-            parse(
+            parse_in(
+                s,
                 NewSubscriber,
                 {
                     "email": email,
@@ -59,7 +60,7 @@ def publish(db, title, topic="project-fusion", body="", settings=None) -> int:
 
 def approved_issue(db, blocks, topic="project-fusion", subject="Project Fusion: December") -> int:
     with db.transaction() as s:
-        issue = create_issue(s, IssueInput(subject=subject, body="", topic=topic, blocks=blocks))
+        issue = create_issue(s, issue_input(s, subject=subject, body="", topic=topic, blocks=blocks))
         approve_for_sending(s, issue.id)
         return issue.id
 

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from conftest import wait_until
 from mailer.audience.subscriptions import confirm_subscription, request_subscription
 from mailer.audit import Actor
-from mailer.compose.inputs import IssueInput, parse_send_at
+from mailer.compose.inputs import parse_send_at
 from mailer.compose.issues import (
     approve_issue,
     create_issue,
@@ -24,6 +24,7 @@ from mailer.compose.issues import (
 )
 from mailer.errors import Conflict, InvalidInput
 from mailer.models import AuditEvent, Issue, utcnow
+from support.flows import issue_input
 
 WRITER = Actor("user", 1, "writer@hiow.nhs.uk")
 CHECKER = Actor("user", 2, "checker@hiow.nhs.uk")
@@ -40,7 +41,7 @@ def accounts(db):
 
 def _draft(db, topic="careers") -> int:
     with db.transaction() as s:
-        return create_issue(s, IssueInput(subject="Jobs", body="We are hiring.", topic=topic), actor=WRITER).id
+        return create_issue(s, issue_input(s, subject="Jobs", body="We are hiring.", topic=topic), actor=WRITER).id
 
 
 def _status(db, issue_id) -> str:
@@ -86,7 +87,8 @@ def test_editing_after_approval_sends_it_back_to_draft(db, accounts):
         submit_issue(s, issue_id, WRITER)
         approve_issue(s, issue_id, CHECKER)
     with db.transaction() as s:
-        update_issue(s, issue_id, IssueInput(subject="Jobs (changed)", body="We are hiring.", topic="careers"), WRITER)
+        changed = issue_input(s, subject="Jobs (changed)", body="We are hiring.", topic="careers")
+        update_issue(s, issue_id, changed, WRITER)
     with db.transaction() as s:
         issue = s.get(Issue, issue_id)
         assert (issue.status, issue.approved_at, issue.submitted_at) == ("draft", None, None)
@@ -206,7 +208,7 @@ def test_scheduling_through_the_api(client, db, accounts):
 def test_a_second_approver_must_be_a_person_who_neither_wrote_nor_submitted_it(db, accounts):
     with db.transaction() as s:
         issue_id = create_issue(
-            s, IssueInput(subject="Jobs", body="Hiring.", topic="careers"), created_by_id=CHECKER.id, actor=CHECKER
+            s, issue_input(s, subject="Jobs", body="Hiring.", topic="careers"), created_by_id=CHECKER.id, actor=CHECKER
         ).id
         submit_issue(s, issue_id, WRITER)
     ownerless_token = Actor("token", 9, "token publisher")  # acts for nobody: who approves would be unknown
@@ -233,7 +235,7 @@ def test_editing_a_segment_after_approval_does_not_widen_the_send(db, accounts):
     with db.transaction() as s:
         portsmouth = {"all": [{"field": "area", "op": "is", "value": "portsmouth"}]}
         segment = commands.save_segment(s, parse(SegmentInput, {"name": "Portsmouth", "rules": portsmouth}), SYSTEM)
-        issue_id = create_issue(s, IssueInput(subject="Hi", body="B", topic="careers", segment=segment.id)).id
+        issue_id = create_issue(s, issue_input(s, subject="Hi", body="B", topic="careers", segment=segment.id)).id
         submit_issue(s, issue_id, WRITER)
         approve_issue(s, issue_id, CHECKER)
         wider = {"all": [{"field": "area", "op": "in", "value": ["portsmouth", "hampshire"]}]}

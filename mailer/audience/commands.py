@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from .. import audit
 from ..audit import Actor
 from ..db import after_commit
-from ..errors import Conflict, InvalidInput
+from ..errors import Conflict
 from ..links import ConfirmLink, UnsubscribeLink
 from ..models import ApiToken, Segment, Subscriber
 from . import erasure, importer, requests, subscriptions
@@ -37,10 +37,10 @@ from .inputs import (
     SegmentInput,
     SignUp,
     Unsubscribe,
-    unknown_topics,
     wanted,
 )
 from .lookups import issues_using
+from .rules import usable
 from .segments import check_rules, get_segment, topics_by_slug
 from .signed_links import confirm_request, unsubscribe_target
 
@@ -66,20 +66,12 @@ def _later(session: Session, task: str, *args) -> None:
     after_commit(session, tasks.enqueue, getattr(tasks, task), *args)
 
 
-def _known_topics(session: Session, slugs, field: str) -> dict:
-    topics = topics_by_slug(session)
-    if refusal := unknown_topics(slugs, topics):
-        raise InvalidInput({field: refusal})
-    return topics
-
-
 # --- the public ---------------------------------------------------------------------------------------------
 
 
 def subscribe(session: Session, data: SignUp, *, ip_hash: str | None = None) -> int:
     """Queue a sign-up: one row and one task for every address, so nothing here says who subscribes. The task
     (`mailer.act_on_request`) records the request and sends the confirmation. Returns the queued request's id."""
-    _known_topics(session, sorted(data.topics), "topics")
     request_id = requests.queue_subscription(session, data, channel="web", ip_hash=ip_hash)
     _later(session, "act_on_request", request_id)
     return request_id
@@ -138,7 +130,7 @@ def update_preferences(
     if subscriber.status == "erased":
         raise Conflict("This subscriber was erased.")
     chosen = {} if data.everything else wanted(data.topics)
-    topics = _known_topics(session, chosen, "topics")
+    topics = topics_by_slug(session)  # the topics were checked when the input was parsed (`lookups.parse_in`)
     change = change_preferences(
         session,
         subscriber,
@@ -156,7 +148,7 @@ def update_preferences(
 def add_subscriber(session: Session, data: NewSubscriber, actor: Actor) -> AddOutcome:
     """Add or update someone on the team's say-so; Conflict if only the person may bring their address back.
     With consent collected elsewhere they are active at once; otherwise the confirmation email is queued."""
-    topics = _known_topics(session, data.wanted, "subscriptions")
+    topics = topics_by_slug(session)  # checked when parsed
     token = session.get(ApiToken, actor.id) if actor.type == "token" else None
     origin = Origin(channel_of(actor), admin_user_id=_team_member(actor), api_token=token.name if token else None)
     outcome = add(session, data, topics_wanted(topics, data.wanted), origin)
@@ -185,10 +177,13 @@ def receive_import(session: Session, binary: IO[bytes], data: ImportUpload, acto
 def save_segment(
     session: Session, data: SegmentInput | SegmentChange, actor: Actor, segment_id: int | None = None
 ) -> Segment:
-    """Create a segment, or change one (a SegmentChange changes only what it gives). InvalidInput for rules the
-    database cannot use (an unknown topic); Conflict if the name is taken; NotFound for no such segment."""
+    """Create a segment, or change one (a SegmentChange changes only what it gives). InvalidInput for rules that
+    cannot be compiled (their topics were checked when parsed); Conflict if the name is taken; NotFound for no such
+    segment."""
     segment = get_segment(session, segment_id) if segment_id is not None else None
-    rules = check_rules(session, data.rules.model_dump() if data.rules is not None else segment.rules)
+    # Rules sent were checked once, when parsed (with the database's topics); stored ones are checked as they
+    # were saved before, so a rename does not keep rules that can no longer be used.
+    rules = usable(data.rules) if data.rules is not None else check_rules(session, segment.rules)
     if segment is None:
         segment = Segment(created_by_id=_team_member(actor))
         session.add(segment)

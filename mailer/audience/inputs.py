@@ -3,9 +3,11 @@ and CSV row, each checked once.
 
 Adapters give a model the shape an API caller would send: the sign-up form, the preference centre and the
 admin's "change on their behalf" form, `POST /subscribers`, a CSV row and `mailer subscribers add` all become
-the same dicts. What a model cannot know without the database (which topics exist) it checks when the caller
-passes them as context (`parse_with_topics`); the command checks them again, so an input parsed without them
-(an API body) is held to the same rule.
+the same dicts. What a model cannot know without the database (which topics exist) it checks when it is
+parsed, with the database's topics as context (`lookups.parse_in`; `@operation(context=...)` for an API
+body), so a form shows an unknown topic with every other mistake at once and the command trusts the model:
+topics are checked once. A model naming topics cannot be parsed without them (a RuntimeError: a mistake in
+the code, not in the input).
 
 Validators raise `ValueError` with the sentence a person reads (`mailer.inputs` keeps it as written, named by
 the field's path: `consent.source`, `rules.all[1].op`).
@@ -22,17 +24,17 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import (
     AfterValidator,
     BeforeValidator,
+    ConfigDict,
     Discriminator,
     Field,
     Tag,
-    ValidationError,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
 
 from ..errors import InvalidInput
-from ..inputs import Input, invalid
+from ..inputs import Input, parse
 from ..models import AREAS, AUDIENCES, FREQUENCIES, SERVICES, utcnow
 from ..render.content import clean_text
 from .emails import normalise_email
@@ -48,10 +50,7 @@ FILENAME_MAX = 255
 def parse_with_topics(topics: Mapping[str, Any], model: type[M], data: Any, *, prefix: str = "") -> M:
     """`mailer.inputs.parse` that also checks topic slugs against `topics` (slug → anything), so a form shows
     an unknown topic with every other mistake at once."""
-    try:
-        return model.model_validate(data, context={"topics": topics})
-    except ValidationError as exc:
-        raise invalid(exc, data, prefix=prefix) from None
+    return parse(model, data, prefix=prefix, context={"topics": topics})
 
 
 def unknown_topics(slugs, topics: Mapping[str, Any] | None) -> str | None:
@@ -60,8 +59,13 @@ def unknown_topics(slugs, topics: Mapping[str, Any] | None) -> str | None:
     return f"Unknown topic: {', '.join(unknown)}" if unknown else None
 
 
-def _topics_of(info: ValidationInfo) -> Mapping[str, Any] | None:
-    return (info.context or {}).get("topics")
+def _topics_of(info: ValidationInfo) -> Mapping[str, Any]:
+    """The topics this input is checked against. Never guessed: a model naming topics parsed without them would
+    reach its command unchecked."""
+    topics = (info.context or {}).get("topics")
+    if topics is None:
+        raise RuntimeError("Topics are checked when the input is parsed: use parse_in (or @operation(context=...))")
+    return topics
 
 
 def one_line(value: str) -> str:
@@ -138,20 +142,49 @@ Email = Annotated[
     Field(max_length=254, json_schema_extra={"format": "email"}, description="An email address"),
 ]
 Name = Annotated[Annotated[str, Field(max_length=NAME_MAX)] | None, BeforeValidator(_name)]
+def _labels(choices: dict) -> list[str]:
+    return [label[0] if isinstance(label, tuple) else label for label in choices.values()]
+
+
+def _slug_or_label(choices: dict) -> dict:
+    """What the server accepts for one choice (the JSON schema of what is sent, not of what is kept): a slug, or
+    its label in any case and spacing ('Isle of Wight', 'isle of wight')."""
+    return {
+        "anyOf": [
+            {"type": "string", "enum": list(choices), "description": "A slug"},
+            {"type": "string", "description": f"A label, in any case: {', '.join(_labels(choices))}"},
+        ]
+    }
+
+
 Area = Annotated[
     AreaSlug | None,
     BeforeValidator(partial(_choice, AREAS, "Select where you live or work from the list")),
-    Field(description="Where they live or work: a slug, or its label such as 'Isle of Wight'"),
+    WithJsonSchema({"anyOf": [*_slug_or_label(AREAS)["anyOf"], {"type": "null"}]}, mode="validation"),
+    Field(description="Where they live or work: a slug, or its label such as 'Isle of Wight' (kept as the slug)"),
 ]
 Audience = Annotated[
     AudienceSlug | None,
     BeforeValidator(partial(_choice, AUDIENCES, "Select which of these describes you from the list")),
-    Field(description="Who they are to us: a slug, or its label"),
+    WithJsonSchema({"anyOf": [*_slug_or_label(AUDIENCES)["anyOf"], {"type": "null"}]}, mode="validation"),
+    Field(description="Who they are to us: a slug, or its label (kept as the slug)"),
 ]
 Services = Annotated[
     list[ServiceSlug],
     BeforeValidator(_services),
-    Field(description="Services they are interested in: slugs or labels (or one string of them separated by ;)"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "array", "items": _slug_or_label(SERVICES)},
+                {"type": "string", "description": "Slugs or labels separated by ;, like 'community;mental-health'"},
+            ]
+        },
+        mode="validation",
+    ),
+    Field(
+        description="Services they are interested in: a list of slugs or labels, or one string of them separated "
+        "by ; (kept as a list of slugs)"
+    ),
 ]
 
 
@@ -385,6 +418,9 @@ def _filename(value: Any) -> str | None:
 
 class ImportUpload(Input):
     """What comes with an uploaded CSV file besides its rows."""
+
+    # The API reads it from the query string (like web.api.spec.Query): lax, values arrive as text.
+    model_config = ConfigDict(strict=False)
 
     filename: Annotated[str | None, BeforeValidator(_filename), Field(description="Shown in reports")] = None
     consent_source: Annotated[

@@ -10,21 +10,26 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, contains_eager
 
 from ..errors import InvalidInput, NotFound
-from ..inputs import Input
+from ..inputs import Input, parse
 from ..models import AdminUser, ConsentEvent, Import, Issue, Segment, Subscriber, Subscription, Suppression, Topic
 from ..models import email_key as key_of
 from .emails import normalise_email
-from .inputs import parse_with_topics
 from .segments import topics_by_slug
 
 M = TypeVar("M", bound=Input)
 SEARCH_LIMIT = 50
 
 
+def topic_context(session: Session) -> dict:
+    """What an input naming topics is parsed with (`mailer.inputs.parse(..., context=)`): this database's
+    topics, by slug. The only place topics someone sent are checked; commands trust the parsed model."""
+    return {"topics": topics_by_slug(session)}
+
+
 def parse_in(session: Session, model: type[M], data: Any, *, prefix: str = "") -> M:
     """`data` checked against `model` and this database's topics: a form shows an unknown topic together with
     its other mistakes (InvalidInput naming each)."""
-    return parse_with_topics(topics_by_slug(session), model, data, prefix=prefix)
+    return parse(model, data, prefix=prefix, context=topic_context(session))
 
 
 def find_subscriber(session: Session, email: str) -> Subscriber:

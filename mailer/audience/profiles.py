@@ -204,7 +204,11 @@ class Segment(Output):
     id: int
     name: str
     description: str
-    rules: dict[str, Any] = Field(description="The rules as saved (see SegmentInput)")
+    rules: Annotated[
+        dict[str, Any],
+        # Stored rules are not parsed again to be shown; what they are is the input's rule tree.
+        WithJsonSchema({"anyOf": [{"$ref": "#/components/schemas/AllOf"}, {"$ref": "#/components/schemas/AnyOf"}]}),
+    ] = Field(description="The rules as saved: the rule tree SegmentInput takes")
     summary: str = Field(description="The rules in words")
     created_at: Moment
     updated_at: Moment

@@ -28,7 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import InvalidInput
 from ..models import AREAS, AUDIENCES, FREQUENCY_BITS, SERVICES, Subscriber, Topic, services_mask
-from .inputs import DATE_OPS, RulesOnly, parse_when, parse_with_topics
+from .inputs import DATE_OPS, AllOf, AnyOf, RulesOnly, parse_when, parse_with_topics
 
 FIELD_LABELS = {
     "topic": "Subscribed to",
@@ -52,9 +52,15 @@ OP_LABELS = {
 def validate_rules(rules, topic_slugs: list[str]) -> dict:
     """A rule tree checked by its model (`inputs.RulesOnly`, with these topics) and normalised (slugs trimmed),
     or InvalidInput naming each problem by its path (`rules.all[2].op`)."""
-    checked = parse_with_topics(dict.fromkeys(topic_slugs), RulesOnly, {"rules": rules}).rules.model_dump()
+    return usable(parse_with_topics(dict.fromkeys(topic_slugs), RulesOnly, {"rules": rules}).rules)
+
+
+def usable(rules: AllOf | AnyOf) -> dict:
+    """A parsed rule tree (`inputs.Rules`, its topics checked when parsed) as the dict that is saved and compiled;
+    InvalidInput if it cannot be compiled: what is saved must be what a count, an export or a send can use."""
+    checked = rules.model_dump()
     try:
-        compile_rules(checked)  # what is saved must be what a count, an export or a send can use
+        compile_rules(checked)
     except (ValueError, OverflowError) as exc:
         raise InvalidInput({"rules": f"these rules cannot be used: {exc}"}) from exc
     return checked

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import MAX_ID, Segment, Subscriber, Subscription, Suppression, Topic
-from .rules import compile_rules, validate_rules
+from .inputs import RulesOnly
+from .rules import compile_rules, usable, validate_rules
 
 
 def not_suppressed():
@@ -113,6 +114,12 @@ def rules_count(session: Session, rules) -> tuple[dict, int]:
     """Rules not yet saved, checked (InvalidInput naming each problem), and how many reachable people they
     match now."""
     checked = check_rules(session, rules)
+    return checked, count(session, segment_audience(checked))
+
+
+def rules_matching(session: Session, data: RulesOnly) -> tuple[dict, int]:
+    """Parsed rules not yet saved (their topics checked when parsed) and how many reachable people they match."""
+    checked = usable(data.rules)
     return checked, count(session, segment_audience(checked))
 
 

@@ -23,12 +23,10 @@ from .mail import freeze
 
 
 def _in_database(session: Session, data: IssueInput) -> Topic:
-    """The issue's topic; InvalidInput naming every field that names something the database does not have (or,
-    for a segment, has but cannot use)."""
+    """The issue's topic (checked when parsed); InvalidInput naming every field that names something the database
+    does not have (or, for a segment, has but cannot use)."""
     errors: dict[str, str] = {}
-    topic = topics_by_slug(session).get(data.topic)
-    if topic is None:
-        errors["topic"] = f"Unknown topic: {data.topic}"
+    topic = topics_by_slug(session)[data.topic]  # checked when the input was parsed (`lookups.parse_in`)
     if data.segment is not None:
         segment = session.get(Segment, data.segment)
         if segment is None:
@@ -309,8 +307,6 @@ def stop_unsendable(session: Session, issue_id: int) -> bool:
     audit.record(session, SYSTEM, "issue.not_sent", issue, reason=f"{problem}, so it was cancelled: nobody got it")
     session.flush()
     return True
-
-
 
 
 def get_issue(session: Session, issue_id: int) -> Issue:

@@ -82,13 +82,14 @@ def photo(size: tuple[int, int] = PHOTO_SIZE) -> bytes:
 def _person(db, email: str, *subscriptions: str) -> None:
     from mailer.audience import commands
     from mailer.audience.inputs import NewSubscriber
+    from mailer.audience.lookups import parse_in
     from mailer.audit import SYSTEM
-    from mailer.inputs import parse
 
     with db.transaction() as session:
         commands.add_subscriber(
             session,
-            parse(
+            parse_in(
+                session,
                 NewSubscriber,
                 {
                     "email": email,

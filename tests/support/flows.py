@@ -107,3 +107,11 @@ def legacy_token(settings, salt: str, payload, timed: bool = False) -> str:
 
     kind = URLSafeTimedSerializer if timed else URLSafeSerializer
     return kind(settings.secret_key, salt=salt, signer_kwargs={"digest_method": hashlib.sha256}).dumps(payload)
+
+
+def issue_input(session, **fields):
+    """An IssueInput as an adapter makes one: parsed with the database's topics (`audience.lookups.parse_in`)."""
+    from mailer.audience.lookups import parse_in
+    from mailer.compose.inputs import IssueInput
+
+    return parse_in(session, IssueInput, fields)

@@ -13,10 +13,10 @@ from ...audience import commands, lookups
 from ...audience.export import export_audience, export_csv
 from ...audience.import_file import COLUMNS, IGNORED_COLUMNS, ImportFileError
 from ...audience.importer import import_status
-from ...audience.inputs import DATE_OPS, FIELDS, ImportUpload, SegmentInput
+from ...audience.inputs import DATE_OPS, FIELDS, ImportUpload, RulesOnly, SegmentInput
 from ...audience.profiles import profile, subject_access
 from ...audience.rules import FIELD_LABELS, describe
-from ...audience.segments import get_segment, rules_count, segment_rules, topic_names
+from ...audience.segments import get_segment, rules_count, rules_matching, segment_rules, topic_names
 from ...audit import Actor
 from ...errors import Conflict, InvalidInput, NotFound
 from ...inputs import parse
@@ -212,7 +212,8 @@ def _handle_segment_post(segment: Segment | None):
     rules, origin = _rules_from_rows(match, rows)
     try:
         if action == "count":
-            return again(audience=rules_count(db_session(), rules)[1])
+            counted = lookups.parse_in(db_session(), RulesOnly, {"rules": rules})
+            return again(audience=rules_matching(db_session(), counted)[1])
         data = lookups.parse_in(
             db_session(),
             SegmentInput,
@@ -263,7 +264,7 @@ def count_segment():
     rules, origin = _rules_from_rows(request.form.get("match", "all"), _rows_from_form(request.form))
     session = db_session()
     try:
-        rules, matched = rules_count(session, rules)
+        rules, matched = rules_matching(session, lookups.parse_in(session, RulesOnly, {"rules": rules}))
     except InvalidInput as exc:
         return jsonify(errors=_row_errors(exc, origin)), 400
     return jsonify(count=matched, summary=describe(rules, topic_names(session)))

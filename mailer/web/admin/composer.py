@@ -10,12 +10,12 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
+from ...audience.lookups import parse_in
 from ...compose import commands
 from ...compose.blocks import BLOCK_TYPES, FIELDS, blocks_of
 from ...compose.inputs import MAX_BLOCKS, IssueInput
 from ...compose.issues import EDITABLE, composer_choices
 from ...errors import Conflict, InvalidInput
-from ...inputs import parse
 from ..context import db_session, runtime_of_app
 from . import _actor, _load_issue, bp
 
@@ -151,7 +151,7 @@ def _posted() -> tuple[dict, dict, dict]:
 def _checked(data: dict, upload_errors: dict) -> IssueInput:
     """The posted issue checked, every problem reported at once: a refused upload and whatever else is wrong."""
     try:
-        checked = parse(IssueInput, data)
+        checked = parse_in(db_session(), IssueInput, data)
     except InvalidInput as exc:
         raise InvalidInput(exc.errors | upload_errors) from exc
     if upload_errors:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from flask import abort, render_template, request
 
-from ...compose.issues import issue_progress
+from ...compose.inputs import DeliveriesQuery
+from ...compose.issues import deliveries_page, issue_progress
 from ...delivery import ledger
+from ...errors import InvalidInput
+from ...inputs import parse
 from ...models import DELIVERY_STATUSES
 from ...spreadsheet import SpreadsheetCsv
 from ..auth import require_role
@@ -16,32 +19,26 @@ from . import _load_issue, bp
 PAGE = 100
 
 
-def _status_filter() -> str | None:
-    status = request.args.get("status") or None
-    if status is not None and status not in DELIVERY_STATUSES:
-        abort(400, f"Unknown status {status!r}: use one of {', '.join(DELIVERY_STATUSES)}.")
-    return status
-
-
-def _after() -> int:
-    raw = request.args.get("after", "0")
-    if not (raw.isascii() and raw.isdecimal()) or len(raw) > 18:
-        abort(400, "'after' must be a whole number")
-    return int(raw)
+def _query() -> DeliveriesQuery:
+    """The page asked for, read by the model the API's deliveries list uses (a 400 page saying what is wrong)."""
+    try:
+        return parse(DeliveriesQuery, request.args.to_dict() | {"limit": str(PAGE)})
+    except InvalidInput as exc:
+        abort(400, str(exc))
 
 
 @bp.get("/issues/<int:issue_id>/recipients")
 @require_role("publisher")  # addresses: people's personal data
 def issue_recipients(issue_id: int):
     issue = _load_issue(issue_id)
-    status = _status_filter()
-    rows = ledger.recipients(db_session(), issue.id, status, _after(), PAGE + 1)
+    query = _query()
+    rows, next_after = deliveries_page(db_session(), issue.id, query.status, query.after, query.limit)
     return render_template(
         "admin/issue_recipients.html",
         issue=issue,
-        rows=rows[:PAGE],
-        next_after=rows[PAGE - 1].delivery_id if len(rows) > PAGE else None,
-        status=status,
+        rows=rows,
+        next_after=next_after,
+        status=query.status,
         statuses=DELIVERY_STATUSES,
         progress=issue_progress(db_session(), issue),
     )
@@ -51,7 +48,7 @@ def issue_recipients(issue_id: int):
 @require_role("publisher")
 def issue_recipients_csv(issue_id: int):
     issue = _load_issue(issue_id)
-    status = _status_filter()
+    status = _query().status
     db = runtime_of_app().db
 
     def generate():

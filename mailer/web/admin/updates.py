@@ -144,7 +144,8 @@ def run_digest_now():
     try:
         data = parse(DigestRunInput, {"frequency": request.form.get("frequency", "")})
     except InvalidInput:
-        abort(400, "Choose the weekly or the monthly digest.")
+        flash("Choose the weekly or the monthly digest.", "error")
+        return redirect(url_for("admin.updates"), code=303)
     with runtime_of_app().db.transaction() as session:
         asked = commands.request_digest(session, data, _actor())
     period = "week" if asked.frequency == "weekly" else "month"

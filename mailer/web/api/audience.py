@@ -26,7 +26,7 @@ from ...audience.profiles import (
     segment_shown,
     subject_access,
 )
-from ...audience.segments import get_segment, rules_count, segment_count, segment_rules, topic_names
+from ...audience.segments import get_segment, rules_matching, segment_count, segment_rules, topic_names
 from ...audit import Actor
 from ..context import db_session, runtime_of_app
 from ..downloads import csv_download
@@ -40,6 +40,11 @@ CSV = Body("text/csv", "CSV, streamed: email, name, topics, area, audience, serv
 
 def _by() -> Actor:
     return Actor.token(g.api_token)
+
+
+def _topics() -> dict:
+    """The body's topics are checked against these when it is parsed (the command trusts them)."""
+    return lookups.topic_context(db_session())
 
 
 def _created(body: dict, status: int, endpoint: str, **values):
@@ -66,6 +71,7 @@ def segments_list():
 @token_required
 @operation(
     body=SegmentInput,
+    context=_topics,
     responses={201: CountedSegment},
     errors=(400, 409, 413, 415),
     headers={201: {"Location": "The new segment"}},
@@ -88,7 +94,7 @@ def segments_show(segment_id: int):
 
 @bp.put("/segments/<int:segment_id>")
 @token_required
-@operation(body=SegmentChange, responses={200: Segment}, errors=(400, 404, 409, 413, 415))
+@operation(body=SegmentChange, context=_topics, responses={200: Segment}, errors=(400, 404, 409, 413, 415))
 def segments_update(segment_id: int, body: SegmentChange):
     """Change a segment: only the fields given change"""
     with runtime_of_app().db.transaction() as session:
@@ -118,10 +124,10 @@ def segments_count(segment_id: int):
 
 @bp.post("/segments/count")
 @token_required
-@operation(body=RulesOnly, responses={200: AudienceCount}, errors=(400, 413, 415))
+@operation(body=RulesOnly, context=_topics, responses={200: AudienceCount}, errors=(400, 413, 415))
 def segments_preview_count(body: RulesOnly):
     """Count the people unsaved rules would match (the admin's live count uses the same read)"""
-    _rules, matched = rules_count(db_session(), body.rules.model_dump())
+    _rules, matched = rules_matching(db_session(), body)
     return jsonify(AudienceCount(count=matched).dump())
 
 
@@ -152,6 +158,7 @@ def topics_export(slug: str):
 @token_required(role="publisher")
 @operation(
     body=NewSubscriber,
+    context=_topics,
     responses={201: Subscriber, 200: Subscriber},
     errors=(400, 409, 413, 415),
     headers={201: {"Location": "The subscriber"}, 200: {"Location": "The subscriber"}},
@@ -200,13 +207,14 @@ def subscribers_erase(email: str):
     body=Body("text/csv", "The CSV file"),
     query=ImportUpload,
     responses={202: ImportStatus},
-    errors=(400, 415),
+    errors=(400, 413, 415),
     headers={202: {"Location": "The import's status"}},
 )
 def subscribers_import(query: ImportUpload):
     """Upload a CSV for a worker to import; poll the Location for progress and the report
 
-    Columns: email, name, topics, area, audience, services, consent_source, consent_date."""
+    Columns: email, name, topics, area, audience, services, consent_source, consent_date. A file over 512 MB is
+    a 413."""
     if request.mimetype != "text/csv":
         raise ApiError(415, "Send the CSV file as the body with Content-Type: text/csv")
     request.max_content_length = IMPORT_MAX_BYTES

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from flask import g, jsonify, url_for
 from pydantic import WithJsonSchema
 
+from ...audience.lookups import topic_context
 from ...audit import Actor
 from ...compose import commands
 from ...compose.inputs import DeliveriesQuery, IssueInput, ScheduleInput, TestSendInput
@@ -95,6 +96,7 @@ def _issue(session, issue) -> dict:
 @token_required
 @operation(
     body=IssueInput,
+    context=lambda: topic_context(db_session()),
     responses={201: Issue},
     errors=(400, 413, 415),
     headers={201: {"Location": "The new issue"}},

@@ -23,6 +23,7 @@ from __future__ import annotations
 import inspect
 import re
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any
@@ -103,11 +104,13 @@ def operation(
     headers: dict[int, dict[str, str]] | None = None,
     summary: str | None = None,
     public: bool = False,
+    context: Callable[[], dict] | None = None,
 ):
     """Describe a view and check its input. `responses` maps a status to a model, `list[Model]`, a `Body`, or None
-    (no body); `errors` lists the refusals it can give besides 401/403/429, which come with its token; `headers`
-    names response headers per status (`{201: {"Location": "The new segment"}}`). The summary is the first line of
-    the view's docstring unless given; the rest of the docstring is the description."""
+        (no body); `errors` lists the refusals it can give besides 401/403/429, which come with its token; `headers`
+        names response headers per status (`{201: {"Location": "The new segment"}}`). The summary is the first line of
+        the view's docstring unless given; the rest of the docstring is the description. `context()` gives the body's
+    validators what only the database knows (`audience.lookups.topic_context`: topics are checked once, here)."""
 
     def decorate(view):
         doc = inspect.cleandoc(view.__doc__ or "")
@@ -126,7 +129,7 @@ def operation(
         @wraps(view)
         def checked(*args, **kwargs):
             if isinstance(body, type):
-                kwargs["body"] = parse(body, json_body())
+                kwargs["body"] = parse(body, json_body(), context=context() if context else None)
             if query is not None:
                 kwargs["query"] = parse(query, request.args.to_dict())
             return view(*args, **kwargs)
