@@ -26,7 +26,7 @@ from support.browser import (
     assert_accessible,
     axe_violations,
     fill_subscribe_form,
-    launch_chromium,
+    running_chromium,
     sign_in,
 )
 from support.flows import confirm_link, manage_link
@@ -71,16 +71,8 @@ def on_live_server(mailed_url: str, live_url: str) -> str:
 
 @pytest.fixture(scope="module")
 def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(NO_CHROMIUM)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with running_chromium() as chromium:
+        yield chromium
 
 
 @pytest.fixture()

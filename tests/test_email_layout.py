@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html as htmlmod
 import io
-import os
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,7 +24,7 @@ from mailer.compose.updates import publish_update
 from mailer.models import Issue, Media, Topic, Update, utcnow
 from mailer.render import EmailContent, render_email
 from mailer.render.content import markdown_to_text
-from support.browser import CHROMIUM, NO_CHROMIUM, launch_chromium
+from support.browser import running_chromium
 from support.flows import sign_in
 
 PICTURE = (1200, 675)
@@ -279,16 +278,8 @@ _MEASURE = """() => {
 
 @pytest.fixture(scope="module")
 def chromium():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(NO_CHROMIUM)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with running_chromium() as browser:
+        yield browser
 
 
 def _picture_bytes() -> bytes:

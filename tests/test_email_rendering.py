@@ -22,7 +22,7 @@ from __future__ import annotations
 import pytest
 from email_client_allowances import ALLOWANCES, accepted
 
-from support.browser import CHROMIUM, NO_CHROMIUM, launch_chromium
+from support.browser import running_chromium
 from support.email_layout import lay_out, looks, without_style_blocks
 from support.email_lint import lint
 from support.email_samples import KINDS, PHOTO_SIZE, send_every_kind
@@ -59,16 +59,8 @@ def sent(settings, db, smtp_server, celery_workers):
 
 @pytest.fixture(scope="module")
 def chromium():
-    import os
-
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(NO_CHROMIUM)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
+    with running_chromium() as browser:
         yield browser.new_page()
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -36,6 +38,21 @@ def launch_chromium(playwright, env: dict[str, str] | None = None):
     if not os.path.exists(CHROMIUM):
         pytest.skip(NO_CHROMIUM)
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000, env=env)
+
+
+@contextmanager
+def running_chromium() -> Iterator:
+    """Debian's Chromium for the length of the block (a test module's fixture); the test is skipped without it."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(NO_CHROMIUM)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 # --- Content-Security-Policy violations ------------------------------------------------------------------------
