@@ -19,7 +19,7 @@ from ..errors import Conflict, InvalidInput, NotFound
 from ..models import EDITABLE, MAX_ID, AdminUser, AuditEvent, Issue, Media, Segment, Topic, utcnow
 from .blocks import archive_page, blocks_of, missing_images, resolve_blocks, stored
 from .inputs import LONDON, IssueInput
-from .mail import freeze
+from .mail import freeze, updates_shown
 
 
 def _in_database(session: Session, data: IssueInput) -> Topic:
@@ -104,14 +104,14 @@ def assign_slug(session: Session, issue: Issue) -> None:
 def keep_archive_page(session: Session, issue: Issue) -> str:
     """The issue's archive page content, rendered the first time it is asked for and kept on the issue: what
     was sent, served as it is to every visitor. Called when the send starts, after `freeze`, so the page shows
-    exactly the blocks and updates the email carries. (An issue sent before contents were frozen gets its
-    topic's updates as they were when its send started.)"""
+    exactly the blocks and updates the email carries. (An issue sent before contents were frozen gets the
+    updates its email took then: `mail.updates_shown`.)"""
     if issue.archive_html is None:
         if issue.frozen is not None:
             issue.archive_html = archive_page(None, issue.frozen.blocks)
         else:
-            # Sent before contents were frozen: its email took the newest updates of every topic then.
-            blocks = resolve_blocks(session, blocks_of(issue), topic_id=None, before=issue.send_requested_at)
+            topic_id, before = updates_shown(issue)
+            blocks = resolve_blocks(session, blocks_of(issue), topic_id=topic_id, before=before)
             issue.archive_html = archive_page(None, blocks)
     return issue.archive_html
 

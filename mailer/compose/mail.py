@@ -64,14 +64,14 @@ def footer(issue: Issue, settings: Settings) -> dict:
 
 def issue_content(issue: Issue, settings: Settings, frozen: FrozenContent | None = None) -> EmailContent:
     """What the layout needs for `issue`: from its frozen blocks (given, or kept on the issue); for an issue sent
-    before contents were frozen, as its send began (`_updates_of`); otherwise as the issue is now (latest updates:
+    before contents were frozen, as its send began (`updates_shown`); otherwise as the issue is now (latest updates:
     its topic's, published by now)."""
     frozen = frozen if frozen is not None else issue.frozen
     if frozen is not None:
         blocks = render_blocks(None, frozen.blocks, settings.base_url)
         subject = frozen.subject
     else:
-        topic_id, before = _updates_of(issue)
+        topic_id, before = updates_shown(issue)
         session = object_session(issue)
         blocks = render_blocks(session, blocks_of(issue), settings.base_url, topic_id=topic_id, before=before)
         subject = issue.subject
@@ -93,7 +93,7 @@ def issue_content(issue: Issue, settings: Settings, frozen: FrozenContent | None
     )
 
 
-def _updates_of(issue: Issue) -> tuple[int | None, datetime]:
+def updates_shown(issue: Issue) -> tuple[int | None, datetime]:
     """(topic, published by) of the updates an issue with no frozen contents shows. Every send freezes its
     contents when it starts, so an issue whose send began without them began before migration 0012: its
     emails and its web page then took the newest updates of every topic as of the send's start, and the rest
@@ -118,10 +118,10 @@ def freeze(
     itself. Called when the send starts, inside its transaction; calling it again changes nothing already
     kept. The caller holds the issue's row lock (or SQLite's write lock), so two processes keep one version.
     `starting=False`: a send already under way without frozen contents (begun before migration 0012) is kept
-    as its first recipients got it (`_updates_of`)."""
+    as its first recipients got it (`updates_shown`)."""
     frozen = issue.frozen
     if frozen is None:
-        topic_id, before = (issue.topic_id, issue.send_requested_at or utcnow()) if starting else _updates_of(issue)
+        topic_id, before = (issue.topic_id, issue.send_requested_at or utcnow()) if starting else updates_shown(issue)
         frozen = FrozenContent(
             issue_id=issue.id,
             subject=issue.subject,
