@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 
 from ..models import Media, Update
 from ..render.content import (
+    fits_a_phone,
     markdown_to_html,
     markdown_to_text,
-    narrowest_table_width,
     tables_in,
 )
 from ..render.web import issue_page_html
@@ -42,8 +42,6 @@ FIELDS = {
 }
 # What a latest-updates block is headed with, unless the block right above it is a heading of the writer's.
 UPDATES_HEADING = "Latest updates"
-# How wide the email's content is on the narrowest phone in common use: 320 px less the 24 px margins.
-PHONE_CONTENT_WIDTH = 272
 _MARKDOWN_PICTURE = re.compile(r"!\[[^\]]*\]\(")
 # Link text that says nothing out of context (screen reader users list links on their own).
 VAGUE_LINKS = {"click here", "here", "read more", "more", "this link", "link", "click", "find out more"}
@@ -253,7 +251,7 @@ def _text_checks(markdown: str) -> list[tuple[str, str]]:
             )
         )
     for rows in tables_in(markdown):
-        if narrowest_table_width(rows) > PHONE_CONTENT_WIDTH:
+        if not fits_a_phone(rows):
             found.append(
                 (
                     "warning",

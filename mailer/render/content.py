@@ -95,19 +95,10 @@ def markdown_to_html(source: str) -> str:
     """Markdown → sanitised HTML fragment (links keep only http(s) and mailto). Table columns keep their
     alignment as `align` (a `style` attribute would break the archive page's Content-Security-Policy)."""
     tokens = _md.parse(clean_text(source))
-    table_open = None
-    rows: list[list[str]] = []
+    for table_open, rows in _tables(tokens):
+        if not fits_a_phone(rows):
+            table_open.attrSet("class", "tm-wide")
     for token in tokens:
-        if token.type == "table_open":
-            table_open, rows = token, []
-        elif token.type == "tr_open":
-            rows.append([])
-        elif token.type == "inline" and table_open is not None:
-            rows[-1].append(" ".join(_inline_text(token).split()))
-        elif token.type == "table_close" and table_open is not None:
-            if not fits_a_phone(rows):
-                table_open.attrSet("class", "tm-wide")
-            table_open = None
         if token.type in ("th_open", "td_open"):
             style = token.attrs.pop("style", "")
             if isinstance(style, str) and style.startswith("text-align:"):
@@ -220,18 +211,23 @@ def table_records(table: str) -> str:
 
 def tables_in(source: str) -> list[list[list[str]]]:
     """Each Markdown table in `source` as rows of cell texts, the header row first."""
-    tables: list[list[list[str]]] = []
+    return [rows for _open, rows in _tables(_md.parse(clean_text(source)))]
+
+
+def _tables(tokens) -> list[tuple]:
+    """(the table_open token, its rows of cell texts, header row first) for each table among `tokens`."""
+    tables: list[tuple] = []
     inside = False
-    for token in _md.parse(clean_text(source)):
+    for token in tokens:
         if token.type == "table_open":
-            tables.append([])
+            tables.append((token, []))
             inside = True
         elif token.type == "table_close":
             inside = False
         elif inside and token.type == "tr_open":
-            tables[-1].append([])
+            tables[-1][1].append([])
         elif inside and token.type == "inline":
-            tables[-1][-1].append(" ".join(_inline_text(token).split()))
+            tables[-1][1][-1].append(" ".join(_inline_text(token).split()))
     return tables
 
 
