@@ -19,7 +19,7 @@ from ...audience import lookups
 from ...errors import Conflict, InvalidInput, NotFound
 from ..context import db_session, runtime_of_app
 from ..limits import API_ADDRESS_LIMIT, API_TOKEN_LIMIT, limiter
-from .spec import ApiError, Output, json_body, openapi_document, operation  # noqa: F401 - audience.py reads json_body here
+from .spec import ApiError, Output, openapi_document, operation
 
 bp = Blueprint("api", __name__)
 
