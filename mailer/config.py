@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,10 +20,56 @@ ROOT = Path(__file__).resolve().parent.parent
 
 EMBEDDED_REDIS_PORT = 6389
 EMBEDDED_SMTP_PORT = 1025
+EMBEDDED_BOUNCE_PORT = 2526
 
 
 class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Deliverability:
+    """Hearing what happens after the relay accepted a message, and what we do about it (README: Bounces)."""
+
+    # Bulk mail's envelope sender (Return-Path) is bounce-<delivery>-<signature>@BOUNCE_DOMAIN (VERP), so every
+    # DSN names the row it answers. RETURN_PATH instead: one fixed envelope sender, for a relay that will not
+    # take VERP (reports are then matched by the Message-ID they quote). Neither: the From address, as before.
+    bounce_domain: str | None = None
+    return_path: str | None = None
+    # Where `mailer bounces receive` (and `mailer run`) listens for the bounce domain's mail.
+    bounce_smtp_host: str = "127.0.0.1"
+    bounce_smtp_port: int = EMBEDDED_BOUNCE_PORT
+    # A mailbox to poll for reports instead (or as well): imap(s)://user:password@host:port/MAILBOX.
+    bounce_imap_url: str | None = None
+    bounce_poll_seconds: int = 60
+    # Soft bounces (a mailbox full, a server down for days) suppress after SOFT_BOUNCE_LIMIT in SOFT_BOUNCE_DAYS.
+    soft_bounce_limit: int = 3
+    soft_bounce_days: int = 30
+    # A send pauses itself when, once AUTO_PAUSE_SAMPLE messages (or 2 % of its audience, if fewer, and at least
+    # AUTO_PAUSE_MINIMUM) have gone, more than this share hard-bounced or complained. 0 turns a check off.
+    auto_pause_bounce_rate: float = 0.05
+    auto_pause_complaint_rate: float = 0.001
+    auto_pause_sample: int = 2000
+    auto_pause_minimum: int = 100
+    # Gmail's feedback loop groups complaints by this header's last field (the sender id).
+    feedback_id_sender: str | None = None
+    # How mail leaves: smtp (SMTP_URL), ses (Amazon SES's API), notify (GOV.UK Notify).
+    transport: str = "smtp"
+    ses_region: str | None = None
+    ses_endpoint_url: str | None = None  # a stand-in of the SES API (tests); unset: AWS's own
+    ses_configuration_set: str | None = None
+    notify_api_key: str | None = None
+    notify_template_id: str | None = None
+    notify_base_url: str = "https://api.notifications.service.gov.uk"
+    # Notify's callbacks carry this bearer token; SES's SNS notifications must come from these topics.
+    notify_callback_token: str | None = None
+    sns_topic_arns: tuple[str, ...] = ()
+    # Hosts an SNS signing certificate may be fetched from (a regular expression matched in full).
+    sns_certificate_hosts: str = r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"
+    # DKIM: sign every message when all three are set (the key as PEM text, or DKIM_PRIVATE_KEY_PATH).
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_private_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +118,7 @@ class Settings:
     anonymise_after_days: int = 730
     # An admin sign-in unused for this long ends (besides the absolute 8 hours from signing in).
     session_idle_minutes: int = 30
+    deliverability: Deliverability = field(default_factory=lambda: Deliverability())
 
     @property
     def mail_domain(self) -> str:
@@ -144,7 +191,111 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         **_digest_schedule(env),
         anonymise_after_days=_positive_int(env, "ANONYMISE_AFTER_DAYS", 730),
         session_idle_minutes=_positive_int(env, "SESSION_IDLE_MINUTES", 30),
+        deliverability=_deliverability(env),
     )
+
+
+TRANSPORTS = ("smtp", "ses", "notify")
+_DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"
+
+
+def _deliverability(env: dict[str, str]) -> Deliverability:
+    """BOUNCE_*, RETURN_PATH, SOFT_BOUNCE_*, AUTO_PAUSE_*, TRANSPORT, SES_*, NOTIFY_*, SNS_*, DKIM_*."""
+    import re
+
+    bounce_domain = (env.get("BOUNCE_DOMAIN") or "").strip().lower() or None
+    if bounce_domain and not re.fullmatch(_DOMAIN, bounce_domain):
+        raise ConfigError(f"BOUNCE_DOMAIN must be a domain name like bounces.example.nhs.uk, got {bounce_domain!r}")
+    return_path = (env.get("RETURN_PATH") or "").strip() or None
+    if return_path:
+        from .render.headers import UnsafeHeader, check_address
+
+        try:
+            check_address(return_path)
+        except UnsafeHeader as exc:
+            raise ConfigError(
+                f"RETURN_PATH must be a plain address like bounces@example.nhs.uk, got {return_path!r}"
+            ) from exc
+    transport = (env.get("TRANSPORT") or "smtp").strip().lower()
+    if transport not in TRANSPORTS:
+        raise ConfigError(f"TRANSPORT must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
+    if transport == "notify" and not (env.get("NOTIFY_API_KEY") and env.get("NOTIFY_TEMPLATE_ID")):
+        raise ConfigError("TRANSPORT=notify needs NOTIFY_API_KEY and NOTIFY_TEMPLATE_ID (the template's id in Notify)")
+    dkim = _dkim(env)
+    return Deliverability(
+        bounce_domain=bounce_domain,
+        return_path=return_path,
+        bounce_smtp_host=(env.get("BOUNCE_SMTP_HOST") or "127.0.0.1").strip(),
+        bounce_smtp_port=_positive_int(env, "BOUNCE_SMTP_PORT", EMBEDDED_BOUNCE_PORT),
+        bounce_imap_url=_imap_url(env),
+        bounce_poll_seconds=_positive_int(env, "BOUNCE_POLL_SECONDS", 60),
+        soft_bounce_limit=_positive_int(env, "SOFT_BOUNCE_LIMIT", 3),
+        soft_bounce_days=_positive_int(env, "SOFT_BOUNCE_DAYS", 30),
+        auto_pause_bounce_rate=_share(env, "AUTO_PAUSE_BOUNCE_RATE", 0.05),
+        auto_pause_complaint_rate=_share(env, "AUTO_PAUSE_COMPLAINT_RATE", 0.001),
+        auto_pause_sample=_positive_int(env, "AUTO_PAUSE_SAMPLE", 2000),
+        auto_pause_minimum=_positive_int(env, "AUTO_PAUSE_MINIMUM", 100),
+        feedback_id_sender=(env.get("FEEDBACK_ID_SENDER") or "").strip() or None,
+        transport=transport,
+        ses_region=(env.get("SES_REGION") or env.get("AWS_REGION") or "").strip() or None,
+        ses_endpoint_url=(env.get("SES_ENDPOINT_URL") or "").strip() or None,
+        ses_configuration_set=(env.get("SES_CONFIGURATION_SET") or "").strip() or None,
+        notify_api_key=(env.get("NOTIFY_API_KEY") or "").strip() or None,
+        notify_template_id=(env.get("NOTIFY_TEMPLATE_ID") or "").strip() or None,
+        notify_base_url=(env.get("NOTIFY_BASE_URL") or Deliverability.notify_base_url).strip().rstrip("/"),
+        notify_callback_token=(env.get("NOTIFY_CALLBACK_TOKEN") or "").strip() or None,
+        sns_topic_arns=tuple(a.strip() for a in (env.get("SNS_TOPIC_ARNS") or "").split(",") if a.strip()),
+        **dkim,
+    )
+
+
+def _imap_url(env: dict[str, str]) -> str | None:
+    raw = (env.get("BOUNCE_IMAP_URL") or "").strip()
+    if not raw:
+        return None
+    if urlsplit(raw).scheme not in {"imap", "imaps"} or not urlsplit(raw).hostname:
+        raise ConfigError("BOUNCE_IMAP_URL must look like imaps://user:password@imap.example.nhs.uk/INBOX")
+    return raw
+
+
+def _dkim(env: dict[str, str]) -> dict:
+    """DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY (PEM text) or DKIM_PRIVATE_KEY_PATH: all or none."""
+    domain = (env.get("DKIM_DOMAIN") or "").strip().lower() or None
+    selector = (env.get("DKIM_SELECTOR") or "").strip() or None
+    key = env.get("DKIM_PRIVATE_KEY") or None
+    path = (env.get("DKIM_PRIVATE_KEY_PATH") or "").strip()
+    if path and not key:
+        try:
+            key = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"DKIM_PRIVATE_KEY_PATH cannot be read: {exc}") from exc
+    given = [
+        name
+        for name, value in (("DKIM_DOMAIN", domain), ("DKIM_SELECTOR", selector), ("DKIM_PRIVATE_KEY", key))
+        if value
+    ]
+    if given and len(given) < 3:
+        missing = {"DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY"} - set(given)
+        raise ConfigError(
+            f"DKIM needs DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY (or _PATH): {', '.join(sorted(missing))} unset"
+        )
+    if key and "PRIVATE KEY" not in key:
+        raise ConfigError("DKIM_PRIVATE_KEY must be a PEM private key (-----BEGIN … PRIVATE KEY-----)")
+    return {"dkim_domain": domain, "dkim_selector": selector, "dkim_private_key": key}
+
+
+def _share(env: dict[str, str], name: str, default: float) -> float:
+    """A rate written as a fraction (0.05) or a percentage (5%)."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a share like 0.05 or 5%, got {raw!r}") from exc
+    if not 0 <= value <= 1:
+        raise ConfigError(f"{name} must be between 0 and 1 (or 0% and 100%), got {raw!r}")
+    return value
 
 
 def _port(env: dict[str, str]) -> int:

@@ -139,7 +139,7 @@ class Database:
             )
 
     def ping(self) -> str:
-        """"ok" if the database answers a trivial query, otherwise the kind of error (the health check)."""
+        """ "ok" if the database answers a trivial query, otherwise the kind of error (the health check)."""
         try:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))

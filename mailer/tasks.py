@@ -23,7 +23,6 @@ from .audience import commands as audience_commands
 from .audience import importer, retention
 from .audience import requests as public_requests
 from .audience.confirmation import confirmation_mail, latest_request_id, manage_link_mail, mark_confirmation_sent
-from .audience.suppression import suppress
 from .compose import digests
 from .compose.mail import recipient_fields, send_tests, sent_message
 from .compose.recipients import plan_send, still_wanted
@@ -32,6 +31,8 @@ from .delivery import dispatch
 from .delivery.rate import SendRate
 from .delivery.sender import send_batch as send_batch_service
 from .errors import NotFound
+from .feedback import commands as feedback
+from .feedback import verp
 from .inputs import parse
 from .models import Issue
 from .runtime import runtime, set_runtime
@@ -276,12 +277,34 @@ def send_batch(issue_id: int, lo: int, hi: int) -> dict:
         transport=smtp_transport_for(rt.settings.smtp_url),
         lease_seconds=rt.settings.lease_seconds,
         throttle=_send_rate(rt.settings),
+        envelope_for=_envelope_for(rt.settings, message.envelope_from),
+        after_chunk=_Judge(rt, issue_id),
     )
-    if report.hard_bounces:
-        with rt.db.transaction() as session:
-            suppress(session, report.hard_bounces, "bounced", detail=f"refused during issue {issue_id}")
     dispatch.after_batch(rt.db, issue_id)
-    return {k: v for k, v in vars(report).items() if k != "hard_bounces"}
+    return {k: v for k, v in vars(report).items() if k not in ("hard_bounces", "refusals")}
+
+
+class _Judge:
+    """After each chunk of a batch: its hard bounces become events and suppressions, and the send is judged for
+    auto-pause (feedback.policy). Judged on every chunk until the send's sample has gone, then only on chunks
+    that bounced: one that did not can only lower the rates (later reports judge the send themselves)."""
+
+    def __init__(self, rt, issue_id: int):
+        self.rt, self.issue_id, self.judged = rt, issue_id, False
+
+    def __call__(self, refusals) -> str | None:
+        if self.judged and not refusals:
+            return None
+        with self.rt.db.transaction() as session:  # the publishers are told once this commits, if it paused
+            feedback.refused_while_sending(session, self.issue_id, refusals, self.rt.settings)
+            check = feedback.check_send(session, self.issue_id, self.rt.settings)
+        self.judged = check.judged
+        return f"the send paused itself: {check.paused}" if check.paused else None
+
+
+def _envelope_for(settings: Settings, default: str):
+    """Each bulk message's Return-Path: VERP naming its delivery row when BOUNCE_DOMAIN is set (feedback.verp)."""
+    return lambda claim: verp.envelope_for_delivery(claim.delivery_id, settings, default)
 
 
 # --- recovery ------------------------------------------------------------------------------------

@@ -142,6 +142,8 @@ Email = Annotated[
     Field(max_length=254, json_schema_extra={"format": "email"}, description="An email address"),
 ]
 Name = Annotated[Annotated[str, Field(max_length=NAME_MAX)] | None, BeforeValidator(_name)]
+
+
 def _labels(choices: dict) -> list[str]:
     return [label[0] if isinstance(label, tuple) else label for label in choices.values()]
 

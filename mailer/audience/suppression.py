@@ -8,8 +8,18 @@ from sqlalchemy.orm import Session
 from ..models import Subscriber, Subscription, Suppression, utcnow
 
 
-def suppress(session: Session, subscriber_ids: list[int], reason: str, detail: str | None = None) -> int:
-    """Suppress these subscribers (hard bounce, complaint): status changes, subscriptions end, hash listed."""
+def suppress(
+    session: Session,
+    subscriber_ids: list[int],
+    reason: str,
+    detail: str | None = None,
+    *,
+    event_id: int | None = None,
+    issue_id: int | None = None,
+) -> int:
+    """Suppress these subscribers (hard bounce, complaint): status changes, subscriptions end, hash listed.
+    `event_id` and `issue_id` say from which report and which message, when one caused it. Returns how many
+    were newly listed."""
     if not subscriber_ids:
         return 0
     now = utcnow()
@@ -22,7 +32,15 @@ def suppress(session: Session, subscriber_ids: list[int], reason: str, detail: s
     count = 0
     for subscriber in people:
         if subscriber.email_hash not in known:
-            session.add(Suppression(email_hash=subscriber.email_hash, reason=reason, detail=detail))
+            session.add(
+                Suppression(
+                    email_hash=subscriber.email_hash,
+                    reason=reason,
+                    detail=detail,
+                    event_id=event_id,
+                    issue_id=issue_id,
+                )
+            )
             known.add(subscriber.email_hash)
             count += 1
         if subscriber.status in ("active", "pending"):

@@ -105,7 +105,6 @@ def send_a_test(session: Session, issue_id: int, data: TestSendInput, actor: Act
     return addresses
 
 
-
 def upload_image(session: Session, data: bytes, filename: str, var_dir: Path, actor: Actor) -> Media:
     """Keep an uploaded image for an image block (stored once by content: the same picture again is the same
     row). Audit: media.upload."""

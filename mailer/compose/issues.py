@@ -379,7 +379,12 @@ def resume_issue(session: Session, issue_id: int, actor: Actor | None = None) ->
         raise Conflict(f"Only a paused issue can be resumed; issue {issue.id} is {issue.status}")
     issue.status = "sending"
     issue.paused_at = None
-    audit.record(session, actor, "issue.resume", issue)
+    # A send that paused itself, resumed by a publisher who has seen its figures, does not pause itself again.
+    overridden = issue.paused_reason
+    if overridden:
+        issue.auto_pause = False
+        issue.paused_reason = None
+    audit.record(session, actor, "issue.resume", issue, overrode_auto_pause=overridden)
     session.flush()
     return issue
 

@@ -110,9 +110,7 @@ def list_id(issue: Issue, settings: Settings) -> tuple[str, str]:
     return issue.topic.name, f"{issue.topic.slug}.{settings.mail_domain}"
 
 
-def freeze(
-    session: Session, issue: Issue, settings: Settings | None = None, *, starting: bool = True
-) -> FrozenContent:
+def freeze(session: Session, issue: Issue, settings: Settings | None = None, *, starting: bool = True) -> FrozenContent:
     """Keep what `issue` says now, once: its blocks with the updates and images they pull in (the newest of
     its topic published by the moment the send started), and, given the settings rendering needs, the email
     itself. Called when the send starts, inside its transaction; calling it again changes nothing already

@@ -34,6 +34,8 @@ class BatchReport:
     skipped: int = 0
     given_back: int = 0
     hard_bounces: list[int] = field(default_factory=list)  # subscriber ids whose mailbox does not exist
+    # The same refusals as (delivery id, subscriber id, the server's reply, its RFC 3463 status), for the record.
+    refusals: list[tuple[int, int, str, str | None]] = field(default_factory=list)
     stopped: str | None = None  # why the batch stopped early (server unreachable), if it did
 
 
@@ -48,13 +50,20 @@ def send_batch(
     recipient_fields: Callable[[ledger.Claimed], dict[str, str]],
     transport: Transport,
     lease_seconds: int,
+    envelope_for: Callable[[ledger.Claimed], str] | None = None,
+    after_chunk: Callable[[list[tuple[int, int, str, str | None]]], str | None] | None = None,
     chunk: int = 100,
     throttle: Callable[[int], object] | None = None,
 ) -> BatchReport:
-    """Send the due rows of one id range of an issue; returns what happened to them."""
+    """Send the due rows of one id range of an issue; returns what happened to them.
+
+    `after_chunk` is called with each recorded chunk's hard bounces (delivery id, subscriber id, reply, status);
+    if it gives a reason (the send paused itself), the batch stops there."""
     report = BatchReport()
     token = ledger.new_claim_token()
-    send = _Send(message, recipient_fields, transport, throttle, format_datetime(utcnow()))
+    send = _Send(
+        message, recipient_fields, transport, throttle, format_datetime(utcnow()), envelope_for or _from(message)
+    )
     while report.stopped is None:
         with db.transaction() as session:
             claims, skipped = ledger.claim_batch(
@@ -66,8 +75,15 @@ def send_batch(
                 continue  # a whole chunk of people who left since planning: carry on with the range
             break
         report.claimed += len(claims)
-        _record(db, issue_id, token, send.chunk(claims), report)
+        done = send.chunk(claims)
+        _record(db, issue_id, token, done, report)
+        if after_chunk is not None and report.stopped is None:
+            report.stopped = after_chunk(done.refusals)
     return report
+
+
+def _from(message: CompiledMessage) -> Callable[[ledger.Claimed], str]:
+    return lambda _claim: message.envelope_from
 
 
 @dataclass
@@ -79,6 +95,7 @@ class _Chunk:
     failures: list[tuple[ledger.Claimed, str, str]] = field(default_factory=list)  # (claim, failed|bounced, why)
     untried: list[ledger.Claimed] = field(default_factory=list)  # given back without using up an attempt
     hard_bounces: list[int] = field(default_factory=list)  # subscriber ids
+    refusals: list[tuple[int, int, str, str | None]] = field(default_factory=list)
     stopped: str | None = None  # why sending cannot go on, if it cannot
 
 
@@ -91,6 +108,7 @@ class _Send:
     transport: Transport
     throttle: Callable[[int], object] | None
     date: str
+    envelope_for: Callable[[ledger.Claimed], str]  # the Return-Path of each row's message (VERP names the row)
 
     def chunk(self, claims: list[ledger.Claimed]) -> _Chunk:
         """Try each row in turn; when sending cannot go on, the row it stopped at and the rest are untried."""
@@ -122,7 +140,7 @@ class _Send:
             done.failures.append((claim, "failed", str(exc)))
             return None
         try:
-            self.transport.send(self.message.envelope_from, claim.email, data)
+            self.transport.send(self.envelope_for(claim), claim.email, data)
         except TemporaryFailure as exc:
             if exc.stage == "connect":
                 # The server cannot be reached or refuses our login: nothing is known about these
@@ -134,6 +152,7 @@ class _Send:
             done.failures.append((claim, "bounced" if bounce else "failed", str(exc)))
             if bounce:
                 done.hard_bounces.append(claim.subscriber_id)
+                done.refusals.append((claim.delivery_id, claim.subscriber_id, str(exc), exc.enhanced_status))
         else:
             done.sent.append(claim.delivery_id)
         return None
@@ -143,6 +162,7 @@ def _record(db: Database, issue_id: int, token: str, done: _Chunk, report: Batch
     """Write one chunk's outcomes (the rows still held by `token`) and add them to the report."""
     report.stopped = done.stopped
     report.hard_bounces.extend(done.hard_bounces)
+    report.refusals.extend(done.refusals)
     with db.transaction() as session:
         ledger.mark_sent(session, done.sent, token)
         gave_up = ledger.mark_retry(session, done.retries, token)

@@ -6,6 +6,7 @@ from .base import MAX_ID, Base, utcnow
 from .content import Media, Update
 from .deliveries import DELIVERY_STATUSES, FINAL_STATUSES, Delivery
 from .digests import DigestRun, DigestRunSubscriber
+from .feedback import FEEDBACK_KINDS, FEEDBACK_SOURCES, SEVERITIES, FeedbackEvent
 from .imports import IMPORT_STATUSES, Import, ImportChunk
 from .issues import EDITABLE, ISSUE_STATUSES, FrozenContent, Issue
 from .keys import EMAIL_HASH, KeyFingerprint, key_fingerprint
@@ -38,6 +39,10 @@ __all__ = [
     "AuditEvent",
     "DigestRun",
     "DigestRunSubscriber",
+    "FEEDBACK_KINDS",
+    "FEEDBACK_SOURCES",
+    "FeedbackEvent",
+    "SEVERITIES",
     "Media",
     "Update",
     "AUDIENCES",

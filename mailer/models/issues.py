@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, Json, UTCDateTime, utcnow
@@ -54,6 +55,11 @@ class Issue(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     recipient_count: Mapped[int | None] = mapped_column(Integer)
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why the send paused itself (the bounce or complaint figures that crossed a limit), shown on its page.
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    # Whether the send still pauses itself on bad figures: a publisher who resumes an auto-paused send has
+    # looked at them and decided, so it does not pause again for the same reason.
+    auto_pause: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     submitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("admin_users.id"))

@@ -378,9 +378,7 @@ class _PlainText:
                 lines.append(part)
                 continue
             lines.extend(
-                textwrap.wrap(
-                    part, room, subsequent_indent=subsequent, break_long_words=False, break_on_hyphens=False
-                )
+                textwrap.wrap(part, room, subsequent_indent=subsequent, break_long_words=False, break_on_hyphens=False)
                 or [""]
             )
         return lines
