@@ -82,8 +82,8 @@ def record(session: Session, report: Report, settings: Settings, *, judge: bool 
     except IntegrityError:
         known = session.scalar(select(FeedbackEvent).where(FeedbackEvent.key == report.key[:255]))
         return Recorded(known.id, False, known.outcome or "")
-    if delivery is not None and report.kind == "bounce" and report.severity == "hard":
-        _mark_bounced(session, delivery, event)
+    if delivery is not None and report.kind == "bounce":
+        _mark_undelivered(session, delivery, event)
     event.outcome = _act(session, event, settings)
     audit.record(
         session,
@@ -111,13 +111,24 @@ def _delivery(session: Session, report: Report) -> Delivery | None:
     return None
 
 
-def _mark_bounced(session: Session, delivery: Delivery, event: FeedbackEvent) -> None:
-    """A message the relay accepted (or one still being retried) bounced after all: the ledger says so."""
+def _mark_undelivered(session: Session, delivery: Delivery, event: FeedbackEvent) -> None:
+    """A message the relay accepted bounced after all: the ledger says so. A hard bounce makes the row
+    `bounced` (counted in the issue's bounce rate); a soft one (the relay gave up on a full mailbox) `failed`.
+    A row still `sending` changes too: a fast relay's DSN can come back before the batch records the send, and
+    the batch then finds the row no longer held and leaves it as the report says. A pending row is left alone."""
     words = " ".join(part for part in (event.status, event.diagnostic) if part)
+    hard = event.severity == "hard"
     session.execute(
         update(Delivery)
-        .where(Delivery.id == delivery.id, Delivery.status.in_(("sent", "sending", "pending", "failed")))
-        .values(status="bounced", last_error=f"bounced after sending: {words}"[:2000], lease_until=None)
+        .where(
+            Delivery.id == delivery.id,
+            Delivery.status.in_(("sent", "sending", "failed") if hard else ("sent", "sending")),
+        )
+        .values(
+            status="bounced" if hard else "failed",
+            last_error=f"{'bounced' if hard else 'not delivered'} after sending: {words}"[:2000],
+            lease_until=None,
+        )
     )
 
 

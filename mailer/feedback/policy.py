@@ -9,7 +9,8 @@ Auto-pause: mailbox providers judge a sender by its bounce and complaint rates (
 at 5 % bounces; Gmail and Yahoo want complaints under 0.3 %). A send whose early figures are worse than
 AUTO_PAUSE_BOUNCE_RATE / AUTO_PAUSE_COMPLAINT_RATE pauses itself before the rest of a bad list goes out, and
 tells the publishers. It is judged once a sample has gone: AUTO_PAUSE_SAMPLE messages or 2 % of the audience,
-whichever is fewer, but never fewer than AUTO_PAUSE_MINIMUM (a rate over a handful of messages is noise);
+whichever is fewer, but never fewer than AUTO_PAUSE_MINIMUM (a rate over a handful of messages is noise, so a
+send to fewer people is never paused);
 after that, on every batch and every report, over everything sent so far.
 """
 
@@ -65,9 +66,10 @@ def send_figures(session: Session, issue_id: int) -> SendFigures:
 
 
 def sample_size(audience: int, rules: Deliverability) -> int:
-    """How many messages must have gone before a send's rates are judged."""
+    """How many messages must have gone before a send's rates are judged. A send to fewer people than the minimum
+    is never judged: a rate over a handful says nothing, and there is little left to protect."""
     share = math.ceil(audience * SAMPLE_SHARE)
-    return min(audience, max(rules.auto_pause_minimum, min(rules.auto_pause_sample, share)))
+    return max(rules.auto_pause_minimum, min(rules.auto_pause_sample, share))
 
 
 def why_pause(figures: SendFigures, audience: int, rules: Deliverability) -> str | None:
