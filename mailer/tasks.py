@@ -405,11 +405,13 @@ def retention_job() -> dict:
         with rt.db.transaction() as session:
             deleted = retention.delete_unconfirmed(session, rt.settings.unconfirmed_days)
             anonymised = retention.anonymise_ended(session, rt.settings.anonymise_after_days)
+            cleared = retention.clear_old_reports(session, rt.settings.anonymise_after_days)
         report.deleted_unconfirmed += deleted
         report.anonymised += anonymised
-        if deleted < retention.CHUNK and anonymised < retention.CHUNK:
+        report.reports_cleared += cleared
+        if max(deleted, anonymised, cleared) < retention.CHUNK:
             break
-    if report.deleted_unconfirmed or report.anonymised:
+    if report.deleted_unconfirmed or report.anonymised or report.reports_cleared:
         log.info("retention: %s", report)
     return vars(report)
 

@@ -170,3 +170,46 @@ def test_a_late_report_pauses_a_send_and_a_publisher_resume_is_final(db, setting
         issue = s.get(Issue, issue_id)
         assert issue.status == "sending" and issue.auto_pause is False and issue.paused_reason is None
     assert len(people) == 120
+
+
+def test_anonymising_a_person_takes_their_address_out_of_their_reports(db, settings):
+    from mailer.audience.erasure import anonymise
+
+    [person] = _people(db, 1)
+    with db.transaction() as s:
+        record(
+            s,
+            Report(
+                source="smtp",
+                kind="complaint",
+                key="arf:2",
+                subscriber_id=person,
+                diagnostic="complaint about person0@example.org",
+                report="To: person0@example.org\r\n...",
+            ),
+            settings,
+        )
+    with db.transaction() as s:
+        anonymise(s, s.get(Subscriber, person))
+    with db.transaction() as s:
+        event = s.scalar(select(FeedbackEvent))
+        assert event.report is None and event.diagnostic == "complaint about (address removed)"
+        assert "person0@example.org" not in (s.scalar(select(Suppression.detail)) or "")
+
+
+def test_retention_blanks_old_reports_whoever_they_were_about(db, settings):
+    from datetime import timedelta
+
+    from mailer.audience.retention import clear_old_reports
+    from mailer.models import utcnow
+
+    with db.transaction() as s:
+        record(s, _bounce(key="old", email="stranger@example.org", report="To: stranger@example.org"), settings)
+        record(s, _bounce(key="new", email="other@example.org", report="To: other@example.org"), settings)
+        s.scalar(select(FeedbackEvent).where(FeedbackEvent.key == "old")).received_at = utcnow() - timedelta(days=800)
+    with db.transaction() as s:
+        assert clear_old_reports(s, 730) == 1
+    with db.transaction() as s:
+        events = {e.key: e for e in s.scalars(select(FeedbackEvent))}
+        assert events["old"].report is None and events["old"].diagnostic is None and events["old"].status == "5.1.1"
+        assert events["new"].report == "To: other@example.org"

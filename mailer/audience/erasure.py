@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from ..delivery.ledger import skip_pending_for
 from ..errors import Conflict
-from ..models import ConsentEvent, Delivery, Subscriber, Suppression, utcnow
+from ..models import ConsentEvent, Delivery, FeedbackEvent, Subscriber, Suppression, utcnow
 from .lookups import open_subscriptions
 
 
@@ -37,6 +37,16 @@ def anonymise(session: Session, subscriber: Subscriber, now: datetime | None = N
             select(Delivery).where(Delivery.subscriber_id == subscriber.id, Delivery.last_error.is_not(None))
         ):
             delivery.last_error = pattern.sub("(address removed)", delivery.last_error)
+        # Bounce and complaint reports name the address too: a complaint's report is the whole message they got,
+        # so it goes; what the report said (its status and the server's words, without the address) stays.
+        for event in session.scalars(select(FeedbackEvent).where(FeedbackEvent.subscriber_id == subscriber.id)):
+            event.report = None
+            if event.diagnostic:
+                event.diagnostic = pattern.sub("(address removed)", event.diagnostic)
+        for suppression in session.scalars(
+            select(Suppression).where(Suppression.email_hash == subscriber.email_hash, Suppression.detail.is_not(None))
+        ):
+            suppression.detail = pattern.sub("(address removed)", suppression.detail)
     session.flush()
 
 

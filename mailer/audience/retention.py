@@ -5,6 +5,8 @@
 - Someone who left (unsubscribed, bounced, complained) keeps their address on file for
   `anonymise_after_days`, so an import cannot quietly resubscribe them; then the address and name go,
   and only a one-way hash of the address is kept for the same purpose.
+- Bounce and complaint reports (which quote addresses, and a complaint the whole message) lose their text
+  `anonymise_after_days` after they came, whoever they were about; what they said (kind, status) stays.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..models import ConsentEvent, Subscriber, Subscription, utcnow
+from ..models import ConsentEvent, FeedbackEvent, Subscriber, Subscription, utcnow
 from .erasure import anonymise, delete_consent_events
 
 CHUNK = 1000
@@ -25,6 +27,25 @@ CHUNK = 1000
 class RetentionReport:
     deleted_unconfirmed: int = 0
     anonymised: int = 0
+    reports_cleared: int = 0
+
+
+def clear_old_reports(session: Session, days: int, now=None) -> int:
+    """Blank the report and diagnostic of feedback events older than `days` (at most CHUNK per call)."""
+    now = now or utcnow()
+    ids = list(
+        session.scalars(
+            select(FeedbackEvent.id)
+            .where(
+                FeedbackEvent.received_at < now - timedelta(days=days),
+                or_(FeedbackEvent.report.is_not(None), FeedbackEvent.diagnostic.is_not(None)),
+            )
+            .limit(CHUNK)
+        )
+    )
+    if ids:
+        session.execute(update(FeedbackEvent).where(FeedbackEvent.id.in_(ids)).values(report=None, diagnostic=None))
+    return len(ids)
 
 
 def delete_unconfirmed(session: Session, days: int, now=None) -> int:
