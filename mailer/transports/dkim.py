@@ -185,3 +185,120 @@ def signing(transport: Transport, settings: Settings) -> Transport:
     """`transport`, signing what it sends when DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY are set."""
     signer = signer_for(settings.deliverability)
     return transport if signer is None else SigningTransport(transport, signer)
+
+
+# --- setting it up: `mailer dkim check` and `mailer dkim keygen` -----------------------------------------------
+
+
+def new_key(bits: int = 2048) -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def pem_of(key: rsa.RSAPrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode("ascii")
+
+
+def zone_lines(name: str, record: str) -> str:
+    """The record as a zone file line: a TXT string holds at most 255 characters, so a long one is split."""
+    pieces = " ".join(f'"{record[i : i + 250]}"' for i in range(0, len(record), 250))
+    return f"{name}. IN TXT ( {pieces} )"
+
+
+def _aligned(dkim_domain: str, from_domain: str) -> bool:
+    # DMARC's relaxed alignment asks for the same organisational domain; one being a subdomain of the other is
+    # what we can tell without the public suffix list.
+    return (
+        from_domain == dkim_domain or from_domain.endswith("." + dkim_domain) or dkim_domain.endswith("." + from_domain)
+    )
+
+
+def dns_advice(settings: Settings) -> list[str]:
+    """What to publish in DNS for the From domain (SPF, DMARC) and the bounce domain (MX, SPF), as lines."""
+    from ..render.headers import parse_mailbox
+
+    d = settings.deliverability
+    from_domain = parse_mailbox(settings.mail_from)[1].rpartition("@")[2]
+    lines = [
+        f"SPF for the From domain ({from_domain}): one TXT record naming every server that sends as it, e.g.",
+        f'  {from_domain}. IN TXT "v=spf1 include:<your relay\'s SPF domain> -all"',
+        "  (Microsoft 365: include:spf.protection.outlook.com; Amazon SES: include:amazonses.com)",
+        f"DMARC for {from_domain}: start by only collecting reports, then move to quarantine and reject:",
+        f'  _dmarc.{from_domain}. IN TXT "v=DMARC1; p=none; rua=mailto:dmarc-reports@{from_domain}"',
+    ]
+    if d.dkim_domain and not _aligned(d.dkim_domain, from_domain):
+        lines.append(
+            f"WARNING: DKIM_DOMAIN {d.dkim_domain} is not the From domain {from_domain} (nor a parent or subdomain "
+            "of it): DMARC will not count this signature. Sign with the From domain."
+        )
+    if d.bounce_domain:
+        lines += [
+            f"Bounce domain ({d.bounce_domain}), where DSNs come back (SPF is checked against the Return-Path domain):",
+            f"  {d.bounce_domain}. IN MX 10 <the host running `mailer bounces receive`>.",
+            f'  {d.bounce_domain}. IN TXT "v=spf1 include:<your relay\'s SPF domain> -all"',
+        ]
+    return lines
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    lines: list[str]
+
+
+def check(settings: Settings) -> Check:
+    """Everything `mailer dkim check` says: the record to publish, the SPF/DMARC advice, and whether a sample
+    message signed as the workers sign verifies with dkimpy's own verifier against that record."""
+    import dkim
+
+    from ..render.message import compile_message
+
+    d = settings.deliverability
+    signer = signer_for(d)
+    if signer is None:
+        return Check(
+            False,
+            [
+                "DKIM is not set up: set DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY (or DKIM_PRIVATE_KEY_PATH).",
+                "`mailer dkim keygen` makes a key and prints the record to publish.",
+                *dns_advice(settings),
+            ],
+        )
+    name = f"{signer.selector}._domainkey.{signer.domain}"
+    record = public_record(signer.key)
+    lines = [
+        f"DKIM: signing as d={signer.domain} s={signer.selector} (RSA {signer.key.key_size} bits, rsa-sha256, "
+        "relaxed/relaxed). Publish this TXT record:",
+        f"  name:  {name}",
+        f"  value: {record}",
+        f"  zone:  {zone_lines(name, record)}",
+        *dns_advice(settings),
+    ]
+    sample = compile_message(
+        subject="DKIM check",
+        mail_from=settings.mail_from,
+        html="<p>A sample message signed by mailer dkim check.</p>",
+        text="A sample message signed by mailer dkim check.\n",
+        body_markers={},
+    ).fill(
+        {
+            "to": "check@example.org",
+            "date": "Tue, 01 Dec 2026 12:00:00 +0000",
+            "message_id": "dkim-check@" + signer.domain,
+            "list_unsubscribe": settings.base_url + "/manage",
+        }
+    )
+    signed = signer.sign_wire(sample).replace(b"\r\n..", b"\r\n.")
+
+    def answer(query, timeout=5):
+        return record.encode("ascii") if query == (name + ".").encode("ascii") else None
+
+    verified = dkim.verify(signed, dnsfunc=answer)
+    lines.append(
+        "Signed a sample message and verified it with dkimpy against that record: OK"
+        if verified
+        else "Signed a sample message, but dkimpy could NOT verify it against that record: the key or settings "
+        "are broken."
+    )
+    return Check(verified, lines)
