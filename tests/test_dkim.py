@@ -201,7 +201,9 @@ def test_feedback_id_of_a_digest_and_an_update(settings):
 # --- the signer itself -----------------------------------------------------------------------------------
 
 
-_WHITESPACE_HEAVY = st.lists(st.sampled_from([b" ", b"\t", b"\r\n", b"a", b"=", b".", b"  x"]), max_size=40)
+_WHITESPACE_HEAVY = st.lists(
+    st.sampled_from([b" ", b"\t", b"\r\n", b"a", b"=", b".", b"  x", b"\n", b"\r"]), max_size=60
+)
 
 
 @given(_WHITESPACE_HEAVY)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -59,19 +58,20 @@ OVERSIGNED = frozenset(
 )
 MINIMUM_BITS = 1024  # what receivers (and dkimpy's verifier) accept; 2048 is what to generate
 
-_NEEDS_REWRITE = (b"\t", b"  ", b" \r\n")
-_TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
-_WSP_RUN = re.compile(rb"\t[\t ]*| [\t ]+")
-
 
 def relaxed_body(body: bytes) -> bytes:
     """RFC 6376's relaxed body canonicalisation, giving exactly what dkimpy's `Relaxed.canonicalize_body` gives.
 
-    Only runs of whitespace, a tab and whitespace before a line end change anything; where there are none (most
-    of a quoted-printable body) only the trailing empty lines go. Where there are some, only those runs are
-    rewritten (dkimpy's expression replaces every single space by a space)."""
-    if any(pattern in body for pattern in _NEEDS_REWRITE):
-        body = _WSP_RUN.sub(b" ", _TRAILING_WSP.sub(b"\r\n", body))
+    dkimpy's regular expressions replace every single space by a space (~1.5 ms over a 34 KB issue, whose HTML
+    is indented); here each step is a C-level `bytes.replace`, done only while there is something to change: a
+    tab becomes a space, runs of spaces halve until none is left, and the one space a line can then end with
+    goes. Nothing else differs: tests/test_dkim.py checks it against dkimpy's on generated bodies."""
+    if b"\t" in body:
+        body = body.replace(b"\t", b" ")
+    while b"  " in body:
+        body = body.replace(b"  ", b" ")
+    if b" \r\n" in body:
+        body = body.replace(b" \r\n", b"\r\n")
     return correct_empty_body(strip_trailing_lines(body))
 
 
