@@ -202,7 +202,6 @@ _DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-
 
 def _deliverability(env: dict[str, str]) -> Deliverability:
     """BOUNCE_*, RETURN_PATH, SOFT_BOUNCE_*, AUTO_PAUSE_*, TRANSPORT, SES_*, NOTIFY_*, SNS_*, DKIM_*."""
-
     bounce_domain = (env.get("BOUNCE_DOMAIN") or "").strip().lower() or None
     if bounce_domain and not re.fullmatch(_DOMAIN, bounce_domain):
         raise ConfigError(f"BOUNCE_DOMAIN must be a domain name like bounces.example.nhs.uk, got {bounce_domain!r}")
