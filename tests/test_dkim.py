@@ -224,6 +224,7 @@ def test_a_dot_stuffed_line_is_signed_as_the_receiver_stores_it():
 def test_the_key_is_parsed_once_per_process(dkim_env):
     first = signer_for(load_settings(dkim_env).deliverability)
     assert signer_for(load_settings(dkim_env).deliverability) is first
+    assert first.key is load_rsa_key(PEM)  # the settings' check and the signer share one parse
 
 
 # --- settings ------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ remains (~0.5–1 ms for 2048 bits).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import threading
 import time
@@ -76,8 +77,10 @@ def relaxed_body(body: bytes) -> bytes:
     return correct_empty_body(strip_trailing_lines(body))
 
 
+@functools.lru_cache(maxsize=8)
 def load_rsa_key(pem: str | bytes) -> rsa.RSAPrivateKey:
-    """The RSA private key in `pem`; ConfigError saying what is wrong with it otherwise."""
+    """The RSA private key in `pem`; ConfigError saying what is wrong with it otherwise. Parsed once per process
+    (reading the settings checks it; the signer then takes the same object)."""
     data = pem.encode() if isinstance(pem, str) else pem
     try:
         key = serialization.load_pem_private_key(data, password=None)
