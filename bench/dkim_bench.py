@@ -9,8 +9,8 @@ In one run, on the same compiled issue (the 40-section newsletter render_bench u
 and the parts of one signature (body canonicalisation ours vs dkimpy's, the RSA operation), plus how much of the
 body comes before the first per-recipient value (the share a per-issue hash midstate could save).
 
-`BENCH_RECIPIENTS` sets the count (default 2000; signed: at most 1000; the peer: a tenth, at most 100). Prints figures, then one
-JSON line.
+`BENCH_RECIPIENTS` sets the count (default 2000; signed: at most 1000; the peer: a tenth, at most 100).
+Prints figures, then one JSON line.
 """
 
 from __future__ import annotations
