@@ -51,6 +51,42 @@ def openapi() -> None:
 
 
 @main.group()
+def dkim() -> None:
+    """DKIM signing: the DNS records to publish, and a check that signatures verify."""
+
+
+@dkim.command("check")
+def dkim_check() -> None:
+    """Print the DKIM TXT record, SPF and DMARC advice, and verify a signed sample (non-zero exit if it fails)."""
+    from .transports.dkim import check
+
+    result = check(_settings())
+    for line in result.lines:
+        click.echo(line)
+    if not result.ok:
+        sys.exit(1)
+
+
+@dkim.command("keygen")
+@click.option("--bits", type=click.IntRange(1024, 4096), default=2048, show_default=True)
+@click.option("--selector", default="mailer", show_default=True, help="The selector the record is published under.")
+@click.option("--domain", default=None, help="The signing domain (default: DKIM_DOMAIN, or the From domain).")
+def dkim_keygen(bits: int, selector: str, domain: str | None) -> None:
+    """Print a new private key (PEM, on standard output) and, on standard error, the record to publish."""
+    from .transports.dkim import new_key, pem_of, public_record, zone_lines
+
+    settings = _settings()
+    domain = domain or settings.deliverability.dkim_domain or settings.mail_domain
+    key = new_key(bits)
+    click.echo(pem_of(key), nl=False)
+    name = f"{selector}._domainkey.{domain}"
+    click.echo(f"Publish: {zone_lines(name, public_record(key))}", err=True)
+    click.echo(
+        f"Then set DKIM_DOMAIN={domain} DKIM_SELECTOR={selector} DKIM_PRIVATE_KEY_PATH=<this key's file>", err=True
+    )
+
+
+@main.group()
 def admin() -> None:
     """Comms team accounts."""
 

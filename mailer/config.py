@@ -8,6 +8,7 @@ localhost. Set `DATABASE_URL`, `REDIS_URL` and `SMTP_URL` to use real services i
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -201,8 +202,6 @@ _DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-
 
 def _deliverability(env: dict[str, str]) -> Deliverability:
     """BOUNCE_*, RETURN_PATH, SOFT_BOUNCE_*, AUTO_PAUSE_*, TRANSPORT, SES_*, NOTIFY_*, SNS_*, DKIM_*."""
-    import re
-
     bounce_domain = (env.get("BOUNCE_DOMAIN") or "").strip().lower() or None
     if bounce_domain and not re.fullmatch(_DOMAIN, bounce_domain):
         raise ConfigError(f"BOUNCE_DOMAIN must be a domain name like bounces.example.nhs.uk, got {bounce_domain!r}")
@@ -235,7 +234,7 @@ def _deliverability(env: dict[str, str]) -> Deliverability:
         auto_pause_complaint_rate=_share(env, "AUTO_PAUSE_COMPLAINT_RATE", 0.001),
         auto_pause_sample=_positive_int(env, "AUTO_PAUSE_SAMPLE", 2000),
         auto_pause_minimum=_positive_int(env, "AUTO_PAUSE_MINIMUM", 100),
-        feedback_id_sender=(env.get("FEEDBACK_ID_SENDER") or "").strip() or None,
+        feedback_id_sender=_feedback_id_sender(env),
         transport=transport,
         ses_region=(env.get("SES_REGION") or env.get("AWS_REGION") or "").strip() or None,
         ses_endpoint_url=(env.get("SES_ENDPOINT_URL") or "").strip() or None,
@@ -247,6 +246,14 @@ def _deliverability(env: dict[str, str]) -> Deliverability:
         sns_topic_arns=tuple(a.strip() for a in (env.get("SNS_TOPIC_ARNS") or "").split(",") if a.strip()),
         **dkim,
     )
+
+
+def _feedback_id_sender(env: dict[str, str]) -> str | None:
+    """FEEDBACK_ID_SENDER: the last field of Feedback-ID, the same on all our mail (Gmail groups complaints by it)."""
+    raw = (env.get("FEEDBACK_ID_SENDER") or "").strip()
+    if raw and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", raw):
+        raise ConfigError(f"FEEDBACK_ID_SENDER must be one word of letters, digits, '.', '-' (no ':'), got {raw!r}")
+    return raw or None
 
 
 def _imap_url(env: dict[str, str]) -> str | None:
@@ -281,6 +288,14 @@ def _dkim(env: dict[str, str]) -> dict:
         )
     if key and "PRIVATE KEY" not in key:
         raise ConfigError("DKIM_PRIVATE_KEY must be a PEM private key (-----BEGIN … PRIVATE KEY-----)")
+    if domain and not re.fullmatch(_DOMAIN, domain):
+        raise ConfigError(f"DKIM_DOMAIN must be a domain name like example.nhs.uk, got {domain!r}")
+    if selector and not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?", selector):
+        raise ConfigError(f"DKIM_SELECTOR must be letters, digits, '-' or '.', like mailer2026, got {selector!r}")
+    if key:
+        from .transports.dkim import load_rsa_key
+
+        load_rsa_key(key)  # ConfigError saying what is wrong with it
     return {"dkim_domain": domain, "dkim_selector": selector, "dkim_private_key": key}
 
 

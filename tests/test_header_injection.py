@@ -54,9 +54,11 @@ ISSUE_HEADERS = {
     "List-Unsubscribe-Post",
     "MIME-Version",
     "Content-Type",
+    "Feedback-ID",
 }
-# A test send's link cannot unsubscribe anyone, so it offers no one-click POST (see compose.mail.message_for_test).
-TEST_HEADERS = ISSUE_HEADERS - {"List-Unsubscribe-Post"}
+# A test send's link cannot unsubscribe anyone, so it offers no one-click POST (see compose.mail.message_for_test),
+# and it is not bulk mail, so no Feedback-ID.
+TEST_HEADERS = ISSUE_HEADERS - {"List-Unsubscribe-Post", "Feedback-ID"}
 
 
 def header_lines(raw: bytes) -> list[bytes]:
@@ -281,8 +283,7 @@ def test_sender_and_reply_to_names_are_encoded_by_us(db, test_env, smtp_server):
         "To",
         "Date",
         "Message-ID",
-        "List-Unsubscribe",
-        "List-Unsubscribe-Post",
+        "List-Unsubscribe",  # a transactional mail: no List-Unsubscribe-Post, no Feedback-ID
         "MIME-Version",
         "Content-Type",
     }

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..errors import NotFound
+from ..feedback import verp
 from ..links import Links
 from ..models import ConsentEvent, Subscriber, utcnow
 from ..render import EmailContent, compile_message, render_email
@@ -68,6 +69,8 @@ def _mail(
         html=html,
         text=text,
         body_markers=markers,
+        # Not List-Unsubscribe-Post: a transactional message is not list mail, and no POST to its link is due.
+        unsubscribe_post=False,
     )
     data = message.fill(
         {
@@ -79,7 +82,11 @@ def _mail(
         }
     )
     return OutgoingMail(
-        subscriber_id=subscriber.id, envelope_from=message.envelope_from, recipient=subscriber.email, data=data
+        subscriber_id=subscriber.id,
+        # Its own Return-Path (feedback.verp): a bounce names the person, never an issue.
+        envelope_from=verp.envelope_for_person(subscriber.id, settings, message.envelope_from),
+        recipient=subscriber.email,
+        data=data,
     )
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, object_session
 from ..config import Settings
 from ..db import Database
 from ..delivery.ledger import Claimed
+from ..feedback import verp
 from ..links import Links
 from ..models import FrozenContent, Issue, utcnow
 from ..render import CompiledMessage, EmailContent, compile_message, render_email
@@ -110,6 +111,15 @@ def list_id(issue: Issue, settings: Settings) -> tuple[str, str]:
     return issue.topic.name, f"{issue.topic.slug}.{settings.mail_domain}"
 
 
+def feedback_id(issue: Issue, settings: Settings) -> str:
+    """Gmail's Feedback-ID (its feedback loop counts complaints per field): `issue<id>:<list>:<kind>:<sender>`,
+    at most four fields, the last the sender id (FEEDBACK_ID_SENDER, or the From domain). The same for every copy
+    of an issue; the list is the topic's (or "digest"), the kind newsletter, update or digest."""
+    sender = settings.deliverability.feedback_id_sender or settings.mail_domain
+    listed = DIGEST_LIST[1] if issue.kind == "digest" else issue.topic.slug
+    return f"issue{issue.id}:{listed}:{issue.kind}:{sender}"
+
+
 def freeze(session: Session, issue: Issue, settings: Settings | None = None, *, starting: bool = True) -> FrozenContent:
     """Keep what `issue` says now, once: its blocks with the updates and images they pull in (the newest of
     its topic published by the moment the send started), and, given the settings rendering needs, the email
@@ -152,6 +162,7 @@ def _encoded(
     list_header: tuple[str, str],
     subject_prefix: str = "",
     unsubscribe_post: bool = True,
+    feedback: str | None = None,
 ) -> CompiledMessage:
     return compile_message(
         subject=subject_prefix + subject,
@@ -161,6 +172,7 @@ def _encoded(
         text=text,
         body_markers=markers,
         list_id=list_header,
+        extra_headers={"Feedback-ID": feedback} if feedback else None,
         unsubscribe_post=unsubscribe_post,
     )
 
@@ -176,13 +188,21 @@ def _kept(frozen: FrozenContent) -> dict:
 
 
 def compile_issue(
-    issue: Issue, settings: Settings, subject_prefix: str = "", *, unsubscribe_post: bool = True
+    issue: Issue, settings: Settings, subject_prefix: str = "", *, unsubscribe_post: bool = True, bulk: bool = True
 ) -> CompiledMessage:
     """The issue's whole message, encoded once; recipients differ only in the filled-in fields. A sending or
-    sent issue is its frozen email, with no rendering; a draft is rendered as it stands now."""
+    sent issue is its frozen email, with no rendering; a draft is rendered as it stands now. `bulk`: it goes to
+    subscribers and carries Feedback-ID (a test for the team does not)."""
     frozen = _rendered(issue)
+    feedback = feedback_id(issue, settings) if bulk else None
     if frozen is not None:
-        return _encoded(settings, **_kept(frozen), subject_prefix=subject_prefix, unsubscribe_post=unsubscribe_post)
+        return _encoded(
+            settings,
+            **_kept(frozen),
+            subject_prefix=subject_prefix,
+            unsubscribe_post=unsubscribe_post,
+            feedback=feedback,
+        )
     markers = markers_for(new_marker_prefix(), BODY_FIELDS)
     html, text = render_email(issue_content(issue, settings), markers)
     return _encoded(
@@ -194,6 +214,7 @@ def compile_issue(
         list_header=list_id(issue, settings),
         subject_prefix=subject_prefix,
         unsubscribe_post=unsubscribe_post,
+        feedback=feedback,
     )
 
 
@@ -204,10 +225,11 @@ def sent_message(db: Database, issue_id: int, settings: Settings) -> CompiledMes
     with db.sessions() as session:
         frozen = session.get(FrozenContent, issue_id)
         if frozen is not None and frozen.html is not None:
-            return _encoded(settings, **_kept(frozen))
+            return _encoded(settings, **_kept(frozen), feedback=feedback_id(session.get(Issue, issue_id), settings))
     with db.transaction() as session:
         issue = session.get(Issue, issue_id, with_for_update=True)
-        return _encoded(settings, **_kept(freeze(session, issue, settings, starting=False)))
+        frozen = freeze(session, issue, settings, starting=False)
+        return _encoded(settings, **_kept(frozen), feedback=feedback_id(issue, settings))
 
 
 def unsubscribes_from(kind: str, topic_id: int) -> int | None:
@@ -245,6 +267,7 @@ def send_tests(
             return {"skipped": "no such issue"}, []
         message, example = message_for_test(issue, settings)
     outcomes, again = {}, []
+    envelope = verp.envelope_for_person(None, settings, message.envelope_from)  # a bounce of a test touches nobody
     for address in addresses:
         data = message.fill(
             {
@@ -255,7 +278,7 @@ def send_tests(
             }
         )
         try:
-            transport.send(message.envelope_from, address, data)
+            transport.send(envelope, address, data)
             outcomes[address] = "sent"
         except TemporaryFailure:
             again.append(address)
@@ -272,7 +295,7 @@ def message_for_test(issue: Issue, settings: Settings) -> tuple[CompiledMessage,
     the mail carries List-Unsubscribe without List-Unsubscribe-Post: RFC 8058 allows the one-click header
     only where a POST to the link really unsubscribes, which a test's cannot."""
     example = {name: f"{settings.base_url}/manage" for name in BODY_FIELDS}
-    message = compile_issue(issue, settings, subject_prefix="[TEST] ", unsubscribe_post=False)
+    message = compile_issue(issue, settings, subject_prefix="[TEST] ", unsubscribe_post=False, bulk=False)
     return message, {"list_unsubscribe": example["unsubscribe_url"], **example}
 
 
