@@ -105,7 +105,7 @@ Date: Tue, 1 Dec 2026 10:02:11 +0000
 Subject: Undeliverable: Trust Matters: November
 Message-ID: <{report_id}>
 Content-Language: en-GB
-X-MS-Exchange-Message-Is-Ndr: 
+X-MS-Exchange-Message-Is-Ndr: true
 Auto-Submitted: auto-replied
 MIME-Version: 1.0
 Content-Type: multipart/report; report-type=delivery-status; boundary="ndr-boundary-7f3e"
