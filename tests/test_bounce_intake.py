@@ -281,3 +281,12 @@ def test_bounces_read_records_a_report_from_a_file_and_refuses_garbage(db, setti
     garbage.write_bytes(samples.broken_dsn())
     result = CliRunner().invoke(main, ["bounces", "read", str(garbage)], env=test_env)
     assert result.exit_code == 1 and "names no recipient" in result.output
+
+
+def test_mailer_run_starts_the_receiver_once_mail_carries_an_envelope_that_comes_back(settings):
+    from mailer.cli import processes
+
+    assert "bounces" not in processes(settings)
+    assert processes(bouncy(settings))["bounces"].endswith("-m mailer.cli bounces receive")
+    fixed = settings.with_overrides(deliverability=replace(settings.deliverability, return_path="bounces@mailer.test"))
+    assert "bounces" in processes(fixed)
