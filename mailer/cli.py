@@ -386,6 +386,7 @@ def bounces_receive(host: str | None, port: int | None) -> None:
     from .feedback.receiver import receiver
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's line per SMTP command
     rt = _runtime()
     server = receiver(rt.db, rt.settings, host=host, port=port)
     d = rt.settings.deliverability
