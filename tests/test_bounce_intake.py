@@ -290,3 +290,20 @@ def test_mailer_run_starts_the_receiver_once_mail_carries_an_envelope_that_comes
     assert processes(bouncy(settings))["bounces"].endswith("-m mailer.cli bounces receive")
     fixed = settings.with_overrides(deliverability=replace(settings.deliverability, return_path="bounces@mailer.test"))
     assert "bounces" in processes(fixed)
+
+
+def test_a_report_naming_several_recipients_bounces_only_those_that_failed(settings):
+    raw = samples.with_another_recipient(samples.postfix_dsn("dead@example.org"), "fine@example.org", "delivered")
+    [report] = reports.read(raw, source="smtp", settings=settings)
+    assert report.email == "dead@example.org"
+    failed = samples.with_another_recipient(samples.postfix_dsn("dead@example.org"), "also@example.org", "failed")
+    assert [r.email for r in reports.read(failed, source="smtp", settings=settings)] == [
+        "dead@example.org",
+        "also@example.org",
+    ]
+
+
+def test_a_status_part_a_server_encoded_is_read_all_the_same(settings):
+    report = _one(samples.encoded_status(samples.postfix_dsn("dead@example.org")), settings)
+    assert (report.email, report.status, report.severity) == ("dead@example.org", "5.1.1", "hard")
+    assert report.diagnostic.startswith("550 5.1.1 <dead@example.org>")  # from the status part, not a guess

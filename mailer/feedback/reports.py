@@ -12,10 +12,12 @@ else the failed recipient's address.
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import hashlib
 import logging
+import quopri
 import re
 from dataclasses import dataclass
 from email.header import decode_header, make_header
@@ -134,12 +136,28 @@ def _delivery_status(message: Message) -> list[_Failure] | None:
 def _status_blocks(part: Message) -> list[dict[str, str]]:
     """The groups of fields a delivery-status part holds (per message, then one per recipient)."""
     payload = part.get_payload()
-    if isinstance(payload, list):
+    encoded = (part.get("Content-Transfer-Encoding") or "").strip().lower() in ("base64", "quoted-printable")
+    if isinstance(payload, list) and not encoded:
         return [{k.lower(): _unfold(v) for k, v in block.items()} for block in payload if isinstance(block, Message)]
-    text = part.get_payload(decode=True) or b""
+    text = _decoded(part)
     blocks = re.split(r"\r?\n[ \t]*\r?\n", text.decode("utf-8", "replace"))
     parser = HeaderParser(policy=email.policy.compat32)
     return [{k.lower(): _unfold(v) for k, v in parser.parsestr(b.strip() + "\n").items()} for b in blocks if b.strip()]
+
+
+def _decoded(part: Message) -> bytes:
+    """A status part's text, even one a server encoded (RFC 3464 says not to; some do), which the email package
+    then split into blocks of nonsense."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        payload = "\n".join(block.as_string() for block in payload if isinstance(block, Message))
+    encoding = (part.get("Content-Transfer-Encoding") or "").strip().lower()
+    raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else bytes(payload or b"")
+    if encoding == "base64":
+        return base64.b64decode(re.sub(rb"[^A-Za-z0-9+/=]", b"", raw) + b"==", validate=False)
+    if encoding == "quoted-printable":
+        return quopri.decodestring(raw)
+    return raw
 
 
 def _field(block: dict[str, str], *names: str) -> str | None:

@@ -4,6 +4,8 @@ receiver gets; the arguments say who it answers, so a test can aim a sample at a
 
 from __future__ import annotations
 
+import base64
+
 
 def _crlf(text: str) -> bytes:
     return text.replace("\r\n", "\n").replace("\n", "\r\n").encode()
@@ -280,3 +282,25 @@ Reporting-MTA: dns; relay.hospital.test
 --xx--
 """
     )
+
+
+def encoded_status(raw: bytes) -> bytes:
+    """The same report with its delivery-status part base64-encoded, as some servers send it."""
+    head, rest = raw.split(b"Content-Type: message/delivery-status\r\n\r\n", 1)
+    status, tail = rest.split(b"\r\n--", 1)
+    encoded = base64.encodebytes(status).replace(b"\n", b"\r\n")
+    return (
+        head
+        + b"Content-Type: message/delivery-status\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + encoded
+        + b"\r\n--"
+        + tail
+    )
+
+
+def with_another_recipient(raw: bytes, recipient: str, action: str) -> bytes:
+    """The same report naming one more recipient, with its own Action."""
+    block = f"\r\nFinal-Recipient: rfc822; {recipient}\r\nAction: {action}\r\nStatus: 2.0.0\r\n".encode()
+    head, tail = raw.split(b"\r\nDiagnostic-Code:", 1)
+    line, rest = tail.split(b"\r\n\r\n", 1)
+    return head + b"\r\nDiagnostic-Code:" + line + b"\r\n" + block + b"\r\n" + rest
