@@ -9,6 +9,9 @@ from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_hypothesis
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from conftest import free_port
@@ -307,3 +310,14 @@ def test_a_status_part_a_server_encoded_is_read_all_the_same(settings):
     report = _one(samples.encoded_status(samples.postfix_dsn("dead@example.org")), settings)
     assert (report.email, report.status, report.severity) == ("dead@example.org", "5.1.1", "hard")
     assert report.diagnostic.startswith("550 5.1.1 <dead@example.org>")  # from the status part, not a guess
+
+
+@settings_hypothesis(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(min_value=0, max_value=3000), noise=st.binary(max_size=200))
+def test_a_report_cut_short_or_with_noise_reads_or_says_it_cannot_never_anything_else(settings, cut, noise):
+    for raw in (samples.exchange_dsn("gone@nhs.example.net")[:cut] + noise, samples.arf_complaint("a@b.org")[:cut]):
+        try:
+            found = reports.read(raw, source="smtp", settings=settings)
+        except reports.UnreadableReport:
+            continue
+        assert all(r.kind in ("bounce", "complaint") and r.key.startswith("smtp:") for r in found)
