@@ -397,6 +397,80 @@ def subscribers_erase(email: str, yes: bool) -> None:
 
 
 @main.group()
+def bounces() -> None:
+    """Bounce and complaint reports: receive them for BOUNCE_DOMAIN, poll a mailbox, or read one from a file."""
+
+
+def _runtime():
+    from .runtime import Runtime
+    from .tasks import configure_celery
+
+    settings = _settings()
+    configure_celery(settings)  # an auto-pause tells the publishers through a task
+    return Runtime.build(settings)
+
+
+@bounces.command("receive")
+@click.option("--host", help="Listen on this address.  [default: BOUNCE_SMTP_HOST]")
+@click.option("--port", type=int, help="Listen on this port.  [default: BOUNCE_SMTP_PORT]")
+def bounces_receive(host: str | None, port: int | None) -> None:
+    """Run the SMTP server relays deliver DSNs and feedback reports to (route BOUNCE_DOMAIN's mail here)."""
+    import logging
+    import signal
+    import threading
+
+    from .feedback.receiver import receiver
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's line per SMTP command
+    rt = _runtime()
+    server = receiver(rt.db, rt.settings, host=host, port=port)
+    d = rt.settings.deliverability
+    server.start()
+    for_whom = d.bounce_domain or d.return_path or "the VERP addresses this mailer writes"
+    click.echo(f"receiving reports for {for_whom} on {server.hostname}:{server.port}")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+
+
+@bounces.command("read")
+@click.argument("file", type=click.File("rb"))
+@click.option("--to", "envelope_to", help="The address it was sent to, if its headers do not say (a VERP address).")
+def bounces_read(file, envelope_to: str | None) -> None:
+    """Record one report (a DSN or an ARF complaint) saved as a file, e.g. one forwarded to IT as an attachment."""
+    from .feedback.receiver import hear
+    from .feedback.reports import UnreadableReport
+
+    rt = _runtime()
+    try:
+        heard = hear(rt.db, file.read(), rt.settings, source="admin", envelope_to=envelope_to)
+    except UnreadableReport as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not heard.reports:
+        click.echo("no bounce or complaint in it (a warning, a delivery, or an automatic reply): nothing recorded")
+    else:
+        click.echo(f"{heard.reports} report(s) read, {heard.new} new")
+
+
+@bounces.command("poll")
+def bounces_poll() -> None:
+    """Read the bounce mailbox (BOUNCE_IMAP_URL) once, as beat does every BOUNCE_POLL_SECONDS."""
+    from .feedback import mailbox
+
+    rt = _runtime()
+    try:
+        polled = mailbox.poll(rt.db, rt.settings)
+    except mailbox.MailboxError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{polled.messages} message(s), {polled.reports} report(s), {polled.new} new")
+    for line in polled.unreadable:
+        click.echo(f"  left in the mailbox, not a report: {line}", err=True)
+
+
+@main.group()
 def dev() -> None:
     """Embedded services for development (started for you by `mailer run`)."""
 
@@ -439,12 +513,16 @@ def processes(settings) -> dict[str, str]:
         f"{py} -m celery -A worker worker --queues transactional --concurrency 1 --hostname tx@%h --loglevel INFO"
     )
     procs["beat"] = f"{py} -m celery -A worker beat --schedule {beat_file} --loglevel INFO"
+    d = settings.deliverability
+    if d.bounce_domain or d.return_path:  # only then is mail sent with an envelope that comes back here
+        procs["bounces"] = f"{py} -m mailer.cli bounces receive"
     return procs
 
 
 @main.command()
 def run() -> None:
-    """Start web, workers, beat and (unless configured otherwise) Redis and the mail catcher. Ctrl-C stops all."""
+    """Start web, workers, beat, the bounce receiver (with BOUNCE_DOMAIN or RETURN_PATH) and (unless configured
+    otherwise) Redis and the mail catcher. Ctrl-C stops all."""
     from honcho.manager import Manager
 
     settings = _settings()

@@ -95,6 +95,11 @@ def make_celery(settings: Settings) -> Celery:
         },
         worker_hijack_root_logger=False,
     )
+    if settings.deliverability.bounce_imap_url:  # the bounce mailbox (mailer/feedback/mailbox.py)
+        app.conf.beat_schedule["bounce-mailbox"] = {
+            "task": "mailer.poll_bounces",
+            "schedule": float(settings.deliverability.bounce_poll_seconds),
+        }
     return app
 
 
@@ -115,6 +120,8 @@ def configure_celery(settings: Settings) -> Celery:
         settings.digest_hour,
         settings.digest_weekday,
         settings.digest_monthday,
+        settings.deliverability.bounce_imap_url,
+        settings.deliverability.bounce_poll_seconds,
     )
     app = _apps.get(key)
     if app is None:
@@ -401,6 +408,21 @@ def run_import_task(import_id: int) -> str:
     """Import an uploaded CSV file, or carry on one a lost worker left (audience.importer.process_import)."""
     rt = runtime()
     return importer.process_import(rt.db, import_id, lease=timedelta(seconds=rt.settings.lease_seconds))
+
+
+@shared_task(name="mailer.poll_bounces")
+def poll_bounces() -> dict:
+    """Beat's poll of the bounce mailbox (BOUNCE_IMAP_URL); a mailbox that does not answer waits for the next."""
+    from .feedback import mailbox
+
+    rt = runtime()
+    try:
+        polled = mailbox.poll(rt.db, rt.settings)
+    except mailbox.MailboxError as exc:
+        log.warning("bounce mailbox: %s", exc)
+        return {"error": str(exc)}
+    log.info("bounce mailbox: %s", polled)
+    return vars(polled)
 
 
 @shared_task(name="mailer.retention", **RETRY_DB)
