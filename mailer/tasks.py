@@ -287,7 +287,7 @@ def send_batch(issue_id: int, lo: int, hi: int) -> dict:
         hi=hi,
         eligible=still_wanted(kind, topic_id),
         message=message,
-        recipient_fields=recipient_fields(issue_id, kind, topic_id, rt.links, rt.settings.mail_domain),
+        recipient_fields=recipient_fields(issue_id, kind, topic_id, rt.links, rt.settings),
         transport=transport_for(rt.settings),
         lease_seconds=rt.settings.lease_seconds,
         throttle=_send_rate(rt.settings),

@@ -102,7 +102,7 @@ def test_garbage_is_unreadable_and_says_why(settings, raw, says):
 def test_attribution_prefers_the_verp_address_then_the_quoted_message_id_then_the_address(settings):
     named = bouncy(settings)
     address = verp.envelope_for_delivery(42, named, "x@mailer.test")
-    raw = samples.postfix_dsn("dead@example.org", original_id="issue-7.8@mailer.test")
+    raw = samples.postfix_dsn("dead@example.org", original_id=verp.message_id(7, 8, named))
     by_envelope = _one(raw, named, envelope_to=address)
     assert (by_envelope.delivery_id, by_envelope.issue_id, by_envelope.subscriber_id) == (42, None, None)
     by_header = _one(samples.postfix_dsn("dead@example.org", to=address), named)  # Delivered-To: the VERP address
@@ -112,6 +112,10 @@ def test_attribution_prefers_the_verp_address_then_the_quoted_message_id_then_th
     assert (by_message_id.delivery_id, by_message_id.issue_id, by_message_id.subscriber_id) == (None, 7, 8)
     by_address = _one(samples.postfix_dsn("dead@example.org", original_id="<someone-else@x>"), named)
     assert (by_address.delivery_id, by_address.issue_id, by_address.email) == (None, None, "dead@example.org")
+    # Our Message-ID's old unsigned form, or a guess at it with a signature that fails, names nobody.
+    for guess in ("issue-7.8@mailer.test", verp.message_id(7, 8, named).replace("issue-7.8.", "issue-7.9.")):
+        by_guess = _one(samples.postfix_dsn("dead@example.org", original_id=guess), named)
+        assert (by_guess.issue_id, by_guess.subscriber_id) == (None, None)
     person = verp.envelope_for_person(5, named, "x@mailer.test")
     assert _one(raw, named, envelope_to=person).subscriber_id == 5  # transactional mail: the person, no issue
 

@@ -70,7 +70,7 @@ def test_a_poll_records_each_report_once_and_clears_what_it_read(db, settings, d
     issue_id, rows = sent_issue(db)
     dead = verp.envelope_for_delivery(rows[ids["dead@example.org"]], named, "x")
     _put(inbox, samples.postfix_dsn("dead@example.org", to=dead))
-    gone = f"issue-{issue_id}.{ids['gone@nhs.example.net']}@mailer.test"
+    gone = verp.message_id(issue_id, ids["gone@nhs.example.net"], named)  # signed: a fixed RETURN_PATH's case
     _put(inbox, samples.exchange_dsn("gone@nhs.example.net", original_id=gone))
     _put(inbox, samples.out_of_office("alive@example.org"))
     _put(inbox, samples.broken_dsn())

@@ -42,9 +42,9 @@ def _plan(db, issue_id):
     dispatch.plan_issue(db, issue_id, lambda issue: topic_audience(issue.topic_id), 1000)
 
 
-def _bounce(**fields):
+def _bounce(source="smtp", **fields):
     return Report(
-        source="smtp", kind="bounce", severity="hard", status="5.1.1", diagnostic="550 No such user", **fields
+        source=source, kind="bounce", severity="hard", status="5.1.1", diagnostic="550 No such user", **fields
     )
 
 
@@ -94,7 +94,7 @@ def test_soft_bounces_suppress_only_at_the_limit(db, settings):
             outcome = record(
                 s,
                 Report(
-                    source="imap",
+                    source="notify",  # a provider's authenticated word about an address
                     kind="bounce",
                     severity="soft",
                     key=f"soft{n}",
@@ -123,6 +123,21 @@ def test_a_complaint_unsubscribes_from_everything_and_keeps_the_report(db, setti
         assert s.scalar(select(func.count()).select_from(Subscription).where(Subscription.ended_at.is_(None))) == 0
         assert s.scalar(select(FeedbackEvent.report)) == arf
         assert s.scalar(select(Suppression.reason)) == "complained"
+
+
+def test_a_mailed_report_naming_only_an_address_suppresses_nobody(db, settings):
+    """Anyone can mail the bounce domain: without our signature (VERP, Message-ID) a report is kept for the team,
+    not acted on, or a stranger could take anyone off the list with a forged DSN."""
+    [person] = _people(db, 1)
+    for source in ("smtp", "imap"):
+        with db.transaction() as s:
+            assert (
+                record(s, _bounce(key=f"forged-{source}", email="person0@example.org", source=source), settings).outcome
+                == "unattributed"
+            )
+    with db.transaction() as s:
+        assert s.get(Subscriber, person).status == "active"
+        assert s.scalar(select(func.count()).select_from(Suppression)) == 0
 
 
 def test_a_report_about_nobody_we_know_is_kept_unattributed(db, settings):

@@ -24,7 +24,7 @@ from ..feedback import verp
 from ..links import Links
 from ..models import FrozenContent, Issue, utcnow
 from ..render import CompiledMessage, EmailContent, compile_message, render_email
-from ..render.headers import issue_message_id, message_id_for_a_test
+from ..render.headers import message_id_for_a_test
 from ..render.message import markers_for, new_marker_prefix
 from ..transports import PermanentFailure, TemporaryFailure, Transport
 from .blocks import blocks_of, render_blocks, resolve_blocks
@@ -238,7 +238,9 @@ def unsubscribes_from(kind: str, topic_id: int) -> int | None:
     return None if kind == "digest" else topic_id
 
 
-def recipient_fields(issue_id: int, kind: str, topic_id: int, links: Links, domain: str) -> Callable[[Claimed], dict]:
+def recipient_fields(
+    issue_id: int, kind: str, topic_id: int, links: Links, settings: Settings
+) -> Callable[[Claimed], dict]:
     """What delivery fills in for each recipient of the issue: To, Message-ID, List-Unsubscribe and the
     unsubscribe and preference links in the body."""
     topic = unsubscribes_from(kind, topic_id)
@@ -247,7 +249,7 @@ def recipient_fields(issue_id: int, kind: str, topic_id: int, links: Links, doma
         unsubscribe = links.unsubscribe_url(claim.public_id, topic)
         return {
             "to": claim.email,
-            "message_id": issue_message_id(issue_id, claim.subscriber_id, domain),
+            "message_id": verp.message_id(issue_id, claim.subscriber_id, settings),
             "list_unsubscribe": unsubscribe,
             "unsubscribe_url": unsubscribe,
             "manage_url": links.manage_url(claim.public_id),

@@ -21,6 +21,12 @@ from ..db import after_commit
 from ..models import Delivery, FeedbackEvent, Issue, Subscriber, email_key, utcnow
 from . import policy
 
+# Sources whose word about a bare address is taken: their reports are authenticated (SNS signatures, Notify's
+# bearer token) or typed by the team. Anyone can mail the bounce domain or the RETURN_PATH mailbox, so a report
+# that came by mail acts only when it names something we signed (the VERP address, the Message-ID); one that
+# names only an address is kept, unattributed, for the team to look at, and suppresses nobody.
+ADDRESS_TRUSTED = ("ses", "notify", "admin")
+
 # A bounce's report is kept up to this many characters (a complaint's whole): enough for its headers and status.
 REPORT_KEPT = 20_000
 
@@ -61,7 +67,7 @@ def record(session: Session, report: Report, settings: Settings, *, judge: bool 
         return Recorded(known.id, False, known.outcome or "")
     delivery = _delivery(session, report)
     subscriber_id = delivery.subscriber_id if delivery is not None else report.subscriber_id
-    if subscriber_id is None and report.email:
+    if subscriber_id is None and report.email and report.source in ADDRESS_TRUSTED:
         subscriber_id = session.scalar(select(Subscriber.id).where(Subscriber.email_key == email_key(report.email)))
     event = FeedbackEvent(
         key=report.key[:255],

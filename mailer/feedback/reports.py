@@ -94,11 +94,11 @@ def _read(message: Message, raw: bytes, source: str, settings: Settings, envelop
     quoted = _quoted_headers(message)
     named = _named(message, settings, envelope_to, (quoted.get("return-path"),))
     kept = _kept(message)
-    return [_report(failure, message, raw, source, named, quoted, kept) for failure in failures]
+    attributed = _attribution(named, quoted, settings)
+    return [_report(failure, message, raw, source, attributed, kept) for failure in failures]
 
 
-def _report(failure: _Failure, message, raw, source, named, quoted, kept) -> Report:
-    attributed = _attribution(named, quoted)
+def _report(failure: _Failure, message, raw, source, attributed, kept) -> Report:
     return Report(
         source=source,
         kind="bounce",
@@ -229,7 +229,7 @@ def _complaint(message: Message, raw: bytes, source: str, settings: Settings, en
         email=recipient,
         diagnostic=f"feedback report: {feedback_type}"[:DIAGNOSTIC_KEPT],
         report=raw.decode("utf-8", "replace"),
-        **_attribution(named, quoted),
+        **_attribution(named, quoted, settings),
     )
 
 
@@ -303,12 +303,12 @@ def _quoted_headers(message: Message) -> dict[str, str]:
     return {"message-id": match.group(1)} if match else {}
 
 
-def _attribution(named: verp.Named | None, quoted: dict[str, str]) -> dict:
+def _attribution(named: verp.Named | None, quoted: dict[str, str], settings: Settings) -> dict:
     if named is not None and named.delivery_id is not None:
         return {"delivery_id": named.delivery_id}
     if named is not None:
         return {"subscriber_id": named.subscriber_id}
-    ids = verp.read_message_id(quoted.get("message-id"))
+    ids = verp.read_message_id(quoted.get("message-id"), settings)
     return {"issue_id": ids[0], "subscriber_id": ids[1]} if ids else {}
 
 

@@ -72,10 +72,24 @@ def read(address: str, settings: Settings) -> Named | None:
     return None
 
 
-_ISSUE_MESSAGE_ID = re.compile(r"<?issue-(\d{1,10})\.(\d{1,10})@[^>\s]+>?")
+_ISSUE_MESSAGE_ID = re.compile(rf"<?issue-(\d{{1,10}})\.(\d{{1,10}})\.([0-9a-f]{{{SIGNATURE_LENGTH}}})@[^>\s]+>?")
 
 
-def read_message_id(message_id: str | None) -> tuple[int, int] | None:
-    """(issue id, subscriber id) from the Message-ID of one recipient's copy of an issue, which a report quotes."""
-    match = _ISSUE_MESSAGE_ID.fullmatch((message_id or "").strip())
-    return (int(match.group(1)), int(match.group(2))) if match else None
+def message_id(issue_id: int, subscriber_id: int, settings: Settings) -> str:
+    """The Message-ID of one recipient's copy of an issue: the same however often the row is attempted (so a copy
+    sent again after a lost answer is recognised as one message), and signed, so a report quoting it (a DSN to a
+    fixed RETURN_PATH, a feedback loop's ARF) names the issue and person only if we wrote it."""
+    signature = _signature("m", issue_id * 10**10 + subscriber_id, settings.secret_key)
+    return f"issue-{issue_id}.{subscriber_id}.{signature}@{settings.mail_domain}"
+
+
+def read_message_id(value: str | None, settings: Settings) -> tuple[int, int] | None:
+    """(issue id, subscriber id) from a quoted Message-ID we wrote and signed; None for any other."""
+    match = _ISSUE_MESSAGE_ID.fullmatch((value or "").strip().lower())
+    if match is None:
+        return None
+    issue_id, subscriber_id = int(match.group(1)), int(match.group(2))
+    for key in (settings.secret_key, *settings.secret_key_fallbacks):
+        if hmac.compare_digest(_signature("m", issue_id * 10**10 + subscriber_id, key), match.group(3)):
+            return issue_id, subscriber_id
+    return None

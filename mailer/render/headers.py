@@ -290,12 +290,6 @@ def parse_mailbox(value: str) -> tuple[str, str]:
 # --- identifiers we write -------------------------------------------------------------------------------------
 
 
-def issue_message_id(issue_id: int, subscriber_id: int, domain: str) -> str:
-    """The Message-ID of one recipient's copy of an issue: the same however often the row is attempted, so a
-    copy sent again after a lost answer is recognised as the same message."""
-    return f"issue-{issue_id}.{subscriber_id}@{domain}"
-
-
 def message_id_for_a_test(issue_id: int, domain: str) -> str:
     """A test's Message-ID: new for every test, so the team's mail programs never take two tests for one."""
     return f"test-{issue_id}-{secrets.token_hex(6)}@{domain}"
