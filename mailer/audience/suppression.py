@@ -97,6 +97,17 @@ class SuppressionPage:
     next_before: int | None  # the `before` of the next (older) page; None: there is none
 
 
+def _person(column):
+    # The newest subscriber with the listed hash (an address erased and signed up again has two rows).
+    return (
+        select(column)
+        .where(Subscriber.email_hash == Suppression.email_hash)
+        .order_by(Subscriber.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
 def _listed_query():
     return (
         select(
@@ -104,12 +115,11 @@ def _listed_query():
             Issue.subject,
             FeedbackEvent.source,
             FeedbackEvent.status,
-            Subscriber.id,
-            Subscriber.email,
+            _person(Subscriber.id),
+            _person(Subscriber.email),
         )
         .outerjoin(Issue, Issue.id == Suppression.issue_id)
         .outerjoin(FeedbackEvent, FeedbackEvent.id == Suppression.event_id)
-        .outerjoin(Subscriber, Subscriber.email_hash == Suppression.email_hash)
     )
 
 
@@ -167,18 +177,26 @@ def add_suppression(session: Session, data: NewSuppression, actor: Actor) -> Lis
             f"That address is on the suppression list already ({known.reason}, since {known.created_at:%d %B %Y})"
         )
     detail = f"Added by {actor.label or 'the team'}" + (f": {data.note}" if data.note else "")
-    person = session.scalar(select(Subscriber.id).where(Subscriber.email_hash == email_hash))
+    people = list(session.scalars(select(Subscriber.id).where(Subscriber.email_hash == email_hash)))
     try:
         with session.begin_nested():  # two people adding the same address at once: the second is told
-            if person is not None:
-                suppress(session, [person], data.reason, detail)
+            if people:
+                suppress(session, people, data.reason, detail)
             else:
                 session.add(Suppression(email_hash=email_hash, reason=data.reason, detail=detail))
                 session.flush()
     except IntegrityError:
         raise Conflict("That address is on the suppression list already") from None
     row = session.scalar(select(Suppression).where(Suppression.email_hash == email_hash))
-    audit.record(session, actor, "suppression.add", row, reason=data.reason, note=data.note or None, subscriber=person)
+    audit.record(
+        session,
+        actor,
+        "suppression.add",
+        row,
+        reason=data.reason,
+        note=data.note or None,
+        subscriber=max(people, default=None),
+    )
     return listed(session, row.id)
 
 
