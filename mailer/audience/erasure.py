@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from ..delivery.ledger import skip_pending_for
 from ..errors import Conflict
-from ..models import ConsentEvent, Delivery, Subscriber, Suppression, utcnow
+from ..models import ConsentEvent, Delivery, FeedbackEvent, Subscriber, Suppression, utcnow
 from .lookups import open_subscriptions
 
 
@@ -37,6 +37,10 @@ def anonymise(session: Session, subscriber: Subscriber, now: datetime | None = N
             select(Delivery).where(Delivery.subscriber_id == subscriber.id, Delivery.last_error.is_not(None))
         ):
             delivery.last_error = pattern.sub("(address removed)", delivery.last_error)
+        # Bounce and complaint reports quote it too (and a complaint the whole message): what happened stays.
+        for event in session.scalars(select(FeedbackEvent).where(FeedbackEvent.subscriber_id == subscriber.id)):
+            event.diagnostic = pattern.sub("(address removed)", event.diagnostic) if event.diagnostic else None
+            event.report = None
     session.flush()
 
 
