@@ -17,6 +17,7 @@ from .models import (
     AUDIENCES,
     ConsentEvent,
     Delivery,
+    FeedbackEvent,
     Issue,
     Subscriber,
     Subscription,
@@ -26,6 +27,99 @@ from .models import (
 )
 
 AFTER = timedelta(days=7)  # an unsubscribe this soon after receiving an issue is counted against it
+
+# Where the team is warned, well before a provider acts: Amazon SES reviews an account at 5 % bounces (and
+# auto-pause stops a send at AUTO_PAUSE_BOUNCE_RATE), Gmail and Yahoo want complaints under 0.3 %.
+BOUNCE_WARNING = 0.02
+COMPLAINT_WARNING = 0.001
+WINDOW = timedelta(days=30)
+ANSWERED = ("sent", "bounced", "failed")  # a server has answered for these messages
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Bounce and complaint figures against the messages that went (a server answered for them)."""
+
+    sent: int
+    hard_bounces: int
+    soft_bounces: int
+    complaints: int
+
+    def _rate(self, count: int) -> float:
+        return count / self.sent if self.sent else 0.0
+
+    @property
+    def bounce_rate(self) -> float:
+        """Hard bounces against messages sent: what providers judge a sender by."""
+        return self._rate(self.hard_bounces)
+
+    @property
+    def soft_bounce_rate(self) -> float:
+        return self._rate(self.soft_bounces)
+
+    @property
+    def complaint_rate(self) -> float:
+        return self._rate(self.complaints)
+
+    @property
+    def bounce_warning(self) -> bool:
+        return self.sent > 0 and self.bounce_rate >= BOUNCE_WARNING
+
+    @property
+    def complaint_warning(self) -> bool:
+        return self.sent > 0 and self.complaint_rate >= COMPLAINT_WARNING
+
+    def as_dict(self) -> dict:
+        return {
+            "sent": self.sent,
+            "hard_bounces": self.hard_bounces,
+            "soft_bounces": self.soft_bounces,
+            "complaints": self.complaints,
+            "bounce_rate": round(self.bounce_rate, 6),
+            "soft_bounce_rate": round(self.soft_bounce_rate, 6),
+            "complaint_rate": round(self.complaint_rate, 6),
+            "bounce_warning": self.bounce_warning,
+            "complaint_warning": self.complaint_warning,
+        }
+
+
+def _figures(session: Session, issues) -> Figures:
+    """The figures of the issues `issues` selects (a subquery of ids)."""
+    counts = dict(
+        session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.issue_id.in_(issues), Delivery.status.in_(ANSWERED))
+            .group_by(Delivery.status)
+        ).all()
+    )
+    events = dict(
+        session.execute(
+            select(FeedbackEvent.kind, func.count(func.distinct(FeedbackEvent.subscriber_id)))
+            .where(
+                FeedbackEvent.issue_id.in_(issues),
+                (FeedbackEvent.kind == "complaint") | (FeedbackEvent.severity == "soft"),
+            )
+            .group_by(FeedbackEvent.kind)
+        ).all()
+    )
+    return Figures(
+        sent=sum(counts.values()),
+        hard_bounces=counts.get("bounced", 0),
+        soft_bounces=events.get("bounce", 0),
+        complaints=events.get("complaint", 0),
+    )
+
+
+def issue_figures(session: Session, issue_id: int) -> Figures:
+    """An issue's bounces (hard: the ledger says bounced, at RCPT time or by a later report; soft: people whose
+    mailbox put it off) and complaints, against its messages that went."""
+    return _figures(session, select(Issue.id).where(Issue.id == issue_id))
+
+
+def recent_figures(session: Session, now: datetime | None = None) -> Figures:
+    """The same over every issue whose send started in the last 30 days."""
+    since = (now or utcnow()) - WINDOW
+    return _figures(session, select(Issue.id).where(Issue.send_requested_at >= since))
 
 
 def issue_stats(session: Session, issue: Issue) -> dict:

@@ -23,7 +23,7 @@ from .audience import commands as audience_commands
 from .audience import importer, retention
 from .audience import requests as public_requests
 from .audience.confirmation import confirmation_mail, latest_request_id, manage_link_mail, mark_confirmation_sent
-from .compose import digests
+from .compose import digests, notices
 from .compose.mail import recipient_fields, send_tests, sent_message
 from .compose.recipients import plan_send, still_wanted
 from .config import Settings
@@ -71,6 +71,7 @@ def make_celery(settings: Settings) -> Celery:
             "mailer.send_confirmation": {"queue": TRANSACTIONAL},
             "mailer.send_manage_link": {"queue": TRANSACTIONAL},
             "mailer.send_test": {"queue": TRANSACTIONAL},
+            "mailer.tell_publishers_paused": {"queue": TRANSACTIONAL},
             "mailer.run_import": {"queue": IMPORTS},
         },
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
@@ -221,6 +222,29 @@ def send_test(self, issue_id: int, addresses: list[str]) -> dict:
     rt = runtime()
     outcomes, again = send_tests(rt.db, issue_id, addresses, rt.settings, transport_for(rt.settings))
     if again:  # only the addresses that did not get it yet
+        raise self.retry(args=(issue_id, again), countdown=min(2**self.request.retries * 5, 300))
+    return outcomes
+
+
+@shared_task(name="mailer.tell_publishers_paused", bind=True, max_retries=8)
+def tell_publishers_paused(self, issue_id: int, only: list[str] | None = None) -> dict:
+    """A send paused itself (feedback.commands.check_send): every publisher and admin gets its figures and a
+    link to decide. Those a server could not take it for now are tried again, and only they."""
+    rt = runtime()
+    with rt.db.transaction() as session:  # the audit row says who was told
+        mails = notices.paused_notice(session, issue_id, rt.settings, only)
+    transport = smtp_transport_for(rt.settings.smtp_url)
+    outcomes, again = {}, []
+    for mail in mails:
+        try:
+            transport.send(mail.envelope_from, mail.recipient, mail.data)
+            outcomes[mail.recipient] = "sent"
+        except TemporaryFailure:
+            again.append(mail.recipient)
+        except PermanentFailure as exc:
+            log.warning("the auto-pause notice of issue %s to %s was refused: %s", issue_id, mail.recipient, exc)
+            outcomes[mail.recipient] = f"refused: {exc}"
+    if again:
         raise self.retry(args=(issue_id, again), countdown=min(2**self.request.retries * 5, 300))
     return outcomes
 

@@ -43,9 +43,10 @@ from schemathesis.specs.openapi.checks import (
 from conftest import free_port, wait_until
 from mailer.accounts import create_token
 from mailer.audience import commands, importer
-from mailer.audience.inputs import SegmentInput
+from mailer.audience.inputs import NewSuppression, SegmentInput
 from mailer.audience.segments import topic_audience
 from mailer.audience.subscriptions import confirm_subscription, request_subscription
+from mailer.audience.suppression import add_suppression
 from mailer.audit import SYSTEM, Actor
 from mailer.compose.inputs import UpdateInput
 from mailer.compose.issues import create_issue
@@ -152,6 +153,10 @@ def rows(db) -> dict[str, list]:
         draft = create_update(s, UpdateInput(title="A draft update", topic="careers", body="More to come"))
         published = create_update(s, UpdateInput(title="Ward move agreed", topic="project-fusion", areas=["hampshire"]))
         publish_update(s, published.id, writer)
+        listed = [
+            add_suppression(s, parse(NewSuppression, {"email": email, "reason": "bounced"}), writer).id
+            for email in ("sam@example.org", "nobody-we-know@example.org")
+        ]
         s.flush()
         ids = {
             "issue_id": list(issues.values()),
@@ -159,6 +164,7 @@ def rows(db) -> dict[str, list]:
             "update_id": [draft.id, published.id],
             "email": [PERSON, "alex@example.org"],
             "slug": ["careers", "trust-matters"],
+            "suppression_id": listed,
         }
     # An import that has ended and one still waiting for a worker.
     people = b"email,topics,consent_source\nimported@example.org,careers,Paper form\n"
@@ -277,6 +283,9 @@ def test_documented_response_properties_are_exactly_what_the_api_returns(contrac
         ("GET /updates/{update_id}", "200"): call("GET", f"/updates/{rows['update_id'][0]}"),
         ("POST /updates", "201"): call("POST", "/updates", {"title": "Another", "topic": "careers"}),
         ("POST /digests/run", "202"): call("POST", "/digests/run", {"frequency": "weekly"}),
+        ("GET /suppressions", "200"): (listed := call("GET", "/suppressions")),
+        ("GET /suppressions/{suppression_id}", "200"): call("GET", f"/suppressions/{rows['suppression_id'][0]}"),
+        ("POST /suppressions", "201"): call("POST", "/suppressions", {"email": "new@example.org", "reason": "bounced"}),
     }
     topics = call("GET", "/topics")
     nested = {
@@ -284,6 +293,8 @@ def test_documented_response_properties_are_exactly_what_the_api_returns(contrac
         "Delivery": page["deliveries"][0],
         "Subscription": person["subscriptions"][0],
         "ConsentEvent": person["consent"][0],
+        "ListedAddress": listed["suppressions"][0],
+        "Figures": samples[("GET /issues/{issue_id}", "200")]["figures"],
     }
     for (label, status), body in samples.items():
         assert set(body) == _documented(document, _response_schema(document, label, status)), label

@@ -66,6 +66,9 @@ ADMIN = {
     "admin.update": "editor",
     "admin.publish": "publisher",
     "admin.run_digest_now": "publisher",
+    "admin.suppressions": "editor",
+    "admin.add_suppression": "publisher",
+    "admin.remove_suppression": "publisher",
 }
 API = {
     "api.openapi": "public",
@@ -100,6 +103,10 @@ API = {
     "api.updates_create": "publisher",
     "api.updates_publish": "publisher",
     "api.digests_run": "publisher",
+    "api.suppressions_list": "editor",
+    "api.suppressions_show": "editor",
+    "api.suppressions_add": "publisher",
+    "api.suppressions_remove": "publisher",
 }
 VALUES = {
     "update_id": "1",
@@ -109,6 +116,7 @@ VALUES = {
     "import_id": "1",
     "user_id": "1",
     "token_id": "1",
+    "suppression_id": "1",
 }
 VALUES |= {"slug": "careers", "email": "nobody@example.org", "name": "x.eml"}
 

@@ -683,3 +683,93 @@ class SegmentChange(Input):
     name: SegmentName | None = None
     description: Description | None = None
     rules: Rules | None = None
+
+
+# --- the suppression list --------------------------------------------------------------------------------
+
+# Why the team lists an address by hand: it does not work, its owner complained, or asked never to be mailed.
+SUPPRESSION_REASONS = ("bounced", "complained", "unsubscribed")
+# What the list can say (erasure lists the hash of who it erased).
+LISTED_REASONS = (*SUPPRESSION_REASONS, "erased")
+NOTE_MAX = 2000
+
+
+def _note(value: Any, *, required: bool = False, what: str = "The note") -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be text")
+    text = clean_text(value).strip()
+    if len(text) > NOTE_MAX:
+        raise ValueError(f"{what} must be {NOTE_MAX:,} characters or fewer")
+    if required and not text:
+        raise ValueError(f"Say why: {what.lower()} is kept in the audit log")
+    return text
+
+
+def _why(value: Any) -> str:
+    return _note(value, required=True, what="The reason")
+
+
+class NewSuppression(Input):
+    """An address the team lists so it is never mailed again: anyone subscribed with it stops getting mail at once"""
+
+    email: Email
+    reason: Literal[SUPPRESSION_REASONS] = Field(
+        description="bounced: the address does not work; complained: they reported our mail as spam; "
+        "unsubscribed: they asked never to be mailed again"
+    )
+    note: Annotated[str, BeforeValidator(_note)] = Field(
+        "", max_length=NOTE_MAX, description="What happened, for whoever reads the list later"
+    )
+
+
+class SuppressionRemoval(Input):
+    """Why an address comes off the list. Nobody is subscribed again: they must sign up again and confirm"""
+
+    reason: Annotated[str, BeforeValidator(_why)] = Field(
+        min_length=1, max_length=NOTE_MAX, description="Kept in the audit log with who removed it"
+    )
+
+
+def _search_email(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return _email(value)
+
+
+def _since(value: Any) -> datetime | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        try:
+            day = date.fromisoformat(value.strip())
+        except ValueError:
+            day = None
+        if day is not None and day.year >= 2000:
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    raise ValueError("Give the date as YYYY-MM-DD, since 2000")
+
+
+class SuppressionQuery(Input):
+    """Which of the suppression list to show: an address (matched by its hash), a reason, since a day; newest first"""
+
+    model_config = ConfigDict(strict=False)  # from a query string: values arrive as text
+
+    email: Annotated[
+        str | None,
+        BeforeValidator(_search_email),
+        Field(
+            description="Find this address (the list keeps only a hash of it)", json_schema_extra={"format": "email"}
+        ),
+    ] = None
+    reason: Annotated[Literal[LISTED_REASONS] | None, BeforeValidator(lambda v: v or None)] = None
+    since: Annotated[
+        datetime | None,
+        BeforeValidator(_since),
+        WithJsonSchema(
+            {"type": ["string", "null"], "format": "date", "description": "Listed on or after (YYYY-MM-DD)"}
+        ),
+    ] = None
+    before: int = Field(0, ge=0, le=2**31 - 1, description="The next_before of the page before (0: the newest)")
+    limit: int = Field(100, ge=1, le=500)

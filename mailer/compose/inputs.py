@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Validat
 from ..audience.emails import normalise_email
 from ..errors import InvalidInput
 from ..inputs import Input
-from ..models import AREAS, DELIVERY_STATUSES, MAX_ID, SEED_TOPICS, SERVICES, utcnow
+from ..models import AREAS, DELIVERY_STATUSES, MAX_ID, RECIPIENT_FILTERS, SEED_TOPICS, SERVICES, utcnow
 from ..render.content import clean_text, has_control_characters, nesting_problem
 from ..render.headers import header_problem
 
@@ -415,6 +415,11 @@ class DeliveriesQuery(Input):
 
     status: Annotated[
         Literal[DELIVERY_STATUSES] | None, BeforeValidator(lambda v: v or None), Field(description="Only these")
+    ] = None
+    who: Annotated[
+        Literal[RECIPIENT_FILTERS] | None,
+        BeforeValidator(lambda v: v or None),
+        Field(description="Only those whose message bounced, who reported it as spam, or who are no longer subscribed"),
     ] = None
     after: int = Field(0, ge=0, le=2**63 - 1, description="The next_after of the page before")
     limit: int = Field(100, ge=1, le=1000)

@@ -16,7 +16,9 @@ from ..audit import SYSTEM, Actor
 from ..config import Settings
 from ..delivery import ledger
 from ..errors import Conflict, InvalidInput, NotFound
+from ..feedback.reads import Heard, heard_about, recipients_who
 from ..models import EDITABLE, MAX_ID, AdminUser, AuditEvent, Issue, Media, Segment, Topic, utcnow
+from ..stats import issue_figures
 from .blocks import archive_page, blocks_of, missing_images, resolve_blocks, stored
 from .inputs import LONDON, IssueInput
 from .mail import freeze, updates_shown
@@ -322,14 +324,22 @@ def list_issues(session: Session, limit: int = 100) -> list[Issue]:
     return list(session.scalars(select(Issue).order_by(Issue.id.desc()).limit(limit)))
 
 
+@dataclass
+class RecipientsPage:
+    rows: list[ledger.RecipientRow]
+    next_after: int | None  # the `after` of the next page; None: there is none
+    heard: dict[int, Heard]  # the last bounce or complaint heard about a row, by its delivery id
+
+
 def deliveries_page(
-    session: Session, issue_id: int, status: str | None, after: int, limit: int
-) -> tuple[list[ledger.RecipientRow], int | None]:
-    """Up to `limit` of the issue's deliveries after the row `after` (in `status`, if given), and the `after` of
-    the next page (None: there is none)."""
+    session: Session, issue_id: int, status: str | None, after: int, limit: int, who: str | None = None
+) -> RecipientsPage:
+    """Up to `limit` of the issue's deliveries after the row `after` (in `status`, and among `who` of
+    feedback.reads.WHO: bounced, complained, left, if given), with what was heard about each."""
     issue = get_issue(session, issue_id)
-    rows = ledger.recipients(session, issue.id, status, after, limit)
-    return rows, rows[-1].delivery_id if len(rows) == limit else None
+    rows = ledger.recipients(session, issue.id, status, after, limit, where=recipients_who(who))
+    heard = heard_about(session, issue.id, [r.delivery_id for r in rows])
+    return RecipientsPage(rows, rows[-1].delivery_id if len(rows) == limit else None, heard)
 
 
 def request_send(
@@ -421,6 +431,9 @@ def issue_progress(session: Session, issue: Issue) -> dict:
         "created_at": issue.created_at.isoformat(),
         "send_requested_at": issue.send_requested_at.isoformat() if issue.send_requested_at else None,
         "finished_at": issue.finished_at.isoformat() if issue.finished_at else None,
+        "paused_reason": issue.paused_reason,
+        "auto_pause": issue.auto_pause,
+        "figures": issue_figures(session, issue.id).as_dict(),
     }
 
 

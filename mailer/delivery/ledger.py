@@ -341,20 +341,37 @@ class RecipientRow:
     attempts: int
     last_error: str | None
     sent_at: datetime | None
+    subscriber_status: str | None = None  # the person now: active, or how they left (unsubscribed, bounced, …)
 
 
 def recipients(
-    session: Session, issue_id: int, status: str | None = None, after_id: int = 0, limit: int | None = 100
+    session: Session,
+    issue_id: int,
+    status: str | None = None,
+    after_id: int = 0,
+    limit: int | None = 100,
+    where=None,
 ) -> list[RecipientRow]:
-    """Who got the issue and how it went, in ledger order; keyset paging by `after_id`."""
+    """Who got the issue and how it went, in ledger order; keyset paging by `after_id`. `where`: a further
+    condition on the row (feedback.reads.recipients_who)."""
     query = (
-        select(Delivery.id, Subscriber.email, Delivery.status, Delivery.attempts, Delivery.last_error, Delivery.sent_at)
+        select(
+            Delivery.id,
+            Subscriber.email,
+            Delivery.status,
+            Delivery.attempts,
+            Delivery.last_error,
+            Delivery.sent_at,
+            Subscriber.status,
+        )
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(Delivery.issue_id == issue_id, Delivery.id > after_id)
         .order_by(Delivery.id)
     )
     if status:
         query = query.where(Delivery.status == status)
+    if where is not None:
+        query = query.where(where)
     if limit:
         query = query.limit(limit)
     return [RecipientRow(*row) for row in session.execute(query.execution_options(yield_per=1000))]

@@ -210,7 +210,9 @@ def check_send(session: Session, issue_id: int, settings: Settings) -> Check:
     audience = policy.audience_of(issue)
     judged = figures.attempted >= policy.sample_size(audience, settings.deliverability)
     why = policy.why_pause(figures, audience, settings.deliverability)
-    if why is None:
+    if why is None or not _still_to_send(session, issue_id):
+        # Nothing left to hold back (a small list judged only once it has all gone): it finishes, and its
+        # figures (with their warnings) say what happened.
         return Check(judged)
     issue.status = "paused"
     issue.paused_at = utcnow()
@@ -218,6 +220,13 @@ def check_send(session: Session, issue_id: int, settings: Settings) -> Check:
     audit.record(session, None, "issue.auto_pause", issue, reason=why)
     after_commit(session, _tell_publishers, issue.id)
     return Check(True, why)
+
+
+def _still_to_send(session: Session, issue_id: int) -> bool:
+    return (
+        session.scalar(select(Delivery.id).where(Delivery.issue_id == issue_id, Delivery.status == "pending").limit(1))
+        is not None
+    )
 
 
 def _tell_publishers(issue_id: int) -> None:

@@ -6,7 +6,7 @@ from .base import MAX_ID, Base, utcnow
 from .content import Media, Update
 from .deliveries import DELIVERY_STATUSES, FINAL_STATUSES, Delivery
 from .digests import DigestRun, DigestRunSubscriber
-from .feedback import FEEDBACK_KINDS, FEEDBACK_SOURCES, SEVERITIES, FeedbackEvent
+from .feedback import FEEDBACK_KINDS, FEEDBACK_SOURCES, RECIPIENT_FILTERS, SEVERITIES, FeedbackEvent
 from .imports import IMPORT_STATUSES, Import, ImportChunk
 from .issues import EDITABLE, ISSUE_STATUSES, FrozenContent, Issue
 from .keys import EMAIL_HASH, KeyFingerprint, key_fingerprint
@@ -19,6 +19,7 @@ from .subscribers import (
     FREQUENCY_BITS,
     FREQUENCY_LABELS,
     SERVICES,
+    SUBSCRIBER_STATUSES,
     ConsentEvent,
     Subscriber,
     Subscription,
@@ -41,6 +42,8 @@ __all__ = [
     "DigestRunSubscriber",
     "FEEDBACK_KINDS",
     "FEEDBACK_SOURCES",
+    "RECIPIENT_FILTERS",
+    "SUBSCRIBER_STATUSES",
     "FeedbackEvent",
     "SEVERITIES",
     "Media",

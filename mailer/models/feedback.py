@@ -21,6 +21,8 @@ SEVERITIES = ("hard", "soft")
 # Where a report came in: rcpt (refused while we sent), smtp (our bounce receiver), imap (the polled mailbox),
 # ses (Amazon SNS notification), notify (GOV.UK Notify callback), admin (a person added it).
 FEEDBACK_SOURCES = ("rcpt", "smtp", "imap", "ses", "notify", "admin")
+# Recipients of an issue the team can pick out: whose message bounced, who reported it as spam, who has left.
+RECIPIENT_FILTERS = ("bounced", "complained", "left")
 
 
 class FeedbackEvent(Base):

@@ -251,5 +251,6 @@ def mail_message(name: str):
 from . import audience as _audience_pages  # noqa: E402,F401  (registers its routes on bp)
 from . import composer as _composer  # noqa: E402,F401  (registers its routes on bp)
 from . import recipients  # noqa: E402,F401  (registers its routes on bp)
+from . import suppressions as _suppressions  # noqa: E402,F401  (registers its routes on bp)
 from . import team as _team  # noqa: E402,F401  (registers its routes on bp)
 from . import updates as _updates  # noqa: E402,F401  (registers its routes on bp)

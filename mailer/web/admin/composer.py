@@ -227,8 +227,9 @@ def issue_stats_page(issue_id: int):
 @bp.get("/stats")
 @login_required
 def stats_page():
-    from ...stats import topic_overview
+    from ...stats import recent_figures, topic_overview
 
     overview = topic_overview(db_session())
     peak = max([max(w.gained, w.lost) for t in overview for w in t["weeks"]] + [1])
-    return render_template("admin/stats.html", overview=overview, peak=peak)
+    recent = recent_figures(db_session()).as_dict()
+    return render_template("admin/stats.html", overview=overview, peak=peak, recent=recent)

@@ -32,13 +32,15 @@ def _query() -> DeliveriesQuery:
 def issue_recipients(issue_id: int):
     issue = _load_issue(issue_id)
     query = _query()
-    rows, next_after = deliveries_page(db_session(), issue.id, query.status, query.after, query.limit)
+    page = deliveries_page(db_session(), issue.id, query.status, query.after, query.limit, query.who)
     return render_template(
         "admin/issue_recipients.html",
         issue=issue,
-        rows=rows,
-        next_after=next_after,
+        rows=page.rows,
+        heard=page.heard,
+        next_after=page.next_after,
         status=query.status,
+        who=query.who,
         statuses=DELIVERY_STATUSES,
         progress=issue_progress(db_session(), issue),
     )

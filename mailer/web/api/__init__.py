@@ -133,4 +133,4 @@ def topics():
     return jsonify([Topic(slug=t.slug, name=t.name, description=t.description).dump() for t in rows])
 
 
-from . import audience, content, issues  # noqa: E402,F401,I001  (register their routes on bp)
+from . import audience, content, issues, suppressions  # noqa: E402,F401,I001  (register their routes on bp)

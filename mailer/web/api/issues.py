@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from flask import g, jsonify, url_for
-from pydantic import WithJsonSchema
+from pydantic import Field, WithJsonSchema
 
 from ...audience.lookups import topic_context
 from ...audit import Actor
@@ -15,7 +15,14 @@ from ...compose import commands
 from ...compose.inputs import DeliveriesQuery, IssueInput, ScheduleInput, TestSendInput
 from ...compose.issues import deliveries_page, get_issue, issue_progress
 from ...inputs import Output
-from ...models import DELIVERY_STATUSES, ISSUE_STATUSES
+from ...models import (
+    DELIVERY_STATUSES,
+    FEEDBACK_KINDS,
+    FEEDBACK_SOURCES,
+    ISSUE_STATUSES,
+    SEVERITIES,
+    SUBSCRIBER_STATUSES,
+)
 from ..context import db_session, runtime_of_app
 from ..limits import TEST_SEND_LIMIT, limiter
 from . import bp, created, token_required
@@ -37,6 +44,23 @@ Counts = Annotated[
 ]
 
 
+Rate = Annotated[float, Field(ge=0, le=1, description="A share of the messages sent, 0 to 1")]
+
+
+class Figures(Output):
+    """Bounces and complaints against the messages a server answered for (sent, bounced or failed)"""
+
+    sent: int = Field(ge=0, description="Messages a server answered for")
+    hard_bounces: int = Field(ge=0, description="The mailbox does not exist (at sending, or by a report later)")
+    soft_bounces: int = Field(ge=0, description="People whose mailbox put it off (full, away) until the relay gave up")
+    complaints: int = Field(ge=0, description="People who reported it as spam")
+    bounce_rate: Rate
+    soft_bounce_rate: Rate
+    complaint_rate: Rate
+    bounce_warning: bool = Field(description="The hard bounce rate is 2 % or more")
+    complaint_warning: bool = Field(description="The complaint rate is 0.1 % or more")
+
+
 class Issue(Output):
     """The issue; its status becomes 'sent' when every delivery is final"""
 
@@ -55,6 +79,20 @@ class Issue(Output):
     created_at: Moment
     send_requested_at: Moment | None
     finished_at: Moment | None
+    paused_reason: str | None = Field(description="Why the send paused itself (its figures), while it is paused so")
+    auto_pause: bool = Field(description="Whether the send still pauses itself on bad figures (false once resumed)")
+    figures: Figures
+
+
+class Heard(Output):
+    """The last bounce or complaint heard about this recipient's message"""
+
+    kind: Literal[FEEDBACK_KINDS]
+    severity: Literal[SEVERITIES] | None
+    status: str | None = Field(description="The status code the report gave: 5.1.1, or a provider's")
+    diagnostic: str | None = Field(description="What the receiving server said")
+    source: Literal[FEEDBACK_SOURCES]
+    received_at: Moment
 
 
 class Delivery(Output):
@@ -66,6 +104,10 @@ class Delivery(Output):
     attempts: int
     reason: str | None
     sent_at: Moment | None
+    subscriber_status: Literal[SUBSCRIBER_STATUSES] | None = Field(
+        description="The person now: active, or how they left"
+    )
+    heard: Heard | None
 
 
 class Deliveries(Output):
@@ -198,7 +240,7 @@ def test(issue_id: int, body: TestSendInput):
 @operation(query=DeliveriesQuery, responses={200: Deliveries}, errors=(400, 404))
 def deliveries(issue_id: int, query: DeliveriesQuery):
     """Who got the issue and how it went, in pages"""
-    rows, next_after = deliveries_page(db_session(), issue_id, query.status, query.after, query.limit)
+    page = deliveries_page(db_session(), issue_id, query.status, query.after, query.limit, query.who)
     return jsonify(
         Deliveries(
             deliveries=[
@@ -209,9 +251,24 @@ def deliveries(issue_id: int, query: DeliveriesQuery):
                     attempts=r.attempts,
                     reason=r.last_error,
                     sent_at=r.sent_at.isoformat() if r.sent_at else None,
+                    subscriber_status=r.subscriber_status,
+                    heard=_heard(page.heard.get(r.delivery_id)),
                 )
-                for r in rows
+                for r in page.rows
             ],
-            next_after=next_after,
+            next_after=page.next_after,
         ).dump()
+    )
+
+
+def _heard(heard) -> Heard | None:
+    if heard is None:
+        return None
+    return Heard(
+        kind=heard.kind,
+        severity=heard.severity,
+        status=heard.status,
+        diagnostic=heard.diagnostic,
+        source=heard.source,
+        received_at=heard.received_at.isoformat(),
     )
