@@ -66,6 +66,8 @@ class Deliverability:
     sns_topic_arns: tuple[str, ...] = ()
     # Hosts an SNS signing certificate may be fetched from (a regular expression matched in full).
     sns_certificate_hosts: str = r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"
+    # A CA bundle trusted for those fetches instead of the system's (tests with a CA of their own); unset: the system's.
+    sns_ca_bundle: str | None = None
     # DKIM: sign every message when all three are set (the key as PEM text, or DKIM_PRIVATE_KEY_PATH).
     dkim_domain: str | None = None
     dkim_selector: str | None = None
@@ -245,6 +247,7 @@ def _deliverability(env: dict[str, str]) -> Deliverability:
         notify_base_url=(env.get("NOTIFY_BASE_URL") or Deliverability.notify_base_url).strip().rstrip("/"),
         notify_callback_token=(env.get("NOTIFY_CALLBACK_TOKEN") or "").strip() or None,
         sns_topic_arns=tuple(a.strip() for a in (env.get("SNS_TOPIC_ARNS") or "").split(",") if a.strip()),
+        sns_ca_bundle=(env.get("SNS_CA_BUNDLE") or "").strip() or None,
         **dkim,
     )
 

@@ -36,7 +36,7 @@ from .feedback import verp
 from .inputs import parse
 from .models import Issue
 from .runtime import runtime, set_runtime
-from .transports import PermanentFailure, TemporaryFailure, smtp_transport_for
+from .transports import PermanentFailure, TemporaryFailure, rate_cap, transport_for
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def send_confirmation(self, request_id: int) -> str:
 def _send_one(task, mail, what: str) -> str:
     """Send one transactional mail: 'sent', 'refused' (the address said no for good), or a Celery retry."""
     try:
-        smtp_transport_for(runtime().settings.smtp_url).send(mail.envelope_from, mail.recipient, mail.data)
+        transport_for(runtime().settings).send(mail.envelope_from, mail.recipient, mail.data)
     except TemporaryFailure as exc:
         raise task.retry(exc=exc, countdown=min(2**task.request.retries * 5, 300)) from exc
     except PermanentFailure as exc:
@@ -205,7 +205,7 @@ def send_manage_link(self, subscriber_id: int) -> str:
 def send_test(self, issue_id: int, addresses: list[str]) -> dict:
     """A test of an issue to the team's own addresses, marked [TEST], with example links."""
     rt = runtime()
-    outcomes, again = send_tests(rt.db, issue_id, addresses, rt.settings, smtp_transport_for(rt.settings.smtp_url))
+    outcomes, again = send_tests(rt.db, issue_id, addresses, rt.settings, transport_for(rt.settings))
     if again:  # only the addresses that did not get it yet
         raise self.retry(args=(issue_id, again), countdown=min(2**self.request.retries * 5, 300))
     return outcomes
@@ -247,12 +247,14 @@ _rates: dict = {}
 
 
 def _send_rate(settings: Settings):
-    """SEND_RATE's shared bucket, one client per process; None when no rate is set."""
-    if settings.send_rate is None:
+    """The shared bucket of SEND_RATE and the way out's own limit (SES's MaxSendRate, Notify's 50 a second),
+    whichever is slower, one client per process; None when neither sets a rate."""
+    rates = [r for r in (settings.send_rate, rate_cap(settings)) if r is not None]
+    if not rates:
         return None
-    key = (settings.redis_url, settings.send_rate)
+    key = (settings.redis_url, min(rates))
     if key not in _rates:
-        _rates[key] = SendRate(settings.redis_url, settings.send_rate).acquire
+        _rates[key] = SendRate(settings.redis_url, min(rates)).acquire
     return _rates[key]
 
 
@@ -274,7 +276,7 @@ def send_batch(issue_id: int, lo: int, hi: int) -> dict:
         eligible=still_wanted(kind, topic_id),
         message=message,
         recipient_fields=recipient_fields(issue_id, kind, topic_id, rt.links, rt.settings.mail_domain),
-        transport=smtp_transport_for(rt.settings.smtp_url),
+        transport=transport_for(rt.settings),
         lease_seconds=rt.settings.lease_seconds,
         throttle=_send_rate(rt.settings),
         envelope_for=_envelope_for(rt.settings, message.envelope_from),
