@@ -32,6 +32,7 @@ def parse(model, data):
     with runtime().db.sessions() as session:
         return parse_in(session, model, data)
 
+
 WHO = Actor("user", None, "someone")
 
 

@@ -23,15 +23,18 @@ import ssl
 import threading
 import urllib.request
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
 from ..config import Settings
+from ..inputs import invalid
 from . import verp
 from .commands import Recorded, Report, record
 
@@ -65,24 +68,43 @@ class Heard:
     said: str
 
 
+class SnsMessage(BaseModel):
+    """An SNS message: a Notification (its Message is the SES event, as JSON text) or a SubscriptionConfirmation"""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, hide_input_in_errors=True)
+
+    Type: Literal["Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"]
+    MessageId: str
+    TopicArn: str
+    Message: str = Field(description="A Notification's: the SES event, as JSON text")
+    Timestamp: str
+    SignatureVersion: str = Field(description="1 (SHA1withRSA) or 2 (SHA256withRSA)")
+    Signature: str = Field(description="Base64, over the message's signed fields")
+    SigningCertURL: str = Field(description="https, on an SNS host, a .pem")
+    Subject: str | None = None
+    SubscribeURL: str | None = None
+    Token: str | None = None
+
+
 def read(body: bytes) -> dict[str, str]:
     """The SNS message in a request body (SNS posts JSON as text/plain), or Unreadable saying why."""
     if len(body) > MAX_BODY:
         raise Unreadable(f"An SNS message is at most {MAX_BODY // 1024} KB")
     try:
-        message = json.loads(body)
+        data = json.loads(body)
     except (ValueError, RecursionError):
         raise Unreadable("The body is not an SNS message: not JSON") from None
-    if not isinstance(message, dict):
+    if not isinstance(data, dict):
         raise Unreadable("The body is not an SNS message: not a JSON object")
-    kind = message.get("Type")
-    if kind not in SIGNED:
-        raise Unreadable(f"The body is not an SNS message: Type must be one of {', '.join(SIGNED)}")
-    needed = [f for f in (*SIGNED[kind], "Signature", "SignatureVersion", "SigningCertURL") if f != "Subject"]
-    missing = [f for f in needed if not isinstance(message.get(f), str)]
-    if missing or ("Subject" in message and not isinstance(message["Subject"], str)):
-        raise Unreadable(f"The SNS message lacks {', '.join(missing) or 'a text Subject'}")
-    return message
+    try:
+        message = SnsMessage.model_validate(data)
+    except ValidationError as exc:
+        raise Unreadable(f"The body is not an SNS message: {invalid(exc, data)}") from None
+    fields = {name: value for name, value in message.model_dump().items() if value is not None}
+    missing = [name for name in SIGNED[message.Type] if name not in fields and name != "Subject"]
+    if missing:
+        raise Unreadable(f"The SNS message lacks {', '.join(missing)}")
+    return fields
 
 
 def canonical(message: dict[str, str]) -> bytes:

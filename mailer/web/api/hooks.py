@@ -17,7 +17,7 @@ from ...inputs import parse
 from ..context import runtime_of_app
 from ..limits import HOOK_LIMIT, limiter
 from . import bp
-from .spec import ApiError, Body, Output, json_body, operation
+from .spec import ApiError, Output, json_body, operation
 
 
 class HookAnswer(Output):
@@ -27,48 +27,17 @@ class HookAnswer(Output):
     recorded: int  # reports recorded for the first time (0 for a replay, a delivery, a confirmation)
 
 
-SNS_MESSAGE = Body(
-    "application/json",
-    "An SNS message (SNS posts it as text/plain; any content type is read): Notification or SubscriptionConfirmation",
-    {
-        "type": "object",
-        "required": [
-            "Type",
-            "MessageId",
-            "TopicArn",
-            "Message",
-            "Timestamp",
-            "SignatureVersion",
-            "Signature",
-            "SigningCertURL",
-        ],
-        "properties": {
-            "Type": {"type": "string", "enum": list(sns.SIGNED)},
-            "MessageId": {"type": "string"},
-            "TopicArn": {"type": "string"},
-            "Subject": {"type": "string"},
-            "Message": {"type": "string", "description": "The SES event, as JSON text"},
-            "Timestamp": {"type": "string"},
-            "SignatureVersion": {"type": "string", "enum": ["1", "2"]},
-            "Signature": {"type": "string"},
-            "SigningCertURL": {"type": "string"},
-            "SubscribeURL": {"type": "string"},
-            "Token": {"type": "string"},
-        },
-    },
-)
-
-
 @bp.post("/hooks/ses")
 @limiter.limit(HOOK_LIMIT)
-@operation(body=SNS_MESSAGE, responses={200: HookAnswer}, errors=(400, 403, 413, 429), public=True)
+@operation(body=sns.SnsMessage, read_body=False, responses={200: HookAnswer}, errors=(400, 403, 413, 429), public=True)
 def hooks_ses():
     """Amazon SES bounces and complaints, posted by SNS
 
     Subscribe this URL (https) to the SNS topic that SES publishes bounce and complaint notifications to. The
     message's signature is checked with the certificate at SigningCertURL, which must be on an SNS host; a topic
     not in SNS_TOPIC_ARNS (when set) is refused. A SubscriptionConfirmation is confirmed by fetching its
-    SubscribeURL. A Bounce (Permanent: hard; otherwise soft) or Complaint is recorded once per recipient."""
+    SubscribeURL. A Bounce (Permanent: hard; otherwise soft) or Complaint is recorded once per recipient. SNS posts
+    the JSON as text/plain: the body is read whatever its content type."""
     if (request.content_length or 0) > sns.MAX_BODY:
         raise ApiError(413, f"An SNS message is at most {sns.MAX_BODY // 1024} KB")
     body = request.stream.read(sns.MAX_BODY + 1)
@@ -83,13 +52,15 @@ def hooks_ses():
     return jsonify(HookAnswer(said=heard.said, recorded=sum(r.new for r in heard.recorded)).dump())
 
 
-# Described, not parsed, by @operation: the token is checked before the body is read.
-RECEIPT = Body("application/json", "A delivery receipt", receipts.Receipt.model_json_schema())
-
-
 @bp.post("/hooks/notify")
 @limiter.limit(HOOK_LIMIT)
-@operation(body=RECEIPT, responses={200: HookAnswer}, errors=(400, 403, 404, 413, 415, 429), public=True)
+@operation(
+    body=receipts.Receipt,
+    read_body=False,
+    responses={200: HookAnswer},
+    errors=(400, 403, 404, 413, 415, 429),
+    public=True,
+)
 def hooks_notify():
     """GOV.UK Notify delivery receipts
 
