@@ -8,6 +8,7 @@ localhost. Set `DATABASE_URL`, `REDIS_URL` and `SMTP_URL` to use real services i
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -203,7 +204,6 @@ _DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-
 
 def _deliverability(env: dict[str, str]) -> Deliverability:
     """BOUNCE_*, RETURN_PATH, SOFT_BOUNCE_*, AUTO_PAUSE_*, TRANSPORT, SES_*, NOTIFY_*, SNS_*, DKIM_*."""
-    import re
 
     bounce_domain = (env.get("BOUNCE_DOMAIN") or "").strip().lower() or None
     if bounce_domain and not re.fullmatch(_DOMAIN, bounce_domain):
@@ -221,8 +221,7 @@ def _deliverability(env: dict[str, str]) -> Deliverability:
     transport = (env.get("TRANSPORT") or "smtp").strip().lower()
     if transport not in TRANSPORTS:
         raise ConfigError(f"TRANSPORT must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
-    if transport == "notify" and not (env.get("NOTIFY_API_KEY") and env.get("NOTIFY_TEMPLATE_ID")):
-        raise ConfigError("TRANSPORT=notify needs NOTIFY_API_KEY and NOTIFY_TEMPLATE_ID (the template's id in Notify)")
+    _check_provider(env, transport)
     dkim = _dkim(env)
     return Deliverability(
         bounce_domain=bounce_domain,
@@ -239,7 +238,7 @@ def _deliverability(env: dict[str, str]) -> Deliverability:
         auto_pause_minimum=_positive_int(env, "AUTO_PAUSE_MINIMUM", 100),
         feedback_id_sender=(env.get("FEEDBACK_ID_SENDER") or "").strip() or None,
         transport=transport,
-        ses_region=(env.get("SES_REGION") or env.get("AWS_REGION") or "").strip() or None,
+        ses_region=_ses_region(env),
         ses_endpoint_url=(env.get("SES_ENDPOINT_URL") or "").strip() or None,
         ses_configuration_set=(env.get("SES_CONFIGURATION_SET") or "").strip() or None,
         notify_api_key=(env.get("NOTIFY_API_KEY") or "").strip() or None,
@@ -250,6 +249,26 @@ def _deliverability(env: dict[str, str]) -> Deliverability:
         sns_ca_bundle=(env.get("SNS_CA_BUNDLE") or "").strip() or None,
         **dkim,
     )
+
+
+# A Notify API key: its name, then the service id and the secret (two UUIDs), as Notify shows it once.
+_NOTIFY_KEY = re.compile(r".+-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
+
+
+def _ses_region(env: dict[str, str]) -> str | None:
+    return (env.get("SES_REGION") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None
+
+
+def _check_provider(env: dict[str, str], transport: str) -> None:
+    """What TRANSPORT=ses and TRANSPORT=notify cannot send without."""
+    if transport == "ses" and not _ses_region(env):
+        raise ConfigError("TRANSPORT=ses needs SES_REGION (or AWS_REGION): the SES region, like eu-west-2")
+    if transport != "notify":
+        return
+    if not (env.get("NOTIFY_API_KEY") and env.get("NOTIFY_TEMPLATE_ID")):
+        raise ConfigError("TRANSPORT=notify needs NOTIFY_API_KEY and NOTIFY_TEMPLATE_ID (the template's id in Notify)")
+    if not _NOTIFY_KEY.fullmatch(env["NOTIFY_API_KEY"].strip()):
+        raise ConfigError("NOTIFY_API_KEY must be the whole key Notify showed: name-<service id>-<secret>")
 
 
 def _imap_url(env: dict[str, str]) -> str | None:

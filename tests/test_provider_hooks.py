@@ -88,6 +88,7 @@ def test_a_signed_ses_hard_bounce_marks_the_row_and_suppresses_once(db, hook_cli
     answer = _post(hook_client, message)
     assert answer.status_code == 200, answer.get_json()
     assert answer.get_json()["recorded"] == 1
+    assert answer.headers["X-RateLimit-Limit"] == "6000"  # the hooks' own limit, not the API's 600 a token
     key = f"ses:{message['MessageId']}:ann@example.org"
     assert _events(db) == [("ses", "bounce", "hard", key, people["ann@example.org"], issue_id)]
     assert _statuses(db, issue_id) == {people["ann@example.org"]: "bounced", people["bob@example.org"]: "sent"}
@@ -276,6 +277,7 @@ def test_a_permanent_failure_is_a_hard_bounce_recorded_once(db, hook_client, sen
     issue_id, people, ids = sent
     answer = _receipt(hook_client, _notified(ids, "ann@example.org", "permanent-failure"))
     assert answer.status_code == 200 and answer.get_json()["recorded"] == 1
+    assert answer.headers["X-RateLimit-Limit"] == "6000"
     key = "notify:740e5834-3a29-46b4-9a6f-16142fde533a:permanent-failure"
     assert _events(db) == [("notify", "bounce", "hard", key, people["ann@example.org"], issue_id)]
     assert _statuses(db, issue_id)[people["ann@example.org"]] == "bounced"

@@ -271,3 +271,27 @@ def test_a_message_without_a_text_part_is_refused_before_notify_sees_it(notify):
     with pytest.raises(PermanentFailure, match="no text/plain part"):
         transport.send("a@mailer.test", "b@example.org", html_only)
     assert standin.sent == []
+
+
+# --- settings ----------------------------------------------------------------------------------------------------
+
+
+def test_each_transport_says_what_it_cannot_send_without(test_env):
+    from mailer.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="SES_REGION"):
+        load_settings({**test_env, "TRANSPORT": "ses"})
+    ses = load_settings({**test_env, "TRANSPORT": "ses", "AWS_REGION": REGION, "SES_CONFIGURATION_SET": "news"})
+    assert ses.deliverability.ses_region == REGION and ses.deliverability.ses_configuration_set == "news"
+    with pytest.raises(ConfigError, match="NOTIFY_TEMPLATE_ID"):
+        load_settings({**test_env, "TRANSPORT": "notify", "NOTIFY_API_KEY": notify_standin.API_KEY})
+    with pytest.raises(ConfigError, match="the whole key"):
+        load_settings(
+            {**test_env, "TRANSPORT": "notify", "NOTIFY_API_KEY": "just-the-secret", "NOTIFY_TEMPLATE_ID": "t"}
+        )
+    notify = load_settings(
+        {**test_env, "TRANSPORT": "notify", "NOTIFY_API_KEY": notify_standin.API_KEY, "NOTIFY_TEMPLATE_ID": "t"}
+    )
+    assert notify.deliverability.transport == "notify" and rate_cap(notify) == 50.0
+    assert load_settings({**test_env, "SNS_CA_BUNDLE": "/tmp/ca.pem"}).deliverability.sns_ca_bundle == "/tmp/ca.pem"
+    assert load_settings(test_env).deliverability.sns_ca_bundle is None  # production: the system's trust store
