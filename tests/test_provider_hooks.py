@@ -137,6 +137,15 @@ def test_a_bounce_of_mail_we_cannot_place_is_attributed_by_address(db, hook_clie
     assert event[4] == people["ann@example.org"] and event[5] is None
 
 
+def test_a_message_id_naming_someone_else_pins_nothing_on_them(db, hook_client, sns_host, sent):
+    issue_id, people, ids = sent
+    message = sns_host.notification(bounce_event(["ann@example.org"], ids["bob@example.org"]))
+    assert _post(hook_client, message).get_json()["recorded"] == 1
+    [event] = _events(db)
+    assert event[4] == people["ann@example.org"] and event[5] is None  # by her address, not bob's Message-ID
+    assert set(_statuses(db, issue_id).values()) == {"sent"}
+
+
 def _tampered(sns_host, ids):
     message = sns_host.notification(bounce_event(["ann@example.org"], ids["ann@example.org"]))
     return {**message, "Message": message["Message"].replace("ann@", "bob@")}
@@ -316,6 +325,19 @@ def test_a_receipt_that_is_not_one_is_a_400(db, hook_client, sent, change):
     answer = _receipt(hook_client, {**_notified(ids, "ann@example.org", "permanent-failure"), **change})
     assert answer.status_code == 400 and answer.get_json()["error"]
     assert _events(db) == []
+
+
+def test_a_reference_naming_nobody_we_know_is_kept_unattributed(db, hook_client):
+    receipt = {
+        "id": "n-9",
+        "reference": "issue-99.12345@mailer.test",
+        "to": "who@example.org",
+        "status": "permanent-failure",
+    }
+    answer = _receipt(hook_client, receipt)
+    assert answer.status_code == 200 and "unattributed" in answer.get_json()["said"]
+    assert _events(db) == [("notify", "bounce", "hard", "notify:n-9:permanent-failure", None, None)]
+    assert _suppressed(db) == set()
 
 
 def test_receipts_are_not_taken_without_a_callback_token(client):

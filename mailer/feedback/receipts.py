@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import Session
 
 from ..config import Settings
-from . import verp
+from .attribution import delivery_named
 from .commands import Recorded, Report, record
 
 log = logging.getLogger(__name__)
@@ -64,15 +64,12 @@ def receive(session: Session, receipt: Receipt, settings: Settings) -> Heard:
     if receipt.status == "technical-failure":
         log.warning("GOV.UK Notify could not send %s (reference %s): technical failure", receipt.id, receipt.reference)
         return Heard(None, "Technical failure: Notify's, not counted against the person")
-    named = verp.read_message_id(receipt.reference)
-    issue_id, subscriber_id = named if named else (None, None)
     report = Report(
         source="notify",
         kind="bounce",
         key=f"notify:{receipt.id}:{receipt.status}",
         severity=SEVERITY[receipt.status],
-        issue_id=issue_id,
-        subscriber_id=subscriber_id,
+        delivery_id=delivery_named(session, receipt.reference, receipt.to),
         email=receipt.to,
         status=receipt.status,
         diagnostic=f"GOV.UK Notify: {receipt.status}",

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..inputs import invalid
-from . import verp
+from .attribution import delivery_named
 from .commands import Recorded, Report, record
 
 log = logging.getLogger(__name__)
@@ -207,12 +207,12 @@ def receive(session: Session, body: bytes, settings: Settings) -> Heard:
         return Heard("confirmed", [], f"Subscribed to {message['TopicArn']}")
     if message["Type"] == "UnsubscribeConfirmation":
         return Heard("ignored", [], "Unsubscribed: nothing to do")
-    reports = ses_reports(message)
+    reports = ses_reports(session, message)
     recorded = [record(session, report, settings) for report in reports]
     return Heard("notification", recorded, f"{len(reports)} report(s) heard")
 
 
-def ses_reports(message: dict[str, str]) -> list[Report]:
+def ses_reports(session: Session, message: dict[str, str]) -> list[Report]:
     """The reports in an SNS Notification carrying an SES event (none for Delivery, Send, Open and the rest)."""
     try:
         event = json.loads(message["Message"])
@@ -223,10 +223,7 @@ def ses_reports(message: dict[str, str]) -> list[Report]:
     kind = event.get("notificationType") or event.get("eventType")
     if kind not in ("Bounce", "Complaint"):
         return []
-    mail = _object(event, "mail")
-    named = verp.read_message_id(_text(_object(mail, "commonHeaders").get("messageId")))
-    issue_id, subscriber_id = named if named else (None, None)
-    base = {"source": "ses", "issue_id": issue_id}
+    message_id = _text(_object(_object(event, "mail"), "commonHeaders").get("messageId"))
     if kind == "Bounce":
         bounce = _object(event, "bounce")
         severity = "hard" if bounce.get("bounceType") == "Permanent" else "soft"
@@ -241,14 +238,13 @@ def ses_reports(message: dict[str, str]) -> list[Report]:
         email = person["emailAddress"]
         reports.append(
             Report(
+                source="ses",
                 kind=kind.lower(),
                 key=f"ses:{message['MessageId']}:{email.lower()}",
-                # The Message-ID names one person: only theirs is attributed by it, anyone else's by address.
-                subscriber_id=subscriber_id if len(people) == 1 else None,
+                delivery_id=delivery_named(session, message_id, email),
                 email=email,
                 status=_text(person.get("status")),
                 diagnostic=_text(person.get("diagnosticCode")) or _summary(event, kind),
-                **base,
                 **extra,
             )
         )
