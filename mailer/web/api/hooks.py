@@ -38,9 +38,9 @@ def hooks_ses():
     not in SNS_TOPIC_ARNS (when set) is refused. A SubscriptionConfirmation is confirmed by fetching its
     SubscribeURL. A Bounce (Permanent: hard; otherwise soft) or Complaint is recorded once per recipient. SNS posts
     the JSON as text/plain: the body is read whatever its content type."""
-    if (request.content_length or 0) > sns.MAX_BODY:
+    body = request.stream.read(sns.MAX_BODY + 1)  # never more than one byte past the limit
+    if len(body) > sns.MAX_BODY:
         raise ApiError(413, f"An SNS message is at most {sns.MAX_BODY // 1024} KB")
-    body = request.stream.read(sns.MAX_BODY + 1)
     rt = runtime_of_app()
     try:
         with rt.db.transaction() as session:
