@@ -73,12 +73,8 @@ def ensure_postgres_database(url: str) -> None:
         sys.exit(f"refusing to drop the schema of database {u.database!r}: use one whose name contains 'bench'")
     import psycopg
 
-    conninfo = {
-        "host": u.host or "localhost",
-        "port": u.port or 5432,
-        "user": u.username or "postgres",
-        "dbname": "postgres",
-    }
+    conninfo = {"host": u.host or "localhost", "port": u.port or 5432, "user": u.username or "postgres",
+                "dbname": "postgres"}
     if u.password:
         conninfo["password"] = u.password
     with psycopg.connect(**conninfo, autocommit=True) as conn:
@@ -111,19 +107,11 @@ def prepare_database(settings, n: int) -> dict:
             for i in range(start, min(n, start + 10000)):
                 group = i % (len(TOPIC_SETS) * len(areas))
                 email = email_of(i)
-                rows.append(
-                    {
-                        "email": email,
-                        "email_key": email,
-                        "email_hash": email_hash(email, key),
-                        "status": "active",
-                        "area": areas[group % len(areas)],
-                        "services": TOPIC_SETS[group // len(areas)][1],
-                        "created_at": long_ago,
-                        "subscribed_at": long_ago,
-                        "confirmed_at": long_ago,
-                    }
-                )
+                rows.append({
+                    "email": email, "email_key": email, "email_hash": email_hash(email, key), "status": "active",
+                    "area": areas[group % len(areas)], "services": TOPIC_SETS[group // len(areas)][1],
+                    "created_at": long_ago, "subscribed_at": long_ago, "confirmed_at": long_ago,
+                })
             s.execute(insert(Subscriber), rows)
         # One INSERT … SELECT per (topic set, topic): the services mask says which topic set a subscriber has.
         for topics, mask in TOPIC_SETS:
@@ -131,13 +119,9 @@ def prepare_database(settings, n: int) -> dict:
                 s.execute(
                     insert(Subscription).from_select(
                         ["subscriber_id", "topic_id", "frequency", "source", "started_at"],
-                        select(
-                            Subscriber.id,
-                            literal(topic_ids[slug]),
-                            literal("weekly"),
-                            literal("bench"),
-                            literal(long_ago, Subscription.started_at.type),
-                        ).where(Subscriber.services == mask),
+                        select(Subscriber.id, literal(topic_ids[slug]), literal("weekly"), literal("bench"),
+                               literal(long_ago, Subscription.started_at.type))
+                        .where(Subscriber.services == mask),
                     )
                 )
         # 10 updates per topic: one for each area, three for everywhere, two for a pair of areas. Every
@@ -150,24 +134,17 @@ def prepare_database(settings, n: int) -> dict:
                 elif i < 8:
                     where = []
                 else:
-                    where = sorted({areas[(i + t) % len(areas)], areas[(i + t + 1) % len(areas)]}, key=areas.index)
+                    where = sorted({areas[(i + t) % len(areas)], areas[(i + t + 1) % len(areas)]},
+                                   key=areas.index)
                 k = len(updates)
-                updates.append(
-                    {
-                        "slug": f"bench-{slug}-{i}",
-                        "title": f"{slug.replace('-', ' ').title()}: progress {i + 1}",
-                        "summary": f"What changed in {slug.replace('-', ' ')} ({', '.join(where) or 'everywhere'}):"
-                        " new clinics, opening hours and how to have your say at the next community event.",
-                        "body": "",
-                        "topic_id": topic_ids[slug],
-                        "areas": where,
-                        "services": 0,
-                        "status": "published",
-                        "published_at": now - timedelta(days=5) + timedelta(hours=2 * k),
-                        "created_at": now - timedelta(days=6),
-                        "updated_at": now - timedelta(days=6),
-                    }
-                )
+                updates.append({
+                    "slug": f"bench-{slug}-{i}", "title": f"{slug.replace('-', ' ').title()}: progress {i + 1}",
+                    "summary": f"What changed in {slug.replace('-', ' ')} ({', '.join(where) or 'everywhere'}):"
+                               " new clinics, opening hours and how to have your say at the next community event.",
+                    "body": "", "topic_id": topic_ids[slug], "areas": where, "services": 0, "status": "published",
+                    "published_at": now - timedelta(days=5) + timedelta(hours=2 * k),
+                    "created_at": now - timedelta(days=6), "updated_at": now - timedelta(days=6),
+                })
         s.execute(insert(Update), updates)
     if db.dialect == "postgresql":
         with db.engine.begin() as conn:
@@ -218,22 +195,13 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
     t = time.perf_counter()
     built = prepare_database(settings, n)
     setup_seconds = time.perf_counter() - t
-    print(
-        f"database ({database}): {n:,} subscribers in {built['groups']} preference groups, "
-        f"{built['updates']} updates, in {setup_seconds:.1f} s",
-        flush=True,
-    )
+    print(f"database ({database}): {n:,} subscribers in {built['groups']} preference groups, "
+          f"{built['updates']} updates, in {setup_seconds:.1f} s", flush=True)
 
     renders_log = work / "renders.log"
     log = open(work / "worker.log", "w")  # noqa: SIM115 - the process outlives this function's frames
-    workers = subprocess.Popen(
-        counting_worker("bulk", concurrency, renders_log),
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    workers = subprocess.Popen(counting_worker("bulk", concurrency, renders_log), cwd=ROOT,
+                               env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     STARTED.append(workers)
     from mailer.runtime import Runtime, set_runtime
     from mailer.tasks import configure_celery, enqueue, plan_issue
@@ -246,45 +214,29 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
     report = plan_run(db, settings, os.environ.get("BENCH_PROFILE") == "1")
     plan_seconds = time.perf_counter() - t
     with db.sessions() as s:
-        placed = s.scalar(
-            select(func.count()).select_from(DigestRunSubscriber).where(DigestRunSubscriber.run_id == report.run_id)
-        )
-        sizes = sorted(
-            s.scalars(
-                select(func.count())
-                .select_from(DigestRunSubscriber)
-                .where(DigestRunSubscriber.run_id == report.run_id)
-                .group_by(DigestRunSubscriber.issue_id)
-            )
-        )
-    print(
-        f"plan: run_digest processed {report.processed:,} ({report.with_news:,} with news) in {plan_seconds:.1f} s "
-        f"= {report.processed / plan_seconds:,.0f} people/s; {report.renders} distinct contents for "
-        f"{built['groups']} preference groups, {len(report.emails)} emails of {sizes[0]:,}–{sizes[-1]:,} people",
-        flush=True,
-    )
+        placed = s.scalar(select(func.count()).select_from(DigestRunSubscriber)
+                          .where(DigestRunSubscriber.run_id == report.run_id))
+        sizes = sorted(s.scalars(select(func.count()).select_from(DigestRunSubscriber)
+                                 .where(DigestRunSubscriber.run_id == report.run_id)
+                                 .group_by(DigestRunSubscriber.issue_id)))
+    print(f"plan: run_digest processed {report.processed:,} ({report.with_news:,} with news) in {plan_seconds:.1f} s "
+          f"= {report.processed / plan_seconds:,.0f} people/s; {report.renders} distinct contents for "
+          f"{built['groups']} preference groups, {len(report.emails)} emails of {sizes[0]:,}–{sizes[-1]:,} people",
+          flush=True)
 
     # Every digest compiled here once, outside the clock: their mean size (weighted by recipients) is the size
     # the wire's limit is measured with.
-    fields = {
-        "date": "Mon, 23 Nov 2026 10:00:00 +0000",
-        "message_id": "x@y",
-        "list_unsubscribe": "https://mailer.example.nhs.uk/u/" + "x" * 60,
-        "unsubscribe_url": "https://mailer.example.nhs.uk/u/" + "x" * 60,
-        "manage_url": "https://mailer.example.nhs.uk/manage/" + "x" * 60,
-    }
+    fields = {"date": "Mon, 23 Nov 2026 10:00:00 +0000", "message_id": "x@y",
+              "list_unsubscribe": "https://mailer.example.nhs.uk/u/" + "x" * 60,
+              "unsubscribe_url": "https://mailer.example.nhs.uk/u/" + "x" * 60,
+              "manage_url": "https://mailer.example.nhs.uk/manage/" + "x" * 60}
     with db.sessions() as s:
-        audience = dict(
-            s.execute(
-                select(DigestRunSubscriber.issue_id, func.count())
-                .where(DigestRunSubscriber.run_id == report.run_id)
-                .group_by(DigestRunSubscriber.issue_id)
-            ).all()
-        )
+        audience = dict(s.execute(select(DigestRunSubscriber.issue_id, func.count())
+                                  .where(DigestRunSubscriber.run_id == report.run_id)
+                                  .group_by(DigestRunSubscriber.issue_id)).all())
         t = time.perf_counter()
-        message_sizes = [
-            len(compile_issue(s.get(Issue, i), settings).fill({"to": email_of(0), **fields})) for i in report.emails
-        ]
+        message_sizes = [len(compile_issue(s.get(Issue, i), settings).fill({"to": email_of(0), **fields}))
+                         for i in report.emails]
         encode_ms = (time.perf_counter() - t) * 1000 / max(len(report.emails), 1)
     weights = [audience.get(i, 0) for i in report.emails]
     mean_size = sum(w * size for w, size in zip(weights, message_sizes, strict=True)) / max(sum(weights), 1)
@@ -307,16 +259,12 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
         peak_total = max(peak_total, rss_kb(workers.pid) + sum(rss))
         peak_child = max([peak_child, *rss])
         with db.sessions() as s:
-            unsent = s.scalar(
-                select(func.count()).select_from(Issue).where(Issue.id.in_(report.emails), Issue.status != "sent")
-            )
+            unsent = s.scalar(select(func.count()).select_from(Issue)
+                              .where(Issue.id.in_(report.emails), Issue.status != "sent"))
         if time.perf_counter() - shown > 10:
             shown = time.perf_counter()
-            print(
-                f"  {shown - start:5.0f} s: {counter.total:,} at the sink, {len(report.emails) - unsent} of "
-                f"{len(report.emails)} emails sent",
-                flush=True,
-            )
+            print(f"  {shown - start:5.0f} s: {counter.total:,} at the sink, {len(report.emails) - unsent} of "
+                  f"{len(report.emails)} emails sent", flush=True)
         if time.perf_counter() - start > 1800:
             raise SystemExit("the send did not finish within 30 minutes")
         if workers.poll() is not None:
@@ -327,9 +275,8 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
     wait_quiet(counter, expected_total)
     with db.sessions() as s:
         # When the last email's audience was in the ledger, from the first enqueue (queueing included).
-        all_planned = (
-            s.scalar(select(func.max(Issue.planned_at)).where(Issue.id.in_(report.emails))) - enqueued_at
-        ).total_seconds()
+        all_planned = (s.scalar(select(func.max(Issue.planned_at)).where(Issue.id.in_(report.emails)))
+                       - enqueued_at).total_seconds()
     ours = {k: v for k, v in counter.counts.items() if k != LIMIT_RCPT}
     expected = {email_of(i).encode() for i in range(n)}
     missing = len(expected - set(ours))
@@ -337,13 +284,10 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
     strangers = len(set(ours) - expected)
     rate = expected_total / seconds
     renders = renders_in(renders_log)
-    print(
-        f"send: {expected_total:,} digests ({mean_size / 1024:.1f} KB on average, {min(message_sizes) / 1024:.1f}–"
-        f"{max(message_sizes) / 1024:.1f} KB, {encode_ms:.0f} ms to encode one) in {seconds:.1f} s = "
-        f"{rate:,.0f} msg/s; missing {missing}, duplicates {duplicates}, unexpected {strangers}; "
-        f"workers rendered MJML {len(renders)} times ({len(set(renders))} processes)",
-        flush=True,
-    )
+    print(f"send: {expected_total:,} digests ({mean_size / 1024:.1f} KB on average, {min(message_sizes) / 1024:.1f}–"
+          f"{max(message_sizes) / 1024:.1f} KB, {encode_ms:.0f} ms to encode one) in {seconds:.1f} s = "
+          f"{rate:,.0f} msg/s; missing {missing}, duplicates {duplicates}, unexpected {strangers}; "
+          f"workers rendered MJML {len(renders)} times ({len(set(renders))} processes)", flush=True)
 
     # Run it again for the same week: nobody is processed twice, nothing more goes.
     before = counter.total
@@ -354,47 +298,22 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
         enqueue(plan_issue, issue_id)
     time.sleep(5)
     resent = counter.total - before
-    print(
-        f"again: run_digest processed {again.processed}, {len(again.emails)} emails to plan, "
-        f"{resent} more at the sink ({again_seconds:.2f} s)",
-        flush=True,
-    )
+    print(f"again: run_digest processed {again.processed}, {len(again.emails)} emails to plan, "
+          f"{resent} more at the sink ({again_seconds:.2f} s)", flush=True)
 
     # The wire's limit: the same count and size, smtp-source over reused connections into the same sink.
     before = counter.total
     payload = max(round(mean_size) - 600, 1000)  # smtp-source adds ~600 bytes of headers
     t = time.perf_counter()
-    subprocess.run(
-        [
-            SOURCE,
-            "-d",
-            "-s",
-            str(sessions),
-            "-m",
-            str(expected_total),
-            "-l",
-            str(payload),
-            "-f",
-            "bench@example.nhs.uk",
-            "-t",
-            LIMIT_RCPT.decode(),
-            f"127.0.0.1:{sink_port}",
-        ],
-        check=True,
-    )
+    subprocess.run([SOURCE, "-d", "-s", str(sessions), "-m", str(expected_total), "-l", str(payload), "-f",
+                    "bench@example.nhs.uk", "-t", LIMIT_RCPT.decode(), f"127.0.0.1:{sink_port}"], check=True)
     limit_seconds = time.perf_counter() - t
     wait_quiet(counter, before + expected_total)
     limit = expected_total / limit_seconds
-    print(
-        f"limit: smtp-source {expected_total:,} messages in {limit_seconds:.1f} s = {limit:,.0f} msg/s "
-        f"({sessions} sessions)",
-        flush=True,
-    )
-    print(
-        f"worker memory: peak {peak_total / 1024:.0f} MB over {concurrency} processes and the parent, "
-        f"largest process {peak_child / 1024:.0f} MB",
-        flush=True,
-    )
+    print(f"limit: smtp-source {expected_total:,} messages in {limit_seconds:.1f} s = {limit:,.0f} msg/s "
+          f"({sessions} sessions)", flush=True)
+    print(f"worker memory: peak {peak_total / 1024:.0f} MB over {concurrency} processes and the parent, "
+          f"largest process {peak_child / 1024:.0f} MB", flush=True)
     db.dispose()
     return {
         "subscribers": n,

@@ -50,15 +50,12 @@ def ensure_postfix_tools() -> None:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(
             "echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections",
-            shell=True,
-            check=False,
+            shell=True, check=False,
         )
         subprocess.run(["apt-get", "install", "-y", "-qq", "postfix"], env=env, check=False)
     if not (os.path.exists(SINK) and os.path.exists(SOURCE)):
-        sys.exit(
-            "This benchmark needs Postfix's smtp-sink and smtp-source: sudo apt-get install postfix "
-            "(choose 'No configuration'; no mail server is started)."
-        )
+        sys.exit("This benchmark needs Postfix's smtp-sink and smtp-source: sudo apt-get install postfix "
+                 "(choose 'No configuration'; no mail server is started).")
 
 
 class SinkCounter(threading.Thread):
@@ -195,7 +192,9 @@ def main() -> None:
     sessions = int(os.environ.get("BENCH_SESSIONS", str(cores)))
     ensure_postfix_tools()
     with bench_rig("mailer-bench-", os.environ.get("BENCH_DATABASE_URL"), STARTED) as rig:
-        _workers, result = run(n, rig.settings, rig.env, rig.work, rig.counter, rig.sink_port, concurrency, sessions)
+        _workers, result = run(
+            n, rig.settings, rig.env, rig.work, rig.counter, rig.sink_port, concurrency, sessions
+        )
     print(json.dumps(result))
 
 
@@ -271,20 +270,14 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
 
     t = time.perf_counter()
     prepare_database(settings, n)
-    print(
-        f"database ({settings.database_url.split(':')[0]}): {n:,} subscribers in {time.perf_counter() - t:.1f} s",
-        flush=True,
-    )
+    print(f"database ({settings.database_url.split(':')[0]}): {n:,} subscribers in {time.perf_counter() - t:.1f} s",
+          flush=True)
 
     log = open(work / "worker.log", "w")  # noqa: SIM115 - the process outlives this function's frames
     renders_log = work / "renders.log"
     workers = subprocess.Popen(
         counting_worker("bulk", concurrency, renders_log),
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     STARTED.append(workers)
     from mailer.runtime import Runtime, set_runtime
@@ -303,13 +296,9 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
         written = {"subject": "Trust Matters: November", "body": body, "topic": "trust-matters"}
         issue = create_issue(s, parse_in(s, IssueInput, written))
         sample = compile_issue(issue, settings).fill(
-            {
-                "to": "reader0000000@bench.example",
-                "date": "Mon, 23 Nov 2026 10:00:00 +0000",
-                "message_id": "x@y",
-                "list_unsubscribe": "https://mailer.example.nhs.uk/u/" + "x" * 60,
-                "unsubscribe_url": "https://mailer.example.nhs.uk/u/" + "x" * 60,
-            }
+            {"to": "reader0000000@bench.example", "date": "Mon, 23 Nov 2026 10:00:00 +0000",
+             "message_id": "x@y", "list_unsubscribe": "https://mailer.example.nhs.uk/u/" + "x" * 60,
+             "unsubscribe_url": "https://mailer.example.nhs.uk/u/" + "x" * 60}
         )
         issue_id = issue.id
     time.sleep(3)  # let the workers finish starting before the clock runs
@@ -355,48 +344,24 @@ def run(n, settings, env, work, counter, sink_port, concurrency, sessions):
     duplicates = sum(v - 1 for v in ours.values() if v > 1)
     rate = n / seconds
     renders = renders_in(renders_log)
-    print(
-        f"ours: {n:,} messages ({len(sample) / 1024:.1f} KB each) in {seconds:.1f} s = {rate:,.0f} msg/s; "
-        f"planning {planned or 0:.2f} s; missing {missing}, duplicates {duplicates}; starting the send took "
-        f"{send_start_ms:.0f} ms; the workers rendered MJML {len(renders)} times in "
-        f"{len(set(renders))} processes",
-        flush=True,
-    )
+    print(f"ours: {n:,} messages ({len(sample) / 1024:.1f} KB each) in {seconds:.1f} s = {rate:,.0f} msg/s; "
+          f"planning {planned or 0:.2f} s; missing {missing}, duplicates {duplicates}; starting the send took "
+          f"{send_start_ms:.0f} ms; the workers rendered MJML {len(renders)} times in "
+          f"{len(set(renders))} processes", flush=True)
 
     # The wire's limit: the same count and size, smtp-source over reused connections into the same sink.
     before = counter.total
     payload = max(len(sample) - 600, 1000)
     t = time.perf_counter()
-    subprocess.run(
-        [
-            SOURCE,
-            "-d",
-            "-s",
-            str(sessions),
-            "-m",
-            str(n),
-            "-l",
-            str(payload),
-            "-f",
-            "bench@example.nhs.uk",
-            "-t",
-            LIMIT_RCPT.decode(),
-            f"127.0.0.1:{sink_port}",
-        ],
-        check=True,
-    )
+    subprocess.run([SOURCE, "-d", "-s", str(sessions), "-m", str(n), "-l", str(payload), "-f",
+                    "bench@example.nhs.uk", "-t", LIMIT_RCPT.decode(), f"127.0.0.1:{sink_port}"], check=True)
     limit_seconds = time.perf_counter() - t
     wait_quiet(counter, before + n)
     limit = n / limit_seconds
-    print(
-        f"limit: smtp-source {n:,} messages in {limit_seconds:.1f} s = {limit:,.0f} msg/s ({sessions} sessions)",
-        flush=True,
-    )
-    print(
-        f"worker memory: peak {peak_total / 1024:.0f} MB over {concurrency} processes and the parent, "
-        f"largest process {peak_child / 1024:.0f} MB",
-        flush=True,
-    )
+    print(f"limit: smtp-source {n:,} messages in {limit_seconds:.1f} s = {limit:,.0f} msg/s "
+          f"({sessions} sessions)", flush=True)
+    print(f"worker memory: peak {peak_total / 1024:.0f} MB over {concurrency} processes and the parent, "
+          f"largest process {peak_child / 1024:.0f} MB", flush=True)
     return workers, {
         "recipients": n,
         "seconds": round(seconds, 2),

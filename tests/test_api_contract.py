@@ -177,7 +177,9 @@ def _on_rows(operation, ids: dict):
 
 # About four minutes on a quiet 2-core machine (two more operations since the providers' webhooks); room for a busy one.
 @pytest.mark.timeout(600)
-def test_schemathesis_run_finds_no_server_error_and_no_answer_outside_the_description(contract_app, db, rows, tmp_path):
+def test_schemathesis_run_finds_no_server_error_and_no_answer_outside_the_description(
+    contract_app, db, rows, tmp_path
+):
     """What CI's schemathesis run is: the command line against a served app (on this test's database)."""
     from werkzeug.serving import make_server
 
@@ -265,15 +267,11 @@ def test_documented_response_properties_are_exactly_what_the_api_returns(contrac
         ("GET /issues/{issue_id}/deliveries", "200"): (page := call("GET", f"/issues/{sent}/deliveries")),
         ("POST /issues/{issue_id}/test", "202"): call("POST", f"/issues/{sent}/test", {"to": ["me@hiow.nhs.uk"]}),
         ("GET /segments/{segment_id}", "200"): call("GET", f"/segments/{rows['segment_id'][0]}"),
-        ("POST /segments", "201"): call(
-            "POST",
-            "/segments",
-            {"name": "All", "rules": {"any": [{"field": "area", "op": "is_not", "value": "portsmouth"}]}},
-        ),
+        ("POST /segments", "201"): call("POST", "/segments", {"name": "All", "rules": {"any": [{"field": "area",
+                                                                "op": "is_not", "value": "portsmouth"}]}}),
         ("GET /segments/{segment_id}/count", "200"): call("GET", f"/segments/{rows['segment_id'][0]}/count"),
-        ("POST /segments/count", "200"): call(
-            "POST", "/segments/count", {"rules": {"all": [{"field": "topic", "op": "is", "value": "careers"}]}}
-        ),
+        ("POST /segments/count", "200"): call("POST", "/segments/count", {"rules": {"all": [{"field": "topic",
+                                                                        "op": "is", "value": "careers"}]}}),
         ("GET /subscribers/{email}", "200"): (person := call("GET", f"/subscribers/{PERSON}")),
         ("GET /subscribers/{email}/export", "200"): call("GET", f"/subscribers/{PERSON}/export"),
         ("GET /updates/{update_id}", "200"): call("GET", f"/updates/{rows['update_id'][0]}"),

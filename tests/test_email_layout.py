@@ -457,14 +457,8 @@ def test_the_web_version_keeps_the_pictures_shape_and_never_widens_the_page(chro
         blocks = [*_newsletter_blocks(media.id), {"type": "text", "markdown": WIDE_TABLE}]
         s.add(
             Issue(
-                subject="Project Fusion: December",
-                body="",
-                topic_id=_topic_id(s),
-                slug="december-web",
-                blocks=blocks,
-                status="sent",
-                send_requested_at=utcnow(),
-                archive_html=archive_page(s, blocks),
+                subject="Project Fusion: December", body="", topic_id=_topic_id(s), slug="december-web",
+                blocks=blocks, status="sent", send_requested_at=utcnow(), archive_html=archive_page(s, blocks),
             )
         )
     response = client.get("/news/december-web")

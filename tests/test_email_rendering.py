@@ -174,9 +174,14 @@ def test_caniemail_finds_nothing_that_breaks_the_layout_or_hides_content(finding
     )
 
 
+
+
 @pytest.mark.parametrize(
     "index",
-    [pytest.param(i, id=f"{i}-{'/'.join(a.titles)[:40]}") for i, a in enumerate(ALLOWANCES)],
+    [
+        pytest.param(i, id=f"{i}-{'/'.join(a.titles)[:40]}")
+        for i, a in enumerate(ALLOWANCES)
+    ],
 )
 def test_every_allowance_is_still_needed(findings, index):
     allowance = ALLOWANCES[index]

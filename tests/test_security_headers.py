@@ -297,3 +297,4 @@ def test_method_not_allowed_says_which_methods_are(client):
     api = client.put("/api/v1/topics")
     assert api.status_code == 405 and api.is_json
     assert set(api.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+

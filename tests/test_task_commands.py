@@ -32,7 +32,6 @@ def parse(model, data):
     with runtime().db.sessions() as session:
         return parse_in(session, model, data)
 
-
 WHO = Actor("user", None, "someone")
 
 

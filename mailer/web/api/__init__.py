@@ -32,12 +32,12 @@ def _token_key() -> str:
     return "address:" + get_remote_address()
 
 
-# Every API call counts against both; a route with its own limit (test sends) counts against all three.
 def _a_hook() -> bool:
     """The providers' webhooks have a limit of their own (hooks.py)."""
     return request.endpoint in ("api.hooks_ses", "api.hooks_notify")
 
 
+# Every API call counts against both; a route with its own limit (test sends) counts against all three.
 limiter.shared_limit(API_TOKEN_LIMIT, "api-token", key_func=_token_key, exempt_when=_a_hook)(bp)
 limiter.shared_limit(API_ADDRESS_LIMIT, "api-address", exempt_when=_a_hook)(bp)
 
