@@ -20,6 +20,7 @@ bench: setup  ## measure speed and memory (see bench/README.md); BENCH_RECIPIENT
 	$(BIN)/python bench/digest_bench.py
 	$(BIN)/python bench/enumeration_bench.py
 	$(BIN)/python bench/archive_bench.py
+	$(BIN)/python bench/providers_bench.py
 
 setup: install assets init
 
