@@ -261,6 +261,9 @@ def _ses_region(env: dict[str, str]) -> str | None:
 
 def _check_provider(env: dict[str, str], transport: str) -> None:
     """What TRANSPORT=ses and TRANSPORT=notify cannot send without."""
+    token = (env.get("NOTIFY_CALLBACK_TOKEN") or "").strip()
+    if token and len(token) < 10:  # Notify itself takes no shorter bearer token for a callback
+        raise ConfigError("NOTIFY_CALLBACK_TOKEN must be at least 10 characters: generate a random one")
     if transport == "ses" and not _ses_region(env):
         raise ConfigError("TRANSPORT=ses needs SES_REGION (or AWS_REGION): the SES region, like eu-west-2")
     if transport != "notify":

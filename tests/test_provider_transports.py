@@ -295,3 +295,5 @@ def test_each_transport_says_what_it_cannot_send_without(test_env):
     assert notify.deliverability.transport == "notify" and rate_cap(notify) == 50.0
     assert load_settings({**test_env, "SNS_CA_BUNDLE": "/tmp/ca.pem"}).deliverability.sns_ca_bundle == "/tmp/ca.pem"
     assert load_settings(test_env).deliverability.sns_ca_bundle is None  # production: the system's trust store
+    with pytest.raises(ConfigError, match="NOTIFY_CALLBACK_TOKEN"):
+        load_settings({**test_env, "NOTIFY_CALLBACK_TOKEN": "short"})
