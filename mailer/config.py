@@ -67,6 +67,8 @@ class Deliverability:
     sns_topic_arns: tuple[str, ...] = ()
     # Hosts an SNS signing certificate may be fetched from (a regular expression matched in full).
     sns_certificate_hosts: str = r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"
+    # A CA bundle trusted for those fetches instead of the system's (tests with a CA of their own); unset: the system's.
+    sns_ca_bundle: str | None = None
     # DKIM: sign every message when all three are set (the key as PEM text, or DKIM_PRIVATE_KEY_PATH).
     dkim_domain: str | None = None
     dkim_selector: str | None = None
@@ -218,8 +220,7 @@ def _deliverability(env: dict[str, str]) -> Deliverability:
     transport = (env.get("TRANSPORT") or "smtp").strip().lower()
     if transport not in TRANSPORTS:
         raise ConfigError(f"TRANSPORT must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
-    if transport == "notify" and not (env.get("NOTIFY_API_KEY") and env.get("NOTIFY_TEMPLATE_ID")):
-        raise ConfigError("TRANSPORT=notify needs NOTIFY_API_KEY and NOTIFY_TEMPLATE_ID (the template's id in Notify)")
+    _check_provider(env, transport)
     dkim = _dkim(env)
     return Deliverability(
         bounce_domain=bounce_domain,
@@ -236,7 +237,7 @@ def _deliverability(env: dict[str, str]) -> Deliverability:
         auto_pause_minimum=_positive_int(env, "AUTO_PAUSE_MINIMUM", 100),
         feedback_id_sender=_feedback_id_sender(env),
         transport=transport,
-        ses_region=(env.get("SES_REGION") or env.get("AWS_REGION") or "").strip() or None,
+        ses_region=_ses_region(env),
         ses_endpoint_url=(env.get("SES_ENDPOINT_URL") or "").strip() or None,
         ses_configuration_set=(env.get("SES_CONFIGURATION_SET") or "").strip() or None,
         notify_api_key=(env.get("NOTIFY_API_KEY") or "").strip() or None,
@@ -244,6 +245,7 @@ def _deliverability(env: dict[str, str]) -> Deliverability:
         notify_base_url=(env.get("NOTIFY_BASE_URL") or Deliverability.notify_base_url).strip().rstrip("/"),
         notify_callback_token=(env.get("NOTIFY_CALLBACK_TOKEN") or "").strip() or None,
         sns_topic_arns=tuple(a.strip() for a in (env.get("SNS_TOPIC_ARNS") or "").split(",") if a.strip()),
+        sns_ca_bundle=(env.get("SNS_CA_BUNDLE") or "").strip() or None,
         **dkim,
     )
 
@@ -254,6 +256,29 @@ def _feedback_id_sender(env: dict[str, str]) -> str | None:
     if raw and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", raw):
         raise ConfigError(f"FEEDBACK_ID_SENDER must be one word of letters, digits, '.', '-' (no ':'), got {raw!r}")
     return raw or None
+
+
+# A Notify API key: its name, then the service id and the secret (two UUIDs), as Notify shows it once.
+_NOTIFY_KEY = re.compile(r".+-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
+
+
+def _ses_region(env: dict[str, str]) -> str | None:
+    return (env.get("SES_REGION") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None
+
+
+def _check_provider(env: dict[str, str], transport: str) -> None:
+    """What TRANSPORT=ses and TRANSPORT=notify cannot send without."""
+    token = (env.get("NOTIFY_CALLBACK_TOKEN") or "").strip()
+    if token and len(token) < 10:  # Notify itself takes no shorter bearer token for a callback
+        raise ConfigError("NOTIFY_CALLBACK_TOKEN must be at least 10 characters: generate a random one")
+    if transport == "ses" and not _ses_region(env):
+        raise ConfigError("TRANSPORT=ses needs SES_REGION (or AWS_REGION): the SES region, like eu-west-2")
+    if transport != "notify":
+        return
+    if not (env.get("NOTIFY_API_KEY") and env.get("NOTIFY_TEMPLATE_ID")):
+        raise ConfigError("TRANSPORT=notify needs NOTIFY_API_KEY and NOTIFY_TEMPLATE_ID (the template's id in Notify)")
+    if not _NOTIFY_KEY.fullmatch(env["NOTIFY_API_KEY"].strip()):
+        raise ConfigError("NOTIFY_API_KEY must be the whole key Notify showed: name-<service id>-<secret>")
 
 
 def _imap_url(env: dict[str, str]) -> str | None:

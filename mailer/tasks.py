@@ -36,8 +36,7 @@ from .feedback import verp
 from .inputs import parse
 from .models import Issue
 from .runtime import runtime, set_runtime
-from .transports import PermanentFailure, TemporaryFailure, smtp_transport_for
-from .transports.dkim import signing
+from .transports import PermanentFailure, TemporaryFailure, rate_cap, transport_for
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +148,6 @@ def enqueue(task, *args, **options) -> bool:
         return False
 
 
-def transport_for(settings: Settings):
-    """How every message leaves (bulk, transactional, tests): this process's reused SMTP connection, signing each
-    message with DKIM when DKIM_* are set (transports.dkim). The one place a task gets its transport."""
-    return signing(smtp_transport_for(settings.smtp_url), settings)
-
-
 # --- the public's forms and confirmations ---------------------------------------------------------
 
 
@@ -233,7 +226,7 @@ def tell_publishers_paused(self, issue_id: int, only: list[str] | None = None) -
     rt = runtime()
     with rt.db.transaction() as session:  # the audit row says who was told
         mails = notices.paused_notice(session, issue_id, rt.settings, only)
-    transport = smtp_transport_for(rt.settings.smtp_url)
+    transport = transport_for(rt.settings)
     outcomes, again = {}, []
     for mail in mails:
         try:
@@ -285,12 +278,14 @@ _rates: dict = {}
 
 
 def _send_rate(settings: Settings):
-    """SEND_RATE's shared bucket, one client per process; None when no rate is set."""
-    if settings.send_rate is None:
+    """The shared bucket of SEND_RATE and the way out's own limit (SES's MaxSendRate, Notify's 50 a second),
+    whichever is slower, one client per process; None when neither sets a rate."""
+    rates = [r for r in (settings.send_rate, rate_cap(settings)) if r is not None]
+    if not rates:
         return None
-    key = (settings.redis_url, settings.send_rate)
+    key = (settings.redis_url, min(rates))
     if key not in _rates:
-        _rates[key] = SendRate(settings.redis_url, settings.send_rate).acquire
+        _rates[key] = SendRate(settings.redis_url, min(rates)).acquire
     return _rates[key]
 
 

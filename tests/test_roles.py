@@ -72,6 +72,9 @@ ADMIN = {
 }
 API = {
     "api.openapi": "public",
+    # The providers' webhooks: no token or role; each checks its own proof (SNS's signature, Notify's bearer token).
+    "api.hooks_ses": "public",
+    "api.hooks_notify": "public",
     "api.topics": "editor",
     "api.create": "editor",
     "api.show": "editor",

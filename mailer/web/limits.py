@@ -25,3 +25,6 @@ ONE_CLICK_ADDRESS_LIMIT = "300 per minute"
 # website posting its sign-ups, or a sync script, stays far below.
 API_TOKEN_LIMIT = "600 per minute"
 API_ADDRESS_LIMIT = "1200 per minute"
+# The providers' webhooks (api/hooks.py), per address: SNS and Notify post from a few addresses for every message
+# sent (Notify up to 3,000 a minute), so the API's per-token and per-address limits are not theirs.
+HOOK_LIMIT = "6000 per minute"

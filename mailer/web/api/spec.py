@@ -105,12 +105,14 @@ def operation(
     summary: str | None = None,
     public: bool = False,
     context: Callable[[], dict] | None = None,
+    read_body: bool = True,
 ):
     """Describe a view and check its input. `responses` maps a status to a model, `list[Model]`, a `Body`, or None
         (no body); `errors` lists the refusals it can give besides 401/403/429, which come with its token; `headers`
         names response headers per status (`{201: {"Location": "The new segment"}}`). The summary is the first line of
         the view's docstring unless given; the rest of the docstring is the description. `context()` gives the body's
-    validators what only the database knows (`audience.lookups.topic_context`: topics are checked once, here)."""
+    validators what only the database knows (`audience.lookups.topic_context`: topics are checked once, here).
+    `read_body=False`: the model describes the body, the view reads it itself (a webhook checks its proof first)."""
 
     def decorate(view):
         doc = inspect.cleandoc(view.__doc__ or "")
@@ -128,7 +130,7 @@ def operation(
 
         @wraps(view)
         def checked(*args, **kwargs):
-            if isinstance(body, type):
+            if isinstance(body, type) and read_body:
                 kwargs["body"] = parse(body, json_body(), context=context() if context else None)
             if query is not None:
                 kwargs["query"] = parse(query, request.args.to_dict())
