@@ -179,7 +179,10 @@ def test_postfix_accepts_everything_then_its_dsns_bounce_suppress_and_count(db, 
             assert row.status == "bounced" and "5.1.1 No such mailbox here" in row.last_error
         assert {rows[ids[a]].status for a in ALIVE} == {"sent"}
         # The relay gave up on the full mailbox: not delivered, but not a bounce that counts against the issue.
-        assert rows[ids[FULL]].status == "failed" and "not delivered after sending: 4.2.2" in rows[ids[FULL]].last_error
+        assert (
+            rows[ids[FULL]].status == "failed"
+            and "not delivered after sending: 452 4.2.2 Mailbox full" in rows[ids[FULL]].last_error
+        )
         events = {e.subscriber_id: e for e in _events(s, first)}
         assert {(e.source, e.severity, e.status) for e in events.values()} == {
             ("smtp", "hard", "5.1.1"),

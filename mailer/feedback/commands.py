@@ -122,7 +122,7 @@ def _mark_undelivered(session: Session, delivery: Delivery, event: FeedbackEvent
     `bounced` (counted in the issue's bounce rate); a soft one (the relay gave up on a full mailbox) `failed`.
     A row still `sending` changes too: a fast relay's DSN can come back before the batch records the send, and
     the batch then finds the row no longer held and leaves it as the report says. A pending row is left alone."""
-    words = " ".join(part for part in (event.status, event.diagnostic) if part)
+    words = _said(event)
     hard = event.severity == "hard"
     session.execute(
         update(Delivery)
@@ -167,9 +167,16 @@ def _words(event: FeedbackEvent) -> str:
         "notify": "by GOV.UK Notify",
         "admin": "by the team",
     }.get(event.source, event.source)
-    said = ": " + " ".join(p for p in (event.status, event.diagnostic) if p) if event.status or event.diagnostic else ""
+    said = f": {_said(event)}" if event.status or event.diagnostic else ""
     issue = f" (issue {event.issue_id})" if event.issue_id is not None else ""
     return f"{where}{issue}{said}"
+
+
+def _said(event: FeedbackEvent) -> str:
+    """The status and the server's words, the status once ("550 5.1.1 No such user", not "5.1.1 550 5.1.1 …")."""
+    if event.status and event.diagnostic and event.status in event.diagnostic:
+        return event.diagnostic
+    return " ".join(part for part in (event.status, event.diagnostic) if part)
 
 
 def refused_while_sending(
