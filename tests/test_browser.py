@@ -357,3 +357,46 @@ def test_compose_preview_test_submit_approve_schedule(page, live_server, db, smt
         issue = s.get(Issue, issue_id)
         assert issue.status == "scheduled" and abs((issue.send_at - when).total_seconds()) < 60
         assert [b["type"] for b in issue.blocks] == ["heading", "text", "image", "button", "updates"]
+
+
+def test_the_team_reads_a_send_that_paused_itself_and_the_suppression_list_in_a_browser(
+    page, live_server, db, settings
+):
+    """The feedback loop's pages as a publisher uses them, each checked with axe and under the CSP: the issue that
+    paused itself with its figures, its recipients who bounced, the suppression list (adding one by hand) and
+    the statistics page's 30-day figures."""
+    from playwright.sync_api import expect
+    from test_team_feedback import _paused_issue
+
+    from mailer.accounts import create_admin
+
+    with db.transaction() as s:
+        create_admin(s, "publisher@hiow.nhs.uk", "a long enough password", role="publisher")
+    issue_id, _rows = _paused_issue(db, settings)
+    sign_in(page, "publisher@hiow.nhs.uk")
+
+    page.goto(f"/admin/issues/{issue_id}")
+    expect(page.get_by_text("of the first 110 messages bounced")).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile("Resume"))).to_be_visible()
+    assert_accessible(page, "an issue that paused itself, with its figures")
+
+    page.goto(f"/admin/issues/{issue_id}/recipients?who=bounced")
+    expect(page.get_by_text("5.1.1").first).to_be_visible()
+    assert_accessible(page, "the recipients who bounced")
+
+    page.goto("/admin/suppressions")
+    assert_accessible(page, "the suppression list")
+    page.get_by_role("button", name="Add to the list").click()  # nothing filled in: each field says what it needs
+    expect(page.locator(".nhsuk-error-message").first).to_be_visible()
+    assert_accessible(page, "the suppression list's form with its errors")
+    page.get_by_label("Email address", exact=True).fill("typed.by.hand@example.org")
+    page.get_by_label("Why", exact=True).select_option(value="unsubscribed")
+    # Each listing's own "Why" and button name whom they are for, for those who hear the page.
+    expect(page.get_by_label("Why take person6@example.org off the list")).to_have_count(1)
+    page.get_by_role("button", name="Add to the list").click()
+    expect(page.get_by_text("typed.by.hand@example.org").first).to_be_visible()
+    assert_accessible(page, "the suppression list after adding an address")
+
+    page.goto("/admin/stats")
+    expect(page.get_by_text(re.compile("last 30 days", re.I)).first).to_be_visible()
+    assert_accessible(page, "the statistics page with the 30-day figures")
