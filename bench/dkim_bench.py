@@ -30,38 +30,17 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed  # noqa: E402
 from dkim.canonicalization import Relaxed  # noqa: E402
+from render_bench import issue_content  # noqa: E402  (the same issue as every send bench)
 
-from mailer.compose.blocks import Rendered  # noqa: E402
 from mailer.links import Links  # noqa: E402
 from mailer.models import utcnow  # noqa: E402
-from mailer.render import EmailContent, compile_message, markdown_to_html, markdown_to_text, render_email  # noqa: E402
+from mailer.render import compile_message, render_email  # noqa: E402
 from mailer.render.message import markers_for, new_marker_prefix  # noqa: E402
 from mailer.transports.dkim import SIGNED, DkimSigner, new_key, pem_of, relaxed_body  # noqa: E402
 
-BODY = "\n\n".join(
-    f"## Update {i}\n\nProject Fusion is bringing community, mental health and learning disability services "
-    f"together. Read [the plan for {i}](https://example.nhs.uk/plan/{i}) and tell us what you think.\n\n"
-    "* Community services\n* Mental health services\n* Learning disability services"
-    for i in range(40)
-)
-
 
 def compiled():
-    content = EmailContent(
-        subject="Trust Matters: November",
-        body_html=markdown_to_html(BODY),
-        body_text=markdown_to_text(BODY),
-        organisation="Hampshire and Isle of Wight Healthcare NHS Foundation Trust",
-        contact_email="communications@example.nhs.uk",
-        topic_name="Trust Matters",
-        extra={
-            "blocks": [Rendered("text", html=markdown_to_html(BODY), text=markdown_to_text(BODY))],
-            "framing": "",
-            "web_url": "https://mailer.example.nhs.uk/news/2026-11-trust-matters",
-            "reason": "You are getting this email because you subscribed to Trust Matters.",
-            "unsubscribe_label": "Unsubscribe from Trust Matters",
-        },
-    )
+    content = issue_content()
     markers = markers_for(new_marker_prefix(), ("unsubscribe_url", "manage_url"))
     html, text = render_email(content, markers)
     return compile_message(

@@ -100,27 +100,13 @@ def sample(count: int) -> tuple[list[bytes], list[str]]:
     """render_bench's issue (40 sections), compiled once and filled for `count` recipients as delivery fills it."""
     from email.utils import format_datetime
 
-    from render_bench import BODY, EmailContent, Rendered, markdown_to_html, markdown_to_text
+    from render_bench import issue_content
 
     from mailer.models import utcnow
     from mailer.render import compile_message, render_email
     from mailer.render.message import markers_for, new_marker_prefix
 
-    content = EmailContent(
-        subject="Trust Matters: November",
-        body_html=markdown_to_html(BODY),
-        body_text=markdown_to_text(BODY),
-        organisation="Hampshire and Isle of Wight Healthcare NHS Foundation Trust",
-        contact_email="communications@example.nhs.uk",
-        topic_name="Trust Matters",
-        extra={
-            "blocks": [Rendered("text", html=markdown_to_html(BODY), text=markdown_to_text(BODY))],
-            "framing": "",
-            "web_url": "https://mailer.example.nhs.uk/news/2026-11-trust-matters",
-            "reason": "You are getting this email because you subscribed to Trust Matters.",
-            "unsubscribe_label": "Unsubscribe from Trust Matters",
-        },
-    )
+    content = issue_content()
     markers = markers_for(new_marker_prefix(), ("unsubscribe_url", "manage_url"))
     html, text = render_email(content, markers)
     message = compile_message(
