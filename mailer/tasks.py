@@ -299,6 +299,7 @@ def send_batch(issue_id: int, lo: int, hi: int) -> dict:
             return {"skipped": "issue not sending"}
         topic_id, kind, key = issue.topic_id, issue.kind, (issue.id, issue.created_at)
     message = _compiled_issue(key, rt.db, rt.settings)
+    judge = _Judge(rt, issue_id)
     report = send_batch_service(
         rt.db,
         issue_id=issue_id,
@@ -311,7 +312,8 @@ def send_batch(issue_id: int, lo: int, hi: int) -> dict:
         lease_seconds=rt.settings.lease_seconds,
         throttle=_send_rate(rt.settings),
         envelope_for=_envelope_for(rt.settings, message.envelope_from),
-        after_chunk=_Judge(rt, issue_id),
+        after_chunk=judge,
+        chunk=judge.chunk,
     )
     dispatch.after_batch(rt.db, issue_id)
     return {k: v for k, v in vars(report).items() if k not in ("hard_bounces", "refusals")}
@@ -322,8 +324,16 @@ class _Judge:
     auto-pause (feedback.policy). Judged on every chunk until the send's sample has gone, then only on chunks
     that bounced: one that did not can only lower the rates (later reports judge the send themselves)."""
 
+    # Rows claimed at a time while the send is being judged, and after: every worker's chunk in flight when a send
+    # pauses still goes, so small chunks until the sample has gone keep a bad list's overshoot small.
+    JUDGING_CHUNK = 25
+    CHUNK = 100
+
     def __init__(self, rt, issue_id: int):
         self.rt, self.issue_id, self.judged = rt, issue_id, False
+
+    def chunk(self) -> int:
+        return self.CHUNK if self.judged else self.JUDGING_CHUNK
 
     def __call__(self, refusals) -> str | None:
         if self.judged and not refusals:

@@ -52,13 +52,14 @@ def send_batch(
     lease_seconds: int,
     envelope_for: Callable[[ledger.Claimed], str] | None = None,
     after_chunk: Callable[[list[tuple[int, int, str, str | None]]], str | None] | None = None,
-    chunk: int = 100,
+    chunk: int | Callable[[], int] = 100,
     throttle: Callable[[int], object] | None = None,
 ) -> BatchReport:
     """Send the due rows of one id range of an issue; returns what happened to them.
 
     `after_chunk` is called with each recorded chunk's hard bounces (delivery id, subscriber id, reply, status);
-    if it gives a reason (the send paused itself), the batch stops there."""
+    if it gives a reason (the send paused itself), the batch stops there. `chunk` may be a function asked before
+    each claim (the task claims fewer rows at a time while a send is still being judged)."""
     report = BatchReport()
     token = ledger.new_claim_token()
     send = _Send(
@@ -67,7 +68,14 @@ def send_batch(
     while report.stopped is None:
         with db.transaction() as session:
             claims, skipped = ledger.claim_batch(
-                session, issue_id, lo, hi, eligible=eligible, lease_seconds=lease_seconds, token=token, limit=chunk
+                session,
+                issue_id,
+                lo,
+                hi,
+                eligible=eligible,
+                lease_seconds=lease_seconds,
+                token=token,
+                limit=chunk() if callable(chunk) else chunk,
             )
         report.skipped += skipped
         if not claims:
