@@ -85,8 +85,9 @@ def send_batch(
         report.claimed += len(claims)
         done = send.chunk(claims)
         _record(db, issue_id, token, done, report)
-        if after_chunk is not None and report.stopped is None:
-            report.stopped = after_chunk(done.refusals)
+        if after_chunk is not None:  # also when the chunk stopped early: its refusals were still met
+            paused = after_chunk(done.refusals)
+            report.stopped = report.stopped or paused
     return report
 
 
