@@ -9,10 +9,8 @@ TRANSPORT says, one per process and thread; `rate_cap(settings)` is the fastest 
 
 from __future__ import annotations
 
-import threading
-
 from .base import PermanentFailure, TemporaryFailure, Transport
-from .smtp import SmtpTransport, smtp_transport_for
+from .smtp import SmtpTransport, reused, smtp_transport_for
 
 __all__ = [
     "PermanentFailure",
@@ -23,8 +21,6 @@ __all__ = [
     "smtp_transport_for",
     "transport_for",
 ]
-
-_local = threading.local()
 
 
 def _key(settings) -> tuple:
@@ -50,13 +46,7 @@ def _reused(settings) -> Transport:
     key = _key(settings)
     if key[0] == "smtp":
         return smtp_transport_for(settings.smtp_url)
-    pool = getattr(_local, "pool", None)
-    if pool is None:
-        pool = _local.pool = {}
-    transport = pool.get(key)
-    if transport is None:
-        transport = pool[key] = _make(settings)
-    return transport
+    return reused(key, lambda: _make(settings))
 
 
 def _make(settings) -> Transport:

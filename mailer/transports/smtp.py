@@ -156,12 +156,17 @@ def _failure(code: int, reply, stage: str) -> TemporaryFailure | PermanentFailur
 _local = threading.local()
 
 
-def smtp_transport_for(url: str) -> SmtpTransport:
-    """The reused transport for this process and thread."""
+def reused(key, make):
+    """The transport kept under `key` for this process and thread, made by `make()` the first time."""
     pool = getattr(_local, "pool", None)
     if pool is None:
         pool = _local.pool = {}
-    transport = pool.get(url)
+    transport = pool.get(key)
     if transport is None:
-        transport = pool[url] = SmtpTransport(url)
+        transport = pool[key] = make()
     return transport
+
+
+def smtp_transport_for(url: str) -> SmtpTransport:
+    """The reused transport for this process and thread."""
+    return reused(url, lambda: SmtpTransport(url))
