@@ -94,7 +94,7 @@ def test_rotating_secret_key_keeps_erased_and_bounced_people_out(client, db, set
 def test_production_refuses_to_start_without_an_email_hash_key(tmp_path):
     production = {
         "MAILER_ENV": "production",
-        "SECRET_KEY": "sS1-" * 12,
+        "SECRET_KEY": "kq3W-9zP_x7LmV2bN8cR4tY6uH1jD5sA0fG",
         "VAR_DIR": str(tmp_path),
         # What production needs besides (tests/test_production_config.py has each rule).
         "DATABASE_URL": "postgresql://mailer@db.internal/mailer",
