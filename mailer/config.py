@@ -64,7 +64,7 @@ EX_CONFIG = 78
 def refuse_to_start(exc: ConfigError, code: int = EX_CONFIG) -> NoReturn:
     """Say on standard error why this process will not start, without a traceback, and exit with `code`."""
     print(f"Trust Matters mailer cannot start. {exc}", file=sys.stderr)
-    print("Set them in the environment or .env (every setting is described in .env.example).", file=sys.stderr)
+    print("Settings come from the environment and .env; .env.example describes every one.", file=sys.stderr)
     sys.stderr.flush()
     raise SystemExit(code)
 
