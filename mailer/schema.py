@@ -7,14 +7,14 @@ from alembic.config import Config
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .config import ROOT
+from .config import shipped
 from .db import Database
 from .models import SEED_TOPICS, Topic
 
 
 def alembic_config(database_url: str, email_hash_key: str | None = None) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.set_main_option("script_location", str(shipped("migrations")))
     cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     # Migration 0009 keys the address hashes already stored; without this it reads EMAIL_HASH_KEY from settings.
     if email_hash_key:

@@ -92,7 +92,17 @@ def test_rotating_secret_key_keeps_erased_and_bounced_people_out(client, db, set
 
 
 def test_production_refuses_to_start_without_an_email_hash_key(tmp_path):
-    production = {"MAILER_ENV": "production", "SECRET_KEY": "s" * 48, "VAR_DIR": str(tmp_path)}
+    production = {
+        "MAILER_ENV": "production",
+        "SECRET_KEY": "kq3W-9zP_x7LmV2bN8cR4tY6uH1jD5sA0fG",
+        "VAR_DIR": str(tmp_path),
+        # What production needs besides (tests/test_production_config.py has each rule).
+        "DATABASE_URL": "postgresql://mailer@db.internal/mailer",
+        "REDIS_URL": "redis://redis.internal:6379/0",
+        "SMTP_URL": "smtp://relay.internal:25",
+        "BASE_URL": "https://updates.trust.test",
+        "MAIL_FROM": "Trust Matters <news@trust.test>",
+    }
     with pytest.raises(ConfigError, match="EMAIL_HASH_KEY must be set"):
         load_settings(production)
     with pytest.raises(ConfigError, match="at least 32 characters"):

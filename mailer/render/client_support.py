@@ -24,7 +24,10 @@ from pathlib import Path
 
 import tinycss2
 
-DATA = Path(__file__).resolve().parents[2] / "node_modules" / "caniemail" / "data" / "caniemail.json"
+from ..config import ROOT
+
+# In a checkout node_modules/ is the repository's; for an installed wheel, the working directory's.
+DATA = ROOT / "node_modules" / "caniemail" / "data" / "caniemail.json"
 
 # The clients most of our readers use: (family, platforms) in caniemail's names, under the name people know.
 CLIENTS: dict[str, tuple[str, tuple[str, ...]]] = {

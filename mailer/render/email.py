@@ -6,14 +6,14 @@ import re
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from functools import lru_cache
 from html import escape as html_escape
-from pathlib import Path
 
 import jinja2
 from mjml import mjml2html
 
+from ..config import shipped
 from .content import clean_text, email_html
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "email"
+TEMPLATES = shipped("templates") / "email"
 
 
 class TemplateError(ValueError):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import jinja2
 
+from ..config import shipped
 from .content import web_tables
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "web"
+TEMPLATES = shipped("templates") / "web"
 
 
 @lru_cache(maxsize=1)

@@ -6,7 +6,7 @@ from flask import Flask
 from jinja2 import ChainableUndefined, ChoiceLoader, FileSystemLoader, PackageLoader
 
 from ..accounts import SESSION_MAX_AGE
-from ..config import ROOT, Settings, load_settings
+from ..config import Settings, load_settings, shipped
 from ..runtime import Runtime, set_runtime
 from ..tasks import configure_celery
 from . import errors, filters, security
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         "undefined": ChainableUndefined,
         "loader": ChoiceLoader(
             [
-                FileSystemLoader(ROOT / "templates" / "web"),
+                FileSystemLoader(shipped("templates") / "web"),
                 PackageLoader("nhsuk_frontend_jinja"),
             ]
         ),

