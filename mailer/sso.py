@@ -10,8 +10,9 @@ to `sign_in_with_claims`, which decides who they are and what they may do:
 - the role is the highest one OIDC_ROLE_MAP gives the values in the token's roles claim (OIDC_ROLES_CLAIM), and
   a later sign-in with another role changes the account's; a token with no mapped role is refused;
 - when a second factor is required (MFA_REQUIRED), the token's `amr` must say "mfa", unless OIDC_TRUST_IDP_MFA
-  says the provider's own policy already demands one of everybody. The mailer's own TOTP step is for local
-  (password) accounts; an SSO account's second factor is the provider's.
+  says the provider's own policy already demands one of everybody (Entra ID's v2.0 ID tokens carry no `amr`, so
+  there a Conditional Access policy and OIDC_TRUST_IDP_MFA=true are the way). The mailer's own TOTP step is for
+  local (password) accounts; an SSO account's second factor is the provider's.
 
 Every sign-in, account created, role changed and refusal (with its reason) is in the audit log. A refusal is
 `Refused`; its row is recorded by `record_refusal` in a transaction of its own, since the sign-in's rolls back.
@@ -116,14 +117,8 @@ def sign_in_with_claims(session: Session, sso: SingleSignOn, claims: Mapping) ->
             email=person.email,
             values=list(person.values)[:20],
         )
-    if sso.mfa_required and not sso.trust_idp_mfa and "mfa" not in person.amr:
-        raise Refused(
-            "no_second_factor",
-            "Your sign-in did not use a second factor (such as the Microsoft Authenticator app), which this site "
-            "requires. Sign in again with your second factor, or ask your IT team to require one for the mailer.",
-            email=person.email,
-            amr=list(person.amr),
-        )
+    if sso.mfa_required and not sso.trust_idp_mfa:
+        _check_second_factor(person)
     identity = session.scalar(
         select(ExternalIdentity).where(
             ExternalIdentity.issuer == person.issuer, ExternalIdentity.subject == person.subject
@@ -136,6 +131,27 @@ def sign_in_with_claims(session: Session, sso: SingleSignOn, claims: Mapping) ->
     secret = start_session(session, user)
     audit.record(session, Actor.user(user), "user.login", user, method="sso")
     return user, secret
+
+
+def _check_second_factor(person: Person) -> None:
+    """Refused unless the token's `amr` says a second factor was used. Entra ID's v2.0 ID tokens carry no `amr`
+    at all: there the provider's own policy has to require one (OIDC_TRUST_IDP_MFA, README)."""
+    if not person.amr:
+        raise Refused(
+            "mfa_unknown",
+            "Your NHS account's sign-in did not say whether a second factor was used, and this site requires one. "
+            "Ask your IT team: they can require a second factor for the mailer in Entra ID (Conditional Access) "
+            "and then set OIDC_TRUST_IDP_MFA=true.",
+            email=person.email,
+        )
+    if "mfa" not in person.amr:
+        raise Refused(
+            "no_second_factor",
+            "Your sign-in did not use a second factor (such as the Microsoft Authenticator app), which this site "
+            "requires. Sign in again with your second factor, or ask your IT team to require one for the mailer.",
+            email=person.email,
+            amr=list(person.amr),
+        )
 
 
 def _new_account(session: Session, person: Person, role: str) -> AdminUser:

@@ -272,6 +272,16 @@ def test_without_a_second_factor_the_sign_in_is_refused_when_one_is_required(mak
     assert sign_in_with_nhs(site.test_client(), provider).status_code == 303
 
 
+def test_a_token_that_does_not_say_how_they_signed_in_is_refused_when_a_second_factor_is_required(
+    make_app, provider, db
+):
+    """As Entra ID's v2.0 ID tokens are: no `amr` at all."""
+    site = make_app(MFA_REQUIRED="true")
+    del provider.person["amr"]
+    answer = _refused(site, provider, db, "mfa_unknown", status=403)
+    assert "OIDC_TRUST_IDP_MFA=true" in answer.get_data(as_text=True)
+
+
 def test_trusting_the_providers_second_factor_skips_the_amr_check(make_app, provider, db):
     site = make_app(MFA_REQUIRED="true", OIDC_TRUST_IDP_MFA="true")
     del provider.person["amr"]

@@ -178,7 +178,7 @@ def _refused(refusal: Refused):
 
 
 # Refusals of who someone is (a page that says so, 403); the others are a sign-in that went wrong (400).
-_NOT_ALLOWED = {"no_role", "no_second_factor", "account_off", "address_taken", "last_admin", "no_email"}
+_NOT_ALLOWED = {"no_role", "no_second_factor", "mfa_unknown", "account_off", "address_taken", "last_admin", "no_email"}
 
 
 def _unreachable(exc: Exception):
