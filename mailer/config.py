@@ -300,9 +300,16 @@ def _single_sign_on(env: dict[str, str], production: bool) -> SingleSignOn | Non
         roles_claim=(env.get("OIDC_ROLES_CLAIM") or "roles").strip(),
         trust_idp_mfa=_flag(env, "OIDC_TRUST_IDP_MFA"),
         mfa_required=mfa_required,
-        ca_bundle=(env.get("OIDC_CA_BUNDLE") or "").strip() or None,
+        ca_bundle=_ca_bundle(env, "OIDC_CA_BUNDLE"),
         button_label=(env.get("OIDC_BUTTON_LABEL") or "").strip() or SingleSignOn.button_label,
     )
+
+
+def _ca_bundle(env: dict[str, str], name: str) -> str | None:
+    path = (env.get(name) or "").strip()
+    if path and not Path(path).is_file():
+        raise ConfigError(f"{name} must name a file of PEM certificates; there is no file {path!r}")
+    return path or None
 
 
 def _oidc_issuer(env: dict[str, str]) -> str:

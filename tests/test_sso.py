@@ -169,6 +169,11 @@ def test_a_token_signed_with_another_key_is_refused(site, provider, db):
     assert details["error"].startswith("BadSignatureError")
 
 
+def test_an_unsigned_token_is_refused(site, provider, db):
+    provider.unsigned = True  # "alg": "none"
+    _refused(site, provider, db, "invalid_token")
+
+
 def test_an_expired_token_is_refused(site, provider, db):
     provider.tamper = {"exp": _now() - 600, "iat": _now() - 4200, "nbf": _now() - 4200}  # beyond the leeway
     _refused(site, provider, db, "invalid_token")
@@ -346,6 +351,7 @@ def test_entra_settings_name_the_tenants_issuer():
         ({"OIDC_ROLE_MAP": "Mailer.Editor"}, "value=role"),
         ({"OIDC_CLIENT_ID": ""}, "OIDC_CLIENT_ID is not"),
         ({"OIDC_TRUST_IDP_MFA": "maybe"}, "true or false"),
+        ({"OIDC_CA_BUNDLE": "no/such/ca.pem"}, "no file"),
     ],
 )
 def test_bad_sso_settings_are_refused_saying_which(change, says):

@@ -58,6 +58,7 @@ class OpenIdStandIn(HttpStandIn):
     person: dict = field(default_factory=default_person)  # claims the next ID token carries of whoever signs in
     tamper: dict = field(default_factory=dict)  # claims of the next ID token to replace (after the real ones)
     forge_with: RSAKey | None = None  # sign ID tokens with this key (under the served key's id) instead
+    unsigned: bool = False  # send an ID token with "alg": "none" and no signature
     deny: str | None = None  # answer the authorization request with this error (e.g. access_denied)
     authorizations: list[dict] = field(default_factory=list)  # the query of each authorization request
     token_requests: list[dict] = field(default_factory=list)  # the form of each token request it accepted
@@ -191,8 +192,15 @@ class OpenIdStandIn(HttpStandIn):
             **self.person,
             **self.tamper,
         }
+        claims = {k: v for k, v in claims.items() if v is not None}
+        if self.unsigned:
+            return ".".join(_b64(part) for part in ({"alg": "none", "typ": "JWT"}, claims)) + "."
         header = {"alg": "RS256", "kid": KEY_ID, "typ": "JWT"}
-        return jwt.encode(header, {k: v for k, v in claims.items() if v is not None}, self.forge_with or self.key)
+        return jwt.encode(header, claims, self.forge_with or self.key)
+
+
+def _b64(part: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
 
 
 def callback_path(location: str, base_url: str) -> str:
