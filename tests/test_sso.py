@@ -106,6 +106,11 @@ def test_a_new_team_member_signs_in_with_their_nhs_account(site, provider, db):
     assert len(provider.token_requests) == 1 and not provider.refusals
 
 
+def test_after_signing_in_only_an_admin_page_is_returned_to(site, provider, db):
+    answer = sign_in_with_nhs(site.test_client(), provider, next_page="//evil.example/admin")
+    assert answer.status_code == 303 and answer.headers["Location"] == "/admin/"
+
+
 def test_an_sso_account_cannot_sign_in_with_a_password(site, provider, db):
     client = site.test_client()
     sign_in_with_nhs(client, provider)
