@@ -127,6 +127,30 @@ class Deliverability:
 
 
 @dataclass(frozen=True)
+class SingleSignOn:
+    """Signing the team in with their NHS accounts: an OpenID provider, Microsoft Entra ID as a rule (README:
+    Signing in with NHS accounts). On when OIDC_CLIENT_ID is set."""
+
+    issuer: str  # the provider's issuer; its discovery document is <issuer>/.well-known/openid-configuration
+    client_id: str
+    client_secret: str
+    # role/group value in the token → the mailer role it gives; the highest one the token carries wins
+    role_map: tuple[tuple[str, str], ...]
+    roles_claim: str = "roles"  # Entra: app roles in "roles"; security groups (their object ids) in "groups"
+    # When a second factor is required: False checks the ID token's `amr` says "mfa"; True takes the provider's
+    # word for it (its own policy, e.g. Entra Conditional Access, demands a second factor of everyone).
+    trust_idp_mfa: bool = False
+    # Whether a second factor is required of SSO sign-ins: MFA_REQUIRED, true by default in production.
+    mfa_required: bool = False
+    ca_bundle: str | None = None  # a CA bundle trusted for the provider instead of the system's (tests)
+    button_label: str = "Sign in with your NHS account"
+
+    @property
+    def metadata_url(self) -> str:
+        return self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     redis_url: str
@@ -173,6 +197,7 @@ class Settings:
     # An admin sign-in unused for this long ends (besides the absolute 8 hours from signing in).
     session_idle_minutes: int = 30
     deliverability: Deliverability = field(default_factory=lambda: Deliverability())
+    sso: SingleSignOn | None = None  # None: no single sign-on, local accounts only
 
     @property
     def mail_domain(self) -> str:
@@ -251,6 +276,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         anonymise_after_days=read(_positive_int, "ANONYMISE_AFTER_DAYS", 730),
         session_idle_minutes=read(_positive_int, "SESSION_IDLE_MINUTES", 30),
         deliverability=read(_deliverability),
+        sso=read(_single_sign_on, production),
     )
     if production:
         problems.extend(production_problems(env))
@@ -412,6 +438,89 @@ def _deliverability(env: dict[str, str]) -> Deliverability:
         sns_ca_bundle=(env.get("SNS_CA_BUNDLE") or "").strip() or None,
         **dkim,
     )
+
+
+_GUID = r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+
+
+def _single_sign_on(env: dict[str, str], production: bool) -> SingleSignOn | None:
+    """OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_ISSUER or ENTRA_TENANT_ID, OIDC_ROLES_CLAIM, OIDC_ROLE_MAP,
+    OIDC_TRUST_IDP_MFA, OIDC_CA_BUNDLE, OIDC_BUTTON_LABEL; MFA_REQUIRED (default: true in production)."""
+    client_id = (env.get("OIDC_CLIENT_ID") or "").strip()
+    if not client_id:
+        given = [n for n in ("OIDC_ISSUER", "ENTRA_TENANT_ID", "OIDC_CLIENT_SECRET", "OIDC_ROLE_MAP") if env.get(n)]
+        if given:
+            raise ConfigError(f"{given[0]} is set but OIDC_CLIENT_ID is not: single sign-on needs the client id too")
+        return None
+    secret = (env.get("OIDC_CLIENT_SECRET") or "").strip()
+    if not secret:
+        raise ConfigError("OIDC_CLIENT_SECRET must be set with OIDC_CLIENT_ID: the app registration's client secret")
+    mfa_required = _flag(env, "MFA_REQUIRED") if (env.get("MFA_REQUIRED") or "").strip() else production
+    return SingleSignOn(
+        issuer=_oidc_issuer(env),
+        client_id=client_id,
+        client_secret=secret,
+        role_map=_role_map(env),
+        roles_claim=(env.get("OIDC_ROLES_CLAIM") or "roles").strip(),
+        trust_idp_mfa=_flag(env, "OIDC_TRUST_IDP_MFA"),
+        mfa_required=mfa_required,
+        ca_bundle=_ca_bundle(env, "OIDC_CA_BUNDLE"),
+        button_label=(env.get("OIDC_BUTTON_LABEL") or "").strip() or SingleSignOn.button_label,
+    )
+
+
+def _ca_bundle(env: dict[str, str], name: str) -> str | None:
+    path = (env.get(name) or "").strip()
+    if path and not Path(path).is_file():
+        raise ConfigError(f"{name} must name a file of PEM certificates; there is no file {path!r}")
+    return path or None
+
+
+def _oidc_issuer(env: dict[str, str]) -> str:
+    """OIDC_ISSUER (any provider) or ENTRA_TENANT_ID (Entra ID's v2.0 issuer for that tenant), one of them."""
+    issuer = (env.get("OIDC_ISSUER") or "").strip().rstrip("/")
+    tenant = (env.get("ENTRA_TENANT_ID") or "").strip()
+    if issuer and tenant:
+        raise ConfigError("Set OIDC_ISSUER or ENTRA_TENANT_ID, not both: ENTRA_TENANT_ID is the issuer's short form")
+    if tenant:
+        # The id, not a domain or `common`: the tokens' issuer names the tenant by its id, and only the trust's own
+        # accounts may sign in (`common` and `organizations` would let any Microsoft account's tenant in).
+        if not re.fullmatch(_GUID, tenant):
+            raise ConfigError(
+                "ENTRA_TENANT_ID must be your tenant's id, the Directory (tenant) ID on the app registration's "
+                f"Overview page, like 72f988bf-86f1-41af-91ab-2d7cd011db47; got {tenant!r}"
+            )
+        return f"https://login.microsoftonline.com/{tenant.lower()}/v2.0"
+    if not issuer:
+        raise ConfigError("Single sign-on needs OIDC_ISSUER, or ENTRA_TENANT_ID for Microsoft Entra ID")
+    parts = urlsplit(issuer)
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"OIDC_ISSUER must be an https URL like https://login.example.nhs.uk, got {issuer!r}")
+    return issuer
+
+
+def _role_map(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """OIDC_ROLE_MAP: `value=role` pairs, comma-separated, e.g. Mailer.Editor=editor,Mailer.Admin=admin."""
+    from .models import ROLES
+
+    raw = (env.get("OIDC_ROLE_MAP") or "").strip()
+    pairs = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        value, equals, role = item.rpartition("=")
+        if not equals or not value.strip() or role.strip() not in ROLES:
+            raise ConfigError(
+                f"OIDC_ROLE_MAP must be value=role pairs (roles: {', '.join(ROLES)}), "
+                f"like Mailer.Editor=editor,Mailer.Admin=admin; got {item!r}"
+            )
+        pairs.append((value.strip(), role.strip()))
+    if not pairs:
+        raise ConfigError(
+            "OIDC_ROLE_MAP must give at least one app role or group a mailer role, "
+            "like Mailer.Editor=editor,Mailer.Publisher=publisher,Mailer.Admin=admin"
+        )
+    return tuple(pairs)
 
 
 def _feedback_id_sender(env: dict[str, str]) -> str | None:

@@ -54,6 +54,7 @@ def settings_read(tmp_path: Path) -> set[str]:
         names |= reads.names
     source = (ROOT / "mailer" / "config.py").read_text()
     names |= set(re.findall(r'env(?:\.get\(|\[)"([A-Z][A-Z0-9_]+)"', source))
+    names |= set(re.findall(r'\(env, "([A-Z][A-Z0-9_]+)"', source))  # a reader given the name, in a branch
     return names
 
 

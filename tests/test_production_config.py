@@ -17,24 +17,13 @@ from click.testing import CliRunner
 
 from mailer.cli import main
 from mailer.config import EX_CONFIG, ROOT, ConfigError, load_settings
-
-STRONG = "kq3W-9zP_x7LmV2bN8cR4tY6uH1jD5sA0fG"  # 36 characters, 35 different
+from support.production import STRONG, production_env
 
 
 @pytest.fixture()
 def production(tmp_path) -> dict[str, str]:
     """A production environment that starts: every rule below breaks one setting of it."""
-    return {
-        "MAILER_ENV": "production",
-        "DATABASE_URL": "postgresql://mailer:pw@db.internal:5432/mailer",
-        "REDIS_URL": "redis://redis.internal:6379/0",
-        "SMTP_URL": "smtp://relay.internal:587?starttls=1",
-        "BASE_URL": "https://updates.trust.test",
-        "SECRET_KEY": STRONG,
-        "EMAIL_HASH_KEY": STRONG[::-1],
-        "MAIL_FROM": "Trust Matters <news@trust.test>",
-        "VAR_DIR": str(tmp_path / "var"),
-    }
+    return production_env(tmp_path / "var")
 
 
 def test_a_complete_production_environment_starts(production):

@@ -18,6 +18,8 @@ RANKS = ["anonymous", "editor", "publisher", "admin"]
 # endpoint (or endpoint:action) → least role. "login": any signed-in account; "public": anyone.
 ADMIN = {
     "admin.login": "public",
+    "sso.start": "public",
+    "sso.callback": "public",
     "admin.logout": "login",
     "admin.dashboard": "editor",
     "admin.new_issue": "editor",

@@ -9,7 +9,7 @@ from ..accounts import SESSION_MAX_AGE
 from ..config import Settings, load_settings, shipped
 from ..runtime import Runtime, set_runtime
 from ..tasks import configure_celery
-from . import errors, filters, security
+from . import errors, filters, security, sso
 from .auth import login_manager
 from .context import close_db_session
 from .limits import limiter
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(public_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
+    sso.install(app, settings)  # signing in with NHS accounts (OpenID Connect), when OIDC_CLIENT_ID is set
     csrf.exempt(api_bp)
 
     filters.install(app)

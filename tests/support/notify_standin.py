@@ -4,19 +4,19 @@ It answers POST /v2/notifications/email as Notify does: it checks the bearer JWT
 the service id, signed with the API key's secret, `iat` within 30 seconds), the template id and the body, answers
 201 with a notification, and keeps what it was sent. Chosen addresses get a 400 (not a valid address) or a 429
 (rate limit), as Notify's own answers are written. One server per test, on a free port, in a thread; it stops at
-the end of the `with` block, or by itself after `lifetime` seconds if that never comes.
+the end of the `with` block, or by itself after `lifetime` seconds if that never comes (support.standin).
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
+
+from support.standin import HttpStandIn, QuietHandler
 
 SERVICE_ID = "26785a09-ab16-4eb0-8407-a37497a57506"
 SECRET = "3d844edf-8d35-48ac-975b-e847b4f122b0"
@@ -31,50 +31,25 @@ class Sent:
 
 
 @dataclass
-class NotifyStandIn:
+class NotifyStandIn(HttpStandIn):
     lifetime: float = 120.0
     sent: list[Sent] = field(default_factory=list)
     refused: list[tuple[int, dict]] = field(default_factory=list)  # (status, body) of each refusal
     invalid: set[str] = field(default_factory=set)  # addresses answered 400
     throttled: set[str] = field(default_factory=set)  # addresses answered 429
 
-    def __enter__(self) -> NotifyStandIn:
+    def handler(self):
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 status, answer = standin._answer(
                     self.path, self.headers.get("Authorization", ""), self.rfile.read(length)
                 )
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.answer(status, "application/json", json.dumps(answer).encode())
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        self._timer = threading.Timer(self.lifetime, self._server.shutdown)
-        self._timer.daemon = True
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._timer.cancel()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(10)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return Handler
 
     def _answer(self, path: str, authorization: str, raw: bytes) -> tuple[int, dict]:
         status, answer = self._checked(path, authorization, raw)

@@ -15,19 +15,17 @@ import base64
 import datetime
 import json
 import ssl
-import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from mailer.feedback.sns import canonical
+from support.standin import HttpStandIn, QuietHandler, local_tls
 
 TOPIC = "arn:aws:sns:eu-west-2:123456789012:ses-feedback"
 CERTIFICATE_PATH = "/SimpleNotificationService-test.pem"
@@ -52,59 +50,38 @@ def signing_pair(name: str = "sns.test") -> tuple[rsa.RSAPrivateKey, bytes]:
 
 
 @dataclass
-class SnsStandIn:
+class SnsStandIn(HttpStandIn):
     directory: Path
     lifetime: float = 120.0
     asked: list[str] = field(default_factory=list)  # paths GET asked for, in order
 
     def __enter__(self) -> SnsStandIn:
         self.key, self.certificate = signing_pair()
-        authority = trustme.CA()
-        self.ca_bundle = self.directory / "sns-test-ca.pem"
-        authority.cert_pem.write_to_path(str(self.ca_bundle))
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        authority.issue_cert("127.0.0.1", "localhost").configure_cert(tls)
+        self._tls, self.ca_bundle = local_tls(self.directory, "sns-test")
+        self.serve()
+        return self
+
+    def tls(self) -> ssl.SSLContext:
+        return self._tls
+
+    def handler(self):
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 standin.asked.append(self.path)
                 if self.path == CERTIFICATE_PATH:
-                    self._answer(200, "application/x-pem-file", standin.certificate)
+                    self.answer(200, "application/x-pem-file", standin.certificate)
                 elif self.path.startswith("/confirm?"):
-                    self._answer(200, "text/xml", b"<ConfirmSubscriptionResponse/>")
+                    self.answer(200, "text/xml", b"<ConfirmSubscriptionResponse/>")
                 else:
-                    self._answer(404, "text/plain", b"not here")
+                    self.answer(404, "text/plain", b"not here")
 
-            def _answer(self, status: int, kind: str, data: bytes):
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        self._timer = threading.Timer(self.lifetime, self._server.shutdown)
-        self._timer.daemon = True
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._timer.cancel()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(10)
+        return Handler
 
     @property
     def base(self) -> str:
-        return f"https://127.0.0.1:{self._server.server_port}"
+        return self.base_url
 
     @property
     def certificate_url(self) -> str:
