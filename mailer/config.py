@@ -121,6 +121,9 @@ class Settings:
     anonymise_after_days: int = 730
     # An admin sign-in unused for this long ends (besides the absolute 8 hours from signing in).
     session_idle_minutes: int = 30
+    # Every account must have a second factor (TOTP): one without is sent to enrol straight after its password.
+    # MFA_REQUIRED; true by default when MAILER_ENV=production.
+    mfa_required: bool = False
     deliverability: Deliverability = field(default_factory=lambda: Deliverability())
 
     @property
@@ -194,6 +197,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         **_digest_schedule(env),
         anonymise_after_days=_positive_int(env, "ANONYMISE_AFTER_DAYS", 730),
         session_idle_minutes=_positive_int(env, "SESSION_IDLE_MINUTES", 30),
+        mfa_required=_flag(env, "MFA_REQUIRED", default=production),
         deliverability=_deliverability(env),
     )
 
@@ -447,9 +451,11 @@ def _digest_schedule(env: dict[str, str]) -> dict:
     }
 
 
-def _flag(env: dict[str, str], name: str) -> bool:
+def _flag(env: dict[str, str], name: str, default: bool = False) -> bool:
     raw = (env.get(name) or "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
+    if not raw:
+        return default
+    if raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True

@@ -18,7 +18,14 @@ RANKS = ["anonymous", "editor", "publisher", "admin"]
 # endpoint (or endpoint:action) → least role. "login": any signed-in account; "public": anyone.
 ADMIN = {
     "admin.login": "public",
+    # Half signed in (a password, the code or enrolment still to come) is not signed in: these pages serve it.
+    "admin.login_code": "public",
+    "admin.enrol": "public",
+    "admin.forgotten_password": "public",
+    "admin.reset_password": "public",
     "admin.logout": "login",
+    "admin.account": "login",
+    "admin.change_password": "login",
     "admin.dashboard": "editor",
     "admin.new_issue": "editor",
     "admin.issue": "editor",
@@ -58,6 +65,7 @@ ADMIN = {
     "admin.team": "admin",
     "admin.add_user": "admin",
     "admin.update_user": "admin",
+    "admin.reset_member_factor": "admin",
     "admin.add_token": "admin",
     "admin.remove_token": "admin",
     "admin.audit_log": "admin",
@@ -121,7 +129,7 @@ VALUES = {
     "token_id": "1",
     "suppression_id": "1",
 }
-VALUES |= {"slug": "careers", "email": "nobody@example.org", "name": "x.eml"}
+VALUES |= {"slug": "careers", "email": "nobody@example.org", "name": "x.eml", "token": "not-a-reset-token"}
 
 
 def _routes(app, prefix: str):

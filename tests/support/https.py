@@ -177,6 +177,9 @@ class HttpsSite:
             "BASE_URL": self.url,
             "TRUSTED_PROXIES": "1",
             "MAILER_ENV": "production",
+            # Production asks every account for a second factor; these journeys sign in with a password only
+            # (tests/test_account_security.py signs in with codes).
+            "MFA_REQUIRED": "false",
             "PORT": str(self._upstream),
             "PYTHONUNBUFFERED": "1",
         }
