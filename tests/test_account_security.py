@@ -355,3 +355,18 @@ def test_wrong_codes_count_towards_the_lockout(app, db, member_with_factor):
         assert locked.status_code == 429
         with db.sessions() as s:
             assert lockout.locked_until(s, member_with_factor.email) is not None
+
+
+def test_the_cli_resets_a_factor_for_when_no_admin_can_sign_in(test_env, db, member_with_factor):
+    from click.testing import CliRunner
+
+    from mailer.cli import main
+
+    done = CliRunner().invoke(main, ["admin", "reset-factor", member_with_factor.email], env=test_env)
+    assert done.exit_code == 0, done.output
+    assert not _account(db, member_with_factor.email).has_second_factor
+    again = CliRunner().invoke(main, ["admin", "reset-factor", member_with_factor.email], env=test_env)
+    assert again.exit_code != 0 and "has no second factor" in again.output
+    with db.sessions() as s:
+        [row] = s.scalars(select(AuditEvent).where(AuditEvent.action == "user.factor_reset"))
+    assert row.actor_label == "mailer admin reset-factor"

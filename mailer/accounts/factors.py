@@ -264,7 +264,7 @@ def reset_factor(session: Session, user_id: int, *, actor: Actor) -> AdminUser:
     user = session.get(AdminUser, user_id) if 0 < user_id <= MAX_ID else None
     if user is None:
         raise NotFound(f"There is no account {user_id}.")
-    if not user.has_second_factor and not user.totp_secret:
+    if not user.has_second_factor:
         raise Conflict(f"{user.email} has no second factor to reset.")
     user.totp_secret = user.totp_enabled_at = user.totp_last_step = None
     session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
