@@ -219,6 +219,16 @@ def list_members(session: Session) -> list[AdminUser]:
     return list(session.scalars(select(AdminUser).order_by(AdminUser.email)))
 
 
+def authenticate(session: Session, email: str, password: str) -> AdminUser | None:
+    """The active account with this address and password, or None (the same time taken either way; an account
+    with no password, single sign-on only, is None for every password). Checks the password only: signing in
+    is accounts.signin, which adds the lockout and the second factor."""
+    from .signin import _password_matches
+
+    user = session.scalar(select(AdminUser).where(AdminUser.email == (email or "").strip().lower()))
+    return user if _password_matches(user, password) else None
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

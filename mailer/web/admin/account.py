@@ -9,10 +9,9 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from ...accounts import factors, passwords, signin
+from ...accounts import factors, member, passwords, signin
 from ...audit import Actor
 from ...errors import Conflict, InvalidInput, NotFound
-from ...models import AdminUser
 from .. import sessions
 from ..context import db_session, runtime_of_app
 from ..limits import LOGIN_LIMIT, RESET_LIMIT, limiter
@@ -88,7 +87,7 @@ def enrol():
                 if how == "pending":
                     attempt, codes = signin.enrol_and_sign_in(session, sessions.held(), data, settings)
                 else:
-                    user = session.get(AdminUser, user_id)
+                    user = member(session, user_id)
                     attempt, codes = None, factors.confirm_enrolment(session, user, data, settings, actor=_actor())
         except InvalidInput as exc:
             error = exc.errors.get("code", exc.sentences)
@@ -103,7 +102,7 @@ def enrol():
             return render_template("admin/recovery_codes.html", codes=codes, next_page=next_page)
     try:
         with runtime_of_app().db.transaction() as session:
-            enrolment = factors.begin_enrolment(session, session.get(AdminUser, user_id), settings)
+            enrolment = factors.begin_enrolment(session, member(session, user_id), settings)
     except Conflict as exc:
         flash(str(exc))
         return redirect(url_for("admin.account"), code=303)
@@ -130,7 +129,7 @@ def change_password():
     form = {name: request.form.get(name, "") for name in ("current_password", "new_password", "confirm_password")}
     try:
         with runtime_of_app().db.transaction() as session:
-            user = session.get(AdminUser, current_user.id)
+            user = member(session, current_user.id)
             ended = passwords.change_password(
                 session, user, form, current_sign_in=sessions.current_sign_in_id(), actor=_actor()
             )
