@@ -152,6 +152,24 @@ def admin_change(email: str, role: str | None, active: bool | None) -> None:
     click.echo(f"{user.email} is {'an' if user.role == 'admin' else 'a'} {user.role}, {'on' if user.active else 'off'}")
 
 
+@admin.command("reset-factor")
+@click.argument("email")
+def admin_reset_factor(email: str) -> None:
+    """Take away a team member's second factor (a lost phone; the last admin's, when nobody else can): their
+    sign-ins end and they set up a new one when they next sign in."""
+    from .accounts import account_for
+    from .accounts.factors import reset_factor
+    from .errors import Conflict, InvalidInput, NotFound
+
+    try:
+        with _db().transaction() as session:
+            user = account_for(session, email, field="email")
+            reset_factor(session, user.id, actor=_by("admin reset-factor"))
+    except (InvalidInput, Conflict, NotFound) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{user.email} has no second factor now and is signed out everywhere")
+
+
 @main.group()
 def token() -> None:
     """API tokens."""

@@ -196,6 +196,9 @@ class Settings:
     anonymise_after_days: int = 730
     # An admin sign-in unused for this long ends (besides the absolute 8 hours from signing in).
     session_idle_minutes: int = 30
+    # Every account must have a second factor (TOTP): one without is sent to enrol straight after its password.
+    # MFA_REQUIRED; true by default when MAILER_ENV=production.
+    mfa_required: bool = False
     deliverability: Deliverability = field(default_factory=lambda: Deliverability())
     sso: SingleSignOn | None = None  # None: no single sign-on, local accounts only
 
@@ -277,6 +280,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         session_idle_minutes=read(_positive_int, "SESSION_IDLE_MINUTES", 30),
         deliverability=read(_deliverability),
         sso=read(_single_sign_on, production),
+        mfa_required=read(_flag, "MFA_REQUIRED", production),
     )
     if production:
         problems.extend(production_problems(env))
@@ -455,7 +459,7 @@ def _single_sign_on(env: dict[str, str], production: bool) -> SingleSignOn | Non
     secret = (env.get("OIDC_CLIENT_SECRET") or "").strip()
     if not secret:
         raise ConfigError("OIDC_CLIENT_SECRET must be set with OIDC_CLIENT_ID: the app registration's client secret")
-    mfa_required = _flag(env, "MFA_REQUIRED") if (env.get("MFA_REQUIRED") or "").strip() else production
+    mfa_required = _flag(env, "MFA_REQUIRED", production)  # as Settings.mfa_required reads it
     return SingleSignOn(
         issuer=_oidc_issuer(env),
         client_id=client_id,
@@ -720,9 +724,11 @@ def _digest_schedule(env: dict[str, str]) -> dict:
     }
 
 
-def _flag(env: dict[str, str], name: str) -> bool:
+def _flag(env: dict[str, str], name: str, default: bool = False) -> bool:
     raw = (env.get(name) or "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
+    if not raw:
+        return default
+    if raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True

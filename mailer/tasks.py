@@ -19,6 +19,7 @@ from celery.schedules import crontab
 from celery.signals import worker_process_init
 from sqlalchemy.exc import OperationalError
 
+from .accounts.passwords import reset_mail
 from .audience import commands as audience_commands
 from .audience import importer, retention
 from .audience import requests as public_requests
@@ -71,6 +72,7 @@ def make_celery(settings: Settings) -> Celery:
             "mailer.send_manage_link": {"queue": TRANSACTIONAL},
             "mailer.send_test": {"queue": TRANSACTIONAL},
             "mailer.tell_publishers_paused": {"queue": TRANSACTIONAL},
+            "mailer.send_password_reset": {"queue": TRANSACTIONAL},
             "mailer.run_import": {"queue": IMPORTS},
         },
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
@@ -240,6 +242,19 @@ def tell_publishers_paused(self, issue_id: int, only: list[str] | None = None) -
     if again:
         raise self.retry(args=(issue_id, again), countdown=min(2**self.request.retries * 5, 300))
     return outcomes
+
+
+@shared_task(name="mailer.send_password_reset", bind=True, max_retries=5)
+def send_password_reset(self, address: str) -> str:
+    """"Forgotten your password?": mail a reset link if an active account has this address (the web request
+    queued this the same for every address, so neither its answer nor its timing says who has an account)."""
+    rt = runtime()
+    with rt.db.transaction() as session:  # the link works once this commits
+        mail = reset_mail(session, address, rt.settings)
+    if mail is None:
+        return "nothing to send"
+    # A retry makes a new link (this one then stops working): the mail that did not go named this one.
+    return _send_one(self, mail, "a password reset link")
 
 
 # --- issues --------------------------------------------------------------------------------------

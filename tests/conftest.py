@@ -275,3 +275,19 @@ def csrf_from(html: bytes | str) -> str:
     match = CSRF.search(html)
     assert match, "page has no CSRF token"
     return match.group(1)
+
+
+@pytest.fixture()
+def member_with_factor(db, settings):
+    """A publisher with a TOTP second factor: .email, .password, .secret (support.flows.next_code gives a code
+    it accepts) and .recovery_codes."""
+    from types import SimpleNamespace
+
+    from mailer.accounts import create_admin
+    from support.flows import enrol_factor
+
+    email, password = "factor@hiow.nhs.uk", "a long enough password"
+    with db.transaction() as session:
+        user_id = create_admin(session, email, password, role="publisher").id
+    secret, codes = enrol_factor(db, settings, email)
+    return SimpleNamespace(id=user_id, email=email, password=password, secret=secret, recovery_codes=codes)

@@ -497,6 +497,7 @@ FORM_FIELDS = [
     *("send_at", "note", "match", "field-0", "op-0", "value-0-area", "date-0", "action", "q", "role", "active"),
     *("token-name", "confirm", "consent_source", "frequency", "title", "summary", "areas", "services", "link"),
     *("topics", "area", "audience", "rules_json", "List-Unsubscribe", "scope", "block-0-type", "block-0-text"),
+    *("code", "current_password", "new_password", "confirm_password"),
 ]
 QUERY = ["page", "after", "before", "status", "q", "action", "test_to", "part", "saved", "next", "limit"]
 

@@ -20,7 +20,13 @@ ADMIN = {
     "admin.login": "public",
     "sso.start": "public",
     "sso.callback": "public",
+    "admin.login_code": "public",
+    "admin.enrol": "public",
+    "admin.forgotten_password": "public",
+    "admin.reset_password": "public",
     "admin.logout": "login",
+    "admin.account": "login",
+    "admin.change_password": "login",
     "admin.dashboard": "editor",
     "admin.new_issue": "editor",
     "admin.issue": "editor",
@@ -60,6 +66,7 @@ ADMIN = {
     "admin.team": "admin",
     "admin.add_user": "admin",
     "admin.update_user": "admin",
+    "admin.reset_member_factor": "admin",
     "admin.add_token": "admin",
     "admin.remove_token": "admin",
     "admin.audit_log": "admin",
@@ -123,7 +130,7 @@ VALUES = {
     "token_id": "1",
     "suppression_id": "1",
 }
-VALUES |= {"slug": "careers", "email": "nobody@example.org", "name": "x.eml"}
+VALUES |= {"slug": "careers", "email": "nobody@example.org", "name": "x.eml", "token": "not-a-reset-token"}
 
 
 def _routes(app, prefix: str):

@@ -1,6 +1,6 @@
 """ORM models, one module per aggregate. Import from here so every table is registered."""
 
-from .admin import ROLES, AdminSession, AdminUser, ApiToken
+from .admin import ROLES, AdminSession, AdminUser, ApiToken, PasswordReset, RecoveryCode, SignInLockout
 from .audit import AuditEvent
 from .base import MAX_ID, Base, utcnow
 from .content import Media, Update
@@ -60,6 +60,9 @@ __all__ = [
     "AdminUser",
     "ExternalIdentity",
     "ApiToken",
+    "PasswordReset",
+    "RecoveryCode",
+    "SignInLockout",
     "Base",
     "EMAIL_HASH",
     "KeyFingerprint",

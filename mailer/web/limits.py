@@ -13,6 +13,8 @@ from flask_limiter.util import get_remote_address
 limiter = Limiter(get_remote_address, strategy="fixed-window")
 SUBSCRIBE_LIMIT = "20 per minute; 200 per hour"
 LOGIN_LIMIT = "10 per minute; 50 per hour"
+# "Forgotten your password?": each form queues a lookup and perhaps a mail (at most 3 an hour reach one account).
+RESET_LIMIT = "5 per minute; 30 per hour"
 MANAGE_LINK_LIMIT = "5 per minute; 30 per hour"
 # Test sends go to any address the team types: enough for checking an issue, too few to mail the world.
 TEST_SEND_LIMIT = "10 per minute; 60 per hour"

@@ -24,10 +24,15 @@ from ..accounts import (
     sign_out,
     touch_session,
 )
+from ..accounts.signin import Pending
 from ..models import AdminUser, utcnow
 from .context import db_session, runtime_of_app
 
 SESSION_KEY = "admin_session"
+# Half signed in (accounts.signin): the password was right, the code (or an enrolment) is still to come. Held
+# in the signed cookie only; it is no sign-in, so load_user never accepts it and no admin page opens for it.
+PENDING_KEY = "pending_sign_in"
+PENDING_NEXT_KEY = "pending_next"
 
 
 def begin(user: AdminUser, secret: str) -> None:
@@ -39,6 +44,35 @@ def begin(user: AdminUser, secret: str) -> None:
     g.pop("csrf_token", None)  # Flask-WTF caches the request's token here
     login_user(user)
     cookie[SESSION_KEY] = secret
+
+
+def hold(pending: Pending, next_page: str) -> None:
+    """Keep a half sign-in in a fresh cookie session (as `begin` does, nothing held before survives), with the
+    page to show once it is complete."""
+    cookie.clear()
+    g.pop("csrf_token", None)
+    cookie[PENDING_KEY] = pending.to_cookie()
+    cookie[PENDING_NEXT_KEY] = next_page
+
+
+def held() -> Pending | None:
+    """The half sign-in this browser holds, if any (accounts.signin.pending_user says whether it still counts)."""
+    return Pending.from_cookie(cookie.get(PENDING_KEY))
+
+
+def held_next() -> str | None:
+    return cookie.get(PENDING_NEXT_KEY)
+
+
+def drop_held() -> None:
+    cookie.pop(PENDING_KEY, None)
+    cookie.pop(PENDING_NEXT_KEY, None)
+
+
+def current_sign_in_id() -> int | None:
+    """The id of the sign-in row this request's cookie names (a password change keeps it, ending the others)."""
+    row = find_session(db_session(), cookie.get(SESSION_KEY) or "")
+    return row.id if row is not None else None
 
 
 def end(user: AdminUser) -> None:

@@ -115,3 +115,41 @@ def issue_input(session, **fields):
     from mailer.compose.inputs import IssueInput
 
     return parse_in(session, IssueInput, fields)
+
+
+def enrol_factor(db, settings, email: str) -> tuple[str, list[str]]:
+    """Give an existing account its TOTP second factor, through the commands the enrolment page calls (the code
+    typed back is the current one); returns the secret and the ten recovery codes."""
+    import pyotp
+    from sqlalchemy import select
+
+    from mailer.accounts import factors
+    from mailer.audit import Actor
+    from mailer.models import AdminUser
+
+    with db.transaction() as session:
+        user = session.scalar(select(AdminUser).where(AdminUser.email == email))
+        secret = factors.begin_enrolment(session, user, settings).secret
+        codes = factors.confirm_enrolment(
+            session, user, {"code": pyotp.TOTP(secret).now()}, settings, actor=Actor.user(user)
+        )
+    return secret, codes
+
+
+def next_code(secret: str) -> str:
+    """A code the app will show in the next 30 seconds: later than any used so far (no code is taken twice) and
+    within the step either side of now that a sign-in accepts, whenever within a step the test runs."""
+    import time
+
+    import pyotp
+
+    return pyotp.TOTP(secret).at(time.time() + 30)
+
+
+def sign_in_with_code(client, email: str, code: str, password: str = "a long enough password"):
+    """Both steps of signing in: the password, then the code (or a recovery code); the code step's answer."""
+    page = client.get("/admin/login")
+    first = client.post("/admin/login", data={"csrf_token": csrf_from(page.data), "email": email, "password": password})
+    assert first.status_code == 303 and first.headers["Location"].endswith("/admin/login/code"), first.status_code
+    page = client.get("/admin/login/code")
+    return client.post("/admin/login/code", data={"csrf_token": csrf_from(page.data), "code": code})

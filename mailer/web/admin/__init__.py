@@ -7,7 +7,8 @@ import re
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from ...accounts import has_role, sign_in
+from ...accounts import has_role
+from ...accounts.signin import sign_in_with_password
 from ...audit import Actor
 from ...compose.blocks import blocks_of, checks
 from ...compose.commands import (
@@ -54,18 +55,36 @@ def _safe_next(target: str | None) -> str:
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(LOGIN_LIMIT, methods=["POST"])
 def login():
+    """The first step: email and password. Then a code when the account has a second factor (login_code), or
+    enrolment first when MFA_REQUIRED and it has none (account.enrol); otherwise signed in."""
     if current_user.is_authenticated:
         return redirect(url_for("admin.dashboard"))
     error = None
     email = request.form.get("email", "")
     if request.method == "POST":
         with runtime_of_app().db.transaction() as session:
-            signed_in = sign_in(session, email, request.form.get("password", ""))
-        if signed_in is not None:
-            sessions.begin(*signed_in)
-            return redirect(_safe_next(request.args.get("next")), code=303)
+            attempt = sign_in_with_password(
+                session, email, request.form.get("password", ""), mfa_required=_settings().mfa_required
+            )
+        next_page = _safe_next(request.args.get("next"))
+        if attempt.outcome == "signed_in":
+            sessions.begin(attempt.user, attempt.secret)
+            return redirect(next_page, code=303)
+        if attempt.outcome == "pending":
+            sessions.hold(attempt.pending, next_page)
+            step = "admin.login_code" if attempt.pending.stage == "code" else "admin.enrol"
+            return redirect(url_for(step), code=303)
+        if attempt.outcome == "locked":
+            return render_template("admin/login.html", error=LOCKED, email=email), 429
         error = "Enter a correct email address and password"
     return render_template("admin/login.html", error=error, email=email), (400 if error else 200)
+
+
+# Said whether or not an account has the address: unknown addresses are locked the same way (accounts.lockout).
+LOCKED = (
+    "There have been too many failed attempts to sign in with this email address. Wait 15 minutes and try again, "
+    "or reset your password."
+)
 
 
 @bp.post("/logout")
@@ -248,6 +267,7 @@ def mail_message(name: str):
     return render_template("admin/mail_message.html", message=message, name=name)
 
 
+from . import account as _account  # noqa: E402,F401  (registers its routes on bp)
 from . import audience as _audience_pages  # noqa: E402,F401  (registers its routes on bp)
 from . import composer as _composer  # noqa: E402,F401  (registers its routes on bp)
 from . import recipients  # noqa: E402,F401  (registers its routes on bp)

@@ -6,6 +6,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 
 from ... import audit
 from ...accounts import add_member, change_member, effective_role, issue_token, list_members, list_tokens, revoke_token
+from ...accounts.factors import reset_factor
 from ...errors import Conflict, InvalidInput, NotFound
 from ...models import ROLES
 from ..auth import require_role
@@ -64,6 +65,22 @@ def update_user(user_id: int):
         flash(str(exc) if isinstance(exc, Conflict) else exc.sentences)
     else:
         flash(f"{user.email}: {'switched off' if change['active'] is False else 'saved'}.")
+    return redirect(url_for("admin.team"), code=303)
+
+
+@bp.post("/team/users/<int:user_id>/factor-reset")
+@require_role("admin")
+def reset_member_factor(user_id: int):
+    """Take away someone's second factor (a lost phone): they are signed out and set up a new one next time."""
+    try:
+        with runtime_of_app().db.transaction() as session:
+            user = reset_factor(session, user_id, actor=_actor())
+    except NotFound as exc:
+        abort(404, str(exc))
+    except Conflict as exc:
+        flash(str(exc))
+    else:
+        flash(f"{user.email}: second factor reset and signed out. They set up a new one when they next sign in.")
     return redirect(url_for("admin.team"), code=303)
 
 

@@ -6,6 +6,10 @@ Commands, one per use case, which the team page and the `mailer` command call: `
 `TokenRevocation`), writes, and records its audit row as the actor given, so whichever adapter asked, the change
 is in the audit log. Under them, `create_admin`, `create_token` and `change_account` write the rows with no audit
 row: the commands use them, and so do tests setting up accounts. Sign-in and sign-out record their own rows.
+
+The rest of the room, one module a concern: `signin` (a password, then a code; `open_sign_in`, the one step
+that makes someone signed in, whatever proved who they are), `factors` (TOTP and recovery codes), `passwords`
+(change, and reset by email) and `lockout` (failed sign-ins per address).
 """
 
 from __future__ import annotations
@@ -18,17 +22,16 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import AfterValidator, Field, model_validator
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from . import audit
-from .audience.emails import normalise_email
-from .audit import Actor
-from .errors import Conflict, InvalidInput, NotFound
-from .inputs import Input, parse
-from .models import MAX_ID, ROLES, AdminSession, AdminUser, ApiToken, utcnow
+from .. import audit
+from ..audience.emails import normalise_email
+from ..audit import Actor
+from ..errors import Conflict, InvalidInput, NotFound
+from ..inputs import Input, parse
+from ..models import MAX_ID, ROLES, AdminSession, AdminUser, ApiToken, utcnow
 
 _hasher = PasswordHasher()
 # Verifying against this when the email is unknown keeps login time the same either way.
@@ -217,18 +220,13 @@ def list_members(session: Session) -> list[AdminUser]:
 
 
 def authenticate(session: Session, email: str, password: str) -> AdminUser | None:
-    """The active user with this email and password, or None (the same time taken either way)."""
+    """The active account with this address and password, or None (the same time taken either way; an account
+    with no password, single sign-on only, is None for every password). Checks the password only: signing in
+    is accounts.signin, which adds the lockout and the second factor."""
+    from .signin import _password_matches
+
     user = session.scalar(select(AdminUser).where(AdminUser.email == (email or "").strip().lower()))
-    try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password or "")
-    except (VerificationError, InvalidHashError):
-        return None
-    if user is None or not user.active:
-        return None
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
-    user.last_login_at = utcnow()
-    return user
+    return user if _password_matches(user, password) else None
 
 
 def _token_hash(token: str) -> str:
@@ -403,16 +401,6 @@ def end_session(session: Session, session_id: int, reason: str = "signed_out") -
         .values(ended_at=utcnow(), ended_reason=reason)
     )
     return result.rowcount == 1
-
-
-def sign_in(session: Session, email: str, password: str) -> tuple[AdminUser, str] | None:
-    """Check the password and start a new sign-in, recorded in the audit log; (user, cookie secret) or None."""
-    user = authenticate(session, email, password)
-    if user is None:
-        return None
-    secret = start_session(session, user)
-    audit.record(session, audit.Actor.user(user), "user.login", user)
-    return user, secret
 
 
 def sign_out(session: Session, secret: str, user: AdminUser) -> None:
