@@ -1,5 +1,5 @@
 """WSGI entry point for gunicorn (`gunicorn web:app`) and `flask --app web run`."""
 
-from mailer.web import create_app
+from mailer.web.app import create_served_app
 
-app = create_app()
+app = create_served_app()

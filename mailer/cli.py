@@ -28,6 +28,12 @@ def _db():
 @click.group()
 def main() -> None:
     """Trust Matters mailer."""
+    from .ops.logs import configure_logging
+
+    try:
+        configure_logging(load_settings(), "cli")
+    except ConfigError:
+        pass  # the command says what is wrong when it reads the settings (`mailer doctor` checks them)
 
 
 @main.command()
@@ -415,15 +421,14 @@ def _runtime():
 @click.option("--port", type=int, help="Listen on this port.  [default: BOUNCE_SMTP_PORT]")
 def bounces_receive(host: str | None, port: int | None) -> None:
     """Run the SMTP server relays deliver DSNs and feedback reports to (route BOUNCE_DOMAIN's mail here)."""
-    import logging
     import signal
     import threading
 
     from .feedback.receiver import receiver
+    from .ops.sentry import init_sentry
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's line per SMTP command
-    rt = _runtime()
+    rt = _runtime()  # logging as every command's (main), aiosmtpd's line per SMTP command left out
+    init_sentry(rt.settings, "bounces")
     server = receiver(rt.db, rt.settings, host=host, port=port)
     d = rt.settings.deliverability
     server.start()
@@ -503,8 +508,10 @@ def processes(settings) -> dict[str, str]:
         procs["redis"] = f"{py} -m mailer.cli dev redis"
     if settings.embedded_smtp:
         procs["mail"] = f"{py} -m mailer.cli dev mailcatcher"
+    # Its logging, and its own lines, as every process's (mailer/ops/gunicorn_config.py).
     procs["web"] = (
-        f"{py} -m gunicorn --bind 127.0.0.1:{settings.port} --workers 2 --threads 4 --access-logfile - web:app"
+        f"{py} -m gunicorn --bind 127.0.0.1:{settings.port} --workers 2 --threads 4 "
+        "--config python:mailer.ops.gunicorn_config web:app"
     )
     procs["worker"] = (
         f"{py} -m celery -A worker worker --queues bulk,imports --concurrency 2 --hostname bulk@%h --loglevel INFO"
