@@ -1,7 +1,7 @@
 """Marks that beat and the workers leave in Redis, so that any web process can say whether they are working
 (/healthz, /metrics) without asking them:
 
-- beat, each time it sends a task (the sweep goes every 30 s): when it last did (`BEAT`);
+- beat, when it starts and each time it sends a task (the sweep goes every 30 s): when it last did (`BEAT`);
 - a worker, each time it starts a task: when a task was last taken from that queue (`STARTED` + queue);
 - every task message, in its headers: when it was published (`PUBLISHED_AT`), so the oldest waiting message
   of a queue tells how long it has waited.
@@ -55,6 +55,7 @@ def _mark(key: str) -> None:
 @beat_init.connect
 def _in_beat(**_):
     _state["beat"] = True
+    _mark(BEAT)  # started: the sweep, its first task, goes 30 s later
 
 
 @before_task_publish.connect
