@@ -47,6 +47,20 @@ def init() -> None:
 
 
 @main.command()
+def doctor() -> None:
+    """Check the configuration, database, Redis, SMTP, DNS records (with DKIM_DOMAIN or BOUNCE_DOMAIN), beat and the
+    queues: one line each, ok, warn or FAIL; exits 1 if anything FAILed."""
+    from .ops.doctor import FAIL, diagnose
+
+    failed = False
+    for finding in diagnose():
+        click.echo(finding.line())
+        failed = failed or finding.state == FAIL
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
 def openapi() -> None:
     """Print the API's OpenAPI 3.1 description (as /api/v1/openapi.json serves it), generated from its models."""
     import json

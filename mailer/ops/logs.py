@@ -130,6 +130,7 @@ def logging_config(operations: Operations, email_hash_key: str | None) -> dict:
             "gunicorn.error": {"handlers": [], "propagate": True},
             "gunicorn.access": {"handlers": [], "propagate": True},
             "mail.log": {"level": "WARNING"},  # aiosmtpd's line per SMTP command
+            "alembic.runtime.plugins": {"level": "WARNING"},  # a line per plugin at every start
         },
     }
 
