@@ -1,8 +1,8 @@
 """Error reports to Sentry (sentry-sdk) when SENTRY_DSN is set: unhandled errors and ERROR log lines of the web
 processes and the Celery workers, with their breadcrumbs.
 
-Nothing personal goes: the SDK's own personal-data switch is off (no client addresses, cookies, user), request
-bodies and frame locals are never sent, and `scrub` (before_send and before_breadcrumb) passes every string of an
+Nothing personal goes: the SDK collects no user, client address, cookie, request body, query string or frame
+variables, and `scrub` (before_send and before_breadcrumb) passes every string of an
 event, its keys included, through redact.py, the same redaction as the logs: addresses become short keyed hashes,
 API tokens, signed link tokens and URL passwords go. A Sentry-compatible server (GlitchTip, self-hosted Sentry)
 takes the same DSN.
@@ -50,9 +50,19 @@ def init_sentry(settings: Settings, component: str) -> bool:
         dsn=ops.sentry_dsn,
         environment=ops.sentry_environment,
         release=f"trust-matters-mailer@{_version()}",
-        send_default_pii=False,
-        max_request_body_size="never",  # a form post holds an address; the route and status say enough
-        include_local_variables=False,  # a frame's variables may hold anyone's address or a whole message
+        # What the SDK itself collects (its `data_collection`, which replaced send_default_pii): no user, cookies,
+        # bodies (a form post holds an address), query strings or frame variables (anyone's address, a message);
+        # request headers only outside its own denylist of credentials and client addresses.
+        data_collection={
+            "user_info": False,
+            "cookies": {"mode": "off"},
+            "http_bodies": [],
+            "url_query_params": {"mode": "off"},
+            "database_query_data": False,
+            "queues": False,
+            "gen_ai": {"inputs": False, "outputs": False},
+            "stack_frame_variables": False,
+        },
         before_send=lambda event, _hint: scrub(event),
         before_breadcrumb=lambda crumb, _hint: scrub(crumb),
         traces_sample_rate=0,  # errors only: no performance tracing
