@@ -60,4 +60,4 @@ USER 10001:10001
 EXPOSE 5000
 
 # Shell form so ${PORT} is expanded at run time; exec so gunicorn is PID 1 and receives SIGTERM.
-CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:${PORT:-5000} --workers 2 --threads 4 --access-logfile - web:app"]
+CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:${PORT:-5000} --workers 2 --threads 4 --config python:mailer.ops.gunicorn_config web:app"]

@@ -1,9 +1,10 @@
 """The figures /metrics and /healthz read, each a cheap query or a few Redis calls, computed when asked (so every
 web process gives the same answer, whichever a scrape reaches).
 
-Cheap on a big database because each reads only what is current: the ledger rows of the sends in progress and
-of the last 30 days (through the (issue_id, status) index), the queued public requests, the sign-ups still
-pending (retention keeps them for UNCONFIRMED_DAYS), and the issues table, which is small.
+Cheap on a big database because each reads only what is current: the ledger rows of the sends in progress
+(through the (issue_id, status) index), the counts of the last 30 days' finished sends kept a few minutes in Redis
+(Memo), the queued public requests, the sign-ups still pending (retention keeps them for UNCONFIRMED_DAYS), and the
+issues table, which is small.
 `bench/metrics_bench.py` measures a scrape on a million ledger rows.
 """
 
@@ -12,22 +13,30 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import redis
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from ..models import Delivery, Issue, PublicRequest, Subscriber, utcnow
-from ..stats import WINDOW, Figures, recent_figures
+from ..models import Delivery, FeedbackEvent, Issue, PublicRequest, Subscriber, utcnow
+from ..stats import ANSWERED, WINDOW, Figures
 from . import beacons
 
 IN_PROGRESS = ("sending", "paused")
-SEND_RATE_WINDOW = timedelta(seconds=60)
 # kombu's Redis transport keeps a queue's messages in one list per priority step: the queue's own name for the
 # default priority, `<queue>\x06\x16<step>` for the others (kombu.transport.redis: PRIORITY_STEPS, sep).
 PRIORITY_STEPS = (0, 3, 6, 9)
 PRIORITY_SEP = "\x06\x16"
+
+
+@dataclass(frozen=True)
+class IssueCounts:
+    """One send's ledger rows by status, and the people whose mailbox put it off or who complained about it."""
+
+    by_status: dict[str, int]
+    soft_bounces: int = 0
+    complaints: int = 0
 
 
 @dataclass(frozen=True)
@@ -41,48 +50,148 @@ class SendInProgress:
 @dataclass(frozen=True)
 class DeliveryFigures:
     in_progress: list[SendInProgress]
-    recent_by_status: dict[str, int]  # every row of the issues whose send started in the last 30 days
-    sent_last_minute: int
-    feedback: Figures  # bounces and complaints, 30 days (the feedback room's own figures)
+    recent_by_status: dict[str, int]  # every row of the sends started in the last 30 days (and those in progress)
+    send_rate: float | None  # messages a second the sends in progress sent lately (None: no earlier sample yet)
+    feedback: Figures  # bounces and complaints of the sends started in the last 30 days
 
 
-def deliveries(session: Session, now: datetime | None = None) -> DeliveryFigures:
-    """Ledger rows by status, for each send in progress and over the last 30 days; messages sent in the last
-    minute by the sends in progress; the 30-day bounce and complaint figures."""
-    now = now or utcnow()
-    sends = session.execute(
-        select(Issue.id, Issue.kind, Issue.status).where(Issue.status.in_(IN_PROGRESS)).order_by(Issue.id)
-    ).all()
-    live_ids = [row.id for row in sends]
-    counts: dict[int, dict[str, int]] = {issue_id: {} for issue_id in live_ids}
-    recent_ids = select(Issue.id).where(or_(Issue.send_requested_at >= now - WINDOW, Issue.status.in_(IN_PROGRESS)))
-    recent: dict[str, int] = {}
+class Memo:
+    """Finished sends' counts kept in Redis for FINISHED_FOR seconds, shared by every web process: a finished
+    send's rows change only when a late report comes back, so it is counted again at most that often, not on
+    every scrape. Redis away: nothing is kept, everything is counted."""
+
+    PREFIX = "mailer:ops:issue-counts:"
+    FINISHED_FOR = 600
+
+    def __init__(self, client: redis.Redis | None):
+        self.client = client
+
+    def get(self, issue_ids: list[int]) -> dict[int, IssueCounts]:
+        if not (self.client and issue_ids):
+            return {}
+        try:
+            found = self.client.mget([self.PREFIX + str(i) for i in issue_ids])
+        except redis.RedisError:
+            return {}
+        return {i: IssueCounts(**json.loads(raw)) for i, raw in zip(issue_ids, found, strict=True) if raw}
+
+    def put(self, counts: dict[int, IssueCounts]) -> None:
+        if not (self.client and counts):
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for issue_id, figures in counts.items():
+                pipe.set(self.PREFIX + str(issue_id), json.dumps(vars(figures)), ex=self.FINISHED_FOR)
+            pipe.execute()
+        except redis.RedisError:
+            pass
+
+    SAMPLES = "mailer:ops:sent-samples"
+    KEEP = 20
+    # The rate is measured against the newest sample at least RATE_OVER seconds old; a sample is kept at most every
+    # SAMPLE_EVERY seconds, however many processes and scrapers ask.
+    RATE_OVER = 30.0
+    SAMPLE_EVERY = 5.0
+
+    def send_rate(self, sent: dict[int, int], now: float) -> float | None:
+        """Messages a second the sends in progress sent since an earlier scrape's sample of their `sent` counts
+        (kept in Redis, so any web process can compare with any other's): counting rows by their sent_at instead
+        would read every sent row of a send. None until there is a sample at least a few seconds old."""
+        if self.client is None:
+            return None
+        try:
+            samples = [json.loads(raw) for raw in self.client.lrange(self.SAMPLES, 0, self.KEEP - 1)]
+            newest_age = now - samples[0]["at"] if samples else None
+            if newest_age is None or newest_age >= self.SAMPLE_EVERY:
+                pipe = self.client.pipeline(transaction=False)
+                pipe.lpush(self.SAMPLES, json.dumps({"at": now, "sent": {str(k): v for k, v in sent.items()}}))
+                pipe.ltrim(self.SAMPLES, 0, self.KEEP - 1)
+                pipe.execute()
+        except (redis.RedisError, ValueError, KeyError, TypeError):
+            return None
+        old_enough = [x for x in samples if now - x["at"] >= self.RATE_OVER] or [
+            x for x in samples if now - x["at"] >= self.SAMPLE_EVERY
+        ]
+        if not old_enough:
+            return None
+        then = old_enough[0]
+        before = then.get("sent", {})
+        gained = sum(max(0, count - before.get(str(issue), 0)) for issue, count in sent.items())
+        return gained / (now - then["at"])
+
+
+def issue_counts(session: Session, issue_ids: list[int]) -> dict[int, IssueCounts]:
+    """Each send's rows by status (the (issue_id, status) index, nothing else read), and its soft bounces and
+    complaints counted as the feedback room's figures count them (stats._figures: people, not reports)."""
+    if not issue_ids:
+        return {}
+    by_status: dict[int, dict[str, int]] = {i: {} for i in issue_ids}
     rows = session.execute(
         select(Delivery.issue_id, Delivery.status, func.count())
-        .where(Delivery.issue_id.in_(recent_ids))
+        .where(Delivery.issue_id.in_(issue_ids))
         .group_by(Delivery.issue_id, Delivery.status)
     )
     for issue_id, status, count in rows:
-        recent[status] = recent.get(status, 0) + count
-        if issue_id in counts:
-            counts[issue_id][status] = count
-    sent_last_minute = 0
-    if live_ids:
-        sent_last_minute = session.scalar(
-            select(func.count())
-            .select_from(Delivery)
-            .where(
-                Delivery.issue_id.in_(live_ids),
-                Delivery.status == "sent",
-                Delivery.sent_at >= now - SEND_RATE_WINDOW,
-            )
+        by_status[issue_id][status] = count
+    events: dict[int, dict[str, int]] = {i: {} for i in issue_ids}
+    heard = session.execute(
+        select(FeedbackEvent.issue_id, FeedbackEvent.kind, func.count(func.distinct(FeedbackEvent.subscriber_id)))
+        .where(
+            FeedbackEvent.issue_id.in_(issue_ids),
+            (FeedbackEvent.kind == "complaint") | (FeedbackEvent.severity == "soft"),
         )
-    return DeliveryFigures(
-        in_progress=[SendInProgress(row.id, row.kind, row.status, counts[row.id]) for row in sends],
-        recent_by_status=recent,
-        sent_last_minute=sent_last_minute or 0,
-        feedback=recent_figures(session, now),
+        .group_by(FeedbackEvent.issue_id, FeedbackEvent.kind)
     )
+    for issue_id, kind, people in heard:
+        events[issue_id][kind] = people
+    return {i: IssueCounts(by_status[i], events[i].get("bounce", 0), events[i].get("complaint", 0)) for i in issue_ids}
+
+
+def deliveries(session: Session, memo: Memo | None = None, now: datetime | None = None) -> DeliveryFigures:
+    """Ledger rows by status, for each send in progress and over the sends started in the last 30 days; the rate
+    the sends in progress send at (Memo.send_rate); the 30-day bounce and complaint figures (stats.Figures, summed
+    over the sends). Sends in progress are counted afresh; finished ones come from `memo` when it has them."""
+    now = now or utcnow()
+    memo = memo or Memo(None)
+    sends = session.execute(
+        select(Issue.id, Issue.kind, Issue.status, Issue.send_requested_at)
+        .where(or_(Issue.send_requested_at >= now - WINDOW, Issue.status.in_(IN_PROGRESS)))
+        .order_by(Issue.id)
+    ).all()
+    live = [row for row in sends if row.status in IN_PROGRESS]
+    finished = [row.id for row in sends if row.status not in IN_PROGRESS]
+    counts = issue_counts(session, [row.id for row in live])
+    counts.update(memo.get(finished))
+    fresh = issue_counts(session, [i for i in finished if i not in counts])
+    memo.put(fresh)
+    counts.update(fresh)
+
+    recent: dict[str, int] = {}
+    answered = hard = soft = complaints = 0
+    for row in sends:
+        figures = counts[row.id]
+        for status, count in figures.by_status.items():
+            recent[status] = recent.get(status, 0) + count
+        if _started_within(row.send_requested_at, now):  # stats.recent_figures: the sends started in 30 days
+            answered += sum(figures.by_status.get(status, 0) for status in ANSWERED)
+            hard += figures.by_status.get("bounced", 0)
+            soft += figures.soft_bounces
+            complaints += figures.complaints
+    live_sent = {row.id: counts[row.id].by_status.get("sent", 0) for row in live}
+    return DeliveryFigures(
+        in_progress=[SendInProgress(row.id, row.kind, row.status, counts[row.id].by_status) for row in live],
+        recent_by_status=recent,
+        send_rate=memo.send_rate(live_sent, time.time()),
+        feedback=Figures(sent=answered, hard_bounces=hard, soft_bounces=soft, complaints=complaints),
+    )
+
+
+def _started_within(requested: datetime | None, now: datetime) -> bool:
+    if requested is None:
+        return False
+    if requested.tzinfo is None:
+        requested = requested.replace(tzinfo=now.tzinfo)
+    return requested >= now - WINDOW
 
 
 @dataclass(frozen=True)

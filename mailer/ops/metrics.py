@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..db import Database
 from ..models.deliveries import DELIVERY_STATUSES
 from . import beacons
-from .figures import SEND_RATE_WINDOW, deliveries, machinery, waiting
+from .figures import Memo, deliveries, machinery, waiting
 
 
 def _gauge(name: str, documentation: str, value: float | None = None, labels: tuple[str, ...] = ()):
@@ -35,7 +35,7 @@ class MailerCollector:
         started = time.perf_counter()
         up = GaugeMetricFamily("mailer_up", "1 if that part answered this scrape, else 0", labels=["part"])
         try:
-            yield from self._database()
+            yield from self._database(Memo(beacons.client(self.redis_url)))
             up.add_metric(["database"], 1)
         except SQLAlchemyError:
             up.add_metric(["database"], 0)
@@ -47,9 +47,9 @@ class MailerCollector:
         yield up
         yield _gauge("mailer_scrape_duration_seconds", "How long this scrape took", time.perf_counter() - started)
 
-    def _database(self):
+    def _database(self, memo: Memo):
         with self.db.sessions() as session:
-            found = deliveries(session)
+            found = deliveries(session, memo)
             queue = waiting(session)
         per_send = GaugeMetricFamily(
             "mailer_send_deliveries",
@@ -64,7 +64,8 @@ class MailerCollector:
                 per_send.add_metric([str(send.issue_id), send.kind, send.status, status], send.by_status.get(status, 0))
         recent = GaugeMetricFamily(
             "mailer_deliveries_30d",
-            "Ledger rows of the sends started in the last 30 days (and any still in progress), by status",
+            "Ledger rows of the sends started in the last 30 days (and any still in progress), by status; "
+            "a finished send's are counted again every 10 minutes",
             labels=["status"],
         )
         for status in DELIVERY_STATUSES:
@@ -74,8 +75,8 @@ class MailerCollector:
         yield recent
         yield _gauge(
             "mailer_send_rate_per_second",
-            "Messages the sends in progress sent a second, over the last minute",
-            found.sent_last_minute / SEND_RATE_WINDOW.total_seconds(),
+            "Messages the sends in progress sent a second since a scrape 30 s or more before (absent: none yet)",
+            found.send_rate,
         )
         figures = found.feedback
         yield _gauge("mailer_messages_answered_30d", "Messages a server answered for, last 30 days", figures.sent)
