@@ -155,7 +155,8 @@ def _celery_logging(**_):
     redirection of standard output into the log)."""
     from ..runtime import runtime
 
-    configure_logging(runtime().settings, "worker")
+    # beat_init comes after beat's first lines: tell beat by its command line (`celery -A worker beat`).
+    configure_logging(runtime().settings, "beat" if "beat" in sys.argv[1:] else "worker")
 
 
 @beat_init.connect

@@ -16,8 +16,9 @@ from ..models import email_hash
 # An address as it turns up in text: SMTP replies, exception messages, reprs of task arguments. Wider than what
 # the sign-up form accepts (so nothing slips through) and without ':' in the local part, so `user:pass@host` in a
 # URL is not taken for one (PASSWORD_IN_URL below takes it).
-# Letters are any script's (\w), so an address the form refused (jö@example.org) is caught as well.
-EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@(?:[\w-]+\.)+[\w-]*\w")
+# Letters are any script's (\w), so an address the form refused (jö@example.org) is caught as well. The last label
+# starts with a letter, so `:***@127.0.0.1` (a masked password before an IP address) is not taken for one.
+EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@(?:[\w-]+\.)+[^\W\d_][\w-]*\w")
 # Our API tokens (accounts.issue_token: "tm_" and 43 URL-safe characters).
 API_TOKEN = re.compile(r"\btm_[A-Za-z0-9_-]{16,}")
 # itsdangerous tokens in links (confirm, unsubscribe, manage): payload[.timestamp].signature, the signature being
