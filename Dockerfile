@@ -63,5 +63,6 @@ USER 10001:10001
 EXPOSE 5000
 
 # Shell form so ${PORT} is expanded at run time; exec so gunicorn is PID 1 and receives SIGTERM.
-# The config checks the settings in gunicorn's master first: bad ones end it with their list and exit code 78.
-CMD ["sh", "-c", "exec gunicorn -c python:mailer.web.gunicorn_config --bind 0.0.0.0:${PORT:-5000} --workers 2 --threads 4 --access-logfile - mailer.web.wsgi:app"]
+# The config checks the settings in gunicorn's master first (bad ones end it with their list and exit code 78)
+# and sends gunicorn's own lines through the app's logging; the app writes one line a request (no access log).
+CMD ["sh", "-c", "exec gunicorn -c python:mailer.web.gunicorn_config --bind 0.0.0.0:${PORT:-5000} --workers 2 --threads 4 mailer.web.wsgi:app"]

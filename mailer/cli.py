@@ -36,6 +36,12 @@ class MailerCommands(click.Group):
 @click.group(cls=MailerCommands)
 def main() -> None:
     """Trust Matters mailer."""
+    from .ops.logs import configure_logging
+
+    try:
+        configure_logging(load_settings(), "cli")
+    except ConfigError:
+        pass  # the command says what is wrong when it reads the settings (`mailer doctor` checks them)
 
 
 @main.command()
@@ -46,6 +52,20 @@ def init() -> None:
     settings = _settings()
     added = init_database(settings.database_url, email_hash_key=settings.email_hash_key)
     click.echo(f"database ready ({settings.database_url.split('://')[0]}); {added} topic(s) added")
+
+
+@main.command()
+def doctor() -> None:
+    """Check the configuration, database, Redis, SMTP, DNS records (with DKIM_DOMAIN or BOUNCE_DOMAIN), beat and the
+    queues: one line each, ok, warn or FAIL; exits 1 if anything FAILed."""
+    from .ops.doctor import FAIL, diagnose
+
+    failed = False
+    for finding in diagnose():
+        click.echo(finding.line())
+        failed = failed or finding.state == FAIL
+    if failed:
+        sys.exit(1)
 
 
 @main.command()
@@ -441,15 +461,14 @@ def _runtime():
 @click.option("--port", type=int, help="Listen on this port.  [default: BOUNCE_SMTP_PORT]")
 def bounces_receive(host: str | None, port: int | None) -> None:
     """Run the SMTP server relays deliver DSNs and feedback reports to (route BOUNCE_DOMAIN's mail here)."""
-    import logging
     import signal
     import threading
 
     from .feedback.receiver import receiver
+    from .ops.sentry import init_sentry
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's line per SMTP command
-    rt = _runtime()
+    rt = _runtime()  # logging as every command's (main), aiosmtpd's line per SMTP command left out
+    init_sentry(rt.settings, "bounces")
     server = receiver(rt.db, rt.settings, host=host, port=port)
     d = rt.settings.deliverability
     server.start()
@@ -545,9 +564,10 @@ def processes(settings) -> dict[str, str]:
         procs["redis"] = f"{py} -m mailer.cli dev redis"
     if settings.embedded_smtp:
         procs["mail"] = f"{py} -m mailer.cli dev mailcatcher"
+    # Its logging, and its own lines, as every process's (mailer/web/gunicorn_config.py).
     procs["web"] = (
         f"{py} -m gunicorn -c python:mailer.web.gunicorn_config --bind 127.0.0.1:{settings.port} --workers 2 "
-        "--threads 4 --access-logfile - mailer.web.wsgi:app"
+        "--threads 4 mailer.web.wsgi:app"
     )
     celery = f"{py} -m celery -A mailer.worker"
     procs["worker"] = f"{celery} worker --queues bulk,imports --concurrency 2 --hostname bulk@%h --loglevel INFO"

@@ -151,6 +151,24 @@ class SingleSignOn:
 
 
 @dataclass(frozen=True)
+class Operations:
+    """Running and watching it: logs, error reports, metrics and health (README: Operating it)."""
+
+    # LOG_LEVEL for every process (web, workers, beat, the CLI); LOG_FORMAT json (one object a line) or text.
+    log_level: str = "INFO"
+    log_format: str = "text"
+    # Error reports to Sentry (or a server speaking its protocol) when set; addresses and tokens scrubbed first.
+    sentry_dsn: str | None = None
+    sentry_environment: str = "dev"  # SENTRY_ENVIRONMENT; "production" when MAILER_ENV=production
+    # /metrics answers only a request carrying this bearer token; unset, /metrics is not there (404).
+    metrics_token: str | None = None
+    # /healthz says beat is late when it has sent nothing for this long (it sends the sweep every 30 s), and a
+    # queue is stuck when tasks wait in it and no worker has started one of its tasks for this long.
+    beat_late_seconds: int = 120
+    queue_stuck_seconds: int = 600
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     redis_url: str
@@ -201,6 +219,7 @@ class Settings:
     mfa_required: bool = False
     deliverability: Deliverability = field(default_factory=lambda: Deliverability())
     sso: SingleSignOn | None = None  # None: no single sign-on, local accounts only
+    operations: Operations = field(default_factory=lambda: Operations())
 
     @property
     def mail_domain(self) -> str:
@@ -281,6 +300,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         deliverability=read(_deliverability),
         sso=read(_single_sign_on, production),
         mfa_required=read(_flag, "MFA_REQUIRED", production),
+        operations=read(_operations, production),
     )
     if production:
         problems.extend(production_problems(env))
@@ -390,6 +410,38 @@ def _url_port(parts) -> int | None:
         return parts.port or {"redis": 6379, "rediss": 6379, "smtp": 25, "smtps": 465}.get(parts.scheme)
     except ValueError:
         return None
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("json", "text")
+
+
+def _operations(env: dict[str, str], production: bool) -> Operations:
+    """LOG_LEVEL, LOG_FORMAT, SENTRY_DSN, SENTRY_ENVIRONMENT, METRICS_TOKEN, HEALTH_BEAT_SECONDS and
+    HEALTH_QUEUE_SECONDS."""
+    level = (env.get("LOG_LEVEL") or "INFO").strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    log_format = (env.get("LOG_FORMAT") or ("json" if production else "text")).strip().lower()
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be json or text, got {log_format!r}")
+    dsn = (env.get("SENTRY_DSN") or "").strip() or None
+    if dsn:
+        parts = urlsplit(dsn)
+        if parts.scheme not in {"http", "https"} or not parts.username or not parts.hostname:
+            raise ConfigError("SENTRY_DSN must look like https://<key>@<host>/<project>, as Sentry's project shows it")
+    token = (env.get("METRICS_TOKEN") or "").strip() or None
+    if token and len(token) < 16:
+        raise ConfigError("METRICS_TOKEN must be at least 16 characters: generate a random one")
+    return Operations(
+        log_level=level,
+        log_format=log_format,
+        sentry_dsn=dsn,
+        sentry_environment=(env.get("SENTRY_ENVIRONMENT") or "").strip() or ("production" if production else "dev"),
+        metrics_token=token,
+        beat_late_seconds=_positive_int(env, "HEALTH_BEAT_SECONDS", 120),
+        queue_stuck_seconds=_positive_int(env, "HEALTH_QUEUE_SECONDS", 600),
+    )
 
 
 TRANSPORTS = ("smtp", "ses", "notify")

@@ -36,6 +36,7 @@ from .feedback import commands as feedback
 from .feedback import verp
 from .inputs import parse
 from .models import Issue
+from .ops import beacons, logs  # noqa: F401  (their Celery signal receivers: request ids, logging, beat and queue marks)
 from .runtime import runtime, set_runtime
 from .transports import PermanentFailure, TemporaryFailure, rate_cap, transport_for
 
@@ -146,8 +147,14 @@ def enqueue(task, *args, **options) -> bool:
         task.apply_async(args=args, **options)
         return True
     except Exception:  # kombu raises OperationalError and friends; the sweeper is the safety net
-        log.exception("could not enqueue %s%r; the sweeper will retry", task.name, args)
+        # Ids only: some tasks carry addresses (a test send's).
+        log.exception("could not enqueue %s%s; the sweeper will retry", task.name, _ids_of(args))
         return False
+
+
+def _ids_of(args: tuple) -> str:
+    """A task's arguments for a log line: numbers as they are, anything else only by its kind."""
+    return "(" + ", ".join(str(a) if isinstance(a, int) else f"<{type(a).__name__}>" for a in args) + ")"
 
 
 # --- the public's forms and confirmations ---------------------------------------------------------
@@ -237,7 +244,7 @@ def tell_publishers_paused(self, issue_id: int, only: list[str] | None = None) -
         except TemporaryFailure:
             again.append(mail.recipient)
         except PermanentFailure as exc:
-            log.warning("the auto-pause notice of issue %s to %s was refused: %s", issue_id, mail.recipient, exc)
+            log.warning("the auto-pause notice of issue %s to one of the team was refused: %s", issue_id, exc)
             outcomes[mail.recipient] = f"refused: {exc}"
     if again:
         raise self.retry(args=(issue_id, again), countdown=min(2**self.request.retries * 5, 300))
@@ -504,9 +511,13 @@ def run_digest_task(frequency: str, at: str | None = None) -> dict:
 
 
 def bootstrap(settings: Settings | None = None) -> Celery:
-    """Used by worker.py: configure Celery (and the process runtime) from settings or the environment."""
+    """Used by worker.py: configure Celery (and the process runtime) from settings or the environment, and error
+    reports (SENTRY_DSN). Logging is set up when Celery asks for it (ops.logs, the setup_logging signal)."""
+    from .ops.sentry import init_sentry
+
     if settings is not None:
         from .runtime import Runtime
 
         set_runtime(Runtime.build(settings))
+    init_sentry(runtime().settings, "worker")
     return configure_celery(runtime().settings)

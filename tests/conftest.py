@@ -214,11 +214,16 @@ def client(app):
     return app.test_client()
 
 
+# Each worker's log file by name (bulk, tx), once celery_workers has started them: JSON lines (LOG_FORMAT=json), as
+# production writes them, so a test can follow a request id into them (tests/test_logs.py).
+WORKER_LOGS: dict = {}
+
+
 @pytest.fixture(scope="session")
 def celery_workers(test_env, tmp_path_factory):
     """Real Celery worker processes (bulk and imports, and transactional queues) on the test Redis and database."""
     log_dir = tmp_path_factory.mktemp("celery")
-    env = {**os.environ, **test_env, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **test_env, "PYTHONUNBUFFERED": "1", "LOG_FORMAT": "json"}
     procs = []
     for name, queues, concurrency in (("bulk", "bulk,imports", "2"), ("tx", "transactional", "1")):
         log = open(log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed at teardown
@@ -253,6 +258,7 @@ def celery_workers(test_env, tmp_path_factory):
             )
         )
     for proc, _log, path in procs:
+        WORKER_LOGS[path.stem] = path
         wait_until(lambda p=path: "ready." in p.read_text(), 60, message=f"celery worker ({path.name}) to start")
         assert proc.poll() is None, path.read_text()
     yield [p for p, _l, _path in procs]

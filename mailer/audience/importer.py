@@ -384,7 +384,10 @@ def _write_batch(
             except IntegrityError:
                 part.error(item.row, "The address was added by someone else at the same moment: import it again")
             except DataError as exc:
-                log.warning("import %s row %s refused by the database: %s", import_id, item.row, exc.orig)
+                # The kind of error only: the database's message can quote the value, an address among them.
+                log.warning(
+                    "import %s row %s refused by the database: %s", import_id, item.row, type(exc.orig).__name__
+                )
                 part.error(item.row, "The database refused a value in this row: check it for unusual characters")
         return progress.save(session, part, last_row, wrote=_wrote(part))
 

@@ -77,12 +77,14 @@ class _Handler:
         try:
             heard = await loop.run_in_executor(None, self._hear, raw, envelope.rcpt_tos[0])
         except reports.UnreadableReport as exc:
-            log.warning("refused a report from %s: %s", envelope.mail_from, exc)
+            log.warning("refused a report from %s: %s", _sender_domain(envelope.mail_from), exc)
             return f"554 5.6.0 Not a report this server can read: {str(exc)[:200]}"
         except SQLAlchemyError:
-            log.exception("database error recording a report from %s; the sender will retry", envelope.mail_from)
+            log.exception(
+                "database error recording a report from %s; the sender will retry", _sender_domain(envelope.mail_from)
+            )
             return "451 4.3.0 Could not record the report just now; please try again later"
-        log.info("report from %s: %d read, %d new", envelope.mail_from, heard.reports, heard.new)
+        log.info("report from %s: %d read, %d new", _sender_domain(envelope.mail_from), heard.reports, heard.new)
         return "250 Report received"
 
     def _hear(self, raw: bytes, envelope_to: str) -> Heard:
@@ -99,3 +101,10 @@ def receiver(db: Database, settings: Settings, *, host: str | None = None, port:
         server_hostname=d.bounce_domain or "bounces",
         data_size_limit=MAX_SIZE,
     )
+
+
+def _sender_domain(mail_from: str | None) -> str:
+    """Who sent a report, for the log: the envelope sender's domain only (a reply can come from a person)."""
+    if not mail_from or mail_from == "<>":
+        return "the null sender"
+    return "@" + mail_from.rpartition("@")[2].strip("<>")

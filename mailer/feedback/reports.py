@@ -86,7 +86,7 @@ def _read(message: Message, raw: bytes, source: str, settings: Settings, envelop
     failures = _delivery_status(message) if kind == "delivery-status" else None
     if failures is None:
         if _automatic_reply(message):
-            log.debug("ignored an automatic reply: %s", _subject(message))
+            log.debug("ignored an automatic reply")  # not its subject: an out-of-office names its writer
             return []
         failures = _nonstandard(message)
         if kind == "delivery-status" and not failures:

@@ -9,12 +9,24 @@ from ..accounts import SESSION_MAX_AGE
 from ..config import Settings, load_settings, shipped
 from ..runtime import Runtime, set_runtime
 from ..tasks import configure_celery
-from . import errors, filters, security, sso
+from . import errors, filters, request_ids, security, sso
 from .auth import login_manager
 from .context import close_db_session
 from .limits import limiter
 from .request_limits import BoundedJSONProvider, IdConverter, refuse_nul_in_address
 from .security import csrf
+
+
+def create_served_app() -> Flask:
+    """The app as gunicorn and `flask run` serve it (web.py): the process's logging and error reports are set up
+    first, from the same settings. (Tests build apps with create_app and keep their own logging.)"""
+    from ..ops.logs import configure_logging
+    from ..ops.sentry import init_sentry
+
+    settings = load_settings()
+    configure_logging(settings, "web")
+    init_sentry(settings, "web")
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -28,6 +40,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     # No input reaches a view unbounded (request_limits.py): JSON depth and size, NUL characters, huge ids.
     app.json = BoundedJSONProvider(app)
     app.url_map.converters["int"] = IdConverter
+    # First of the before_request hooks, so that even a request refused by the next ones has its id and log line.
+    request_ids.install(app, trust_header=settings.trusted_proxies > 0)
     app.before_request(refuse_nul_in_address)
     if settings.trusted_proxies:
         from werkzeug.middleware.proxy_fix import ProxyFix

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from .context import runtime_of_app
+from .request_ids import route_of_request
 
 log = logging.getLogger(__name__)
+
+
+def _origin_of(url: str | None) -> str | None:
+    """A Referer's scheme and host: its path can hold a signed link's token."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else "(not a URL)"
 
 
 def wants_json() -> bool:
@@ -33,13 +43,13 @@ def install(app: Flask) -> None:
             # form fails here while the page looks fine: say which host the request claimed, for whoever reads
             # the log (the person gets the usual page: the cause is not theirs to fix).
             log.warning(
-                "form refused: %s (the request is for %s, BASE_URL is %s; Origin %r, Referer %r). Behind a proxy, "
+                "form refused: %s (the request is for %s, BASE_URL is %s; Origin %r, Referer from %r). Behind a proxy, "
                 "pass the Host header with its port (nginx: proxy_set_header Host $http_host) and X-Forwarded-Proto",
                 description,
                 request.host_url.rstrip("/"),
                 runtime_of_app().settings.base_url,
                 request.headers.get("Origin"),
-                request.headers.get("Referer"),
+                _origin_of(request.headers.get("Referer")),
             )
         return _refusal(
             400,
@@ -70,7 +80,7 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, route_of_request())
         return _refusal(
             500,
             "Something went wrong on our side. Try again later.",

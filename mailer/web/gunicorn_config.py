@@ -1,13 +1,18 @@
-"""gunicorn's settings for the web process: `gunicorn -c python:mailer.web.gunicorn_config mailer.web.wsgi:app`.
+"""gunicorn's settings for the web process: `gunicorn -c python:mailer.web.gunicorn_config mailer.web.wsgi:app`
+(as `mailer run`, the image and compose start it). Command-line options (bind, workers, threads) come after it.
 
-Command-line options (bind, workers, threads) still come after it; this only adds a check before any worker starts.
+- The settings are read here, in gunicorn's master, before it forks: bad ones end gunicorn with their list on
+  standard error and exit code EX_CONFIG (78), rather than in every worker.
+- gunicorn's own lines, its master's included, go through the one logging configuration (ops/logs.py) instead of
+  handlers of its own. No access log: the app writes one line a request, with its request id and the route instead
+  of the path (paths carry signed tokens).
 """
 
 from ..config import exit_on_config_error, load_settings
+from ..ops.logs import logging_config, name_process
 
-
-def on_starting(server) -> None:
-    """In gunicorn's master, before it forks: bad settings end gunicorn here, their list on standard error and exit
-    code EX_CONFIG (78), rather than in every worker."""
-    with exit_on_config_error():
-        load_settings()
+with exit_on_config_error():
+    _settings = load_settings()
+name_process("web")
+logconfig_dict = logging_config(_settings.operations, _settings.email_hash_key)
+accesslog = None

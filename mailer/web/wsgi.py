@@ -10,9 +10,9 @@ the one that makes the master stop instead of starting the worker again and agai
 import sys
 
 from ..config import EX_CONFIG, exit_on_config_error
-from .app import create_app
+from .app import create_served_app
 
 GUNICORN_APP_LOAD_ERROR = 4  # gunicorn.arbiter.Arbiter.APP_LOAD_ERROR
 
 with exit_on_config_error(GUNICORN_APP_LOAD_ERROR if "gunicorn.arbiter" in sys.modules else EX_CONFIG):
-    app = create_app()
+    app = create_served_app()  # with the process's logging and error reports

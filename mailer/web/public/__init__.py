@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
 
 from ...audience import commands, wording
 from ...audience.inputs import PublicSignUp, Unsubscribe
@@ -16,6 +16,7 @@ from ...errors import Conflict, InvalidInput, NotFound
 from ...inputs import parse
 from ...links import BadLink
 from ...models import AREAS, AUDIENCES, FREQUENCY_LABELS, SERVICES
+from ...ops.health import service_health
 from ..context import db_session, runtime_of_app
 from ..limits import ONE_CLICK_ADDRESS_LIMIT, ONE_CLICK_LINK_LIMIT, SUBSCRIBE_LIMIT, limiter
 from ..security import csrf
@@ -186,17 +187,13 @@ def unsubscribe_post(token: str):
 
 @bp.get("/healthz")
 def healthz():
+    """The database and Redis (503 without them), beat and the queues (README: Operating it, for the rules)."""
     rt = runtime_of_app()
-    checks = {"database": rt.db.ping()}
-    try:
-        import redis
-
-        redis.Redis.from_url(rt.settings.redis_url, socket_timeout=2, socket_connect_timeout=2).ping()
-        checks["redis"] = "ok"
-    except Exception as exc:
-        checks["redis"] = f"error: {exc.__class__.__name__}"
-    healthy = all(v == "ok" for v in checks.values())
-    return {"status": "ok" if healthy else "unavailable", "checks": checks}, 200 if healthy else 503
+    health = service_health(rt.db, rt.settings.redis_url, rt.settings.operations)
+    response = jsonify(health.body)
+    response.status_code = health.http_status(strict=request.args.get("strict") not in (None, "", "0"))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/privacy")
@@ -290,4 +287,4 @@ def news_rss():
     return _feed("rss")
 
 
-from . import manage  # noqa: E402,F401  (registers the preference centre routes on bp)
+from . import manage, metrics  # noqa: E402,F401  (register the preference centre's and /metrics' routes on bp)
