@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
+from .config import Deliverability
 from .models import (
     AREAS,
     AUDIENCES,
@@ -224,3 +225,174 @@ def topic_overview(session: Session, weeks: int = 12) -> list[dict]:
         )
         overview.append({"topic": topic, "current": current or 0, "weeks": weekly_changes(session, topic.id, weeks)})
     return overview
+
+
+# --- what the team's home page shows ----------------------------------------------------------------------------
+
+RECENT_SENDS = 5  # sent issues the home page shows with their figures
+
+
+@dataclass(frozen=True)
+class SentIssue:
+    """A finished send and what happened to it. Delivered is what a receiving server accepted; opens are not
+    counted (no tracking pixel), so there is no opened figure to show."""
+
+    issue: Issue
+    delivered: int
+    figures: Figures
+
+
+def recent_sends(session: Session, limit: int = RECENT_SENDS) -> list[SentIssue]:
+    """The last `limit` issues whose send finished, newest first, each with its delivered, bounce and complaint
+    figures: two grouped queries for all of them (the ledger by (issue_id, status), the feedback events by
+    (issue_id, kind)), not two an issue."""
+    issues = list(
+        session.scalars(
+            select(Issue)
+            .where(Issue.status == "sent")
+            .order_by(Issue.finished_at.desc(), Issue.id.desc())
+            .limit(limit)
+        )
+    )
+    ids = [issue.id for issue in issues]
+    if not ids:
+        return []
+    counts: dict[tuple[int, str], int] = {
+        (issue_id, status): n
+        for issue_id, status, n in session.execute(
+            select(Delivery.issue_id, Delivery.status, func.count())
+            .where(Delivery.issue_id.in_(ids), Delivery.status.in_(ANSWERED))
+            .group_by(Delivery.issue_id, Delivery.status)
+        )
+    }
+    events: dict[tuple[int, str], int] = {
+        (issue_id, kind): n
+        for issue_id, kind, n in session.execute(
+            select(FeedbackEvent.issue_id, FeedbackEvent.kind, func.count(func.distinct(FeedbackEvent.subscriber_id)))
+            .where(
+                FeedbackEvent.issue_id.in_(ids),
+                (FeedbackEvent.kind == "complaint") | (FeedbackEvent.severity == "soft"),
+            )
+            .group_by(FeedbackEvent.issue_id, FeedbackEvent.kind)
+        )
+    }
+    return [
+        SentIssue(
+            issue,
+            delivered=counts.get((issue.id, "sent"), 0),
+            figures=Figures(
+                sent=sum(counts.get((issue.id, status), 0) for status in ANSWERED),
+                hard_bounces=counts.get((issue.id, "bounced"), 0),
+                soft_bounces=events.get((issue.id, "bounce"), 0),
+                complaints=events.get((issue.id, "complaint"), 0),
+            ),
+        )
+        for issue in issues
+    ]
+
+
+@dataclass(frozen=True)
+class Health:
+    """Deliverability over the last 30 days against where the team is warned and where a send pauses itself
+    (AUTO_PAUSE_BOUNCE_RATE, AUTO_PAUSE_COMPLAINT_RATE; 0 turns a check off)."""
+
+    figures: Figures
+    bounce_pause: float
+    complaint_pause: float
+
+    @property
+    def bounce_over_pause(self) -> bool:
+        return bool(self.bounce_pause) and self.figures.sent > 0 and self.figures.bounce_rate > self.bounce_pause
+
+    @property
+    def complaint_over_pause(self) -> bool:
+        return (
+            bool(self.complaint_pause)
+            and self.figures.sent > 0
+            and self.figures.complaint_rate > self.complaint_pause
+        )
+
+    @property
+    def healthy(self) -> bool:
+        return not (self.figures.bounce_warning or self.figures.complaint_warning)
+
+
+def deliverability_health(session: Session, policy: Deliverability, now: datetime | None = None) -> Health:
+    """The 30-day figures (`recent_figures`) beside the auto-pause thresholds of `policy` (the settings')."""
+    return Health(
+        recent_figures(session, now),
+        bounce_pause=policy.auto_pause_bounce_rate,
+        complaint_pause=policy.auto_pause_complaint_rate,
+    )
+
+
+@dataclass(frozen=True)
+class GrowthWeek:
+    start: datetime
+    gained: int
+    lost: int
+    total: int  # open subscriptions at the end of the week
+
+    @property
+    def net(self) -> int:
+        return self.gained - self.lost
+
+
+@dataclass(frozen=True)
+class TopicGrowth:
+    """A topic's open subscriptions now and week by week: what each week added and ended."""
+
+    topic: Topic
+    current: int
+    weeks: list[GrowthWeek]
+
+    @property
+    def net(self) -> int:
+        return sum(week.net for week in self.weeks)
+
+
+def _week_starts(now: datetime, weeks: int) -> list[datetime]:
+    this_monday = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+    return [this_monday - timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
+
+
+def topic_growth(session: Session, weeks: int = 12, now: datetime | None = None) -> list[TopicGrowth]:
+    """Every topic (the database's, in their order) with its open subscriptions now and, for each of the last
+    `weeks` weeks (Monday to Sunday, UTC, this one so far), the subscriptions started and ended in it and how
+    many were open at its end (now's count less the net change of the weeks after it).
+
+    Three queries whatever the number of topics: the open subscriptions by topic, and those started and those
+    ended since the first week by topic, each a range of its own index (migration 0016) rather than a pass over
+    every subscription a topic ever had."""
+    now = now or utcnow()
+    starts = _week_starts(now, weeks)
+    topics = list(session.scalars(select(Topic).order_by(Topic.position, Topic.id)))
+    current = dict(
+        session.execute(
+            select(Subscription.topic_id, func.count())
+            .where(Subscription.ended_at.is_(None))
+            .group_by(Subscription.topic_id)
+        ).all()
+    )
+
+    def per_week(column) -> dict[int, list[int]]:
+        sums = [
+            func.sum(case((and_(column >= start, column < start + timedelta(weeks=1)), 1), else_=0))
+            for start in starts
+        ]
+        rows = session.execute(
+            select(Subscription.topic_id, *sums).where(column >= starts[0]).group_by(Subscription.topic_id)
+        )
+        return {row[0]: [int(n or 0) for n in row[1:]] for row in rows}
+
+    gained, lost = per_week(Subscription.started_at), per_week(Subscription.ended_at)
+    out = []
+    for topic in topics:
+        ups, downs = gained.get(topic.id, [0] * weeks), lost.get(topic.id, [0] * weeks)
+        total = current.get(topic.id, 0)
+        history: list[GrowthWeek] = []
+        for i in range(weeks - 1, -1, -1):
+            history.append(GrowthWeek(starts[i], ups[i], downs[i], total))
+            total -= ups[i] - downs[i]
+        out.append(TopicGrowth(topic, current.get(topic.id, 0), history[::-1]))
+    return out

@@ -20,6 +20,8 @@ ADMIN = {
     "admin.login": "public",
     "admin.logout": "login",
     "admin.dashboard": "editor",
+    "admin.home_sending": "editor",
+    "admin.issues": "editor",
     "admin.new_issue": "editor",
     "admin.issue": "editor",
     "admin.edit_issue": "editor",
