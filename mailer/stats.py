@@ -248,10 +248,7 @@ def recent_sends(session: Session, limit: int = RECENT_SENDS) -> list[SentIssue]
     (issue_id, kind)), not two an issue."""
     issues = list(
         session.scalars(
-            select(Issue)
-            .where(Issue.status == "sent")
-            .order_by(Issue.finished_at.desc(), Issue.id.desc())
-            .limit(limit)
+            select(Issue).where(Issue.status == "sent").order_by(Issue.finished_at.desc(), Issue.id.desc()).limit(limit)
         )
     )
     ids = [issue.id for issue in issues]
@@ -307,9 +304,7 @@ class Health:
     @property
     def complaint_over_pause(self) -> bool:
         return (
-            bool(self.complaint_pause)
-            and self.figures.sent > 0
-            and self.figures.complaint_rate > self.complaint_pause
+            bool(self.complaint_pause) and self.figures.sent > 0 and self.figures.complaint_rate > self.complaint_pause
         )
 
     @property
@@ -377,8 +372,7 @@ def topic_growth(session: Session, weeks: int = 12, now: datetime | None = None)
 
     def per_week(column) -> dict[int, list[int]]:
         sums = [
-            func.sum(case((and_(column >= start, column < start + timedelta(weeks=1)), 1), else_=0))
-            for start in starts
+            func.sum(case((and_(column >= start, column < start + timedelta(weeks=1)), 1), else_=0)) for start in starts
         ]
         rows = session.execute(
             select(Subscription.topic_id, *sums).where(column >= starts[0]).group_by(Subscription.topic_id)

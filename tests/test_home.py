@@ -97,7 +97,7 @@ def test_publishers_see_what_others_submitted_and_writers_see_their_own_returned
     page = publisher.get("/admin/")
     assert page.status_code == 200
     html = page.data.decode()
-    assert "to-approve-%d" % submitted in html
+    assert f"to-approve-{submitted}" in html
     assert "Ward move: please check" in _row(page.data, f"to-approve-{submitted}")
     # What the publisher submitted themself is not theirs to approve; drafts are nobody's to approve yet.
     assert f"to-approve-{mine_submitted}" not in html and f"to-approve-{returned}" not in html
@@ -414,5 +414,6 @@ def test_the_menu_leads_home_and_to_the_issues(app, db):
     sign_in(client, db, "editor@hiow.nhs.uk", role="editor")
     page = client.get("/admin/issues")
     assert page.status_code == 200
-    menu = re.findall(r'<a class="nhsuk-header__navigation-link" href="([^"]+)"[^>]*>\s*([^<]*?)\s*<', page.data.decode())
+    nav = page.data.decode().split('<nav class="nhsuk-header__navigation"')[1].split("</nav>")[0]
+    menu = [(href, " ".join(text.split())) for href, text in re.findall(r'href="([^"]+)"[^>]*>([^<]+)<', nav)]
     assert ("/admin/", "Home") in menu and ("/admin/issues", "Issues") in menu
