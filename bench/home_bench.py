@@ -110,9 +110,8 @@ def prepare(db, settings) -> dict:
         middle = s.scalar(
             select(Delivery.id).where(Delivery.issue_id == half_id).order_by(Delivery.id).offset(half_count // 2)
         )
-        s.execute(
-            update(Delivery).where(Delivery.issue_id == half_id, Delivery.id < middle).values(status="sent", sent_at=now)
-        )
+        first_half = (Delivery.issue_id == half_id) & (Delivery.id < middle)
+        s.execute(update(Delivery).where(first_half).values(status="sent", sent_at=now))
         s.execute(update(Issue).where(Issue.id.in_([sent_id, *small])).values(status="sent", finished_at=now))
         s.add(Import(filename="people.csv", channel="admin", status="running", size=10_000_000, bytes_read=4_000_000))
     for n in range(2):

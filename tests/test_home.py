@@ -417,3 +417,24 @@ def test_the_menu_leads_home_and_to_the_issues(app, db):
     nav = page.data.decode().split('<nav class="nhsuk-header__navigation"')[1].split("</nav>")[0]
     menu = [(href, " ".join(text.split())) for href, text in re.findall(r'href="([^"]+)"[^>]*>([^<]+)<', nav)]
     assert ("/admin/", "Home") in menu and ("/admin/issues", "Issues") in menu
+
+
+def test_the_api_lists_issues_with_the_same_filters_and_pages(client, db, many_issues):
+    from mailer.accounts import create_token
+
+    with db.transaction() as s:
+        _row, secret = create_token(s, "list client", role="editor")
+    headers = {"Authorization": f"Bearer {secret}"}
+    answer = client.get("/api/v1/issues?status=draft&topic=careers&size=10&page=3", headers=headers)
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert (body["total"], body["page"], body["size"], body["pages"]) == (27, 3, 10, 3)
+    assert [i["id"] for i in body["issues"]] == sorted(many_issues["careers-draft"], reverse=True)[20:]
+    assert {(i["status"], i["topic"]) for i in body["issues"]} == {("draft", "careers")}
+
+    for query, field in (("status=bogus", "status"), ("topic=nope", "topic"), ("page=0", "page"), ("size=3", "size")):
+        refused = client.get(f"/api/v1/issues?{query}", headers=headers)
+        assert refused.status_code == 400, query
+        assert field in refused.get_json()["fields"], refused.get_json()
+    described = client.get("/api/v1/openapi.json").get_json()["paths"]["/issues"]["get"]
+    assert {p["name"] for p in described["parameters"]} == {"status", "topic", "page", "size"}

@@ -80,6 +80,7 @@ API = {
     "api.topics": "editor",
     "api.create": "editor",
     "api.show": "editor",
+    "api.index": "editor",
     "api.submit": "editor",
     "api.test": "editor",
     "api.approve": "publisher",

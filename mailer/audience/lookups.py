@@ -155,9 +155,7 @@ def recent_imports(session: Session, limit: int = 20) -> list[Import]:
 def running_imports(session: Session, limit: int = 20) -> list[Import]:
     """Imports queued or under way, oldest first (what the home page shows with each one's progress)."""
     return list(
-        session.scalars(
-            select(Import).where(Import.status.in_(("queued", "running"))).order_by(Import.id).limit(limit)
-        )
+        session.scalars(select(Import).where(Import.status.in_(("queued", "running"))).order_by(Import.id).limit(limit))
     )
 
 
