@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from mailer.audience.lookups import topic_by_slug
 from mailer.audience.subscriptions import confirm_subscription, request_subscription, unsubscribe
 from mailer.compose.issues import create_issue, request_send, return_issue, submit_issue
 from mailer.feedback.commands import Report, record
-from mailer.models import AdminUser, Delivery, Import, Issue, utcnow
+from mailer.models import AdminUser, Delivery, Import, Issue, Topic, utcnow
 from support.flows import approve_for_sending, issue_input, sign_in
 
 PASSWORD = "a long enough password"
@@ -269,14 +269,15 @@ def test_subscribers_per_topic_show_twelve_weeks_of_growth_from_the_database_top
             unsubscribe(s, joined[0], topic_by_slug(s, "project-fusion").id)
         _people(db, 2, "careers", topics=("careers",))
     with db.transaction() as s:  # a topic the team made: it is listed as every other, from its row
-        from mailer.models import Topic
-
         s.add(Topic(id=40, slug="name-consultation", name="Name consultation", description="", position=99))
-
-    with time_machine.travel(start, tick=True):
-        client = app.test_client()
-        sign_in(client, db, "editor@hiow.nhs.uk", role="editor")
-        page = client.get("/admin/")
+    try:
+        with time_machine.travel(start, tick=True):
+            client = app.test_client()
+            sign_in(client, db, "editor@hiow.nhs.uk", role="editor")
+            page = client.get("/admin/")
+    finally:
+        with db.transaction() as s:  # the seeded topics are all the next test expects
+            s.execute(delete(Topic).where(Topic.id == 40))
     html = page.data.decode()
     assert re.findall(r'<tr class="nhsuk-table__row" id="growth-([\w-]+)">', html) == [
         "trust-matters",
@@ -438,3 +439,44 @@ def test_the_api_lists_issues_with_the_same_filters_and_pages(client, db, many_i
         assert field in refused.get_json()["fields"], refused.get_json()
     described = client.get("/api/v1/openapi.json").get_json()["paths"]["/issues"]["get"]
     assert {p["name"] for p in described["parameters"]} == {"status", "topic", "page", "size"}
+
+
+def test_counts_kept_by_the_hourly_job_give_the_same_figures_as_counting_everything(app, db):
+    """`stats.count_topics` (the retention job's) keeps each topic's count; the page adds what started and takes
+    away what ended since. Whatever happened after the count, its figures are those of counting every row."""
+    from mailer import tasks
+    from mailer.models import TopicCount
+    from mailer.stats import topic_growth
+
+    def figures():
+        with db.sessions() as s:
+            return {
+                (g.topic.slug, g.current, tuple((w.gained, w.lost, w.total) for w in g.weeks)) for g in topic_growth(s)
+            }
+
+    with time_machine.travel(utcnow() - timedelta(weeks=3), tick=True):
+        early = _people(db, 4, "early")
+    counted_without = figures()
+    with time_machine.travel(utcnow() - timedelta(days=1), tick=True):
+        assert tasks.retention_job.apply().get()["deleted_unconfirmed"] == 0  # as beat runs it, an hour at a time
+    with db.sessions() as s:
+        kept = {row.topic_id: row.open_subscriptions for row in s.scalars(select(TopicCount))}
+    with db.sessions() as s:
+        fusion = topic_by_slug(s, "project-fusion").id
+    assert kept[fusion] == 4 and len(kept) == 5
+    assert figures() == counted_without
+
+    # After the count: two more join, one who was counted leaves, one joins and leaves again.
+    _people(db, 2, "later")
+    with db.transaction() as s:
+        unsubscribe(s, early[0], fusion)
+    again = _people(db, 1, "brief")
+    with db.transaction() as s:
+        unsubscribe(s, again[0], fusion)
+    with db.sessions() as s:  # the kept count is still the day-old one
+        assert s.get(TopicCount, fusion).open_subscriptions == 4
+    now = figures()
+    assert ("project-fusion", 5) in {(slug, current) for slug, current, _weeks in now}
+    with db.transaction() as s:
+        s.execute(TopicCount.__table__.delete())  # counting everything again, as before any count was kept
+    assert figures() == now

@@ -17,7 +17,19 @@ from ..config import Settings
 from ..delivery import ledger
 from ..errors import Conflict, InvalidInput, NotFound
 from ..feedback.reads import Heard, heard_about, recipients_who
-from ..models import EDITABLE, FINAL_STATUSES, MAX_ID, AdminUser, AuditEvent, Issue, Media, Segment, Topic, utcnow
+from ..models import (
+    DELIVERY_STATUSES,
+    EDITABLE,
+    FINAL_STATUSES,
+    MAX_ID,
+    AdminUser,
+    AuditEvent,
+    Issue,
+    Media,
+    Segment,
+    Topic,
+    utcnow,
+)
 from ..stats import issue_figures
 from .blocks import archive_page, blocks_of, missing_images, resolve_blocks, stored
 from .inputs import LONDON, IssueInput, IssuesQuery
@@ -464,8 +476,8 @@ class Sending:
 
 
 def sending_now(session: Session) -> list[Sending]:
-    """Every send sending or paused, oldest first, with its progress. The ledger's counts for all of them in one
-    grouped query over (issue_id, status), the index the sends themselves use."""
+    """Every send sending or paused, oldest first, with its progress: the ledger's rows not yet sent, for all of
+    them in one grouped query (`ledger.planned_counts`); a send still being planned has no figures yet."""
     issues = list(
         session.scalars(
             select(Issue)
@@ -475,12 +487,14 @@ def sending_now(session: Session) -> list[Sending]:
             .limit(HOME_LIMIT)
         )
     )
-    counts = ledger.status_counts_of(session, [issue.id for issue in issues])
+    planned = {issue.id: issue.recipient_count for issue in issues if issue.recipient_count is not None}
+    counts = ledger.planned_counts(session, planned)
+    empty = dict.fromkeys(DELIVERY_STATUSES, 0)
     return [
         Sending(
             issue,
-            done=sum(counts[issue.id][status] for status in FINAL_STATUSES),
-            sent=counts[issue.id]["sent"],
+            done=sum(counts.get(issue.id, empty)[status] for status in FINAL_STATUSES),
+            sent=counts.get(issue.id, empty)["sent"],
             total=issue.recipient_count,
         )
         for issue in issues
