@@ -6,14 +6,16 @@ The schema is dropped and rebuilt and BENCH_SUBSCRIBERS people (default 1,000,00
 shows hold about a twelfth of the subscriptions). Then, through the compose room's own commands and the delivery
 engine's planning (one INSERT … SELECT each): an issue to Trust Matters sent to everyone on it (its ledger every
 row `sent`, 1 % `bounced`, finished), one to Project Fusion half-way (its first half `sent`), three small sent
-issues, two waiting for approval, two scheduled, 40 drafts; an import running. A publisher signs in through the
+issues, two waiting for approval, two scheduled, 40 drafts; an import running; each topic's count kept, as
+the hourly retention job keeps it (`stats.count_topics`, timed). A publisher signs in through the
 login form, and each page is fetched BENCH_REPEAT times (default 20; 5 on SQLite) after one warm-up through the
 Flask test client: p50 and p95 wall milliseconds. Each panel's read is timed alone too, so a slow page says which
 panel it is.
 
 Environment: BENCH_DATABASE_URL (default postgresql+psycopg://postgres@localhost:5432/test, whose public schema
 is dropped; if it does not answer, SQLite in a temporary directory, and the run says so), BENCH_SUBSCRIBERS,
-BENCH_REPEAT, BENCH_REDIS_PORT (default 17612, the redis-server it starts: the app's rate limits need one).
+BENCH_REPEAT, BENCH_REDIS_PORT (default 17612, the redis-server it starts: the app's rate limits need one),
+BENCH_REUSE=1 to measure again on the data set a previous run left (its accounts and issues too).
 Prints progress, then one JSON line last.
 """
 
@@ -198,11 +200,12 @@ def run(n: int, work: Path, redis_url: str) -> dict:
         except redis.ConnectionError:
             time.sleep(0.05)
 
-    print(f"home page over {n:,} subscribers ({dialect}; schema dropped and rebuilt)", flush=True)
+    reuse = os.environ.get("BENCH_REUSE", "") not in ("", "0")
+    print(f"home page over {n:,} subscribers ({dialect}; {'reused' if reuse else 'schema dropped and rebuilt'})")
     t = time.perf_counter()
-    audience_bench.rebuild_schema(url)
+    if not reuse:
+        audience_bench.rebuild_schema(url)
     db = Database(url)
-    result["dataset"] = audience_bench.generate(db, n)
     settings = load_settings(
         {
             "DATABASE_URL": url,
@@ -214,9 +217,18 @@ def run(n: int, work: Path, redis_url: str) -> dict:
             "BASE_URL": "http://bench.test",
         }
     )
-    result["dataset"] |= prepare(db, settings)
-    result["dataset"]["seconds"] = round(time.perf_counter() - t, 1)
-    print(f"  data set in {result['dataset']['seconds']:.0f} s: {result['dataset']}", flush=True)
+    if not reuse:
+        result["dataset"] = audience_bench.generate(db, n) | prepare(db, settings)
+        result["dataset"]["seconds"] = round(time.perf_counter() - t, 1)
+        print(f"  data set in {result['dataset']['seconds']:.0f} s: {result['dataset']}", flush=True)
+    # What the hourly retention job keeps for the page: each topic's open subscriptions.
+    from mailer.stats import count_topics
+
+    t = time.perf_counter()
+    with db.transaction() as s:
+        count_topics(s)
+    result["count_topics_ms"] = round((time.perf_counter() - t) * 1000, 1)
+    print(f"  topics counted (as the hourly job does) in {result['count_topics_ms']:.0f} ms", flush=True)
 
     print(f"each panel's read, {repeat} runs after a warm-up:", flush=True)
     result["panels"] = panels(db, settings, repeat)
