@@ -23,6 +23,7 @@ bench: setup  ## measure speed and memory (see bench/README.md); BENCH_RECIPIENT
 	$(BIN)/python bench/dkim_bench.py
 	$(BIN)/python bench/providers_bench.py
 	$(BIN)/python bench/metrics_bench.py
+	$(BIN)/python bench/home_bench.py
 
 setup: install assets init
 

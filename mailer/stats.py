@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, delete, func, select
 from sqlalchemy.orm import Session
 
+from .config import Deliverability
+from .delivery import ledger
 from .models import (
     AREAS,
     AUDIENCES,
@@ -23,6 +25,7 @@ from .models import (
     Subscription,
     Suppression,
     Topic,
+    TopicCount,
     utcnow,
 )
 
@@ -92,7 +95,18 @@ def _figures(session: Session, issues) -> Figures:
             .group_by(Delivery.status)
         ).all()
     )
-    events = dict(
+    events = _events(session, issues)
+    return Figures(
+        sent=sum(counts.values()),
+        hard_bounces=counts.get("bounced", 0),
+        soft_bounces=events.get("bounce", 0),
+        complaints=events.get("complaint", 0),
+    )
+
+
+def _events(session: Session, issues) -> dict[str, int]:
+    """People who complained, and people whose mailbox put a message off, about the issues `issues` selects."""
+    return dict(
         session.execute(
             select(FeedbackEvent.kind, func.count(func.distinct(FeedbackEvent.subscriber_id)))
             .where(
@@ -101,12 +115,6 @@ def _figures(session: Session, issues) -> Figures:
             )
             .group_by(FeedbackEvent.kind)
         ).all()
-    )
-    return Figures(
-        sent=sum(counts.values()),
-        hard_bounces=counts.get("bounced", 0),
-        soft_bounces=events.get("bounce", 0),
-        complaints=events.get("complaint", 0),
     )
 
 
@@ -117,9 +125,26 @@ def issue_figures(session: Session, issue_id: int) -> Figures:
 
 
 def recent_figures(session: Session, now: datetime | None = None) -> Figures:
-    """The same over every issue whose send started in the last 30 days."""
+    """The same over every issue whose send started in the last 30 days. Their ledgers are read for the rows not
+    sent (`ledger.planned_counts`): the sent ones are what the rest leave, so a month of big sends is a few
+    index probes, not a count of every message (bench/home_bench.py)."""
     since = (now or utcnow()) - WINDOW
-    return _figures(session, select(Issue.id).where(Issue.send_requested_at >= since))
+    issues = dict(
+        session.execute(
+            select(Issue.id, Issue.recipient_count).where(
+                Issue.send_requested_at >= since, Issue.recipient_count.is_not(None)
+            )
+        ).all()
+    )
+    rows = ledger.planned_counts(session, issues)
+    answered = {status: sum(counts[status] for counts in rows.values()) for status in ANSWERED}
+    events = _events(session, select(Issue.id).where(Issue.send_requested_at >= since))
+    return Figures(
+        sent=sum(answered.values()),
+        hard_bounces=answered["bounced"],
+        soft_bounces=events.get("bounce", 0),
+        complaints=events.get("complaint", 0),
+    )
 
 
 def issue_stats(session: Session, issue: Issue) -> dict:
@@ -224,3 +249,220 @@ def topic_overview(session: Session, weeks: int = 12) -> list[dict]:
         )
         overview.append({"topic": topic, "current": current or 0, "weeks": weekly_changes(session, topic.id, weeks)})
     return overview
+
+
+# --- what the team's home page shows ----------------------------------------------------------------------------
+
+RECENT_SENDS = 5  # sent issues the home page shows with their figures
+
+
+@dataclass(frozen=True)
+class SentIssue:
+    """A finished send and what happened to it. Delivered is what a receiving server accepted; opens are not
+    counted (no tracking pixel), so there is no opened figure to show."""
+
+    issue: Issue
+    delivered: int
+    figures: Figures
+
+
+def recent_sends(session: Session, limit: int = RECENT_SENDS) -> list[SentIssue]:
+    """The last `limit` issues whose send finished, newest first, each with its delivered, bounce and complaint
+    figures: two grouped queries for all of them (the ledger's rows not sent, `ledger.planned_counts`, and the
+    feedback events by (issue_id, kind)), not two an issue."""
+    issues = list(
+        session.scalars(
+            select(Issue).where(Issue.status == "sent").order_by(Issue.finished_at.desc(), Issue.id.desc()).limit(limit)
+        )
+    )
+    ids = [issue.id for issue in issues]
+    if not ids:
+        return []
+    # A sent issue's ledger is planned: its sent rows are what the others leave (not 400,000 rows counted).
+    ledgers = ledger.planned_counts(session, {issue.id: issue.recipient_count or 0 for issue in issues})
+    counts = {(issue_id, status): n for issue_id, rows in ledgers.items() for status, n in rows.items()}
+    events: dict[tuple[int, str], int] = {
+        (issue_id, kind): n
+        for issue_id, kind, n in session.execute(
+            select(FeedbackEvent.issue_id, FeedbackEvent.kind, func.count(func.distinct(FeedbackEvent.subscriber_id)))
+            .where(
+                FeedbackEvent.issue_id.in_(ids),
+                (FeedbackEvent.kind == "complaint") | (FeedbackEvent.severity == "soft"),
+            )
+            .group_by(FeedbackEvent.issue_id, FeedbackEvent.kind)
+        )
+    }
+    return [
+        SentIssue(
+            issue,
+            delivered=counts.get((issue.id, "sent"), 0),
+            figures=Figures(
+                sent=sum(counts.get((issue.id, status), 0) for status in ANSWERED),
+                hard_bounces=counts.get((issue.id, "bounced"), 0),
+                soft_bounces=events.get((issue.id, "bounce"), 0),
+                complaints=events.get((issue.id, "complaint"), 0),
+            ),
+        )
+        for issue in issues
+    ]
+
+
+@dataclass(frozen=True)
+class Health:
+    """Deliverability over the last 30 days against where the team is warned and where a send pauses itself
+    (AUTO_PAUSE_BOUNCE_RATE, AUTO_PAUSE_COMPLAINT_RATE; 0 turns a check off)."""
+
+    figures: Figures
+    bounce_pause: float
+    complaint_pause: float
+
+    @property
+    def bounce_over_pause(self) -> bool:
+        return bool(self.bounce_pause) and self.figures.sent > 0 and self.figures.bounce_rate > self.bounce_pause
+
+    @property
+    def complaint_over_pause(self) -> bool:
+        return (
+            bool(self.complaint_pause) and self.figures.sent > 0 and self.figures.complaint_rate > self.complaint_pause
+        )
+
+    @property
+    def healthy(self) -> bool:
+        return not (self.figures.bounce_warning or self.figures.complaint_warning)
+
+
+def deliverability_health(session: Session, policy: Deliverability, now: datetime | None = None) -> Health:
+    """The 30-day figures (`recent_figures`) beside the auto-pause thresholds of `policy` (the settings')."""
+    return Health(
+        recent_figures(session, now),
+        bounce_pause=policy.auto_pause_bounce_rate,
+        complaint_pause=policy.auto_pause_complaint_rate,
+    )
+
+
+@dataclass(frozen=True)
+class GrowthWeek:
+    start: datetime
+    gained: int
+    lost: int
+    total: int  # open subscriptions at the end of the week
+
+    @property
+    def net(self) -> int:
+        return self.gained - self.lost
+
+
+@dataclass(frozen=True)
+class TopicGrowth:
+    """A topic's open subscriptions now and week by week: what each week added and ended."""
+
+    topic: Topic
+    current: int
+    weeks: list[GrowthWeek]
+
+    @property
+    def net(self) -> int:
+        return sum(week.net for week in self.weeks)
+
+
+def _week_starts(now: datetime, weeks: int) -> list[datetime]:
+    this_monday = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+    return [this_monday - timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
+
+
+# How far back a count's moment is put: a subscription written by a transaction that began before the moment and
+# committed after the count would be in neither the count nor what started since. No transaction here runs as long.
+COUNT_MARGIN = timedelta(minutes=10)
+
+
+def count_topics(session: Session, now: datetime | None = None) -> int:
+    """Keep each topic's open subscriptions as of a moment (`TopicCount`): what `topic_growth` starts from. One
+    grouped count (1.2 s at a million subscribers), run hourly by the retention job, never by a page. Returns how
+    many topics were counted."""
+    moment = (now or utcnow()) - COUNT_MARGIN
+    counts = dict(
+        session.execute(
+            select(Subscription.topic_id, func.count())
+            .where(
+                Subscription.started_at < moment,
+                Subscription.ended_at.is_(None) | (Subscription.ended_at >= moment),
+            )
+            .group_by(Subscription.topic_id)
+        ).all()
+    )
+    topic_ids = list(session.scalars(select(Topic.id)))
+    session.execute(delete(TopicCount))
+    session.add_all(
+        TopicCount(topic_id=topic_id, counted_at=moment, open_subscriptions=counts.get(topic_id, 0))
+        for topic_id in topic_ids
+    )
+    session.flush()
+    return len(topic_ids)
+
+
+def _open_now(session: Session, topic_ids: list[int]) -> dict[int, int]:
+    """Each topic's open subscriptions now: its kept count (`count_topics`) with what started since added and
+    what ended since taken away (two ranges of the started/ended indexes); topics never counted (a new one, or
+    before the first count) are counted here, one grouped count over just them."""
+    kept = {row.topic_id: row for row in session.scalars(select(TopicCount))}
+    current: dict[int, int] = {}
+    for moment in {row.counted_at for row in kept.values()}:
+        ids = [topic_id for topic_id, row in kept.items() if row.counted_at == moment]
+
+        def since(column, ids=ids, moment=moment) -> dict[int, int]:
+            return dict(
+                session.execute(
+                    select(Subscription.topic_id, func.count())
+                    .where(column >= moment, Subscription.topic_id.in_(ids))
+                    .group_by(Subscription.topic_id)
+                ).all()
+            )
+
+        started, ended = since(Subscription.started_at), since(Subscription.ended_at)
+        for topic_id in ids:
+            current[topic_id] = kept[topic_id].open_subscriptions + started.get(topic_id, 0) - ended.get(topic_id, 0)
+    uncounted = [topic_id for topic_id in topic_ids if topic_id not in current]
+    if uncounted:
+        current |= dict(
+            session.execute(
+                select(Subscription.topic_id, func.count())
+                .where(Subscription.ended_at.is_(None), Subscription.topic_id.in_(uncounted))
+                .group_by(Subscription.topic_id)
+            ).all()
+        )
+    return current
+
+
+def topic_growth(session: Session, weeks: int = 12, now: datetime | None = None) -> list[TopicGrowth]:
+    """Every topic (the database's, in their order) with its open subscriptions now and, for each of the last
+    `weeks` weeks (Monday to Sunday, UTC, this one so far), the subscriptions started and ended in it and how
+    many were open at its end (now's count less the net change of the weeks after it).
+
+    A few queries whatever the number of topics, each a range of an index of migration 0016 rather than a pass
+    over every subscription a topic ever had: the open subscriptions now (`_open_now`: the hourly count and what
+    changed since), and those started and those ended since the first week, by topic."""
+    now = now or utcnow()
+    starts = _week_starts(now, weeks)
+    topics = list(session.scalars(select(Topic).order_by(Topic.position, Topic.id)))
+    current = _open_now(session, [topic.id for topic in topics])
+
+    def per_week(column) -> dict[int, list[int]]:
+        sums = [
+            func.sum(case((and_(column >= start, column < start + timedelta(weeks=1)), 1), else_=0)) for start in starts
+        ]
+        rows = session.execute(
+            select(Subscription.topic_id, *sums).where(column >= starts[0]).group_by(Subscription.topic_id)
+        )
+        return {row[0]: [int(n or 0) for n in row[1:]] for row in rows}
+
+    gained, lost = per_week(Subscription.started_at), per_week(Subscription.ended_at)
+    out = []
+    for topic in topics:
+        ups, downs = gained.get(topic.id, [0] * weeks), lost.get(topic.id, [0] * weeks)
+        total = current.get(topic.id, 0)
+        history: list[GrowthWeek] = []
+        for i in range(weeks - 1, -1, -1):
+            history.append(GrowthWeek(starts[i], ups[i], downs[i], total))
+            total -= ups[i] - downs[i]
+        out.append(TopicGrowth(topic, current.get(topic.id, 0), history[::-1]))
+    return out

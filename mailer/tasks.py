@@ -19,6 +19,7 @@ from celery.schedules import crontab
 from celery.signals import worker_process_init
 from sqlalchemy.exc import OperationalError
 
+from . import stats
 from .accounts.passwords import reset_mail
 from .audience import commands as audience_commands
 from .audience import importer, retention
@@ -478,7 +479,8 @@ def poll_bounces() -> dict:
 
 @shared_task(name="mailer.retention", **RETRY_DB)
 def retention_job() -> dict:
-    """Delete unconfirmed sign-ups and anonymise people who left long ago, a chunk per transaction."""
+    """Delete unconfirmed sign-ups and anonymise people who left long ago, a chunk per transaction; then count
+    each topic's open subscriptions for the home page (`stats.count_topics`)."""
     rt = runtime()
     report = retention.RetentionReport()
     for _ in range(1000):  # bounded: at most a million people per run, the rest next hour
@@ -491,6 +493,9 @@ def retention_job() -> dict:
         report.reports_cleared += cleared
         if max(deleted, anonymised, cleared) < retention.CHUNK:
             break
+    # Each topic's open subscriptions, kept for the home page (stats.topic_growth counts from it).
+    with rt.db.transaction() as session:
+        stats.count_topics(session)
     if report.deleted_unconfirmed or report.anonymised or report.reports_cleared:
         log.info("retention: %s", report)
     return vars(report)

@@ -152,6 +152,13 @@ def recent_imports(session: Session, limit: int = 20) -> list[Import]:
     return list(session.scalars(select(Import).order_by(Import.id.desc()).limit(limit)))
 
 
+def running_imports(session: Session, limit: int = 20) -> list[Import]:
+    """Imports queued or under way, oldest first (what the home page shows with each one's progress)."""
+    return list(
+        session.scalars(select(Import).where(Import.status.in_(("queued", "running"))).order_by(Import.id).limit(limit))
+    )
+
+
 def import_record(session: Session, import_id: int) -> Import:
     record = session.get(Import, import_id)
     if record is None:

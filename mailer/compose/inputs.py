@@ -19,7 +19,16 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Validat
 from ..audience.emails import normalise_email
 from ..errors import InvalidInput
 from ..inputs import Input
-from ..models import AREAS, DELIVERY_STATUSES, MAX_ID, RECIPIENT_FILTERS, SEED_TOPICS, SERVICES, utcnow
+from ..models import (
+    AREAS,
+    DELIVERY_STATUSES,
+    ISSUE_STATUSES,
+    MAX_ID,
+    RECIPIENT_FILTERS,
+    SEED_TOPICS,
+    SERVICES,
+    utcnow,
+)
 from ..render.content import clean_text, has_control_characters, nesting_problem
 from ..render.headers import header_problem
 
@@ -423,6 +432,61 @@ class DeliveriesQuery(Input):
     ] = None
     after: int = Field(0, ge=0, le=2**63 - 1, description="The next_after of the page before")
     limit: int = Field(100, ge=1, le=1000)
+
+
+ISSUES_PAGE_SIZES = (10, 25, 50, 100)
+MAX_ISSUES_PAGE = 10_000  # far past any team's issues at 100 a page; bounds the OFFSET a link can ask for
+
+
+def _issue_status(value):
+    """An issue status as the list's filter names it ('in_review'; 'in review' as shown), or None for all."""
+    if value in (None, ""):
+        return None
+    text = value.strip().lower().replace(" ", "_") if isinstance(value, str) else value
+    if text not in ISSUE_STATUSES:
+        raise ValueError(f"Status must be one of: {', '.join(s.replace('_', ' ') for s in ISSUE_STATUSES)}")
+    return text
+
+
+def _optional_topic(value):
+    return None if value in (None, "") else value
+
+
+def _page_number(value):
+    number = int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else value
+    if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= MAX_ISSUES_PAGE:
+        raise ValueError(f"Page must be a whole number from 1 to {MAX_ISSUES_PAGE:,}")
+    return number
+
+
+def _page_size(value):
+    size = int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else value
+    if size not in ISSUES_PAGE_SIZES:
+        raise ValueError(f"Show {', '.join(map(str, ISSUES_PAGE_SIZES))} issues a page")
+    return size
+
+
+class IssuesQuery(Input):
+    """Which issues to list, newest first: by status and topic, a page at a time"""
+
+    # From a query string: values arrive as text, so numbers are read from it (like DeliveriesQuery).
+    model_config = ConfigDict(strict=False)
+
+    status: Annotated[
+        Literal[ISSUE_STATUSES] | None,
+        BeforeValidator(_issue_status),
+        Field(description="Only issues in this state"),
+    ] = None
+    # Checked against the database's topics when parsed (`lookups.parse_in`), retired ones too: old issues keep theirs.
+    topic: Annotated[TopicSlug | None, BeforeValidator(_optional_topic)] = None
+    page: Annotated[
+        int,
+        BeforeValidator(_page_number),
+        _described(minimum=1, maximum=MAX_ISSUES_PAGE, description="Which page, from 1"),
+    ] = 1
+    size: Annotated[
+        int, BeforeValidator(_page_size), _described(enum=list(ISSUES_PAGE_SIZES), description="Issues a page")
+    ] = 25
 
 
 # --- progress updates and digests ------------------------------------------------------------------------------

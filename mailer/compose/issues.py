@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select, true, update
+from sqlalchemy.orm import Session, joinedload
 
 from .. import audit
 from ..audience.rules import describe
@@ -17,10 +17,22 @@ from ..config import Settings
 from ..delivery import ledger
 from ..errors import Conflict, InvalidInput, NotFound
 from ..feedback.reads import Heard, heard_about, recipients_who
-from ..models import EDITABLE, MAX_ID, AdminUser, AuditEvent, Issue, Media, Segment, Topic, utcnow
+from ..models import (
+    DELIVERY_STATUSES,
+    EDITABLE,
+    FINAL_STATUSES,
+    MAX_ID,
+    AdminUser,
+    AuditEvent,
+    Issue,
+    Media,
+    Segment,
+    Topic,
+    utcnow,
+)
 from ..stats import issue_figures
 from .blocks import archive_page, blocks_of, missing_images, resolve_blocks, stored
-from .inputs import LONDON, IssueInput
+from .inputs import LONDON, IssueInput, IssuesQuery
 from .mail import freeze, updates_shown
 
 
@@ -320,8 +332,173 @@ def get_issue(session: Session, issue_id: int) -> Issue:
     return issue
 
 
-def list_issues(session: Session, limit: int = 100) -> list[Issue]:
-    return list(session.scalars(select(Issue).order_by(Issue.id.desc()).limit(limit)))
+@dataclass
+class IssuesPage:
+    """One page of the issues list, newest first, and how many the filters match in all."""
+
+    issues: list[Issue]
+    total: int
+    page: int
+    size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+
+def list_issues(session: Session, query: IssuesQuery) -> IssuesPage:
+    """The issues `query` asks for (its status and topic), newest first, a page of them. Offset paging: the team
+    has hundreds of issues, not millions, and a page number is what a person can pass on; the topic's row is
+    loaded with each issue (one query, not one a row)."""
+    where = []
+    if query.status is not None:
+        where.append(Issue.status == query.status)
+    if query.topic is not None:
+        where.append(Issue.topic_id == select(Topic.id).where(Topic.slug == query.topic).scalar_subquery())
+    total = session.scalar(select(func.count()).select_from(Issue).where(*where)) or 0
+    rows = session.scalars(
+        select(Issue)
+        .options(joinedload(Issue.topic))
+        .where(*where)
+        .order_by(Issue.id.desc())
+        .offset((query.page - 1) * query.size)
+        .limit(query.size)
+    )
+    return IssuesPage(list(rows), total, query.page, query.size)
+
+
+# --- what the home page shows of issues ------------------------------------------------------------------------
+
+HOME_LIMIT = 20  # rows a home panel lists; the issues list (filtered) has the rest
+
+
+@dataclass
+class Waiting:
+    """An issue waiting for someone: a publisher to approve it, or its writer to change it after it came back."""
+
+    issue: Issue
+    returned: str | None = None  # who sent it back and when ("by … on …"), for a draft that came back
+    note: str | None = None  # what the reviewer said
+
+
+@dataclass
+class WaitingFor:
+    """What waits for one person: issues others submitted that they may approve (publishers and admins), and
+    their own issues not yet approved (drafts, those sent back first, and those waiting for a publisher)."""
+
+    to_approve: list[Waiting]
+    own: list[Waiting]
+
+
+def waiting_for(session: Session, person_id: int | None, may_approve: bool) -> WaitingFor:
+    to_approve: list[Waiting] = []
+    if may_approve:
+        # Someone else's: with APPROVAL_BY_ANOTHER these are the ones this person may approve; an issue
+        # submitted through an ownerless token (nobody's) is someone else's too.
+        others = Issue.submitted_by_id.is_(None) | (Issue.submitted_by_id != person_id)
+        to_approve = [
+            Waiting(issue)
+            for issue in session.scalars(
+                select(Issue)
+                .options(joinedload(Issue.topic))
+                .where(Issue.status == "in_review", others if person_id is not None else true())
+                .order_by(Issue.submitted_at, Issue.id)
+                .limit(HOME_LIMIT)
+            )
+        ]
+    own: list[Waiting] = []
+    if person_id is not None:
+        issues = list(
+            session.scalars(
+                select(Issue)
+                .options(joinedload(Issue.topic))
+                .where(Issue.created_by_id == person_id, Issue.status.in_(("draft", "in_review")))
+                .order_by(Issue.updated_at.desc(), Issue.id.desc())
+                .limit(HOME_LIMIT)
+            )
+        )
+        returns = _latest_returns(session, [i.id for i in issues if i.status == "draft"])
+        for issue in issues:
+            event = returns.get(issue.id)
+            own.append(
+                Waiting(issue, f"by {event.actor_label} on {uk_time(event.at)}", event.details.get("note"))
+                if event
+                else Waiting(issue)
+            )
+        # What came back first: it is what the writer has to act on.
+        own.sort(key=lambda w: w.returned is None)
+    return WaitingFor(to_approve, own)
+
+
+def _latest_returns(session: Session, issue_ids: list[int]) -> dict[int, AuditEvent]:
+    """The last time each of these issues was sent back to its writer, by issue id (one query)."""
+    if not issue_ids:
+        return {}
+    latest: dict[int, AuditEvent] = {}
+    for event in session.scalars(
+        select(AuditEvent)
+        .where(
+            AuditEvent.action == "issue.return",
+            AuditEvent.target_type == "issue",
+            AuditEvent.target_id.in_(issue_ids),
+        )
+        .order_by(AuditEvent.id)
+    ):
+        latest[event.target_id] = event
+    return latest
+
+
+def scheduled_issues(session: Session, limit: int = HOME_LIMIT) -> list[Issue]:
+    """Issues waiting for their time, soonest first."""
+    return list(
+        session.scalars(
+            select(Issue)
+            .options(joinedload(Issue.topic))
+            .where(Issue.status == "scheduled")
+            .order_by(Issue.send_at, Issue.id)
+            .limit(limit)
+        )
+    )
+
+
+@dataclass
+class Sending:
+    """A send under way (or paused): how many of its recipients are done, from its ledger."""
+
+    issue: Issue
+    done: int  # rows with a final status: sent, failed, bounced, skipped or cancelled
+    sent: int
+    total: int | None  # its recipients, once planned (None while its ledger is being written)
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.done / self.total) if self.total else 0
+
+
+def sending_now(session: Session) -> list[Sending]:
+    """Every send sending or paused, oldest first, with its progress: the ledger's rows not yet sent, for all of
+    them in one grouped query (`ledger.planned_counts`); a send still being planned has no figures yet."""
+    issues = list(
+        session.scalars(
+            select(Issue)
+            .options(joinedload(Issue.topic))
+            .where(Issue.status.in_(("sending", "paused")))
+            .order_by(Issue.send_requested_at, Issue.id)
+            .limit(HOME_LIMIT)
+        )
+    )
+    planned = {issue.id: issue.recipient_count for issue in issues if issue.recipient_count is not None}
+    counts = ledger.planned_counts(session, planned)
+    empty = dict.fromkeys(DELIVERY_STATUSES, 0)
+    return [
+        Sending(
+            issue,
+            done=sum(counts.get(issue.id, empty)[status] for status in FINAL_STATUSES),
+            sent=counts.get(issue.id, empty)["sent"],
+            total=issue.recipient_count,
+        )
+        for issue in issues
+    ]
 
 
 @dataclass

@@ -7,6 +7,7 @@ from .content import Media, Update
 from .deliveries import DELIVERY_STATUSES, FINAL_STATUSES, Delivery
 from .digests import DigestRun, DigestRunSubscriber
 from .feedback import FEEDBACK_KINDS, FEEDBACK_SOURCES, RECIPIENT_FILTERS, SEVERITIES, FeedbackEvent
+from .figures import TopicCount
 from .identities import ExternalIdentity
 from .imports import IMPORT_STATUSES, Import, ImportChunk
 from .issues import EDITABLE, ISSUE_STATUSES, FrozenContent, Issue
@@ -84,6 +85,7 @@ __all__ = [
     "Subscription",
     "Suppression",
     "Topic",
+    "TopicCount",
     "address_digest",
     "email_hash",
     "email_key",

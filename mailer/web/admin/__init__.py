@@ -24,7 +24,7 @@ from ...compose.commands import (
     unschedule_issue,
 )
 from ...compose.inputs import ReturnInput, ScheduleInput, TestSendInput
-from ...compose.issues import get_issue, issue_progress, list_issues, overview, uk_time
+from ...compose.issues import get_issue, issue_progress, overview, uk_time
 from ...compose.mail import preview
 from ...dev import mailcatcher
 from ...errors import Conflict, InvalidInput, NotFound
@@ -92,13 +92,6 @@ LOCKED = (
 def logout():
     sessions.end(current_user)
     return redirect(url_for("admin.login"), code=303)
-
-
-@bp.get("/")
-@login_required
-def dashboard():
-    session = db_session()
-    return render_template("admin/dashboard.html", issues=list_issues(session))
 
 
 def _load_issue(issue_id: int):
@@ -270,6 +263,7 @@ def mail_message(name: str):
 from . import account as _account  # noqa: E402,F401  (registers its routes on bp)
 from . import audience as _audience_pages  # noqa: E402,F401  (registers its routes on bp)
 from . import composer as _composer  # noqa: E402,F401  (registers its routes on bp)
+from . import home as _home  # noqa: E402,F401  (registers its routes on bp)
 from . import recipients  # noqa: E402,F401  (registers its routes on bp)
 from . import suppressions as _suppressions  # noqa: E402,F401  (registers its routes on bp)
 from . import team as _team  # noqa: E402,F401  (registers its routes on bp)

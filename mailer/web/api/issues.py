@@ -12,8 +12,8 @@ from pydantic import Field, WithJsonSchema
 from ...audience.lookups import topic_context
 from ...audit import Actor
 from ...compose import commands
-from ...compose.inputs import DeliveriesQuery, IssueInput, ScheduleInput, TestSendInput
-from ...compose.issues import deliveries_page, get_issue, issue_progress
+from ...compose.inputs import DeliveriesQuery, IssueInput, IssuesQuery, ScheduleInput, TestSendInput
+from ...compose.issues import deliveries_page, get_issue, issue_progress, list_issues
 from ...inputs import Output
 from ...models import (
     DELIVERY_STATUSES,
@@ -117,6 +117,16 @@ class Deliveries(Output):
     next_after: int | None
 
 
+class Issues(Output):
+    """A page of issues, newest first; ask for page + 1 while page < pages"""
+
+    issues: list[Issue]
+    total: int = Field(ge=0, description="How many issues the filters match")
+    page: int = Field(ge=1)
+    size: int = Field(ge=1)
+    pages: int = Field(ge=1)
+
+
 class TestSent(Output):
     """Queued: the test goes to these addresses"""
 
@@ -132,6 +142,24 @@ def _actor() -> Actor:
 
 def _issue(session, issue) -> dict:
     return Issue(**issue_progress(session, issue)).dump()
+
+
+@bp.get("/issues")
+@token_required
+@operation(query=IssuesQuery, context=lambda: topic_context(db_session()), responses={200: Issues}, errors=(400,))
+def index(query: IssuesQuery):
+    """List issues, by status and topic, a page at a time (as the admin's issues list)"""
+    session = db_session()
+    found = list_issues(session, query)
+    return jsonify(
+        Issues(
+            issues=[_issue(session, issue) for issue in found.issues],
+            total=found.total,
+            page=found.page,
+            size=found.size,
+            pages=found.pages,
+        ).dump()
+    )
 
 
 @bp.post("/issues")

@@ -111,7 +111,8 @@ def operation(
         (no body); `errors` lists the refusals it can give besides 401/403/429, which come with its token; `headers`
         names response headers per status (`{201: {"Location": "The new segment"}}`). The summary is the first line of
         the view's docstring unless given; the rest of the docstring is the description. `context()` gives the body's
-    validators what only the database knows (`audience.lookups.topic_context`: topics are checked once, here).
+    and query's validators what only the database knows (`audience.lookups.topic_context`: topics are checked once,
+    here).
     `read_body=False`: the model describes the body, the view reads it itself (a webhook checks its proof first)."""
 
     def decorate(view):
@@ -133,7 +134,7 @@ def operation(
             if isinstance(body, type) and read_body:
                 kwargs["body"] = parse(body, json_body(), context=context() if context else None)
             if query is not None:
-                kwargs["query"] = parse(query, request.args.to_dict())
+                kwargs["query"] = parse(query, request.args.to_dict(), context=context() if context else None)
             return view(*args, **kwargs)
 
         checked.__api__ = described
