@@ -48,7 +48,6 @@ from mailer.audience.segments import topic_audience
 from mailer.audience.subscriptions import confirm_subscription, request_subscription
 from mailer.audience.suppression import add_suppression
 from mailer.audit import SYSTEM, Actor
-from mailer.compose.inputs import UpdateInput
 from mailer.compose.issues import create_issue
 from mailer.compose.updates import create_update, publish_update
 from mailer.delivery import ledger
@@ -56,7 +55,7 @@ from mailer.dev.redis_server import server_args
 from mailer.inputs import parse
 from mailer.models import utcnow
 from mailer.web.api.spec import api_description
-from support.flows import issue_input
+from support.flows import issue_input, update_input
 
 pytestmark = pytest.mark.schemathesis
 
@@ -150,8 +149,9 @@ def rows(db) -> dict[str, list]:
                 s.flush()
                 issue.recipient_count = ledger.plan_deliveries(s, issue.id, topic_audience(issue.topic_id))
             issues[status] = issue.id
-        draft = create_update(s, UpdateInput(title="A draft update", topic="careers", body="More to come"))
-        published = create_update(s, UpdateInput(title="Ward move agreed", topic="project-fusion", areas=["hampshire"]))
+        draft = create_update(s, update_input(s, title="A draft update", topic="careers", body="More to come"))
+        agreed = update_input(s, title="Ward move agreed", topic="project-fusion", areas=["hampshire"])
+        published = create_update(s, agreed)
         publish_update(s, published.id, writer)
         listed = [
             add_suppression(s, parse(NewSuppression, {"email": email, "reason": "bounced"}), writer).id

@@ -3,6 +3,8 @@ admin and the API, audited, and followed by the public form, the preference cent
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from sqlalchemy import select
 
@@ -408,3 +410,86 @@ def test_the_admin_adds_and_retires_an_area(client, db):
     )
     assert b"Retired" in client.get("/admin/areas").data
     assert '<option value="fareham"' not in offered_on_the_form(client)
+
+
+# --- migration 0016 ------------------------------------------------------------------------------------------
+
+MIGRATION_SCHEMA = "managed_lists_0016"
+
+
+@pytest.fixture()
+def own_database(tmp_path):
+    """A database of its own: a SQLite file, or a schema of the PostgreSQL test database."""
+    import os
+    from urllib.parse import quote
+
+    from sqlalchemy import create_engine, text
+
+    from mailer.config import load_settings
+
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        yield f"sqlite:///{tmp_path / 'lists.db'}"
+        return
+    url = load_settings({"DATABASE_URL": url, "SECRET_KEY": "x"}).database_url
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {MIGRATION_SCHEMA} CASCADE"))
+        conn.execute(text(f"CREATE SCHEMA {MIGRATION_SCHEMA}"))
+    separator = "&" if "?" in url else "?"
+    yield f"{url}{separator}options={quote(f'-csearch_path={MIGRATION_SCHEMA}')}"
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {MIGRATION_SCHEMA} CASCADE"))
+    admin.dispose()
+
+
+def test_migration_0016_seeds_the_areas_people_hold_and_goes_down_and_up_again(own_database):
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from mailer.schema import alembic_config, migrate
+
+    key = "test-email-hash-key-not-for-production-0123456789"
+    migrate(own_database, "0013", email_hash_key=key)
+    engine = create_engine(own_database)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO topics (id, slug, name, description, position) VALUES (1, 't', 'T', '', 0)"))
+        for n, area in enumerate(["portsmouth", "elsewhere", None, "gosport"], start=1):
+            conn.execute(
+                text(
+                    "INSERT INTO subscribers (public_id, email, email_key, email_hash, area, status, created_at) "
+                    "VALUES (:p, :e, :e, :h, :a, 'active', :at)"
+                ),
+                {"p": f"{n:032x}", "e": f"p{n}@example.org", "h": f"{n:064x}", "a": area, "at": datetime(2026, 1, 1)},
+            )
+    migrate(own_database, "0016", email_hash_key=key)
+    with engine.connect() as conn:
+        areas = conn.execute(text("SELECT slug, name, retired_at IS NOT NULL FROM areas ORDER BY position")).all()
+        retired = conn.execute(text("SELECT retired_at FROM topics")).scalar()
+    assert [tuple(a) for a in areas] == [
+        ("isle-of-wight", "Isle of Wight", False),
+        ("hampshire", "Hampshire", False),
+        ("southampton", "Southampton", False),
+        ("portsmouth", "Portsmouth", False),
+        ("elsewhere", "Somewhere else", False),
+        ("gosport", "gosport", True),  # held by someone, never on the list: kept valid, not offered
+    ]
+    assert retired is None
+
+    command.downgrade(alembic_config(own_database, key), "0013")
+    with engine.connect() as conn:
+        tables = set(
+            conn.execute(
+                text("SELECT name FROM sqlite_master WHERE type = 'table'")
+                if engine.dialect.name == "sqlite"
+                else text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+            ).scalars()
+        )
+        assert "areas" not in tables
+        assert conn.execute(text("SELECT count(*) FROM subscribers")).scalar() == 4
+    migrate(own_database, "0016", email_hash_key=key)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM areas")).scalar() == 6
+        # PostgreSQL's sequence starts after the seeded ids: the next area gets an id of its own.
+        conn.execute(text("INSERT INTO areas (slug, name, position) VALUES ('fareham', 'Fareham', 7)"))
+    engine.dispose()

@@ -115,3 +115,11 @@ def issue_input(session, **fields):
     from mailer.compose.inputs import IssueInput
 
     return parse_in(session, IssueInput, fields)
+
+
+def update_input(session, **fields):
+    """An UpdateInput as an adapter makes one: parsed with the database's topics and areas (`lookups.parse_in`)."""
+    from mailer.audience.lookups import parse_in
+    from mailer.compose.inputs import UpdateInput
+
+    return parse_in(session, UpdateInput, fields)
