@@ -44,6 +44,7 @@ from conftest import free_port, wait_until
 from mailer.accounts import create_token
 from mailer.audience import commands, importer
 from mailer.audience.inputs import NewSuppression, SegmentInput
+from mailer.audience.lookups import parse_in
 from mailer.audience.segments import topic_audience
 from mailer.audience.subscriptions import confirm_subscription, request_subscription
 from mailer.audience.suppression import add_suppression
@@ -134,7 +135,8 @@ def rows(db) -> dict[str, list]:
             if i < 2:
                 confirm_subscription(s, outcome.request_id)
         hampshire = {"all": [{"field": "area", "op": "is", "value": "hampshire"}]}
-        segment = commands.save_segment(s, parse(SegmentInput, {"name": "Hampshire", "rules": hampshire}), SYSTEM)
+        data = parse_in(s, SegmentInput, {"name": "Hampshire", "rules": hampshire})
+        segment = commands.save_segment(s, data, SYSTEM)
         issues = {}
         for status in ("draft", "in_review", "approved", "scheduled", "sending", "paused", "sent"):
             written = issue_input(s, subject=f"An issue {status}", body="Text", topic="careers")

@@ -66,12 +66,15 @@ def _new(session: Session, row: Listed, position: int | None) -> Listed:
     if session.scalar(select(kind.id).where(kind.slug == row.slug)) is not None:
         raise _slug_taken(session, kind, row.slug)
     row.position = (session.scalar(select(func.max(kind.position))) or 0) + 1
+    slug = row.slug
     try:
         with session.begin_nested():
             session.add(row)
             session.flush()
-    except IntegrityError as exc:
-        raise _slug_taken(session, kind, row.slug) from exc
+    except IntegrityError as exc:  # someone else made one at the same moment: its slug, or the next topic id
+        if session.scalar(select(kind.id).where(kind.slug == slug)) is not None:
+            raise _slug_taken(session, kind, slug) from exc
+        raise Conflict(f"Another {kind.__tablename__.rstrip('s')} was added at the same moment: try again") from exc
     if position is not None:
         _move(session, row, position)
     session.flush()
