@@ -167,6 +167,8 @@ def rows(db) -> dict[str, list]:
             "email": [PERSON, "alex@example.org"],
             "slug": ["careers", "trust-matters"],
             "suppression_id": listed,
+            "topic_id": [1, 2],  # seeded: migration 0016 and `mailer init`
+            "area_id": [1, 2],
         }
     # An import that has ended and one still waiting for a worker.
     people = b"email,topics,consent_source\nimported@example.org,careers,Paper form\n"

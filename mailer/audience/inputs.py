@@ -3,8 +3,8 @@ and CSV row, each checked once.
 
 Adapters give a model the shape an API caller would send: the sign-up form, the preference centre and the
 admin's "change on their behalf" form, `POST /subscribers`, a CSV row and `mailer subscribers add` all become
-the same dicts. What a model cannot know without the database (which topics exist) it checks when it is
-parsed, with the database's topics as context (`lookups.parse_in`; `@operation(context=...)` for an API
+the same dicts. What a model cannot know without the database (which topics and areas exist) it checks when
+it is parsed, with the database's topics and areas as context (`lookups.parse_in`; `@operation(context=...)` for an API
 body), so a form shows an unknown topic with every other mistake at once and the command trusts the model:
 topics are checked once. A model naming topics cannot be parsed without them (a RuntimeError: a mistake in
 the code, not in the input).
