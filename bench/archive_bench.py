@@ -82,11 +82,13 @@ def _send(rt, subject: str, blocks: list[dict]) -> tuple[str, float]:
 
 
 def _publish(rt, body: str) -> str:
+    from mailer.audience.lookups import parse_in
     from mailer.compose.inputs import UpdateInput
     from mailer.compose.updates import create_update, publish_update
 
     with rt.db.transaction() as session:
-        update = create_update(session, UpdateInput(title="A long update", topic="project-fusion", body=body))
+        data = parse_in(session, UpdateInput, {"title": "A long update", "topic": "project-fusion", "body": body})
+        update = create_update(session, data)
         publish_update(session, update.id)
         return update.slug
 

@@ -87,7 +87,7 @@ def prepare_database(settings, n: int) -> dict:
     from sqlalchemy import insert, literal, select, text
 
     from mailer.db import Database
-    from mailer.models import AREAS, Subscriber, Subscription, Topic, Update, email_hash, utcnow
+    from mailer.models import SEED_AREAS, Subscriber, Subscription, Topic, Update, email_hash, utcnow
     from mailer.schema import init_database
 
     db = Database(settings.database_url)
@@ -97,7 +97,7 @@ def prepare_database(settings, n: int) -> dict:
             conn.execute(text("DROP SCHEMA public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
     init_database(settings.database_url)
-    areas = list(AREAS)
+    areas = [slug for slug, _name in SEED_AREAS]
     now = utcnow()
     long_ago = now - timedelta(days=120)
     with db.transaction() as s:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .config import shipped
@@ -28,12 +28,16 @@ def migrate(database_url: str, revision: str = "head", email_hash_key: str | Non
 
 
 def seed_topics(session: Session) -> int:
-    """Add any seed topic that is missing (by slug); existing rows keep their edited names. Returns added."""
+    """Add any seed topic that is missing (by slug); existing rows keep their edited names, and a seed topic the
+    team retired stays retired. Returns how many were added. Ids are given here, as the team's new topics get
+    theirs (`audience.catalogue`): the next free bit of the topic summary."""
     existing = set(session.scalars(select(Topic.slug)))
+    last = session.scalar(select(func.max(Topic.id))) or 0
     added = 0
     for position, (slug, name, description) in enumerate(SEED_TOPICS):
         if slug not in existing:
-            session.add(Topic(slug=slug, name=name, description=description, position=position))
+            last += 1
+            session.add(Topic(id=last, slug=slug, name=name, description=description, position=position))
             added += 1
     session.flush()
     return added

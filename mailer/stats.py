@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, case, delete, func, select
 from sqlalchemy.orm import Session
 
+from .audience.segments import area_names
 from .config import Deliverability
 from .delivery import ledger
 from .models import (
-    AREAS,
     AUDIENCES,
     ConsentEvent,
     Delivery,
@@ -189,7 +189,7 @@ def issue_stats(session: Session, issue: Issue) -> dict:
 def by_attribute(session: Session, issue: Issue, attribute: str) -> list[dict]:
     """Deliveries of the issue by the recipients' area or audience: who it reached and who it did not."""
     column = Subscriber.area if attribute == "area" else Subscriber.audience
-    labels = AREAS if attribute == "area" else AUDIENCES
+    labels = area_names(session) if attribute == "area" else AUDIENCES
     rows = session.execute(
         select(
             column,
@@ -238,7 +238,7 @@ def weekly_changes(session: Session, topic_id: int, weeks: int = 12, now: dateti
 
 
 def topic_overview(session: Session, weeks: int = 12) -> list[dict]:
-    topics = session.scalars(select(Topic).order_by(Topic.position))
+    topics = session.scalars(select(Topic).order_by(Topic.position, Topic.id))  # retired ones too: history
     overview = []
     for topic in topics:
         current = session.scalar(

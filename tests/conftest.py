@@ -132,18 +132,35 @@ def db(settings):
     database.dispose()
 
 
-KEEP_TABLES = {"topics", "alembic_version"}
+KEEP_TABLES = {"topics", "areas", "alembic_version"}
+# The seeded lists as a test may change them (names, order, retired); put back as they were after each test.
+LISTED = {
+    "topics": ("id", "slug", "name", "description", "position", "retired_at"),
+    "areas": ("id", "slug", "name", "position", "retired_at"),
+}
+
+
+@pytest.fixture(scope="session")
+def seeded_lists(db) -> dict[str, list[tuple]]:
+    """The topics and areas as `mailer init` left them, before any test."""
+    with db.engine.connect() as conn:
+        return {table: _listed_rows(conn, table) for table in LISTED}
+
+
+def _listed_rows(conn, table: str) -> list[tuple]:
+    return [tuple(row) for row in conn.execute(text(f"SELECT {', '.join(LISTED[table])} FROM {table} ORDER BY id"))]
 
 
 @pytest.fixture(autouse=True)
-def clean_database(request, db, smtp_server):
-    """Every test starts with no subscribers, issues or accounts (topics stay seeded) and an empty inbox.
+def clean_database(request, db, smtp_server, seeded_lists):
+    """Every test starts with no subscribers, issues or accounts (topics and areas as seeded) and an empty inbox.
 
     After each test, every subscriber's summary of their open subscriptions (kept by a database trigger)
     must agree with the subscriptions themselves, whatever path the test wrote them by."""
     yield
     stale = stale_summaries(db)
     _empty_tables(db)
+    _restore_lists(db, seeded_lists)
     smtp_server.reset()
     assert not stale, f"subscribers.topic_mask / frequency_mask out of step with their subscriptions: {stale}"
 
@@ -170,6 +187,21 @@ def _empty_tables(db, attempts: int = 10) -> None:
             if attempt == attempts:
                 raise
             time.sleep(0.1 * attempt)
+
+
+def _restore_lists(db, seeded: dict[str, list[tuple]]) -> None:
+    """Topics and areas a test created, renamed, moved or retired, as they were seeded (nothing refers to them
+    any more: every other table was just emptied)."""
+    with db.engine.begin() as conn:
+        for table, rows in seeded.items():
+            if _listed_rows(conn, table) == rows:
+                continue
+            columns = LISTED[table]
+            conn.execute(text(f"DELETE FROM {table}"))
+            conn.execute(
+                text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"),
+                [dict(zip(columns, row, strict=True)) for row in rows],
+            )
 
 
 def stale_summaries(db) -> dict[int, dict]:

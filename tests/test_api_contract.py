@@ -44,11 +44,11 @@ from conftest import free_port, wait_until
 from mailer.accounts import create_token
 from mailer.audience import commands, importer
 from mailer.audience.inputs import NewSuppression, SegmentInput
+from mailer.audience.lookups import parse_in
 from mailer.audience.segments import topic_audience
 from mailer.audience.subscriptions import confirm_subscription, request_subscription
 from mailer.audience.suppression import add_suppression
 from mailer.audit import SYSTEM, Actor
-from mailer.compose.inputs import UpdateInput
 from mailer.compose.issues import create_issue
 from mailer.compose.updates import create_update, publish_update
 from mailer.delivery import ledger
@@ -56,7 +56,7 @@ from mailer.dev.redis_server import server_args
 from mailer.inputs import parse
 from mailer.models import utcnow
 from mailer.web.api.spec import api_description
-from support.flows import issue_input
+from support.flows import issue_input, update_input
 
 pytestmark = pytest.mark.schemathesis
 
@@ -135,7 +135,8 @@ def rows(db) -> dict[str, list]:
             if i < 2:
                 confirm_subscription(s, outcome.request_id)
         hampshire = {"all": [{"field": "area", "op": "is", "value": "hampshire"}]}
-        segment = commands.save_segment(s, parse(SegmentInput, {"name": "Hampshire", "rules": hampshire}), SYSTEM)
+        data = parse_in(s, SegmentInput, {"name": "Hampshire", "rules": hampshire})
+        segment = commands.save_segment(s, data, SYSTEM)
         issues = {}
         for status in ("draft", "in_review", "approved", "scheduled", "sending", "paused", "sent"):
             written = issue_input(s, subject=f"An issue {status}", body="Text", topic="careers")
@@ -150,8 +151,9 @@ def rows(db) -> dict[str, list]:
                 s.flush()
                 issue.recipient_count = ledger.plan_deliveries(s, issue.id, topic_audience(issue.topic_id))
             issues[status] = issue.id
-        draft = create_update(s, UpdateInput(title="A draft update", topic="careers", body="More to come"))
-        published = create_update(s, UpdateInput(title="Ward move agreed", topic="project-fusion", areas=["hampshire"]))
+        draft = create_update(s, update_input(s, title="A draft update", topic="careers", body="More to come"))
+        agreed = update_input(s, title="Ward move agreed", topic="project-fusion", areas=["hampshire"])
+        published = create_update(s, agreed)
         publish_update(s, published.id, writer)
         listed = [
             add_suppression(s, parse(NewSuppression, {"email": email, "reason": "bounced"}), writer).id
@@ -165,6 +167,8 @@ def rows(db) -> dict[str, list]:
             "email": [PERSON, "alex@example.org"],
             "slug": ["careers", "trust-matters"],
             "suppression_id": listed,
+            "topic_id": [1, 2],  # seeded: migration 0017 and `mailer init`
+            "area_id": [1, 2],
         }
     # An import that has ended and one still waiting for a worker.
     people = b"email,topics,consent_source\nimported@example.org,careers,Paper form\n"

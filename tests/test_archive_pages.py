@@ -11,12 +11,12 @@ from sqlalchemy import func, select, update
 
 from conftest import csrf_from
 from mailer.accounts import create_token
-from mailer.compose.inputs import ISSUE_TEXT_MAX, TEXT_MAX, UpdateInput
+from mailer.compose.inputs import ISSUE_TEXT_MAX, TEXT_MAX
 from mailer.compose.issues import approve_issue, create_issue, request_send, submit_issue
 from mailer.compose.updates import create_update, publish_update
 from mailer.models import Issue, Update
 from mailer.render.content import MAX_NESTING
-from support.flows import issue_input, sign_in
+from support.flows import issue_input, sign_in, update_input
 
 
 def _nested_list(levels: int) -> str:
@@ -25,7 +25,7 @@ def _nested_list(levels: int) -> str:
 
 def _publish(db, title: str) -> str:
     with db.transaction() as s:
-        made = create_update(s, UpdateInput(title=title, topic="project-fusion", body="What changed: **a lot**."))
+        made = create_update(s, update_input(s, title=title, topic="project-fusion", body="What changed: **a lot**."))
         publish_update(s, made.id)
         return made.slug
 

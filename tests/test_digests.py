@@ -17,9 +17,9 @@ from mailer.audience.lookups import parse_in
 from mailer.audience.subscriptions import unsubscribe
 from mailer.audit import SYSTEM, Actor
 from mailer.compose.digests import period_of, run_digest
-from mailer.compose.inputs import UpdateInput
 from mailer.compose.updates import create_update, publish_update
 from mailer.models import DigestRunSubscriber, Issue, Subscriber, Subscription, Topic, Update
+from support.flows import update_input
 
 PUBLISHER = Actor("token", None, "test")
 
@@ -46,7 +46,8 @@ def person(db, email, *subscriptions, area=None):
 def publish(db, title, topic="project-fusion", areas=(), at=None) -> tuple[int, int]:
     """Publish an update (at a given moment, if asked); returns (update id, its as-it-happens issue id)."""
     with db.transaction() as s:
-        update = create_update(s, UpdateInput(title=title, topic=topic, summary=f"About {title}.", areas=list(areas)))
+        data = update_input(s, title=title, topic=topic, summary=f"About {title}.", areas=list(areas))
+        update = create_update(s, data)
         issue = publish_update(s, update.id, PUBLISHER)
         if at is not None:
             update.published_at = at

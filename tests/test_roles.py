@@ -80,6 +80,16 @@ ADMIN = {
     "admin.suppressions": "editor",
     "admin.add_suppression": "publisher",
     "admin.remove_suppression": "publisher",
+    # The lists the team manages: what the public is offered and what can be sent is an admin's to change.
+    "admin.topics": "editor",
+    "admin.areas": "editor",
+    "admin.create_topic": "admin",
+    "admin.create_area": "admin",
+    "admin.change_topic": "publisher",
+    "admin.change_area": "publisher",
+    "admin.move_topic": "publisher",
+    "admin.move_area": "publisher",
+    **{f"admin.{kind}_action:{a}": "admin" for kind in ("topic", "area") for a in ("retire", "restore")},
 }
 API = {
     "api.openapi": "public",
@@ -87,6 +97,17 @@ API = {
     "api.hooks_ses": "public",
     "api.hooks_notify": "public",
     "api.topics": "editor",
+    "api.topics_show": "editor",
+    "api.topics_create": "admin",
+    "api.topics_change": "publisher",
+    "api.topics_retire": "admin",
+    "api.topics_restore": "admin",
+    "api.areas": "editor",
+    "api.areas_show": "editor",
+    "api.areas_create": "admin",
+    "api.areas_change": "publisher",
+    "api.areas_retire": "admin",
+    "api.areas_restore": "admin",
     "api.create": "editor",
     "api.show": "editor",
     "api.index": "editor",
@@ -132,6 +153,8 @@ VALUES = {
     "user_id": "1",
     "token_id": "1",
     "suppression_id": "1",
+    "topic_id": "1",
+    "area_id": "1",
 }
 VALUES |= {"slug": "careers", "email": "nobody@example.org", "name": "x.eml", "token": "not-a-reset-token"}
 

@@ -18,9 +18,9 @@ from mailer.audience.rules import describe, validate_rules
 from mailer.audience.segments import check_rules, count, segment_audience, topic_audience
 from mailer.errors import InvalidInput
 from mailer.models import (
-    AREAS,
     AUDIENCES,
     FREQUENCIES,
+    SEED_AREAS,
     SERVICES,
     ConsentEvent,
     Subscriber,
@@ -31,6 +31,7 @@ from mailer.models import (
 )
 
 TOPICS = ["trust-matters", "project-fusion", "get-involved", "careers", "sustainability"]
+AREAS = dict(SEED_AREAS)  # as migration 0017 seeds the areas table
 # Moments either side of day boundaries, so "before"/"after" a date and a time are both tested at the edge.
 MOMENTS = [
     datetime(2025, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
@@ -232,7 +233,7 @@ def test_sql_picks_exactly_whom_the_python_filter_picks(db, people, rules):
 )
 def test_bad_rules_name_where_they_are_wrong(rules, path, says):
     with pytest.raises(InvalidInput) as caught:
-        validate_rules(rules, TOPICS)
+        validate_rules(rules, TOPICS, list(AREAS))
     assert path in caught.value.errors, caught.value.errors
     assert says in caught.value.errors[path]
 
@@ -242,10 +243,10 @@ def test_rules_nest_only_so_deep_and_so_many():
     for _ in range(7):
         deep = {"any": [deep]}
     with pytest.raises(InvalidInput, match="nested at most"):
-        validate_rules(deep, TOPICS)
+        validate_rules(deep, TOPICS, list(AREAS))
     wide = {"any": [{"field": "area", "op": "is", "value": "hampshire"}] * 201}
     with pytest.raises(InvalidInput, match="at most 200 conditions"):
-        validate_rules(wide, TOPICS)
+        validate_rules(wide, TOPICS, list(AREAS))
 
 
 def test_a_segment_reads_as_words():
@@ -260,7 +261,7 @@ def test_a_segment_reads_as_words():
             },
         ]
     }
-    assert describe(rules) == (
+    assert describe(rules, {}, AREAS) == (
         "Area is Isle of Wight and "
         "(Audience is Carer, family member or friend or Interested in is any of Mental health services)"
     )

@@ -19,12 +19,12 @@ from mailer.audience.inputs import ManageLinkRequest, NewSubscriber, SignUp
 from mailer.audience.lookups import parse_in
 from mailer.audit import SYSTEM, Actor
 from mailer.compose import commands, digests
-from mailer.compose.inputs import DigestRunInput, UpdateInput
+from mailer.compose.inputs import DigestRunInput
 from mailer.compose.issues import schedule_issue
 from mailer.compose.updates import create_update, publish_update
 from mailer.models import AuditEvent, Issue, PublicRequest, utcnow
 from mailer.runtime import runtime
-from support.flows import approve_for_sending, issue_input, sign_in
+from support.flows import approve_for_sending, issue_input, sign_in, update_input
 
 
 def parse(model, data):
@@ -192,7 +192,7 @@ def _news(db) -> None:
             ),
             SYSTEM,
         )
-        update_ = create_update(s, UpdateInput(title="Ward move", topic="project-fusion", summary="Agreed."))
+        update_ = create_update(s, update_input(s, title="Ward move", topic="project-fusion", summary="Agreed."))
         publish_update(s, update_.id, WHO)
 
 

@@ -21,12 +21,11 @@ from mailer.audience.inputs import NewSubscriber
 from mailer.audience.lookups import parse_in
 from mailer.audit import SYSTEM
 from mailer.compose.digests import run_digest
-from mailer.compose.inputs import UpdateInput
 from mailer.compose.issues import create_issue, pause_issue, request_send, resume_issue
 from mailer.compose.recipients import planned_audience
 from mailer.compose.updates import create_update, publish_update
 from mailer.models import FrozenContent, Issue, Subscription, Update, utcnow
-from support.flows import approve_for_sending, issue_input, sign_in
+from support.flows import approve_for_sending, issue_input, sign_in, update_input
 
 PERSONAL = re.compile(re.escape(BASE_URL) + r"/(u|manage)/[A-Za-z0-9._~-]+")
 UPDATE_LINK = re.compile(r'href="(?:' + re.escape(BASE_URL) + r')?(/news/updates/[^"]+)"')
@@ -53,7 +52,7 @@ def person(db, email, *subscriptions):
 def publish(db, title, topic="project-fusion", body="", settings=None) -> int:
     """Publish an update (its own as-it-happens email is left unplanned unless a test plans it); its id."""
     with db.transaction() as s:
-        made = create_update(s, UpdateInput(title=title, topic=topic, summary=f"About {title}.", body=body))
+        made = create_update(s, update_input(s, title=title, topic=topic, summary=f"About {title}.", body=body))
         publish_update(s, made.id, settings=settings)
         return made.id
 

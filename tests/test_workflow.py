@@ -229,17 +229,18 @@ def test_a_second_approver_must_be_a_person_who_neither_wrote_nor_submitted_it(d
 def test_editing_a_segment_after_approval_does_not_widen_the_send(db, accounts):
     from mailer.audience import commands
     from mailer.audience.inputs import SegmentChange, SegmentInput
+    from mailer.audience.lookups import parse_in
     from mailer.audit import SYSTEM
-    from mailer.inputs import parse
 
     with db.transaction() as s:
         portsmouth = {"all": [{"field": "area", "op": "is", "value": "portsmouth"}]}
-        segment = commands.save_segment(s, parse(SegmentInput, {"name": "Portsmouth", "rules": portsmouth}), SYSTEM)
+        data = parse_in(s, SegmentInput, {"name": "Portsmouth", "rules": portsmouth})
+        segment = commands.save_segment(s, data, SYSTEM)
         issue_id = create_issue(s, issue_input(s, subject="Hi", body="B", topic="careers", segment=segment.id)).id
         submit_issue(s, issue_id, WRITER)
         approve_issue(s, issue_id, CHECKER)
         wider = {"all": [{"field": "area", "op": "in", "value": ["portsmouth", "hampshire"]}]}
-        commands.save_segment(s, parse(SegmentChange, {"rules": wider}), SYSTEM, segment.id)
+        commands.save_segment(s, parse_in(s, SegmentChange, {"rules": wider}), SYSTEM, segment.id)
         request_send(s, issue_id, CHECKER)
         assert s.get(Issue, issue_id).audience_rules == {"all": [{"field": "area", "op": "is", "value": "portsmouth"}]}
 

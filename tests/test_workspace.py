@@ -468,8 +468,8 @@ def test_odd_composer_fields_are_a_400_not_a_500(client, db):
 def test_an_issue_sent_to_a_segment_is_not_published(client, db, smtp_server, celery_workers):
     from mailer.audience import commands
     from mailer.audience.inputs import SegmentInput
+    from mailer.audience.lookups import parse_in
     from mailer.audit import SYSTEM
-    from mailer.inputs import parse
 
     with db.transaction() as s:
         confirm_subscription(
@@ -479,7 +479,8 @@ def test_an_issue_sent_to_a_segment_is_not_published(client, db, smtp_server, ce
             ).request_id,
         )
         hampshire = {"all": [{"field": "area", "op": "is", "value": "hampshire"}]}
-        segment_id = commands.save_segment(s, parse(SegmentInput, {"name": "Hampshire", "rules": hampshire}), SYSTEM).id
+        data = parse_in(s, SegmentInput, {"name": "Hampshire", "rules": hampshire})
+        segment_id = commands.save_segment(s, data, SYSTEM).id
     sign_in(client, db, role="publisher", email="publisher@hiow.nhs.uk")
     response = _compose(
         client,

@@ -93,7 +93,8 @@ def apply_subscriptions(
 ) -> None:
     """Make the open subscriptions match `wanted` (replace) or add to them (not replace).
 
-    Someone other than the owner (an import, the API, an admin) never re-adds a topic the person left.
+    Someone other than the owner (an import, the API, an admin) never re-adds a topic the person left. Replacing
+    leaves a retired topic's subscription alone unless `wanted` is empty (leaving everything).
     `current` (open subscriptions by topic id) and `refused` (topics left) may come preloaded.
     """
     now = now or utcnow()
@@ -113,12 +114,19 @@ def apply_subscriptions(
             session.add(Subscription(subscriber=subscriber, topic_id=topic.id, frequency=frequency, source=source))
             change.added[topic.slug] = frequency
     if replace:
-        kept = {topic.id for topic, _ in wanted}
-        for topic_id, subscription in current.items():
-            if topic_id not in kept:
-                subscription.end("unsubscribed", now)
-                change.removed.append(subscription.topic.slug)
-                skip_pending_for(session, subscriber.id, topic_id, reason="unsubscribed")
+        _end_unwanted(session, subscriber, current, {topic.id for topic, _ in wanted}, change, now)
+
+
+def _end_unwanted(session, subscriber, current: dict[int, Subscription], kept: set[int], change, now) -> None:
+    """End the open subscriptions not `kept`. A retired topic is not offered, so a form never lists it: its
+    subscription stays as it was (history, sent nothing), unless they leave everything (nothing kept)."""
+    for topic_id, subscription in current.items():
+        if kept and subscription.topic.retired_at is not None:
+            continue
+        if topic_id not in kept:
+            subscription.end("unsubscribed", now)
+            change.removed.append(subscription.topic.slug)
+            skip_pending_for(session, subscriber.id, topic_id, reason="unsubscribed")
 
 
 def _set_frequency(subscription: Subscription, topic: Topic, frequency: str, change: Change, now: datetime) -> None:

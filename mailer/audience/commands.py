@@ -25,10 +25,12 @@ from ..audit import Actor
 from ..db import after_commit
 from ..errors import Conflict
 from ..links import ConfirmLink, UnsubscribeLink
-from ..models import ApiToken, Segment, Subscriber
-from . import erasure, importer, requests, subscriptions
+from ..models import ApiToken, Area, Segment, Subscriber, Topic
+from . import catalogue, erasure, importer, requests, subscriptions
 from .changes import AddOutcome, Change, Origin, add, change_preferences, topics_wanted
 from .inputs import (
+    AreaChange,
+    AreaInput,
     ImportUpload,
     ManageLinkRequest,
     NewSubscriber,
@@ -36,6 +38,8 @@ from .inputs import (
     SegmentChange,
     SegmentInput,
     SignUp,
+    TopicChange,
+    TopicInput,
     Unsubscribe,
     wanted,
 )
@@ -209,3 +213,72 @@ def delete_segment(session: Session, segment_id: int, actor: Actor) -> None:
     session.delete(segment)
     session.flush()
     audit.record(session, actor, "segment.delete", None, segment=segment_id)
+
+
+# --- the lists the team manages: topics and areas (see catalogue.py) -------------------------------------------
+# Who may do which is the adapters' @require_role / token_required: creating, retiring and restoring (what the
+# public is offered, what can be sent) need an admin; renaming, describing and reordering a publisher.
+
+
+def create_topic(session: Session, data: TopicInput, actor: Actor) -> Topic:
+    """A new topic, offered to the public at once. Conflict if its slug is taken or no topic id is left."""
+    topic = catalogue.create_topic(session, data)
+    audit.record(session, actor, "topic.create", topic, slug=topic.slug, name=topic.name)
+    return topic
+
+
+def change_topic(session: Session, topic_id: int, data: TopicChange, actor: Actor) -> Topic:
+    """Rename, describe or move a topic (NotFound if there is none); a change that changes nothing records
+    nothing."""
+    topic = catalogue.get(session, Topic, topic_id)
+    if changed := catalogue.change_topic(session, topic, data):
+        audit.record(session, actor, "topic.change", topic, slug=topic.slug, **changed)
+    return topic
+
+
+def retire_topic(session: Session, topic_id: int, actor: Actor) -> Topic:
+    """Stop offering and sending to a topic. Its subscriptions stay open as history (they come back into use if
+    it is restored); sends already planned to it skip everyone left (the batch checks who is still wanted)."""
+    topic = catalogue.get(session, Topic, topic_id)
+    if catalogue.retire(session, topic):
+        audit.record(session, actor, "topic.retire", topic, slug=topic.slug)
+    return topic
+
+
+def restore_topic(session: Session, topic_id: int, actor: Actor) -> Topic:
+    """Offer and send to a retired topic again, to the subscriptions it kept."""
+    topic = catalogue.get(session, Topic, topic_id)
+    if catalogue.restore(session, topic):
+        audit.record(session, actor, "topic.restore", topic, slug=topic.slug)
+    return topic
+
+
+def create_area(session: Session, data: AreaInput, actor: Actor) -> Area:
+    """A new area, offered to the public at once (Conflict if its slug is taken)."""
+    area = catalogue.create_area(session, data)
+    audit.record(session, actor, "area.create", area, slug=area.slug, name=area.name)
+    return area
+
+
+def change_area(session: Session, area_id: int, data: AreaChange, actor: Actor) -> Area:
+    """Rename or move an area (NotFound if there is none)."""
+    area = catalogue.get(session, Area, area_id)
+    if changed := catalogue.change_area(session, area, data):
+        audit.record(session, actor, "area.change", area, slug=area.slug, **changed)
+    return area
+
+
+def retire_area(session: Session, area_id: int, actor: Actor) -> Area:
+    """Stop offering an area; people who chose it keep it, and segments and updates may still name it."""
+    area = catalogue.get(session, Area, area_id)
+    if catalogue.retire(session, area):
+        audit.record(session, actor, "area.retire", area, slug=area.slug)
+    return area
+
+
+def restore_area(session: Session, area_id: int, actor: Actor) -> Area:
+    """Offer a retired area again."""
+    area = catalogue.get(session, Area, area_id)
+    if catalogue.restore(session, area):
+        audit.record(session, actor, "area.restore", area, slug=area.slug)
+    return area

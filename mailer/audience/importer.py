@@ -45,6 +45,7 @@ from .emails import normalise_email
 from .import_file import ENCODING_NAMES, EncodingSniffer, ImportFileError, read_rows, text_of
 from .inputs import ImportUpload, NewSubscriber, parse_with_topics
 from .profiles import ImportProgress, ImportStatus
+from .segments import areas_by_slug
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +234,9 @@ class _Checked:
         return self.data.email
 
 
-def _check(row: int, cells: dict[str, str], address: str, topics: dict, default_source: str = "") -> _Checked:
+def _check(
+    row: int, cells: dict[str, str], address: str, topics: dict, areas: dict, default_source: str = ""
+) -> _Checked:
     """A row as the same input an API call to add someone would send (InvalidInput naming what is wrong)."""
     shape = {
         "email": address,
@@ -248,7 +251,7 @@ def _check(row: int, cells: dict[str, str], address: str, topics: dict, default_
             "collected": True,
         },
     }
-    data = parse_with_topics(topics, NewSubscriber, shape)
+    data = parse_with_topics(topics, NewSubscriber, shape, areas=areas)
     return _Checked(row, data, topics_wanted(topics, data.wanted))
 
 
@@ -408,8 +411,8 @@ class _Sorter:
     twice in one file: the second is refused. Replayed over the rows already committed when an import is
     carried on by another worker, so duplicates are found across the two."""
 
-    def __init__(self, topics: dict, consent_source: str):
-        self.topics, self.consent_source = topics, consent_source
+    def __init__(self, topics: dict, areas: dict, consent_source: str):
+        self.topics, self.areas, self.consent_source = topics, areas, consent_source
         self.seen = _SeenRows()
 
     def sort(self, row: int, cells: dict[str, str] | str, report: ImportReport) -> _Checked | None:
@@ -425,7 +428,7 @@ class _Sorter:
             report.error(row, f"Duplicate of row {first_row}: the same address is in the file twice")
             return None
         try:
-            item = _check(row, cells, address, self.topics, self.consent_source)
+            item = _check(row, cells, address, self.topics, self.areas, self.consent_source)
         except InvalidInput as exc:
             report.error(row, exc.sentences)
             return None  # a corrected copy of this row later in the file is welcome
@@ -553,11 +556,12 @@ def _run(db: Database, progress: _Progress) -> None:
         record = session.get(Import, progress.import_id)
         encoding, consent_source, size = record.encoding, record.consent_source, record.size
         topics = {t.slug: t for t in session.scalars(select(Topic))}
-        for topic in topics.values():
-            session.expunge(topic)
+        areas = areas_by_slug(session)
+        for row in (*topics.values(), *areas.values()):
+            session.expunge(row)
     progress.file = _StoredFile(db, progress.import_id)
     rows = read_rows(text_of(io.BufferedReader(progress.file, 64 * 1024), encoding), consent_source)
-    sorter = _Sorter(topics, consent_source or "")
+    sorter = _Sorter(topics, areas, consent_source or "")
     resume_after, ignored = progress.last_row, ImportReport()
     checked, good, last_row = ImportReport(), [], resume_after
     for row, cells in rows:

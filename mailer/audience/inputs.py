@@ -3,8 +3,8 @@ and CSV row, each checked once.
 
 Adapters give a model the shape an API caller would send: the sign-up form, the preference centre and the
 admin's "change on their behalf" form, `POST /subscribers`, a CSV row and `mailer subscribers add` all become
-the same dicts. What a model cannot know without the database (which topics exist) it checks when it is
-parsed, with the database's topics as context (`lookups.parse_in`; `@operation(context=...)` for an API
+the same dicts. What a model cannot know without the database (which topics and areas exist) it checks when
+it is parsed, with the database's topics and areas as context (`lookups.parse_in`; `@operation(context=...)` for an API
 body), so a form shows an unknown topic with every other mistake at once and the command trusts the model:
 topics are checked once. A model naming topics cannot be parsed without them (a RuntimeError: a mistake in
 the code, not in the input).
@@ -35,7 +35,7 @@ from pydantic import (
 
 from ..errors import InvalidInput
 from ..inputs import Input, parse
-from ..models import AREAS, AUDIENCES, FREQUENCIES, SERVICES, utcnow
+from ..models import AUDIENCES, FREQUENCIES, SERVICES, utcnow
 from ..render.content import clean_text
 from .emails import normalise_email
 
@@ -47,16 +47,39 @@ SEGMENT_NAME_MAX = 120
 FILENAME_MAX = 255
 
 
-def parse_with_topics(topics: Mapping[str, Any], model: type[M], data: Any, *, prefix: str = "") -> M:
-    """`mailer.inputs.parse` that also checks topic slugs against `topics` (slug → anything), so a form shows
-    an unknown topic with every other mistake at once."""
-    return parse(model, data, prefix=prefix, context={"topics": topics})
+def parse_with_topics(
+    topics: Mapping[str, Any], model: type[M], data: Any, *, areas: Mapping[str, Any], prefix: str = ""
+) -> M:
+    """`mailer.inputs.parse` that also checks topic slugs against `topics` (slug → Topic, or anything) and areas
+    against `areas` (slug → Area, or its name), so a form shows an unknown topic or area with every other
+    mistake at once."""
+    return parse(model, data, prefix=prefix, context={"topics": topics, "areas": areas})
+
+
+def _areas_of(info: ValidationInfo) -> Mapping[str, Any]:
+    """The areas this input is checked against (slug → Area, or its name): the database's, never guessed."""
+    areas = (info.context or {}).get("areas")
+    if areas is None:
+        raise RuntimeError("Areas are checked when the input is parsed: use parse_in (or @operation(context=...))")
+    return areas
+
+
+def _area_label(area: Any) -> str:
+    return area if isinstance(area, str) else getattr(area, "name", "")
 
 
 def unknown_topics(slugs, topics: Mapping[str, Any] | None) -> str | None:
-    """The sentence for the slugs not among `topics`, or None (also when the topics are not known here)."""
-    unknown = [slug for slug in slugs if topics is not None and slug not in topics]
-    return f"Unknown topic: {', '.join(unknown)}" if unknown else None
+    """The sentence for the slugs not among `topics`, or for those retired (a retired topic takes no new
+    subscriptions; `topics` maps slug → Topic), or None (also when the topics are not known here)."""
+    if topics is None:
+        return None
+    unknown = [slug for slug in slugs if slug not in topics]
+    if unknown:
+        return f"Unknown topic: {', '.join(unknown)}"
+    retired = [slug for slug in slugs if getattr(topics[slug], "retired_at", None) is not None]
+    if retired:
+        return f"Topic {', '.join(retired)} is retired: it takes no new subscriptions"
+    return None
 
 
 def _topics_of(info: ValidationInfo) -> Mapping[str, Any]:
@@ -131,7 +154,6 @@ def _services(value: Any) -> list[str]:
     return [s for s in SERVICES if s in slugs]
 
 
-AreaSlug = Literal[tuple(AREAS)]
 AudienceSlug = Literal[tuple(AUDIENCES)]
 ServiceSlug = Literal[tuple(SERVICES)]
 Frequency = Literal[FREQUENCIES]
@@ -159,11 +181,32 @@ def _slug_or_label(choices: dict) -> dict:
     }
 
 
+def _area(value: Any, info: ValidationInfo) -> str | None:
+    """An area's slug from its slug or name (any case and spacing), among the database's areas; None when blank.
+    A retired area is still an answer someone may hold (the preference centre keeps it); only the public sign-up
+    refuses it, as it no longer offers it."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    areas = _areas_of(info)
+    slug = slug_for(value, {s: _area_label(a) for s, a in areas.items()}) if isinstance(value, str) else None
+    if slug is None:
+        raise ValueError("Select where you live or work from the list")
+    return slug
+
+
 Area = Annotated[
-    AreaSlug | None,
-    BeforeValidator(partial(_choice, AREAS, "Select where you live or work from the list")),
-    WithJsonSchema({"anyOf": [*_slug_or_label(AREAS)["anyOf"], {"type": "null"}]}, mode="validation"),
-    Field(description="Where they live or work: a slug, or its label such as 'Isle of Wight' (kept as the slug)"),
+    str | None,
+    BeforeValidator(_area),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "description": "A slug, or its name in any case (GET /areas)"},
+                {"type": "null"},
+            ]
+        },
+        mode="validation",
+    ),
+    Field(description="Where they live or work: a slug, or its name such as 'Isle of Wight' (kept as the slug)"),
 ]
 Audience = Annotated[
     AudienceSlug | None,
@@ -378,9 +421,12 @@ class PublicSignUp(SignUp):
 
     @field_validator("area")
     @classmethod
-    def _given(cls, value: str | None) -> str:
+    def _given(cls, value: str | None, info: ValidationInfo) -> str:
         if value is None:
             raise ValueError("Select where you live or work")
+        area = _areas_of(info)[value]
+        if getattr(area, "retired_at", None) is not None:
+            raise ValueError(f"{_area_label(area)} is no longer on the list: select where you live or work")
         return value
 
 
@@ -452,7 +498,7 @@ MAX_CONDITIONS = 200
 # count, export and send that used it), and a mistyped year like 3026 is caught when the rule is saved.
 FIRST_DATE = datetime(1900, 1, 1, tzinfo=UTC)
 LAST_DATE = datetime(3000, 1, 1, tzinfo=UTC)
-STATIC_CHOICES = {"area": list(AREAS), "audience": list(AUDIENCES), "service": list(SERVICES)}
+STATIC_CHOICES = {"audience": list(AUDIENCES), "service": list(SERVICES)}
 STATIC_CHOICES["frequency"] = list(FREQUENCIES)
 
 
@@ -529,7 +575,8 @@ def _rule_value(value: Any, info: ValidationInfo) -> str | list[str]:
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
             raise ValueError(f"{op} takes a non-empty list of strings")
         values = [v.strip() for v in value]
-    allowed = STATIC_CHOICES.get(field) or _topics_of(info)
+    # Areas and topics are the database's (retired ones too: a segment may ask about what people chose before).
+    allowed = STATIC_CHOICES.get(field) or (_areas_of(info) if field == "area" else _topics_of(info))
     unknown = [v for v in values if allowed is not None and v not in allowed]
     if unknown:
         raise ValueError(f"unknown {field} {shown(unknown[0])}; use one of {', '.join(allowed)}")
@@ -773,3 +820,105 @@ class SuppressionQuery(Input):
     ] = None
     before: int = Field(0, ge=0, le=2**31 - 1, description="The next_before of the page before (0: the newest)")
     limit: int = Field(100, ge=1, le=500)
+
+
+# --- the lists the team manages: topics and areas -----------------------------------------------------------
+
+TOPIC_NAME_MAX = 120
+TOPIC_DESCRIPTION_MAX = 1000
+TOPIC_SLUG_MAX = 64
+AREA_NAME_MAX = 120
+AREA_SLUG_MAX = 32
+_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+def _listed_name(value: Any, *, what: str, limit: int) -> str:
+    name = one_line(value) if isinstance(value, str) else ""
+    if not name:
+        raise ValueError(f"Enter a name for the {what}")
+    if len(name) > limit:
+        raise ValueError(f"Name must be {limit} characters or fewer")
+    return name
+
+
+def _listed_slug(value: Any, *, limit: int) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None  # derived from the name
+    if not isinstance(value, str) or not _SLUG.fullmatch(value.strip()) or len(value.strip()) > limit:
+        raise ValueError(f"A slug is lower-case letters, digits and single hyphens, {limit} characters or fewer")
+    return value.strip()
+
+
+def _topic_description(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError("Description must be text")
+    text = one_line(value)
+    if len(text) > TOPIC_DESCRIPTION_MAX:
+        raise ValueError(f"Description must be {TOPIC_DESCRIPTION_MAX:,} characters or fewer")
+    return text
+
+
+def _place(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
+        raise ValueError("Position is a whole number from 1 (first)")
+    return value
+
+
+TopicName = Annotated[
+    str,
+    BeforeValidator(partial(_listed_name, what="topic", limit=TOPIC_NAME_MAX)),
+    Field(min_length=1, max_length=TOPIC_NAME_MAX, description="What the public sees, such as 'Name consultation'"),
+]
+TopicSlugInput = Annotated[
+    Annotated[str, Field(max_length=TOPIC_SLUG_MAX, pattern=_SLUG.pattern)] | None,
+    BeforeValidator(partial(_listed_slug, limit=TOPIC_SLUG_MAX)),
+    Field(description="How the API, imports and segments name it; never changes. Omitted: made from the name"),
+]
+TopicDescription = Annotated[
+    str, BeforeValidator(_topic_description), Field(max_length=TOPIC_DESCRIPTION_MAX, description="One line")
+]
+Place = Annotated[int, BeforeValidator(_place), Field(ge=1, le=10_000, description="1 is first; the rest move down")]
+AreaName = Annotated[
+    str,
+    BeforeValidator(partial(_listed_name, what="area", limit=AREA_NAME_MAX)),
+    Field(min_length=1, max_length=AREA_NAME_MAX, description="What the public sees, such as 'Isle of Wight'"),
+]
+AreaSlugInput = Annotated[
+    Annotated[str, Field(max_length=AREA_SLUG_MAX, pattern=_SLUG.pattern)] | None,
+    BeforeValidator(partial(_listed_slug, limit=AREA_SLUG_MAX)),
+    Field(description="Never changes. Omitted: made from the name"),
+]
+
+
+class TopicInput(Input):
+    """A new topic people can subscribe to (placed last unless a position is given)"""
+
+    name: TopicName
+    slug: TopicSlugInput = None
+    description: TopicDescription = ""
+    position: Place | None = None
+
+
+class TopicChange(Input):
+    """What changes in a topic: only the fields given (its slug never changes)"""
+
+    name: TopicName | None = None
+    description: TopicDescription | None = None
+    position: Place | None = None
+
+
+class AreaInput(Input):
+    """A new area people can say they live or work in (placed last unless a position is given)"""
+
+    name: AreaName
+    slug: AreaSlugInput = None
+    position: Place | None = None
+
+
+class AreaChange(Input):
+    """What changes in an area: only the fields given (its slug never changes)"""
+
+    name: AreaName | None = None
+    position: Place | None = None

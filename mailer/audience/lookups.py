@@ -11,24 +11,26 @@ from sqlalchemy.orm import Session, contains_eager
 
 from ..errors import InvalidInput, NotFound
 from ..inputs import Input, parse
-from ..models import AdminUser, ConsentEvent, Import, Issue, Segment, Subscriber, Subscription, Suppression, Topic
+from ..models import AdminUser, Area, ConsentEvent, Import, Issue, Segment, Subscriber, Subscription, Suppression, Topic
 from ..models import email_key as key_of
+from . import catalogue
 from .emails import normalise_email
-from .segments import topics_by_slug
+from .segments import areas_by_slug, topics_by_slug
 
 M = TypeVar("M", bound=Input)
 SEARCH_LIMIT = 50
 
 
 def topic_context(session: Session) -> dict:
-    """What an input naming topics is parsed with (`mailer.inputs.parse(..., context=)`): this database's
-    topics, by slug. The only place topics someone sent are checked; commands trust the parsed model."""
-    return {"topics": topics_by_slug(session)}
+    """What an input naming topics or areas is parsed with (`mailer.inputs.parse(..., context=)`): this
+    database's topics and areas, by slug. The only place topics and areas someone sent are checked; commands
+    trust the parsed model."""
+    return {"topics": topics_by_slug(session), "areas": areas_by_slug(session)}
 
 
 def parse_in(session: Session, model: type[M], data: Any, *, prefix: str = "") -> M:
-    """`data` checked against `model` and this database's topics: a form shows an unknown topic together with
-    its other mistakes (InvalidInput naming each)."""
+    """`data` checked against `model` and this database's topics and areas: a form shows an unknown topic
+    together with its other mistakes (InvalidInput naming each)."""
     return parse(model, data, prefix=prefix, context=topic_context(session))
 
 
@@ -121,8 +123,28 @@ def team_emails(session: Session, ids: set[int]) -> dict[int, str]:
 
 
 def topics(session: Session) -> list[Topic]:
-    """Every topic, in display order."""
-    return list(session.scalars(select(Topic).order_by(Topic.position)))
+    """Every topic, retired ones too, in display order."""
+    return list(session.scalars(select(Topic).order_by(Topic.position, Topic.id)))
+
+
+def offered_topics(session: Session) -> list[Topic]:
+    """The topics people may subscribe to now (none retired), in display order."""
+    return list(session.scalars(select(Topic).where(Topic.retired_at.is_(None)).order_by(Topic.position, Topic.id)))
+
+
+def areas(session: Session) -> list[Area]:
+    """Every area, retired ones too, in display order."""
+    return catalogue.in_order(session, Area)
+
+
+def offered_areas(session: Session) -> list[Area]:
+    """The areas the public may choose now (none retired), in display order."""
+    return [area for area in catalogue.in_order(session, Area) if area.retired_at is None]
+
+
+def listed(session: Session, kind, row_id: int):
+    """One topic or area by id (NotFound if there is none)."""
+    return catalogue.get(session, kind, row_id)
 
 
 def topic(session: Session, topic_id: int) -> Topic | None:

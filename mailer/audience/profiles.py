@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 
 from .. import models
 from ..inputs import Output
-from ..models import AREAS, AUDIENCES, DELIVERY_STATUSES, FREQUENCIES, IMPORT_STATUSES, SERVICES
+from ..models import AUDIENCES, DELIVERY_STATUSES, FREQUENCIES, IMPORT_STATUSES, SERVICES
 from ..models.subscribers import SUBSCRIBER_STATUSES
 from . import wording
 from .changes import attributes_of
 from .rules import describe
-from .segments import segment_count, topic_names
+from .segments import area_names, segment_count, topic_names
 
 Moment = Annotated[
     datetime,
@@ -62,7 +62,7 @@ class Subscriber(Output):
     email: str | None = Field(description="null once erased or anonymised")
     status: Literal[SUBSCRIBER_STATUSES]
     name: str | None
-    area: Literal[tuple(AREAS)] | None
+    area: str | None = Field(description="An area's slug (GET /areas)")
     audience: Literal[tuple(AUDIENCES)] | None
     services: list[Literal[tuple(SERVICES)]]
     subscribed_at: Moment | None
@@ -239,7 +239,7 @@ def segment_shown(session: Session, segment: models.Segment, names: dict[str, st
         name=segment.name,
         description=segment.description,
         rules=segment.rules,
-        summary=describe(segment.rules, names if names is not None else topic_names(session)),
+        summary=describe(segment.rules, names if names is not None else topic_names(session), area_names(session)),
         created_at=segment.created_at,
         updated_at=segment.updated_at,
     )

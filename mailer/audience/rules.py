@@ -27,7 +27,7 @@ from sqlalchemy import BigInteger, and_, cast, false, func, literal, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import InvalidInput
-from ..models import AREAS, AUDIENCES, FREQUENCY_BITS, SERVICES, Subscriber, Topic, services_mask
+from ..models import AUDIENCES, FREQUENCY_BITS, SERVICES, Subscriber, Topic, services_mask
 from .inputs import DATE_OPS, AllOf, AnyOf, RulesOnly, parse_when, parse_with_topics
 
 FIELD_LABELS = {
@@ -49,10 +49,12 @@ OP_LABELS = {
 }
 
 
-def validate_rules(rules, topic_slugs: list[str]) -> dict:
-    """A rule tree checked by its model (`inputs.RulesOnly`, with these topics) and normalised (slugs trimmed),
-    or InvalidInput naming each problem by its path (`rules.all[2].op`)."""
-    return usable(parse_with_topics(dict.fromkeys(topic_slugs), RulesOnly, {"rules": rules}).rules)
+def validate_rules(rules, topic_slugs: list[str], area_slugs: list[str]) -> dict:
+    """A rule tree checked by its model (`inputs.RulesOnly`, with these topics and areas) and normalised (slugs
+    trimmed), or InvalidInput naming each problem by its path (`rules.all[2].op`)."""
+    topics, areas = dict.fromkeys(topic_slugs), dict.fromkeys(area_slugs)
+    checked = parse_with_topics(topics, RulesOnly, {"rules": rules}, areas=areas)
+    return usable(checked.rules)
 
 
 def usable(rules: AllOf | AnyOf) -> dict:
@@ -122,10 +124,9 @@ def compile_rules(rules: dict) -> ColumnElement[bool]:
     return and_(*parts) if key == "all" else or_(*parts)
 
 
-def describe(rules: dict, topic_names: dict[str, str] | None = None) -> str:
+def describe(rules: dict, topic_names: dict[str, str] | None = None, area_names: dict[str, str] | None = None) -> str:
     """The rules in words, for the admin: 'Area is Isle of Wight and Audience is any of carer, staff'."""
-    topic_names = topic_names or {}
-    names = {"topic": topic_names, "area": AREAS, "audience": AUDIENCES}
+    names = {"topic": topic_names or {}, "area": area_names or {}, "audience": AUDIENCES}
 
     def label(field: str, value: str) -> str:
         if field == "service":

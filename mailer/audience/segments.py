@@ -9,7 +9,7 @@ from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..errors import Conflict, InvalidInput, NotFound
-from ..models import MAX_ID, Segment, Subscriber, Subscription, Suppression, Topic
+from ..models import MAX_ID, Area, Segment, Subscriber, Subscription, Suppression, Topic
 from .inputs import RulesOnly
 from .rules import compile_rules, usable, validate_rules
 
@@ -27,7 +27,8 @@ def topic_audience(topic_id: int, rules: dict | None = None) -> Select:
     """Who an issue to the topic goes to now: `select(subscriber.id)`.
 
     Those who chose the topic "as it happens"; weekly and monthly subscribers get it in their digest.
-    With `rules`, only those who also match the segment.
+    With `rules`, only those who also match the segment. Nobody while the topic is retired: its subscriptions
+    are history (a send under way when it was retired skips everyone left, as `still_wanted` asks this).
     """
     query = (
         select(Subscriber.id)
@@ -36,6 +37,8 @@ def topic_audience(topic_id: int, rules: dict | None = None) -> Select:
             Subscription.topic_id == topic_id,
             Subscription.ended_at.is_(None),
             Subscription.frequency == "immediately",
+            # Uncorrelated: the database answers it once per query, not per row.
+            exists().where(Topic.id == topic_id, Topic.retired_at.is_(None)),
             *reachable(),
         )
     )
@@ -64,12 +67,16 @@ def audience_size(session: Session, topic_id: int, rules: dict | None = None) ->
 
 
 def topic_slugs(session: Session) -> list[str]:
+    """Every topic's slug, retired ones too: segments may still name a retired topic (its subscriptions are
+    history a segment can ask about)."""
     return list(session.scalars(select(Topic.slug).order_by(Topic.position)))
 
 
 def topics_by_slug(session: Session) -> dict[str, Topic]:
-    """Every topic by its slug (a CHECK keeps them to 62 rows). Slugs someone sent are looked up here, never put
-    in SQL: PostgreSQL refuses a NUL character in text, so a slug holding one was a 500 there."""
+    """Every topic by its slug, retired ones too (a CHECK keeps them to 62 rows); inputs refuse a retired one
+    where it would start something (a subscription, an issue, an update: `inputs.unknown_topics`). Slugs
+    someone sent are looked up here, never put in SQL: PostgreSQL refuses a NUL character in text, so a slug
+    holding one was a 500 there."""
     return {topic.slug: topic for topic in session.scalars(select(Topic))}
 
 
@@ -77,9 +84,19 @@ def topic_names(session: Session) -> dict[str, str]:
     return {slug: name for slug, name in session.execute(select(Topic.slug, Topic.name))}
 
 
+def areas_by_slug(session: Session) -> dict[str, Area]:
+    """Every area by its slug, retired ones too (inputs refuse a retired one where someone chooses it)."""
+    return {area.slug: area for area in session.scalars(select(Area).order_by(Area.position, Area.id))}
+
+
+def area_names(session: Session) -> dict[str, str]:
+    """Every area's name by its slug, in display order (retired ones too: people may still hold them)."""
+    return {slug: name for slug, name in session.execute(select(Area.slug, Area.name).order_by(Area.position, Area.id))}
+
+
 def check_rules(session: Session, rules) -> dict:
     """Validated, normalised rules (InvalidInput naming each problem)."""
-    return validate_rules(rules, topic_slugs(session))
+    return validate_rules(rules, topic_slugs(session), list(area_names(session)))
 
 
 def usable_rules(session: Session, rules, what: str = "the segment") -> dict:

@@ -35,7 +35,7 @@ from .changes import CONFIRMATIONS_PER_HOUR
 from .emails import hash_address
 from .inputs import PublicSignUp, SignUp, parse_with_topics
 from .lookups import open_topics, recent_requests
-from .segments import topics_by_slug
+from .segments import areas_by_slug, topics_by_slug
 from .signed_links import confirm_request, unsubscribe_target
 
 
@@ -55,10 +55,10 @@ class SubscribeOutcome:
     public_id: str = ""  # what the person's links name
 
 
-def sign_up(topics: dict[str, Topic], data: dict, *, area_required: bool = False) -> SignUp:
-    """A sign-up's fields checked (InvalidInput naming every wrong one). Reads topics, never subscribers: the
-    answer is the same whoever the address belongs to."""
-    return parse_with_topics(topics, PublicSignUp if area_required else SignUp, data)
+def sign_up(topics: dict[str, Topic], areas: dict, data: dict, *, area_required: bool = False) -> SignUp:
+    """A sign-up's fields checked (InvalidInput naming every wrong one). Reads topics and areas, never
+    subscribers: the answer is the same whoever the address belongs to."""
+    return parse_with_topics(topics, PublicSignUp if area_required else SignUp, data, areas=areas)
 
 
 def sign_up_fields(
@@ -107,7 +107,7 @@ def request_subscription(
         frequency=frequency,
     )
     known = topics_by_slug(session)
-    form = sign_up(known, fields, area_required=area_required)
+    form = sign_up(known, areas_by_slug(session), fields, area_required=area_required)
     address = form.email
     topics = sorted((known[slug] for slug in form.topics), key=lambda t: t.position)
     asked = requested_at or utcnow()
@@ -177,8 +177,13 @@ def load_request(session: Session, request_id: int) -> ConsentEvent:
 
 
 def request_topics(session: Session, request: ConsentEvent) -> list[Topic]:
+    """The topics a sign-up asked for that are still offered: one retired since is neither shown nor joined."""
     slugs = request.details.get("topics") or []
-    return list(session.scalars(select(Topic).where(Topic.slug.in_(slugs)).order_by(Topic.position)))
+    return list(
+        session.scalars(
+            select(Topic).where(Topic.slug.in_(slugs), Topic.retired_at.is_(None)).order_by(Topic.position)
+        )
+    )
 
 
 def is_confirmed(session: Session, request_id: int) -> bool:

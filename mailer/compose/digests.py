@@ -34,6 +34,7 @@ from ..models import (
     Subscriber,
     Subscription,
     Suppression,
+    Topic,
     Update,
     utcnow,
 )
@@ -222,6 +223,8 @@ def _plan_chunk(session: Session, run: DigestRun, report: RunReport, after: int)
             Subscription.subscriber_id.in_(ids),
             Subscription.ended_at.is_(None),
             Subscription.frequency == run.frequency,
+            # A retired topic's subscriptions are history: no digest carries its news.
+            Subscription.topic_id.not_in(select(Topic.id).where(Topic.retired_at.is_not(None))),
         )
     ):
         since.setdefault(subscriber_id, {})[topic_id] = max(started, frequency_since or started)

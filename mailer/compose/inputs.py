@@ -20,12 +20,10 @@ from ..audience.emails import normalise_email
 from ..errors import InvalidInput
 from ..inputs import Input
 from ..models import (
-    AREAS,
     DELIVERY_STATUSES,
     ISSUE_STATUSES,
     MAX_ID,
     RECIPIENT_FILTERS,
-    SEED_TOPICS,
     SERVICES,
     utcnow,
 )
@@ -120,29 +118,13 @@ def _topic_in(value: str, info: ValidationInfo) -> str:
         raise RuntimeError("Topics are checked when the input is parsed: use parse_in (or @operation(context=...))")
     if slug not in topics:
         raise ValueError(f"Unknown topic: {slug}")
+    if getattr(topics[slug], "retired_at", None) is not None:
+        raise ValueError(f"Topic {slug} is retired: nothing is sent to it (an admin can restore it)")
     return slug
 
 
-TopicSlug = Annotated[str, AfterValidator(_topic_in), _described(description="A topic's slug (GET /topics)")]
-
-# TRANSITION: progress updates are parsed where another change is under way (admin updates.py, api content.py),
-# so UpdateInput still checks its topic against the seeded ones (schema.init_database adds each of SEED_TOPICS;
-# nothing else makes one) and compose/updates.py finds its row. It moves to TopicSlug once those adapters parse
-# with the database's topics.
-TOPIC_SLUGS = tuple(slug for slug, _name, _description in SEED_TOPICS)
-
-
-def _topic(value: str) -> str:
-    slug = value.strip()
-    if not slug:
-        raise ValueError("Choose a topic")
-    if slug not in TOPIC_SLUGS:
-        raise ValueError(f"Unknown topic: {slug}")
-    return slug
-
-
-SeededTopicSlug = Annotated[
-    str, AfterValidator(_topic), _described(enum=list(TOPIC_SLUGS), description="A topic's slug (GET /topics)")
+TopicSlug = Annotated[
+    str, AfterValidator(_topic_in), _described(description="A topic's slug (GET /topics), not a retired one")
 ]
 
 
@@ -516,7 +498,19 @@ def _title(value: str) -> str:
 
 Summary = line(SUMMARY_MAX, None, f"The summary must be {SUMMARY_MAX} characters or fewer")
 UpdateBody = markdown(UPDATE_BODY_MAX, None, f"The body must be {UPDATE_BODY_MAX:,} characters or fewer")
-Areas = _choices(AREAS, "Areas")
+def _areas_in(values: list[str], info: ValidationInfo) -> list[str]:
+    """Areas' slugs, each once, checked when the input is parsed against the database's areas (retired ones too:
+    people who chose one before keep it), in the areas' order."""
+    areas = (info.context or {}).get("areas")
+    if areas is None:
+        raise RuntimeError("Areas are checked when the input is parsed: use parse_in (or @operation(context=...))")
+    unknown = [v for v in values if v not in areas]
+    if unknown:
+        raise ValueError(f"Unknown area {unknown[0]!r}: use one of {', '.join(areas)} (GET /areas)")
+    return [slug for slug in areas if slug in values]
+
+
+Areas = Annotated[list[str], AfterValidator(_areas_in), _described(description="Areas' slugs (GET /areas)")]
 Services = _choices(SERVICES, "Services")
 
 
@@ -524,7 +518,7 @@ class UpdateInput(Input):
     """A progress update; with `publish`, published and sent at once"""
 
     title: Annotated[str, AfterValidator(_title), _described(minLength=1, maxLength=TITLE_MAX)]
-    topic: SeededTopicSlug
+    topic: TopicSlug
     summary: Summary = ""
     body: UpdateBody = ""
     areas: Areas = Field(default_factory=list, description="Empty: everywhere")

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from .. import audit
 from ..audience.rules import describe
-from ..audience.segments import audience_size, check_rules, topic_names, topics_by_slug, usable_rules
+from ..audience.segments import area_names, audience_size, check_rules, topic_names, topics_by_slug, usable_rules
 from ..audit import SYSTEM, Actor
 from ..config import Settings
 from ..delivery import ledger
@@ -227,8 +227,21 @@ def _unusable(session: Session, issue: Issue) -> str | None:
     return None
 
 
+def _retired_topic(issue: Issue) -> str | None:
+    """Why an issue cannot go to its topic (retired: nothing is sent to it), or None."""
+    if issue.topic is not None and issue.topic.retired_at is not None:
+        return (
+            f"Issue {issue.id} is for {issue.topic.name}, a retired topic: nothing is sent to it until an admin "
+            "restores it"
+        )
+    return None
+
+
 def _audience_rules(session: Session, issue: Issue) -> None:
-    """A Conflict before the send starts, not an issue stuck sending to nobody, if the rules cannot be used."""
+    """A Conflict before the send starts, not an issue stuck sending to nobody, if the rules cannot be used
+    or its topic was retired."""
+    if retired := _retired_topic(issue):
+        raise Conflict(retired)
     problem = _unusable(session, issue)
     if problem:
         raise Conflict(f"{problem}: change the segment, send the issue back and approve it again")
@@ -272,6 +285,9 @@ def start_due(session: Session, now: datetime | None = None, settings: Settings 
     started = []
     for issue_id in due:
         issue = session.get(Issue, issue_id)
+        if retired := _retired_topic(issue):
+            _not_started(session, issue, f"{retired}, so it was not started")
+            continue
         problem = _unusable(session, issue)
         if problem:
             reason = f"{problem}, so it was not started: change the segment, send the issue back and approve it again"
@@ -639,7 +655,7 @@ def overview(session: Session, issue: Issue) -> Overview:
         except Conflict as exc:  # rules saved before validation refused them: say so, the page still works
             seen.audience_problem = str(exc)
     if rules or issue.audience_rules:
-        seen.segment_summary = describe(issue.audience_rules or rules, topic_names(session))
+        seen.segment_summary = describe(issue.audience_rules or rules, topic_names(session), area_names(session))
     return seen
 
 
@@ -689,8 +705,8 @@ class ComposerChoices:
 
 
 def topic_choices(session: Session) -> list[Topic]:
-    """The topics an issue or an update can be about, in their order."""
-    return list(session.scalars(select(Topic).order_by(Topic.position)))
+    """The topics an issue or an update can be about (none retired: nothing is sent to those), in their order."""
+    return list(session.scalars(select(Topic).where(Topic.retired_at.is_(None)).order_by(Topic.position, Topic.id)))
 
 
 def composer_choices(session: Session, blocks: list[dict]) -> ComposerChoices:

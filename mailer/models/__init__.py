@@ -1,6 +1,7 @@
 """ORM models, one module per aggregate. Import from here so every table is registered."""
 
 from .admin import ROLES, AdminSession, AdminUser, ApiToken, PasswordReset, RecoveryCode, SignInLockout
+from .areas import SEED_AREAS, Area
 from .audit import AuditEvent
 from .base import MAX_ID, Base, utcnow
 from .content import Media, Update
@@ -15,7 +16,6 @@ from .keys import EMAIL_HASH, KeyFingerprint, key_fingerprint
 from .requests import REQUEST_KINDS, PublicRequest
 from .segments import Segment
 from .subscribers import (
-    AREAS,
     AUDIENCES,
     FREQUENCIES,
     FREQUENCY_BITS,
@@ -33,10 +33,12 @@ from .subscribers import (
     services_mask,
     services_of,
 )
-from .topics import SEED_TOPICS, Topic
+from .topics import MAX_TOPIC_ID, SEED_TOPICS, Topic
 
 __all__ = [
-    "AREAS",
+    "Area",
+    "SEED_AREAS",
+    "MAX_TOPIC_ID",
     "EDITABLE",
     "ISSUE_STATUSES",
     "AuditEvent",

@@ -19,13 +19,6 @@ SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced", "complain
 FREQUENCIES = ("immediately", "weekly", "monthly")
 # Bits of Subscriber.frequency_mask; the trigger in migration 0005 uses the same numbers.
 FREQUENCY_BITS = {"immediately": 1, "weekly": 2, "monthly": 4}
-AREAS = {
-    "isle-of-wight": "Isle of Wight",
-    "hampshire": "Hampshire",
-    "southampton": "Southampton",
-    "portsmouth": "Portsmouth",
-    "elsewhere": "Somewhere else",
-}
 END_REASONS = ("unsubscribed", "bounced", "complained", "erased")
 # Who someone is to us; asked on sign-up, optional.
 AUDIENCES = {
@@ -130,7 +123,7 @@ class Subscriber(Base):
     # (`email_hash`: keyed with EMAIL_HASH_KEY).
     email_hash: Mapped[str] = mapped_column(String(64), index=True)
     name: Mapped[str | None] = mapped_column(String(200))
-    area: Mapped[str | None] = mapped_column(String(32))
+    area: Mapped[str | None] = mapped_column(String(32))  # an Area's slug (models/areas.py)
     audience: Mapped[str | None] = mapped_column(String(32))
     services: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # A summary of the open subscriptions, kept by a database trigger (migration 0005), never written here:

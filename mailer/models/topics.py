@@ -1,12 +1,15 @@
-"""Topics people subscribe to: Trust Matters, Project Fusion updates, ..."""
+"""Topics people subscribe to (Trust Matters, Project Fusion updates, ...), managed by the team."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from sqlalchemy import CheckConstraint, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base
+from .base import Base, UTCDateTime
 
+# The topics a new database starts with (schema.seed_topics); the team adds, renames and retires topics after.
 # Stable slugs: the API, CSV imports and segments name topics by these, so they never change.
 SEED_TOPICS: list[tuple[str, str, str]] = [
     (
@@ -29,7 +32,9 @@ SEED_TOPICS: list[tuple[str, str, str]] = [
 ]
 
 
-# Topic ids must fit Subscriber.topic_mask, a signed 64-bit integer holding bit 1 << id; a CHECK says so.
+# Topic ids must fit Subscriber.topic_mask, a signed 64-bit integer holding bit 1 << id; a CHECK says so. A retired
+# topic keeps its id (its subscriptions are history), so this is how many topics can ever be created (README,
+# "Topics and areas").
 MAX_TOPIC_ID = 62
 
 
@@ -42,3 +47,9 @@ class Topic(Base):
     name: Mapped[str] = mapped_column(String(120))
     description: Mapped[str] = mapped_column(Text, default="")
     position: Mapped[int] = mapped_column(Integer, default=0)
+    # Retired: offered to nobody, sent to nobody, its subscriptions kept as history; restoring clears it.
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def retired(self) -> bool:
+        return self.retired_at is not None

@@ -6,8 +6,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from ..audience.inputs import Preferences
-from ..audience.lookups import open_subscriptions, parse_in, suppression_reason, topics
-from ..models import AREAS, AUDIENCES, FREQUENCY_LABELS, SERVICES, Subscriber, services_of
+from ..audience.lookups import areas, offered_topics, open_subscriptions, parse_in, suppression_reason
+from ..models import AUDIENCES, FREQUENCY_LABELS, SERVICES, Subscriber, services_of
 
 
 def current_values(session: Session, subscriber: Subscriber) -> dict:
@@ -44,9 +44,12 @@ def parse_form(session: Session, form) -> Preferences:
 def form_context(session: Session, subscriber: Subscriber) -> dict:
     """What `_preferences_fields.html` needs besides values and errors."""
     return {
-        "topics": topics(session),
+        "topics": offered_topics(session),
         "suppressed": suppression_reason(session, subscriber),
-        "areas": AREAS,
+        # The areas offered, and theirs if it was retired since they chose it: they keep it unless they change it.
+        "areas": {
+            area.slug: area.name for area in areas(session) if area.retired_at is None or area.slug == subscriber.area
+        },
         "audiences": AUDIENCES,
         "services": {slug: label for slug, (label, _) in SERVICES.items()},
         "frequencies": FREQUENCY_LABELS,

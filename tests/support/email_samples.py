@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw
 
 from conftest import csrf_from, wait_until
-from support.flows import confirm, send_issue, sign_in, subscribe
+from support.flows import confirm, send_issue, sign_in, subscribe, update_input
 from support.smtp import Received, SmtpTestServer
 
 KINDS = ("confirmation", "manage_link", "newsletter", "test_send", "update", "digest")
@@ -105,12 +105,11 @@ def _person(db, email: str, *subscriptions: str) -> None:
 def _publish_updates(db) -> list[int]:
     """Two Project Fusion updates and one Get involved update, published as a publisher does; their issue ids."""
     from mailer.audit import Actor
-    from mailer.compose.inputs import UpdateInput
     from mailer.compose.updates import create_update, publish_update
 
     publisher = Actor("token", None, "rendering checks")
     updates = [
-        UpdateInput(
+        dict(
             title="New community mental health hub opens in Newport",
             topic="project-fusion",
             summary="The hub brings community and mental health teams into one building on the Isle of Wight.",
@@ -119,13 +118,13 @@ def _publish_updates(db) -> list[int]:
             "[Find the hub on a map](https://www.example.nhs.uk/hubs/newport)",
             link="https://www.example.nhs.uk/hubs/newport",
         ),
-        UpdateInput(
+        dict(
             title="Board agrees the timetable for bringing services together",
             topic="project-fusion",
             summary="The new organisation is planned to start on 1 April 2027.",
             body="The board met in public on 3 December and agreed the timetable.",
         ),
-        UpdateInput(
+        dict(
             title="Carers' forum in Portsmouth: book your place",
             topic="get-involved",
             summary="Come and tell us what matters to you, on 14 January at the Guildhall.",
@@ -134,8 +133,8 @@ def _publish_updates(db) -> list[int]:
     ]
     issue_ids = []
     with db.transaction() as session:
-        for data in updates:
-            update = create_update(session, data, publisher)
+        for fields in updates:
+            update = create_update(session, update_input(session, **fields), publisher)
             issue_ids.append(publish_update(session, update.id, publisher).id)
     return issue_ids
 

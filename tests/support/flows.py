@@ -153,3 +153,11 @@ def sign_in_with_code(client, email: str, code: str, password: str = "a long eno
     assert first.status_code == 303 and first.headers["Location"].endswith("/admin/login/code"), first.status_code
     page = client.get("/admin/login/code")
     return client.post("/admin/login/code", data={"csrf_token": csrf_from(page.data), "code": code})
+
+
+def update_input(session, **fields):
+    """An UpdateInput as an adapter makes one: parsed with the database's topics and areas (`lookups.parse_in`)."""
+    from mailer.audience.lookups import parse_in
+    from mailer.compose.inputs import UpdateInput
+
+    return parse_in(session, UpdateInput, fields)

@@ -264,6 +264,7 @@ from . import account as _account  # noqa: E402,F401  (registers its routes on b
 from . import audience as _audience_pages  # noqa: E402,F401  (registers its routes on bp)
 from . import composer as _composer  # noqa: E402,F401  (registers its routes on bp)
 from . import home as _home  # noqa: E402,F401  (registers its routes on bp)
+from . import lists as _lists  # noqa: E402,F401  (registers its routes on bp)
 from . import recipients  # noqa: E402,F401  (registers its routes on bp)
 from . import suppressions as _suppressions  # noqa: E402,F401  (registers its routes on bp)
 from . import team as _team  # noqa: E402,F401  (registers its routes on bp)

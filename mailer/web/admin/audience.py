@@ -16,11 +16,11 @@ from ...audience.importer import import_status
 from ...audience.inputs import DATE_OPS, FIELDS, ImportUpload, RulesOnly, SegmentInput
 from ...audience.profiles import profile, subject_access
 from ...audience.rules import FIELD_LABELS, describe
-from ...audience.segments import get_segment, rules_count, rules_matching, segment_rules, topic_names
+from ...audience.segments import area_names, get_segment, rules_count, rules_matching, segment_rules, topic_names
 from ...audit import Actor
 from ...errors import Conflict, InvalidInput, NotFound
 from ...inputs import parse
-from ...models import AREAS, AUDIENCES, FREQUENCY_LABELS, SERVICES, Segment, Subscriber
+from ...models import AUDIENCES, FREQUENCY_LABELS, SERVICES, Segment, Subscriber
 from ..auth import require_role
 from ..context import db_session, runtime_of_app
 from ..downloads import csv_download
@@ -37,7 +37,7 @@ def _value_labels(session) -> dict[str, dict[str, str]]:
     """For each set field, its values and what the team calls them."""
     return {
         "topic": topic_names(session),
-        "area": AREAS,
+        "area": area_names(session),
         "audience": AUDIENCES,
         "service": {slug: label for slug, (label, _) in SERVICES.items()},
         "frequency": FREQUENCY_LABELS,
@@ -139,7 +139,7 @@ def _segment_form(
             set_fields=[f for f, ops in FIELDS.items() if ops[0] == "is"],
             ops=ADMIN_OPS,
             value_labels=_value_labels(session),
-            summary=describe(segment.rules, topic_names(session)) if segment else None,
+            summary=describe(segment.rules, topic_names(session), area_names(session)) if segment else None,
             used_by=used_by,
         ),
         status,
@@ -151,7 +151,8 @@ def _segment_form(
 def segments():
     session = db_session()
     names = topic_names(session)
-    rows = [(s, describe(s.rules, names)) for s in lookups.segments(session)]
+    areas = area_names(session)
+    rows = [(s, describe(s.rules, names, areas)) for s in lookups.segments(session)]
     return render_template("admin/segments.html", segments=rows)
 
 
@@ -267,7 +268,7 @@ def count_segment():
         rules, matched = rules_matching(session, lookups.parse_in(session, RulesOnly, {"rules": rules}))
     except InvalidInput as exc:
         return jsonify(errors=_row_errors(exc, origin)), 400
-    return jsonify(count=matched, summary=describe(rules, topic_names(session)))
+    return jsonify(count=matched, summary=describe(rules, topic_names(session), area_names(session)))
 
 
 @bp.post("/segments/<int:segment_id>/delete")

@@ -6,6 +6,8 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ...accounts import has_role
+from ...audience.lookups import parse_in
+from ...audience.segments import area_names
 from ...compose import commands
 from ...compose.digests import recent_runs
 from ...compose.inputs import DigestRunInput, UpdateInput
@@ -13,7 +15,7 @@ from ...compose.issues import topic_choices
 from ...compose.updates import get_update, list_updates
 from ...errors import Conflict, InvalidInput, NotFound
 from ...inputs import parse
-from ...models import AREAS, SERVICES, Update, services_of
+from ...models import SERVICES, Update, services_of
 from ..auth import require_role
 from ..context import db_session, runtime_of_app
 from . import _actor, bp
@@ -55,7 +57,7 @@ def _page(update=None, values=None, errors=None, status=200):
             values=values,
             errors=errors or {},
             topics=topic_choices(db_session()),
-            areas=AREAS,
+            areas=area_names(db_session()),
             services={slug: label for slug, (label, _) in SERVICES.items()},
             can_publish=has_role(current_user.role, "publisher"),
         ),
@@ -82,7 +84,7 @@ def new_update():
         return _page()
     data = _posted()
     try:
-        checked = parse(UpdateInput, data)
+        checked = parse_in(db_session(), UpdateInput, data)
         with runtime_of_app().db.transaction() as session:
             update_id = commands.create_update(session, checked, _actor(), runtime_of_app().settings)[0].id
     except InvalidInput as exc:
@@ -109,7 +111,7 @@ def update(update_id: int):
         return _page(item)
     data = _posted()
     try:
-        checked = parse(UpdateInput, data)
+        checked = parse_in(db_session(), UpdateInput, data)
         with runtime_of_app().db.transaction() as session:
             commands.edit_update(session, update_id, checked, _actor())
     except InvalidInput as exc:

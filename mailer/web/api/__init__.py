@@ -2,8 +2,8 @@
 
 What every call shares is here: the blueprint, the token check, the rate limits and how refusals are answered.
 The calls themselves are by room: issues.py (writing and sending issues), content.py (progress updates and
-digests), audience.py (segments and subscribers); each parses with `@operation` (spec.py), calls one command
-of its room and answers with an output model."""
+digests), audience.py (segments and subscribers), lists.py (the topics and areas the team manages); each
+parses with `@operation` (spec.py), calls one command of its room and answers with an output model."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ from flask import Blueprint, g, jsonify, request
 from flask_limiter.util import get_remote_address
 
 from ...accounts import TokenRefused, has_role, token_access
-from ...audience import lookups
 from ...errors import Conflict, InvalidInput, NotFound
-from ..context import db_session, runtime_of_app
+from ..context import runtime_of_app
 from ..limits import API_ADDRESS_LIMIT, API_TOKEN_LIMIT, limiter
 from .spec import ApiError, Output, openapi_document, operation
 
@@ -121,21 +120,4 @@ def openapi():
     return jsonify(openapi_document())
 
 
-class Topic(Output):
-    """A topic people can subscribe to"""
-
-    slug: str
-    name: str
-    description: str
-
-
-@bp.get("/topics")
-@token_required
-@operation(responses={200: list[Topic]})
-def topics():
-    """List topics people can subscribe to"""
-    rows = lookups.topics(db_session())
-    return jsonify([Topic(slug=t.slug, name=t.name, description=t.description).dump() for t in rows])
-
-
-from . import audience, content, hooks, issues, suppressions  # noqa: E402,F401,I001  (register their routes on bp)
+from . import audience, content, hooks, issues, lists, suppressions  # noqa: E402,F401,I001  (register their routes on bp)

@@ -6,19 +6,20 @@ from __future__ import annotations
 from typing import Literal
 
 from flask import g, jsonify, url_for
+from pydantic import Field
 
+from ...audience.lookups import topic_context
 from ...audit import Actor
 from ...compose import commands
 from ...compose.inputs import DigestRunInput, UpdateInput
 from ...compose.updates import get_update, list_updates, update_json
 from ...inputs import Output
-from ...models import AREAS, SERVICES
+from ...models import SERVICES
 from ..context import db_session, runtime_of_app
 from . import ApiError, bp, created, token_required
 from .issues import Moment
 from .spec import operation
 
-Area = Literal[tuple(AREAS)]
 Service = Literal[tuple(SERVICES)]
 
 
@@ -31,7 +32,7 @@ class Update(Output):
     summary: str
     body: str
     topic: str
-    areas: list[Area]
+    areas: list[str] = Field(description="Areas' slugs (GET /areas); empty: everywhere")
     services: list[Service]
     link: str | None
     status: Literal["draft", "published"]
@@ -72,6 +73,7 @@ def updates_list():
 @token_required(role="publisher")
 @operation(
     body=UpdateInput,
+    context=lambda: topic_context(db_session()),
     responses={201: PublishedUpdate},
     errors=(400, 413, 415),
     headers={201: {"Location": "The new update"}},

@@ -9,13 +9,13 @@ from flask import Blueprint, Response, abort, jsonify, redirect, render_template
 
 from ...audience import commands, wording
 from ...audience.inputs import PublicSignUp, Unsubscribe
-from ...audience.lookups import parse_in, topics
+from ...audience.lookups import offered_areas, offered_topics, parse_in
 from ...audience.signed_links import StaleLink
 from ...audience.subscriptions import confirmation_state, hash_ip, unsubscribe_state
 from ...errors import Conflict, InvalidInput, NotFound
 from ...inputs import parse
 from ...links import BadLink
-from ...models import AREAS, AUDIENCES, FREQUENCY_LABELS, SERVICES
+from ...models import AUDIENCES, FREQUENCY_LABELS, SERVICES
 from ...ops.health import service_health
 from ..context import db_session, runtime_of_app
 from ..limits import ONE_CLICK_ADDRESS_LIMIT, ONE_CLICK_LINK_LIMIT, SUBSCRIBE_LIMIT, limiter
@@ -36,8 +36,8 @@ def _subscribe_form(errors=None, values=None, status=200, template="subscribe.ht
     return (
         render_template(
             template,
-            topics=topics(db_session()),
-            areas=AREAS,
+            topics=offered_topics(db_session()),
+            areas={area.slug: area.name for area in offered_areas(db_session())},
             audiences=AUDIENCES,
             services={slug: label for slug, (label, _) in SERVICES.items()},
             frequencies=FREQUENCY_LABELS,
