@@ -268,8 +268,9 @@ def test_subscribers_per_topic_show_twelve_weeks_of_growth_from_the_database_top
         with db.transaction() as s:
             unsubscribe(s, joined[0], topic_by_slug(s, "project-fusion").id)
         _people(db, 2, "careers", topics=("careers",))
-    with db.transaction() as s:  # a topic the team made: it is listed as every other, from its row
-        s.add(Topic(id=40, slug="name-consultation", name="Name consultation", description="", position=99))
+    with db.transaction() as s:  # a topic the team made and retired: listed as every other, from its row, marked
+        s.add(Topic(id=40, slug="name-consultation", name="Name consultation", description="", position=99,
+                    retired_at=start - timedelta(days=1)))  # fmt: skip
     try:
         with time_machine.travel(start, tick=True):
             client = app.test_client()
@@ -291,7 +292,8 @@ def test_subscribers_per_topic_show_twelve_weeks_of_growth_from_the_database_top
     assert fusion.startswith("Project Fusion updates 3 +2")
     assert "Project Fusion updates: 1 12 weeks ago, 3 now (+2)" in fusion  # the sparkline's text alternative
     assert _row(page.data, "growth-careers").startswith("Careers 2 +2")
-    assert _row(page.data, "growth-name-consultation").startswith("Name consultation 0 0")
+    assert _row(page.data, "growth-name-consultation").startswith("Name consultation Retired 0 0")
+    assert "Retired" not in _row(page.data, "growth-careers")
     weeks = dict(re.findall(r'data-week="([\w-]+)">([^<]*)<', html))
     assert weeks["project-fusion-4"] == "+3" and weeks["project-fusion-9"] == "-1"
     assert weeks["careers-9"] == "+2" and weeks["project-fusion-0"] == "0"
