@@ -35,7 +35,7 @@ from ..errors import InvalidInput, NotFound
 from ..feedback import verp
 from ..inputs import Input, parse
 from ..models import AdminSession, AdminUser, ExternalIdentity, PasswordReset, email_key, utcnow
-from ..render import EmailContent, compile_message, render_email
+from ..render import team_message
 from . import _address, _hasher, _long_enough, lockout
 
 RESET_VALID = timedelta(minutes=30)
@@ -183,28 +183,13 @@ def _signs_in_through_the_provider(session: Session, user: AdminUser) -> bool:
 
 def _message(user: AdminUser, reset_url: str, settings: Settings) -> ResetMail:
     subject = "Reset your Trust Matters mailer password"
-    content = EmailContent(
+    # Its own envelope sender below, so a bounce of it never counts against a subscriber or an issue.
+    message = team_message(
+        settings,
+        template="password_reset",
         subject=subject,
         preheader="Someone asked to reset your password. If it was you, use the link within 30 minutes.",
-        body_html="",
-        body_text="",
-        template="password_reset",
-        organisation=settings.organisation,
-        contact_email=settings.contact_email,
-        topic_name="Trust Matters mailer",
         extra={"reset_url": reset_url, "minutes": int(RESET_VALID.total_seconds() // 60), "email": user.email},
-    )
-    html, text = render_email(content, {})
-    # Mail to a colleague, not list mail: no List-Unsubscribe; its own envelope sender, so a bounce of it never
-    # counts against a subscriber or an issue (as compose.notices does).
-    message = compile_message(
-        subject=subject,
-        mail_from=settings.mail_from,
-        reply_to=settings.mail_reply_to,
-        html=html,
-        text=text,
-        body_markers={},
-        one_click=False,
     )
     stamp = utcnow()
     data = message.fill(

@@ -18,7 +18,7 @@ from .. import audit
 from ..config import Settings
 from ..feedback import verp
 from ..models import AdminUser, Issue, utcnow
-from ..render import EmailContent, compile_message, render_email
+from ..render import team_message
 from ..stats import issue_figures
 
 # Who can resume or cancel a send: they are the ones told.
@@ -58,15 +58,11 @@ def paused_notice(session: Session, issue_id: int, settings: Settings, only: lis
     figures = issue_figures(session, issue.id)
     subject = f"Paused by itself: {issue.subject}"
     issue_url = f"{settings.base_url}/admin/issues/{issue.id}"
-    content = EmailContent(
+    message = team_message(
+        settings,
+        template="paused_notice",
         subject=subject,
         preheader="Its first messages bounced or were reported as spam: decide whether it carries on.",
-        body_html="",
-        body_text="",
-        template="paused_notice",
-        organisation=settings.organisation,
-        contact_email=settings.contact_email,
-        topic_name="Trust Matters mailer",
         extra={
             "issue_subject": issue.subject,
             "reason": issue.paused_reason,
@@ -74,16 +70,6 @@ def paused_notice(session: Session, issue_id: int, settings: Settings, only: lis
             "sent": f"{figures.sent:,}",
             "recipients": f"{issue.recipient_count or 0:,}",
         },
-    )
-    html, text = render_email(content, {})
-    message = compile_message(
-        subject=subject,
-        mail_from=settings.mail_from,
-        reply_to=settings.mail_reply_to,
-        html=html,
-        text=text,
-        body_markers={},
-        one_click=False,
     )
     envelope = verp.envelope_for_person(None, settings, message.envelope_from)
     stamp = int(utcnow().timestamp())

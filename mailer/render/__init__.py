@@ -6,6 +6,7 @@ Knows nothing of the database: callers hand in plain values.
 from .content import markdown_to_html, markdown_to_text
 from .email import EmailContent, render_email
 from .message import CompiledMessage, compile_message
+from .team import team_message
 
 __all__ = [
     "CompiledMessage",
@@ -14,4 +15,5 @@ __all__ = [
     "markdown_to_html",
     "markdown_to_text",
     "render_email",
+    "team_message",
 ]
