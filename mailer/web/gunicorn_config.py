@@ -15,4 +15,7 @@ with exit_on_config_error():
     _settings = load_settings()
 name_process("web")
 logconfig_dict = logging_config(_settings.operations, _settings.email_hash_key)
+# With a logging configuration gunicorn writes its access lines to gunicorn.access whatever `accesslog` says;
+# they would repeat the app's line a request (mailer.web.requests), path and all, so that logger is quietened.
+logconfig_dict.setdefault("loggers", {})["gunicorn.access"] = {"level": "WARNING", "propagate": True}
 accesslog = None
