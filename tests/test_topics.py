@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select
 
-from conftest import csrf_from
+from conftest import csrf_from, wait_until
 from mailer.accounts import create_token
 from mailer.audience import commands
 from mailer.audience.inputs import TopicInput
@@ -313,8 +313,12 @@ def test_an_import_into_a_retired_topic_is_a_row_error(client, db):
     )
     upload = publisher.post("/subscribers/import", data=body, content_type="text/csv")
     assert upload.status_code == 202, upload.get_json()
-    run_import_task(upload.get_json()["id"])
-    report = publisher.get(upload.headers["Location"].removeprefix("/api/v1")).get_json()
+    run_import_task(upload.get_json()["id"])  # or a worker took it first: then wait for it to end
+    location = upload.headers["Location"].removeprefix("/api/v1")
+    report = wait_until(
+        lambda: (r := publisher.get(location).get_json())["status"] in ("finished", "failed") and r,
+        message="the import to end",
+    )
     assert report["status"] == "finished" and report["imported"] == 1
     assert {e["row"]: e["error"] for e in report["errors"]} == {
         3: "Topic sustainability is retired: it takes no new subscriptions",
