@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-from urllib.parse import quote
 
 import pytest
 from sqlalchemy import select, text
@@ -18,6 +16,7 @@ from mailer.config import ConfigError, load_settings
 from mailer.db import Database
 from mailer.models import SEED_TOPICS, Subscriber, Suppression
 from mailer.schema import migrate
+from support.databases import database_of_its_own
 from support.flows import legacy_token
 
 
@@ -118,21 +117,10 @@ def test_production_refuses_to_start_without_an_email_hash_key(tmp_path):
 
 @pytest.fixture()
 def database_at_0005(tmp_path):
-    """A database of its own, migrated to 0005: a SQLite file, or a schema in the PostgreSQL test database."""
-    url = os.environ.get("TEST_DATABASE_URL")
-    if not url:
-        yield f"sqlite:///{tmp_path / 'upgrade.db'}"
-        return
-    base = load_settings({"DATABASE_URL": url, "SECRET_KEY": "x"}).database_url
-    admin = Database(base)
-    with admin.engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS upgrade_0010 CASCADE"))
-        conn.execute(text("CREATE SCHEMA upgrade_0010"))
-    separator = "&" if "?" in base else "?"
-    yield f"{base}{separator}options={quote('-csearch_path=upgrade_0010')}"
-    with admin.engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA upgrade_0010 CASCADE"))
-    admin.dispose()
+    """A database of its own, migrated to 0005 by each test: a SQLite file, or a schema in the PostgreSQL test
+    database."""
+    with database_of_its_own(tmp_path, "upgrade_0010") as url:
+        yield url
 
 
 def test_the_upgrade_keys_the_hashes_already_stored_and_old_manage_links_still_work(database_at_0005, settings):

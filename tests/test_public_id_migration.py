@@ -3,37 +3,22 @@ the subscription summary triggers still work, and SQLite stops reusing ids."""
 
 from __future__ import annotations
 
-import os
 import re
-from urllib.parse import quote
 
 import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
 
-from mailer.config import load_settings
 from mailer.schema import alembic_config, migrate
+from support.databases import database_of_its_own
 
 SCHEMA = "upgrade_from_0005"
 
 
 @pytest.fixture()
 def empty_database(tmp_path):
-    """A database of its own: a SQLite file, or a schema of the PostgreSQL test database."""
-    url = os.environ.get("TEST_DATABASE_URL")
-    if not url:
-        yield f"sqlite:///{tmp_path / 'upgrade.db'}"
-        return
-    url = load_settings({"DATABASE_URL": url, "SECRET_KEY": "x"}).database_url
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-        conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
-    separator = "&" if "?" in url else "?"
-    yield f"{url}{separator}options={quote(f'-csearch_path={SCHEMA}')}"
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {SCHEMA} CASCADE"))
-    admin.dispose()
+    with database_of_its_own(tmp_path, SCHEMA) as url:
+        yield url
 
 
 def _fill_at_0005(conn) -> None:

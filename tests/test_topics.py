@@ -18,6 +18,7 @@ from mailer.errors import Conflict
 from mailer.inputs import parse
 from mailer.models import MAX_TOPIC_ID, Area, AuditEvent, Subscriber, Subscription, Topic
 from mailer.tasks import run_import_task
+from support.databases import database_of_its_own
 from support.flows import confirm, path_of, sign_in, subscribe
 
 # --- helpers -----------------------------------------------------------------------------------------------
@@ -423,28 +424,8 @@ MIGRATION_SCHEMA = "managed_lists_0017"
 
 @pytest.fixture()
 def own_database(tmp_path):
-    """A database of its own: a SQLite file, or a schema of the PostgreSQL test database."""
-    import os
-    from urllib.parse import quote
-
-    from sqlalchemy import create_engine, text
-
-    from mailer.config import load_settings
-
-    url = os.environ.get("TEST_DATABASE_URL")
-    if not url:
-        yield f"sqlite:///{tmp_path / 'lists.db'}"
-        return
-    url = load_settings({"DATABASE_URL": url, "SECRET_KEY": "x"}).database_url
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA IF EXISTS {MIGRATION_SCHEMA} CASCADE"))
-        conn.execute(text(f"CREATE SCHEMA {MIGRATION_SCHEMA}"))
-    separator = "&" if "?" in url else "?"
-    yield f"{url}{separator}options={quote(f'-csearch_path={MIGRATION_SCHEMA}')}"
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {MIGRATION_SCHEMA} CASCADE"))
-    admin.dispose()
+    with database_of_its_own(tmp_path, MIGRATION_SCHEMA) as url:
+        yield url
 
 
 def test_migration_0017_seeds_the_areas_people_hold_and_goes_down_and_up_again(own_database):
