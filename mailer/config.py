@@ -140,8 +140,6 @@ class SingleSignOn:
     # When a second factor is required: False checks the ID token's `amr` says "mfa"; True takes the provider's
     # word for it (its own policy, e.g. Entra Conditional Access, demands a second factor of everyone).
     trust_idp_mfa: bool = False
-    # Whether a second factor is required of SSO sign-ins: MFA_REQUIRED, true by default in production.
-    mfa_required: bool = False
     ca_bundle: str | None = None  # a CA bundle trusted for the provider instead of the system's (tests)
     button_label: str = "Sign in with your NHS account"
 
@@ -501,7 +499,7 @@ _GUID = r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
 
 def _single_sign_on(env: dict[str, str], production: bool) -> SingleSignOn | None:
     """OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_ISSUER or ENTRA_TENANT_ID, OIDC_ROLES_CLAIM, OIDC_ROLE_MAP,
-    OIDC_TRUST_IDP_MFA, OIDC_CA_BUNDLE, OIDC_BUTTON_LABEL; MFA_REQUIRED (default: true in production)."""
+    OIDC_TRUST_IDP_MFA, OIDC_CA_BUNDLE, OIDC_BUTTON_LABEL (MFA_REQUIRED is Settings.mfa_required, for every way in)."""
     client_id = (env.get("OIDC_CLIENT_ID") or "").strip()
     if not client_id:
         given = [n for n in ("OIDC_ISSUER", "ENTRA_TENANT_ID", "OIDC_CLIENT_SECRET", "OIDC_ROLE_MAP") if env.get(n)]
@@ -511,7 +509,6 @@ def _single_sign_on(env: dict[str, str], production: bool) -> SingleSignOn | Non
     secret = (env.get("OIDC_CLIENT_SECRET") or "").strip()
     if not secret:
         raise ConfigError("OIDC_CLIENT_SECRET must be set with OIDC_CLIENT_ID: the app registration's client secret")
-    mfa_required = _flag(env, "MFA_REQUIRED", production)  # as Settings.mfa_required reads it
     return SingleSignOn(
         issuer=_oidc_issuer(env),
         client_id=client_id,
@@ -519,7 +516,6 @@ def _single_sign_on(env: dict[str, str], production: bool) -> SingleSignOn | Non
         role_map=_role_map(env),
         roles_claim=(env.get("OIDC_ROLES_CLAIM") or "roles").strip(),
         trust_idp_mfa=_flag(env, "OIDC_TRUST_IDP_MFA"),
-        mfa_required=mfa_required,
         ca_bundle=_ca_bundle(env, "OIDC_CA_BUNDLE"),
         button_label=(env.get("OIDC_BUTTON_LABEL") or "").strip() or SingleSignOn.button_label,
     )

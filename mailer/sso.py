@@ -103,8 +103,11 @@ def token_values(claims: Mapping, claim: str) -> list[str]:
     return [str(v) for v in raw] if isinstance(raw, list | tuple) else [str(raw)]
 
 
-def sign_in_with_claims(session: Session, sso: SingleSignOn, claims: Mapping) -> tuple[AdminUser, str]:
-    """Sign in the person a verified ID token names: (account, cookie secret for sessions.begin). Creates the
+def sign_in_with_claims(
+    session: Session, sso: SingleSignOn, claims: Mapping, *, mfa_required: bool
+) -> tuple[AdminUser, str]:
+    """Sign in the person a verified ID token names: (account, cookie secret for sessions.begin). With
+    `mfa_required` (Settings.mfa_required, MFA_REQUIRED) the token must show a second factor. Creates the
     account on their first sign-in and brings its role in line with the token on every one; Refused (nothing
     written) when the token gives no mailer role, lacks a required second factor, names a switched-off account or
     an address another account has."""
@@ -118,7 +121,7 @@ def sign_in_with_claims(session: Session, sso: SingleSignOn, claims: Mapping) ->
             email=person.email,
             values=list(person.values)[:20],
         )
-    if sso.mfa_required and not sso.trust_idp_mfa:
+    if mfa_required and not sso.trust_idp_mfa:
         _check_second_factor(person)
     identity = session.scalar(
         select(ExternalIdentity).where(
@@ -209,8 +212,3 @@ def record_refusal(session: Session, refusal: Refused) -> None:
     """The audit row for a refused sign-in: why, and whose account it was when that is known."""
     target = session.get(AdminUser, refusal.user_id) if refusal.user_id else None
     audit.record(session, PROVIDER, "sso.refused", target, reason=refusal.reason, **refusal.details)
-
-
-def is_sso_account(session: Session, user: AdminUser) -> bool:
-    """Whether this account signs in through the OpenID provider (its second factor is the provider's)."""
-    return session.scalar(select(ExternalIdentity.id).where(ExternalIdentity.user_id == user.id).limit(1)) is not None

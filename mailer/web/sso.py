@@ -115,7 +115,9 @@ def callback():
     try:
         claims = _verified_claims(sso)
         with runtime_of_app().db.transaction() as session:
-            user, secret = sign_in_with_claims(session, sso, claims)
+            user, secret = sign_in_with_claims(
+                session, sso, claims, mfa_required=runtime_of_app().settings.mfa_required
+            )
     except Refused as refusal:
         return _refused(refusal)
     except requests.RequestException as exc:
